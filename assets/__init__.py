@@ -1,0 +1,1 @@
+"""Thin Dagster assets: each calls the engine in ``pipeline/`` and reports what it did."""

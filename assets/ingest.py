@@ -1,0 +1,182 @@
+"""The ingest DAG for one or more days: raw_documents → document_chunks → chunk_embeddings → vector_store."""
+
+
+import time
+from collections.abc import Mapping
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from assets.partitions import daily_partitions, partition_days, single_run_backfill
+from pipeline import ingest, store
+from pipeline.chunking import ChunkingConfig
+from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
+from resources import EmbedderResource, PostgresResource, SourceResource
+
+GROUP = "ingest"
+OWNERS = ["team:data-platform"]
+COMMON = dict(
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    group_name=GROUP,
+    owners=OWNERS,
+)
+
+
+def _log_dead_letters(context: AssetExecutionContext, letters) -> None:
+    for letter in letters:
+        context.log.warning(f"dead letter [{letter.stage}] {letter.source_uri}: {letter.error}. {letter.detail}")
+
+
+@asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
+def raw_documents(context: AssetExecutionContext, source: SourceResource) -> Output[dict[str, DayDocuments]]:
+    """Source files of each ingest day, read and validated: UTF-8 text, Markdown (front matter becomes
+    metadata) and HTML (scripts and styles dropped). Bad files (binary, invalid UTF-8, empty, too large,
+    links escaping the landing directory) become dead letters that name the file and the fix; the rest
+    of the day goes on."""
+    root = source.root()
+    batches: dict[str, DayDocuments] = {}
+    for day in partition_days(context):
+        batch = ingest.read_documents(root, day, source.patterns, source.max_file_bytes)
+        _log_dead_letters(context, batch.dead_letters)
+        context.log.info(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters")
+        batches[day.isoformat()] = batch
+    values = list(batches.values())
+    return Output(batches, metadata={
+        "days": len(values),
+        "files": sum(b.files_seen for b in values),
+        "documents": sum(len(b.documents) for b in values),
+        "bytes": sum(d.bytes for b in values for d in b.documents),
+        "dead_letters": sum(len(b.dead_letters) for b in values),
+        "seconds": round(sum(b.seconds for b in values), 3),
+        "landing_dir": MetadataValue.path(str(root)),
+    })
+
+
+class ChunkingSettings(Config):
+    overlap_tokens: int = Field(default=32, ge=0, description="tokens shared by consecutive chunks")
+    max_tokens: int | None = Field(default=None, ge=8, description="cap below the model's max_seq_length")
+
+
+@asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
+def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, embedder: EmbedderResource,
+                    source: SourceResource, raw_documents: Mapping[str, DayDocuments]) -> Output[dict[str, DayChunks]]:
+    """Token-aware chunks cut with the embedding model's own tokenizer: never over its max_seq_length,
+    split at paragraph, sentence, line or word boundaries, with configurable overlap. Chunk ids are
+    deterministic (document id, position, content hash)."""
+    model = embedder.get()
+    settings = ChunkingConfig(max_seq_length=model.info.max_seq_length, max_tokens=config.max_tokens,
+                              overlap_tokens=config.overlap_tokens)
+    tokenizer = model.backend_tokenizer()
+    batches = {key: ingest.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document)
+               for key, batch in raw_documents.items()}
+    values = list(batches.values())
+    chunks = sum(len(b.chunks) for b in values)
+    tokens = sum(c.token_count for b in values for c in b.chunks)
+    seconds = sum(b.seconds for b in values)
+    return Output(batches, metadata={
+        "documents": sum(len(b.documents) for b in values),
+        "chunks": chunks,
+        "tokens": tokens,
+        "mean_tokens_per_chunk": round(tokens / chunks, 1) if chunks else 0.0,
+        "max_tokens_per_chunk": settings.budget,
+        "seconds": round(seconds, 3),
+        "chunks_per_second": round(chunks / seconds, 1) if seconds else 0.0,
+    })
+
+
+@asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
+def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource,
+                     document_chunks: Mapping[str, DayChunks]) -> Output[dict[str, DayEmbeddings]]:
+    """Vectors for every chunk from the local sentence-transformers model (CUDA when present, fp16 there),
+    in length-sorted batches. Content this model already embedded (same chunk hash) reuses the stored
+    vector, so unchanged text is never embedded twice."""
+    model = embedder.get()
+    batches: dict[str, DayEmbeddings] = {}
+    with postgres.connect() as conn:
+        for key, batch in document_chunks.items():
+            started = time.perf_counter()
+
+            def progress(done: int, total: int, key: str = key, started: float = started) -> None:
+                elapsed = time.perf_counter() - started
+                rate = done / elapsed if elapsed else 0.0
+                eta = (total - done) / rate if rate else 0.0
+                context.log.info(f"{key}: embedded {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f} s")
+
+            batches[key] = ingest.embed_chunks(batch, model, conn, progress=progress)
+    values = list(batches.values())
+    embedded = sum(b.embedded for b in values)
+    seconds = sum(b.seconds for b in values)
+    return Output(batches, metadata={
+        "chunks": sum(len(b.chunks) for b in values),
+        "embedded": embedded,
+        "reused": sum(b.reused for b in values),
+        "seconds": round(seconds, 3),
+        "chunks_per_second": round(embedded / seconds, 1) if seconds and embedded else 0.0,
+        "model": model.info.name,
+        "model_revision": model.info.revision,
+        "dimension": model.info.dim,
+        "device": model.device,
+        "batch_size": model.batch_size,
+    })
+
+
+@asset(
+    kinds={"postgres", "pgvector"},
+    check_specs=[
+        AssetCheckSpec("day_rows_match", asset="vector_store",
+                       description="each loaded day holds exactly the chunks the embedding step produced"),
+        AssetCheckSpec("no_open_dead_letters", asset="vector_store",
+                       description="warns while a loaded day has files that could not be ingested"),
+    ],
+    **COMMON,
+)
+def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
+                 chunk_embeddings: Mapping[str, DayEmbeddings]) -> MaterializeResult:
+    """Each day's chunks and vectors in PostgreSQL + pgvector: binary COPY into a staging table created
+    in the same transaction, indexes and ANALYZE there, then swapped in for that day's partition of
+    `chunks` in one transaction. Rerunning a day replaces it; it never duplicates."""
+    loads = []
+    with postgres.connect() as conn:
+        for key, batch in chunk_embeddings.items():
+            load = ingest.load_embeddings(conn, batch)
+            context.log.info(f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
+                             f"replaced {load.replaced_chunks}")
+            loads.append(load)
+        counts = {load.day: store.day_chunk_count(conn, load.day) for load in loads}
+        open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])
+    mismatched = {str(load.day): {"in_table": counts[load.day], "produced": load.chunks}
+                  for load in loads if counts[load.day] != load.chunks}
+    copy_seconds = sum(load.copy_seconds for load in loads)
+    chunks = sum(load.chunks for load in loads)
+    return MaterializeResult(
+        metadata={
+            "days": len(loads),
+            "documents": sum(load.documents for load in loads),
+            "chunks": chunks,
+            "replaced_chunks": sum(load.replaced_chunks for load in loads),
+            "dead_letters": len(open_letters),
+            "copy_seconds": round(copy_seconds, 3),
+            "rows_per_second": round(chunks / copy_seconds, 1) if copy_seconds else 0.0,
+            "seconds": round(sum(load.seconds for load in loads), 3),
+            "table_bytes": MetadataValue.int(sum(load.table_bytes for load in loads)),
+        },
+        check_results=[
+            AssetCheckResult(check_name="day_rows_match", passed=not mismatched,
+                             metadata={"mismatched_days": MetadataValue.json(mismatched)}),
+            AssetCheckResult(check_name="no_open_dead_letters", passed=not open_letters,
+                             severity=AssetCheckSeverity.WARN,
+                             metadata={"open_dead_letters": MetadataValue.json(
+                                 [f"{d['source_uri']}: {d['error']}" for d in open_letters[:50]])}),
+        ],
+    )

@@ -1,0 +1,158 @@
+"""Token-aware chunking with the model's own tokenizer.
+
+Each document is tokenized once (Rust fast tokenizer, offsets kept). Windows of at most
+``max_seq_length - 2`` word pieces (room for [CLS]/[SEP]) are cut at the best break inside the last half
+of the window: paragraph > sentence > line > word; never inside a word unless a single "word" is longer
+than a window. Consecutive chunks share ``overlap`` tokens. Every chunk is re-tokenized as the model will
+see it and split again if it would be truncated, so no chunk ever exceeds the model's limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline.errors import ConfigError
+
+SENTENCE_END = frozenset(".!?;:。！？；…")
+PARAGRAPH, SENTENCE, LINE, WORD, NONE = 4, 3, 2, 1, 0
+_PARAGRAPH_GAP = re.compile(r"\n[ \t]*\n")
+
+
+class Encoding(Protocol):
+    offsets: list[tuple[int, int]]
+    tokens: list[str]
+
+    def __len__(self) -> int: ...
+
+
+class FastTokenizer(Protocol):
+    def encode_batch(self, inputs: list[str], add_special_tokens: bool = ...) -> list[Encoding]: ...
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    max_seq_length: int
+    max_tokens: int | None = None  # a tighter cap than the model's, if wanted
+    overlap_tokens: int = 32
+    special_tokens: int = 2
+
+    def __post_init__(self) -> None:
+        if self.overlap_tokens < 0:
+            raise ConfigError(f"overlap_tokens must be >= 0, got {self.overlap_tokens}")
+        if self.budget < 8:
+            raise ConfigError(f"chunk budget of {self.budget} tokens is too small; raise max_tokens")
+        if self.overlap_tokens >= self.budget // 2:
+            raise ConfigError(
+                f"overlap_tokens ({self.overlap_tokens}) must be under half the chunk budget ({self.budget})"
+            )
+
+    @property
+    def budget(self) -> int:
+        limit = self.max_seq_length - self.special_tokens
+        return min(limit, self.max_tokens) if self.max_tokens else limit
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    text: str
+    token_count: int
+    char_start: int
+    char_end: int
+    content_sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content_sha256", sha256_text(self.text))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_id(doc_id: str, seq: int, content_sha256: str) -> str:
+    """Deterministic: the same document, position and content give the same id on any machine."""
+    return hashlib.sha256(f"{doc_id}\x1f{seq}\x1f{content_sha256}".encode()).hexdigest()[:32]
+
+
+def _break_strength(text: str, offsets: Sequence[tuple[int, int]], i: int) -> int:
+    """How good a place is the start of token ``i`` to begin a new chunk."""
+    prev_start, prev_end = offsets[i - 1]
+    gap = text[prev_end:offsets[i][0]]
+    if not gap:
+        return NONE
+    if _PARAGRAPH_GAP.search(gap):
+        return PARAGRAPH
+    if text[prev_end - 1:prev_end] in SENTENCE_END:
+        return SENTENCE
+    if "\n" in gap:
+        return LINE
+    return WORD
+
+
+def _windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap: int) -> list[tuple[int, int]]:
+    n = len(offsets)
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        end = min(start + budget, n)
+        if end < n:
+            best, best_strength = end, NONE
+            for cut in range(end, start + budget // 2, -1):
+                strength = _break_strength(text, offsets, cut)
+                if strength > best_strength:
+                    best, best_strength = cut, strength
+                    if strength == PARAGRAPH:
+                        break
+            end = best
+        windows.append((start, end))
+        if end >= n:
+            break
+        next_start = end
+        if overlap:
+            next_start = end - overlap
+            for j in range(end - overlap, end):
+                if _break_strength(text, offsets, j) >= WORD:
+                    next_start = j
+                    break
+        start = max(next_start, start + 1)
+    return windows
+
+
+def chunk_texts(documents: Sequence[str], tokenizer: FastTokenizer, config: ChunkingConfig) -> list[list[Chunk]]:
+    """Chunk many documents in one tokenizer call (the Rust tokenizer runs them in parallel)."""
+    encodings = tokenizer.encode_batch(list(documents), add_special_tokens=False)
+    planned: list[list[tuple[int, int]]] = []
+    for text, encoding in zip(documents, encodings):
+        offsets = encoding.offsets
+        spans = []
+        for start, end in _windows(text, offsets, config.budget, config.overlap_tokens):
+            spans.append((offsets[start][0], offsets[end - 1][1]))
+        planned.append(spans)
+    return [_verified(text, spans, tokenizer, config) for text, spans in zip(documents, planned)]
+
+
+def _verified(text: str, spans: list[tuple[int, int]], tokenizer: FastTokenizer,
+              config: ChunkingConfig) -> list[Chunk]:
+    """Re-tokenize each chunk as the model will see it; split any that would be truncated."""
+    limit = config.budget
+    pending = list(spans)
+    chunks: list[Chunk] = []
+    while pending:
+        texts = [text[a:b] for a, b in pending]
+        counts = [len(e) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        retry: list[tuple[int, int]] = []
+        for (a, b), count in zip(pending, counts):
+            if count <= limit or b - a <= 1:
+                chunks.append(Chunk(seq=0, text=text[a:b], token_count=count, char_start=a, char_end=b))
+            else:  # rare: tokenization at the cut differed from the whole-document one
+                middle = text.rfind(" ", a + 1, a + (b - a) // 2 + 1)
+                middle = middle if middle > a else a + (b - a) // 2
+                retry.extend([(a, middle), (middle, b)])
+        pending = retry
+    chunks.sort(key=lambda chunk: (chunk.char_start, chunk.char_end))
+    return [Chunk(seq=i, text=c.text.strip() or c.text, token_count=c.token_count, char_start=c.char_start,
+                  char_end=c.char_end) for i, c in enumerate(chunks)]

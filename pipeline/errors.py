@@ -1,0 +1,27 @@
+"""Errors that carry a message fit for a person: what went wrong, where, and what to do."""
+
+
+class DocvecError(Exception):
+    """Base of docvec's own errors."""
+
+
+class ConfigError(DocvecError):
+    """A setting is missing or invalid; the message names it and the fix."""
+
+
+class DatabaseSetupError(DocvecError):
+    """The database cannot be used as configured; the message says how to fix it."""
+
+
+class BadInputError(DocvecError):
+    """One source file cannot be ingested; it is dead-lettered and the rest of the day loads."""
+
+    def __init__(self, source: str, reason: str, fix: str) -> None:
+        super().__init__(f"{source}: {reason}. {fix}")
+        self.source = source
+        self.reason = reason
+        self.fix = fix
+
+
+class DimensionMismatchError(DocvecError):
+    """A vector's dimension differs from its model's or from the table column's."""

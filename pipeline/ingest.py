@@ -1,0 +1,83 @@
+"""One ingest day through each stage: read → chunk → embed (reusing known vectors) → load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from collections.abc import Sequence
+
+import numpy as np
+import psycopg
+
+from pipeline import sources, store
+from pipeline.chunking import ChunkingConfig, FastTokenizer, chunk_id, chunk_texts
+from pipeline.embedding import Embedder, ProgressCallback
+from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad
+from pipeline.sources import DeadLetter
+
+
+def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
+                   max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+    started = time.perf_counter()
+    sources.require_landing_dir(landing_dir)
+    result = sources.read_day(landing_dir, day, patterns, max_file_bytes)
+    return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
+                        files_seen=result.files_seen, seconds=time.perf_counter() - started)
+
+
+def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: ChunkingConfig,
+                    max_chunks_per_document: int | None = None) -> DayChunks:
+    started = time.perf_counter()
+    per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
+    documents, chunks, counts = [], [], {}
+    dead = list(batch.dead_letters)
+    for document, pieces in zip(batch.documents, per_document):
+        if max_chunks_per_document is not None and len(pieces) > max_chunks_per_document:
+            dead.append(DeadLetter(
+                document.source_uri, batch.day, "chunk",
+                f"splits into {len(pieces):,} chunks, over the limit of {max_chunks_per_document:,}",
+                "split the document or raise max_chunks_per_document"))
+            continue
+        documents.append(document)
+        counts[document.doc_id] = len(pieces)
+        for piece in pieces:
+            chunks.append(ChunkRecord(
+                chunk_id=chunk_id(document.doc_id, piece.seq, piece.content_sha256),
+                doc_id=document.doc_id, seq=piece.seq, text=piece.text, token_count=piece.token_count,
+                content_sha256=piece.content_sha256, metadata=document.metadata,
+            ))
+    return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
+                     dead_letters=dead, seconds=time.perf_counter() - started)
+
+
+def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
+                 progress: ProgressCallback | None = None) -> DayEmbeddings:
+    """Embed only content this model has never embedded; reuse the stored vector for the rest."""
+    started = time.perf_counter()
+    model_id = store.register_model(conn, embedder.info)
+    known = store.reusable_vectors(conn, model_id, [c.content_sha256 for c in batch.chunks])
+    conn.commit()
+    vectors = np.empty((len(batch.chunks), embedder.info.dim), dtype=np.float32)
+    todo: dict[str, list[int]] = {}
+    for row, chunk in enumerate(batch.chunks):
+        if chunk.content_sha256 in known:
+            vectors[row] = known[chunk.content_sha256]
+        else:
+            todo.setdefault(chunk.content_sha256, []).append(row)
+    firsts = [rows[0] for rows in todo.values()]
+    fresh = embedder.encode([batch.chunks[row].text for row in firsts], progress=progress)
+    for rows, vector in zip(todo.values(), fresh):
+        vectors[rows] = vector
+    return DayEmbeddings(
+        day=batch.day, documents=batch.documents, chunks=batch.chunks, chunk_counts=batch.chunk_counts,
+        vectors=vectors, model_name=embedder.info.name, model_revision=embedder.info.revision,
+        dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
+        dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
+    )
+
+
+def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
+    model_id = store.model_id(conn, batch.model_name, batch.model_revision)
+    conn.commit()
+    return store.replace_day(conn, batch, model_id)

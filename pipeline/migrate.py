@@ -1,0 +1,60 @@
+"""Schema migrations through Alembic (scripts in ``migrations/``), driven from Python."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+
+from pipeline.db import docvec_url, ensure_databases
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+VERSION_TABLE = "docvec_alembic_version"
+
+
+def alembic_config(settings: Settings, embedding_dim: int, *, url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("version_table", VERSION_TABLE)
+    config.attributes["embedding_dim"] = embedding_dim
+    config.attributes["url"] = url or docvec_url(settings, driver="postgresql+psycopg")
+    return config
+
+
+def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> None:
+    ensure_databases(settings)
+    command.upgrade(alembic_config(settings, embedding_dim), revision)
+
+
+def downgrade(settings: Settings, embedding_dim: int, revision: str = "base") -> None:
+    command.downgrade(alembic_config(settings, embedding_dim), revision)
+
+
+def upgrade_sql(settings: Settings, embedding_dim: int, revision: str = "head") -> str:
+    """The SQL ``upgrade`` would run, for DBAs who apply migrations themselves."""
+    buffer = io.StringIO()
+    config = alembic_config(settings, embedding_dim, url="postgresql+psycopg://")
+    config.output_buffer = buffer
+    command.upgrade(config, revision, sql=True)
+    return buffer.getvalue()
+
+
+def migration_embedding_dim() -> int:
+    """Inside a migration: the configured model's dimension (``docvec migrate`` passes it;
+    plain ``alembic`` takes ``-x embedding_dim=N``). Never a literal in the migration itself."""
+    given = context.config.attributes.get("embedding_dim")
+    if given is None:
+        given = context.get_x_argument(as_dictionary=True).get("embedding_dim")
+    if given is None:
+        raise ConfigError(
+            "the embedding dimension is unknown: run `docvec migrate` (it reads it from the configured model) "
+            "or pass `alembic -x embedding_dim=N upgrade head`."
+        )
+    dim = int(given)
+    if not 0 < dim <= 16000:
+        raise ConfigError(f"embedding dimension {dim} is out of range (pgvector vectors hold 1..16000 dims)")
+    return dim

@@ -1,0 +1,75 @@
+"""The data that flows between stages for one ingest day (plain dataclasses: picklable, framework-free)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.sources import DeadLetter, SourceDocument
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    chunk_id: str
+    doc_id: str
+    seq: int
+    text: str
+    token_count: int
+    content_sha256: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DayDocuments:
+    day: dt.date
+    documents: list[SourceDocument]
+    dead_letters: list[DeadLetter]
+    files_seen: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DayChunks:
+    day: dt.date
+    documents: list[SourceDocument]
+    chunks: list[ChunkRecord]
+    chunk_counts: dict[str, int]  # doc_id -> chunks
+    dead_letters: list[DeadLetter]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DayEmbeddings:
+    day: dt.date
+    documents: list[SourceDocument]
+    chunks: list[ChunkRecord]
+    chunk_counts: dict[str, int]
+    vectors: np.ndarray  # float32, one row per chunk, same order
+    model_name: str
+    model_revision: str
+    dim: int
+    embedded: int
+    reused: int
+    dead_letters: list[DeadLetter]
+    seconds: float
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    day: dt.date
+    documents: int
+    chunks: int
+    replaced_chunks: int
+    dead_letters: int
+    copy_seconds: float
+    seconds: float
+    table_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.chunks / self.copy_seconds if self.copy_seconds > 0 else 0.0

@@ -1,0 +1,91 @@
+"""Vector search over the store: cosine distance ``<=>``, similarity reported as ``1 - distance``,
+metadata and date filters bound as parameters, each document's latest version only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pipeline import store
+from pipeline.embedding import Embedder
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    rank: int
+    similarity: float
+    doc_id: str
+    ingest_date: dt.date
+    seq: int
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
+    """``["topic=databases", "author=ann"]`` → ``{"topic": "databases", "author": "ann"}``."""
+    filters: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"filter {pair!r} is not key=value (e.g. --filter topic=databases)")
+        filters[key.strip()] = value.strip()
+    return filters
+
+
+def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: int, *, k: int = 10,
+                  since: dt.date | None = None, until: dt.date | None = None,
+                  filters: Mapping[str, str] | None = None) -> list[SearchHit]:
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    conditions = [sql.SQL("c.model_id = %(model_id)s"),
+                  sql.SQL("c.ingest_date = (SELECT max(d.ingest_date) FROM documents d WHERE d.doc_id = c.doc_id)")]
+    params: dict[str, Any] = {"model_id": model_id, "query": query_vector, "k": k}
+    if since is not None:
+        conditions.append(sql.SQL("c.ingest_date >= %(since)s"))
+        params["since"] = since
+    if until is not None:
+        conditions.append(sql.SQL("c.ingest_date <= %(until)s"))
+        params["until"] = until
+    if filters:
+        conditions.append(sql.SQL("c.metadata @> %(filters)s::jsonb"))
+        params["filters"] = json.dumps(dict(filters))
+    statement = sql.SQL(
+        """
+        SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
+               c.embedding <=> %(query)s AS distance
+        FROM chunks c
+        WHERE {where}
+        ORDER BY distance
+        LIMIT %(k)s
+        """
+    ).format(where=sql.SQL(" AND ").join(conditions))
+    with conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(statement, params).fetchall()
+    return [
+        SearchHit(rank=i + 1, similarity=1.0 - float(r["distance"]), doc_id=r["doc_id"], ingest_date=r["ingest_date"],
+                  seq=r["seq"], chunk_id=r["chunk_id"], text=r["text"], metadata=r["metadata"])
+        for i, r in enumerate(rows)
+    ]
+
+
+def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int = 10,
+           since: dt.date | None = None, until: dt.date | None = None,
+           filters: Mapping[str, str] | None = None) -> list[SearchHit]:
+    """Embed ``query`` with the configured model and return the ``k`` nearest chunks."""
+    if not query.strip():
+        raise ConfigError("the search query is empty")
+    model_id = store.register_model(conn, embedder.info)
+    vector = embedder.encode([query])[0]
+    hits = search_vector(conn, vector, model_id, k=k, since=since, until=until, filters=filters)
+    conn.commit()
+    return hits

@@ -1,0 +1,62 @@
+"""Where docvec keeps its state and which database it talks to.
+
+Environment variables are read only when these functions are called (never at import time):
+
+* ``DOCVEC_HOME``   – data dir for the embedded server, Dagster artifacts and staging (default ``./.docvec``)
+* ``DATABASE_URL``  – use this PostgreSQL (with pgvector) instead of the embedded server
+* ``DAGSTER_DATABASE_URL`` – Dagster's storage database (default: database ``dagster`` on the same server)
+* ``DOCVEC_PGBOUNCER`` – ``1`` when ``DATABASE_URL`` points at PgBouncer in transaction mode
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME_DIRNAME = ".docvec"
+DOCVEC_DATABASE = "docvec"
+DAGSTER_DATABASE = "dagster"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    dagster_database_url: str | None
+    pgbouncer: bool
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def dagster_artifacts_dir(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def uses_embedded_server(self) -> bool:
+        return not self.database_url
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(
+    home: str | os.PathLike[str] | None = None,
+    database_url: str | None = None,
+    pgbouncer: bool | None = None,
+) -> Settings:
+    """Explicit arguments win; otherwise the environment; otherwise the defaults."""
+    home_path = Path(home or os.environ.get("DOCVEC_HOME") or Path.cwd() / DEFAULT_HOME_DIRNAME)
+    return Settings(
+        home=home_path.expanduser().resolve(),
+        database_url=database_url or os.environ.get("DATABASE_URL") or None,
+        dagster_database_url=os.environ.get("DAGSTER_DATABASE_URL") or None,
+        pgbouncer=_truthy(os.environ.get("DOCVEC_PGBOUNCER")) if pgbouncer is None else pgbouncer,
+    )

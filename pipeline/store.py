@@ -1,0 +1,221 @@
+"""All SQL that writes or reads docvec's tables for ingestion: models, day rebuilds, reuse, dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pipeline.embedding import ModelInfo
+from pipeline.errors import DatabaseSetupError, DimensionMismatchError
+from pipeline.loader import copy_rows
+from pipeline.records import DayEmbeddings, DayLoad
+from pipeline.sources import DeadLetter
+
+CHUNK_COLUMNS = ("ingest_date", "chunk_id", "doc_id", "seq", "text", "token_count", "content_sha256",
+                 "metadata", "model_id", "embedding")
+CHUNK_TYPES = ("date", "text", "text", "int4", "text", "int4", "text", "jsonb", "int4", "vector")
+DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata")
+DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb")
+
+# Two-key advisory lock namespace: (DAY_LOCK, day ordinal) serialises rebuilds of the same day only.
+DAY_LOCK = 0x646F6376  # "docv"
+_INDEX_ON_PARENT = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ ")
+
+
+def partition_name(day: dt.date) -> str:
+    return f"chunks_{day:%Y%m%d}"
+
+
+def staging_name(day: dt.date) -> str:
+    return f"chunks_stage_{day:%Y%m%d}"
+
+
+def register_model(conn: psycopg.Connection, info: ModelInfo) -> int:
+    """The id of this (model, revision), created on first use; refuses a dimension the table cannot hold."""
+    column_dim = chunks_dimension(conn)
+    if info.dim != column_dim:
+        raise DimensionMismatchError(
+            f"model {info.name} produces {info.dim}-d vectors but chunks.embedding is vector({column_dim}). "
+            "Use a model with the same dimension, or migrate a fresh database for this model "
+            "(DOCVEC_HOME or DATABASE_URL pointing elsewhere, then `docvec migrate`)."
+        )
+    row = conn.execute(
+        """
+        INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (name, revision) DO UPDATE SET name = EXCLUDED.name
+        RETURNING id, dim
+        """,
+        (info.name, info.revision, info.dim, info.normalized, info.max_seq_length),
+    ).fetchone()
+    assert row is not None
+    if row[1] != info.dim:
+        raise DimensionMismatchError(
+            f"model {info.name}@{info.revision} is registered with dim {row[1]} but now produces {info.dim}"
+        )
+    return int(row[0])
+
+
+def model_id(conn: psycopg.Connection, name: str, revision: str) -> int:
+    row = conn.execute("SELECT id FROM embedding_models WHERE name = %s AND revision = %s", (name, revision)).fetchone()
+    if row is None:
+        raise DatabaseSetupError(f"embedding model {name}@{revision} is not registered: re-run the embedding step")
+    return int(row[0])
+
+
+def chunks_dimension(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
+    ).fetchone()
+    if row is None:
+        raise DatabaseSetupError("table chunks does not exist: run `docvec migrate` first")
+    return int(row[0])
+
+
+def reusable_vectors(conn: psycopg.Connection, model_id: int, content_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Vectors this model already made for any of these chunk contents (on any day)."""
+    if not content_hashes:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (content_sha256) content_sha256, embedding
+        FROM chunks WHERE model_id = %s AND content_sha256 = ANY(%s)
+        """,
+        (model_id, list(set(content_hashes))),
+    ).fetchall()
+    return {sha: vector.to_numpy() for sha, vector in rows}
+
+
+def _validate_vectors(batch: DayEmbeddings, column_dim: int) -> None:
+    vectors = batch.vectors
+    if vectors.ndim != 2 or vectors.shape[0] != len(batch.chunks):
+        raise DimensionMismatchError(
+            f"{batch.day}: {vectors.shape} vectors for {len(batch.chunks)} chunks (one row per chunk expected)"
+        )
+    if vectors.shape[1] != column_dim:
+        raise DimensionMismatchError(
+            f"{batch.day}: vectors have {vectors.shape[1]} dimensions but chunks.embedding is vector({column_dim})"
+        )
+    bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+    if bad.any():
+        first = batch.chunks[int(np.argmax(bad))]
+        raise DimensionMismatchError(
+            f"{batch.day}: {int(bad.sum())} vectors are NaN/infinite or all zeros (first: chunk {first.chunk_id} of "
+            f"{first.doc_id}); re-run the day, and check the model if it persists"
+        )
+
+
+def _copy_partition_indexes(conn: psycopg.Connection, stage: str) -> None:
+    """Build the parent's secondary indexes on the staging table now, so ATTACH finds them and the
+    swap itself stays a short, catalog-only step."""
+    definitions = conn.execute(
+        """
+        SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+        WHERE i.indrelid = 'chunks'::regclass AND NOT i.indisprimary
+        """
+    ).fetchall()
+    for (definition,) in definitions:
+        conn.execute(_INDEX_ON_PARENT.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX ON {stage} ", definition))
+
+
+def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -> DayLoad:
+    """Rebuild one day atomically: staging table (created in this transaction, so with wal_level=minimal
+    its COPY writes no WAL) + binary COPY FREEZE + indexes + ANALYZE, then swap it in for the old
+    partition. Readers see the old day or the new one; a crash at any point leaves the old day."""
+    started = time.perf_counter()
+    day = batch.day
+    stage, partition = staging_name(day), partition_name(day)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (DAY_LOCK, day.toordinal()))
+        _validate_vectors(batch, chunks_dimension(conn))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING CONSTRAINTS, "
+                "CONSTRAINT {check} CHECK (ingest_date >= {lo} AND ingest_date < {hi}))"
+            ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_day"),
+                     lo=sql.Literal(day), hi=sql.Literal(day + dt.timedelta(days=1)))
+        )
+        cursor = conn.cursor()
+        copy_started = time.perf_counter()
+        rows = (
+            (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v)
+            for c, v in zip(batch.chunks, batch.vectors)
+        )
+        stats = copy_rows(cursor, stage, CHUNK_COLUMNS, CHUNK_TYPES, rows, freeze=True)
+        copy_seconds = time.perf_counter() - copy_started
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (ingest_date, chunk_id)").format(sql.Identifier(stage)))
+        _copy_partition_indexes(conn, stage)
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+
+        replaced = 0
+        if conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is not None:
+            replaced = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition))).fetchone()[0]
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition)))
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(stage), sql.Identifier(partition)))
+        conn.execute(
+            sql.SQL("ALTER TABLE chunks ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(partition), sql.Literal(day), sql.Literal(day + dt.timedelta(days=1)))
+        )
+        # The CHECK only existed to let ATTACH skip its validation scan; the partition bound now holds.
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+            sql.Identifier(partition), sql.Identifier(f"{stage}_day")))
+
+        conn.execute("DELETE FROM documents WHERE ingest_date = %s", (day,))
+        copy_rows(cursor, "documents", DOCUMENT_COLUMNS, DOCUMENT_TYPES, (
+            (day, d.doc_id, d.source_uri, d.content_sha256, d.bytes, batch.chunk_counts.get(d.doc_id, 0), d.metadata)
+            for d in batch.documents
+        ))
+        record_dead_letters(conn, day, batch.dead_letters)
+        table_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (partition,)).fetchone()[0]
+    return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
+                   dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
+                   seconds=time.perf_counter() - started, table_bytes=int(table_bytes))
+
+
+def record_dead_letters(conn: psycopg.Connection, day: dt.date, letters: Sequence[DeadLetter]) -> None:
+    """Upsert this day's dead letters (attempts counted); mark resolved the ones whose file now loads
+    or is gone from the day."""
+    with conn.cursor() as cursor:
+        if letters:
+            cursor.executemany(
+                """
+                INSERT INTO dead_letters (source_uri, ingest_date, stage, error, detail)
+                VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (source_uri, ingest_date, stage) DO UPDATE
+                SET error = EXCLUDED.error, detail = EXCLUDED.detail, last_seen = now(),
+                    attempts = dead_letters.attempts + 1, resolved_at = NULL
+                """,
+                [(d.source_uri, d.ingest_date, d.stage, d.error, d.detail) for d in letters],
+            )
+        # Every open letter of the day that did not fail again was fixed or removed: resolved.
+        still_bad = [d.source_uri for d in letters]
+        cursor.execute(
+            """
+            UPDATE dead_letters SET resolved_at = now()
+            WHERE ingest_date = %s AND resolved_at IS NULL AND NOT (source_uri = ANY(%s))
+            """,
+            (day, still_bad),
+        )
+
+
+def day_chunk_count(conn: psycopg.Connection, day: dt.date) -> int:
+    return int(conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s", (day,)).fetchone()[0])
+
+
+def open_dead_letters(conn: psycopg.Connection, days: Sequence[dt.date] | None = None) -> list[dict[str, Any]]:
+    query = "SELECT source_uri, ingest_date, stage, error, detail, attempts FROM dead_letters WHERE resolved_at IS NULL"
+    params: tuple[Any, ...] = ()
+    if days is not None:
+        query += " AND ingest_date = ANY(%s)"
+        params = (list(days),)
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(query + " ORDER BY ingest_date, source_uri", params).fetchall()

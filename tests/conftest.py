@@ -1,0 +1,87 @@
+"""Shared fixtures: one real embedded PostgreSQL and one real bundled model for the whole session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline import db, migrate, sample_corpus
+from pipeline.chunking import ChunkingConfig
+from pipeline.embedding import Embedder, load_embedder
+from pipeline.settings import Settings, load_settings
+
+# Sample days for the tests: fixed, so runs are reproducible (inside the partition range from 2026-01-01).
+SAMPLE_END = dt.date(2026, 3, 7)
+
+
+@pytest.fixture(scope="session")
+def docvec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("docvec_home")
+    previous = {key: os.environ.get(key) for key in ("DOCVEC_HOME", "DATABASE_URL", "DOCVEC_PGBOUNCER")}
+    os.environ["DOCVEC_HOME"] = str(home)
+    for key in ("DATABASE_URL", "DOCVEC_PGBOUNCER"):
+        os.environ.pop(key, None)
+    yield home
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def settings(docvec_home: Path) -> Settings:
+    return load_settings(home=docvec_home)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings, embedder: Embedder) -> Settings:
+    migrate.upgrade(settings, embedder.info.dim)
+    return settings
+
+
+@pytest.fixture()
+def conn(migrated: Settings) -> Iterator[psycopg.Connection]:
+    with db.connect(migrated) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def chunking_config(embedder: Embedder) -> ChunkingConfig:
+    return ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
+
+
+@pytest.fixture(scope="session")
+def sample_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    landing = tmp_path_factory.mktemp("sample_landing")
+    sample_corpus.write_sample_corpus(landing, end=SAMPLE_END)
+    return landing
+
+
+@pytest.fixture(scope="session")
+def loaded_sample(migrated: Settings, sample_landing: Path, embedder: Embedder, chunking_config: ChunkingConfig) -> Path:
+    """Every sample day chunked, embedded and loaded through the engine (once per session)."""
+    from pipeline import ingest, sources
+
+    with db.connect(migrated) as conn:
+        tokenizer = embedder.backend_tokenizer()
+        for day in sources.list_days(sample_landing):
+            chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), tokenizer, chunking_config)
+            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+    return sample_landing
+
+
+def day_folder(landing: Path, day: dt.date) -> Path:
+    folder = landing / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
