@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -18,10 +19,11 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import ingest, store
+from pipeline import ingest, retention, store
 from pipeline.chunking import ChunkingConfig
+from pipeline.errors import ConfigError
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
-from resources import EmbedderResource, PostgresResource, SourceResource
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 
 GROUP = "ingest"
 OWNERS = ["team:data-platform"]
@@ -39,14 +41,22 @@ def _log_dead_letters(context: AssetExecutionContext, letters) -> None:
 
 
 @asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
-def raw_documents(context: AssetExecutionContext, source: SourceResource) -> Output[dict[str, DayDocuments]]:
+def raw_documents(context: AssetExecutionContext, source: SourceResource,
+                  retention_window: RetentionResource) -> Output[dict[str, DayDocuments]]:
     """Source files of each ingest day, read and validated: UTF-8 text, Markdown (front matter becomes
     metadata) and HTML (scripts and styles dropped). Bad files (binary, invalid UTF-8, empty, too large,
     links escaping the landing directory) become dead letters that name the file and the fix; the rest
-    of the day goes on."""
+    of the day goes on. Days older than the retention window are refused (retention would drop them)."""
     root = source.root()
+    days = partition_days(context)
+    today = retention_window.today()
+    for day in days:
+        try:
+            retention.require_within_window(day, today, retention_window.window_days)
+        except ConfigError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from exc
     batches: dict[str, DayDocuments] = {}
-    for day in partition_days(context):
+    for day in days:
         batch = ingest.read_documents(root, day, source.patterns, source.max_file_bytes)
         _log_dead_letters(context, batch.dead_letters)
         context.log.info(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters")

@@ -91,7 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     rows = make_rows(args.rows)
-    with db.connect(settings) as conn:
+    # Not autocommit: each method commits once at its end, as a batch loader would.
+    with db.connect(settings, autocommit=False) as conn:
         server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
         wal = conn.execute("SHOW wal_level").fetchone()[0]
         try:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import db, migrate, sample_corpus, search, sources
+from pipeline import db, migrate, retention, sample_corpus, search, sources
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -103,6 +103,23 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
+    """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
+    today = args.today or dt.date.today()
+    with db.connect(settings) as conn:
+        result = retention.apply_retention(conn, today, args.window_days, dry_run=args.dry_run)
+    verb = "would drop" if args.dry_run else "dropped"
+    print(f"retention window: {args.window_days} days, oldest kept day {result.horizon} (today {today})")
+    for partition in result.dropped:
+        print(f"  {verb} {partition.day} ({partition.table}): {partition.rows:,} chunks, {partition.bytes / 1e6:.1f} MB")
+    for day in result.skipped_busy:
+        print(f"  skipped {day}: being ingested right now, retried next run")
+    print(f"{verb} {len(result.dropped)} days, {result.rows:,} chunks, {result.bytes / 1e6:.1f} MB; "
+          f"{result.documents_deleted} document rows, {result.dead_letters_deleted} resolved dead letters "
+          f"in {result.seconds:.3f} s")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     cmd_up(args, settings)
     return _dagster(["dev", "-w", "workspace.yaml", "-p", str(args.port)])
@@ -149,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="search to run at the end")
     p.add_argument("--end", type=_date, help="last sample day (default today)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("retention", help=cmd_retention.__doc__)
+    p.add_argument("--dry-run", action="store_true", help="print what would be dropped, drop nothing")
+    p.add_argument("--window-days", type=int, default=retention.DEFAULT_WINDOW_DAYS, help="days kept, today included")
+    p.add_argument("--today", type=_date, help="reckon the window from this day (default today)")
+    p.set_defaults(func=cmd_retention)
 
     p = with_model(sub.add_parser("dev", help="docvec up, then the Dagster web UI (dagster dev)"))
     p.add_argument("--port", type=int, default=3000)

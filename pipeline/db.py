@@ -171,8 +171,12 @@ def ensure_vector_extension(conn: psycopg.Connection) -> str:
 
 
 @contextmanager
-def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    """A psycopg 3 connection to docvec's database with pgvector's types registered; always closed."""
+def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
+    """A psycopg 3 connection to docvec's database with pgvector's types registered; always closed.
+
+    Autocommit by default: each statement stands alone, and work that must be atomic says so with
+    ``with conn.transaction():`` (which is then a real BEGIN/COMMIT, never a savepoint inside a
+    transaction someone forgot to close)."""
     url = docvec_url(settings)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, **_connect_kwargs(settings))  # type: ignore[arg-type]

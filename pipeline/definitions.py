@@ -5,13 +5,16 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, SourceResource
+from assets.retention import retention
+from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules.ingest import ingest_job, ingest_schedule
+from schedules.retention import build_retention_schedule, retention_job
 
 defs = Definitions(
-    assets=[raw_documents, document_chunks, chunk_embeddings, vector_store],
-    jobs=[ingest_job],
-    schedules=[ingest_schedule],
+    assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, retention],
+    jobs=[ingest_job, retention_job],
+    # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
+    schedules=[ingest_schedule, build_retention_schedule()],
     # One process per run: the model loads once and serves every step and day of the run. Parallelism
     # comes from running several day-partition runs at once (run coordinator), not steps of one chain.
     executor=in_process_executor,
@@ -19,6 +22,7 @@ defs = Definitions(
         "postgres": PostgresResource(),
         "embedder": EmbedderResource(),
         "source": SourceResource(),
+        "retention_window": RetentionResource(),
         "batch_io_manager": DayBatchIOManager(),
     },
 )

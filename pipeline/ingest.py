@@ -57,7 +57,6 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
     started = time.perf_counter()
     model_id = store.register_model(conn, embedder.info)
     known = store.reusable_vectors(conn, model_id, [c.content_sha256 for c in batch.chunks])
-    conn.commit()
     vectors = np.empty((len(batch.chunks), embedder.info.dim), dtype=np.float32)
     todo: dict[str, list[int]] = {}
     for row, chunk in enumerate(batch.chunks):
@@ -79,5 +78,4 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
 
 def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
     model_id = store.model_id(conn, batch.model_name, batch.model_revision)
-    conn.commit()
     return store.replace_day(conn, batch, model_id)

@@ -87,5 +87,4 @@ def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int =
     model_id = store.register_model(conn, embedder.info)
     vector = embedder.encode([query])[0]
     hits = search_vector(conn, vector, model_id, k=k, since=since, until=until, filters=filters)
-    conn.commit()
     return hits

@@ -3,6 +3,7 @@
 from resources.batches import DayBatchIOManager
 from resources.embedder import EmbedderResource
 from resources.postgres import PostgresResource
+from resources.retention import RetentionResource
 from resources.source import SourceResource
 
-__all__ = ["DayBatchIOManager", "EmbedderResource", "PostgresResource", "SourceResource"]
+__all__ = ["DayBatchIOManager", "EmbedderResource", "PostgresResource", "RetentionResource", "SourceResource"]

@@ -10,7 +10,7 @@ from dagster import DagsterInstance, build_schedule_context, materialize
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline import db
 from pipeline.definitions import defs
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, SourceResource
+from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.conftest import SAMPLE_END
 
 ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
@@ -18,12 +18,12 @@ ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
 
 def test_definitions_load() -> None:
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
-    assert keys == {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store"}
+    assert keys == {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "retention"}
     job = defs.resolve_job_def("ingest_daily")
     assert job.partitions_def is not None
     for spec in defs.resolve_all_asset_specs():
         assert spec.description, f"{spec.key} has a docstring"
-        assert spec.owners and spec.group_name == "ingest"
+        assert spec.owners and spec.group_name in {"ingest", "maintenance"}
 
 
 def test_daily_schedule_targets_the_days_partition() -> None:
@@ -43,6 +43,7 @@ def resources(migrated, sample_landing, tmp_path):
         "embedder": EmbedderResource(),
         "source": SourceResource(landing_dir=str(sample_landing)),
         "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
+        "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat()),
     }
 
 

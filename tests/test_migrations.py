@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
 
-from pipeline import db, migrate
+from pipeline import migrate
 from pipeline.settings import Settings
+from tests.conftest import fresh_database
 
 TABLES = {"embedding_models", "documents", "chunks", "dead_letters"}
 
@@ -18,14 +18,9 @@ def tables(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade(migrated: Settings, embedder) -> None:
-    server = db.server_url(migrated)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS docvec_migration_probe")
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("docvec_migration_probe")))
-    url = db.with_database(server, "docvec_migration_probe")
-    probe = Settings(home=migrated.home, database_url=url, dagster_database_url=url, pgbouncer=False)
-
-    migrate.upgrade(probe, embedder.info.dim)
+    probe = fresh_database(migrated, embedder.info.dim, "docvec_migration_probe")
+    url = probe.database_url
+    assert url is not None
     assert TABLES | {"docvec_alembic_version"} <= tables(url)
     with psycopg.connect(url) as conn:
         kind, typmod, storage = conn.execute(
