@@ -76,26 +76,37 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource,
 class ChunkingSettings(Config):
     overlap_tokens: int = Field(default=32, ge=0, description="tokens shared by consecutive chunks")
     max_tokens: int | None = Field(default=None, ge=8, description="cap below the model's max_seq_length")
+    force: bool = Field(default=False, description="rebuild days even when their input is unchanged")
 
 
 @asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
 def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, embedder: EmbedderResource,
-                    source: SourceResource, raw_documents: Mapping[str, DayDocuments]) -> Output[dict[str, DayChunks]]:
+                    source: SourceResource, postgres: PostgresResource,
+                    raw_documents: Mapping[str, DayDocuments]) -> Output[dict[str, DayChunks]]:
     """Token-aware chunks cut with the embedding model's own tokenizer: never over its max_seq_length,
     split at paragraph, sentence, line or word boundaries, with configurable overlap. Chunk ids are
-    deterministic (document id, position, content hash)."""
+    deterministic (document id, position, content hash). A day whose files, failures, settings and
+    model all match what is stored is marked unchanged and goes through the rest untouched."""
     model = embedder.get()
     settings = ChunkingConfig(max_seq_length=model.info.max_seq_length, max_tokens=config.max_tokens,
                               overlap_tokens=config.overlap_tokens)
     tokenizer = model.backend_tokenizer()
-    batches = {key: ingest.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document)
-               for key, batch in raw_documents.items()}
+    batches: dict[str, DayChunks] = {}
+    with postgres.connect() as conn:
+        for key, batch in raw_documents.items():
+            fingerprint = ingest.day_fingerprint(batch, settings, model.info, source.max_chunks_per_document)
+            unchanged = not config.force and ingest.is_unchanged(conn, batch.day, fingerprint)
+            if unchanged:
+                context.log.info(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite")
+            batches[key] = ingest.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
+                                                  fingerprint=fingerprint, unchanged=unchanged)
     values = list(batches.values())
     chunks = sum(len(b.chunks) for b in values)
     tokens = sum(c.token_count for b in values for c in b.chunks)
     seconds = sum(b.seconds for b in values)
     return Output(batches, metadata={
         "documents": sum(len(b.documents) for b in values),
+        "days_unchanged": sum(b.unchanged for b in values),
         "chunks": chunks,
         "tokens": tokens,
         "mean_tokens_per_chunk": round(tokens / chunks, 1) if chunks else 0.0,
@@ -141,6 +152,15 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
     })
 
 
+def _per_day_table(loads) -> str:
+    lines = ["| day | documents | chunks | replaced | dead letters | state |", "|---|---|---|---|---|---|"]
+    for load in loads:
+        state = "unchanged" if load.unchanged else f"rebuilt in {load.seconds:.2f} s"
+        lines.append(f"| {load.day} | {load.documents} | {load.chunks} | {load.replaced_chunks} | "
+                     f"{load.dead_letters} | {state} |")
+    return "\n".join(lines)
+
+
 @asset(
     kinds={"postgres", "pgvector"},
     check_specs=[
@@ -160,14 +180,18 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
     with postgres.connect() as conn:
         for key, batch in chunk_embeddings.items():
             load = ingest.load_embeddings(conn, batch)
-            context.log.info(f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
-                             f"replaced {load.replaced_chunks}")
+            if load.unchanged:
+                context.log.info(f"{key}: unchanged, kept its {load.chunks} chunks as they are")
+            else:
+                context.log.info(f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
+                                 f"replaced {load.replaced_chunks}")
             loads.append(load)
         counts = {load.day: store.day_chunk_count(conn, load.day) for load in loads}
         open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])
     mismatched = {str(load.day): {"in_table": counts[load.day], "produced": load.chunks}
                   for load in loads if counts[load.day] != load.chunks}
     copy_seconds = sum(load.copy_seconds for load in loads)
+    copied = sum(load.chunks for load in loads if not load.unchanged)
     chunks = sum(load.chunks for load in loads)
     return MaterializeResult(
         metadata={
@@ -175,9 +199,11 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
             "documents": sum(load.documents for load in loads),
             "chunks": chunks,
             "replaced_chunks": sum(load.replaced_chunks for load in loads),
+            "days_unchanged": sum(load.unchanged for load in loads),
+            "per_day": MetadataValue.md(_per_day_table(loads)),
             "dead_letters": len(open_letters),
             "copy_seconds": round(copy_seconds, 3),
-            "rows_per_second": round(chunks / copy_seconds, 1) if copy_seconds else 0.0,
+            "rows_per_second": round(copied / copy_seconds, 1) if copy_seconds else 0.0,
             "seconds": round(sum(load.seconds for load in loads), 3),
             "table_bytes": MetadataValue.int(sum(load.table_bytes for load in loads)),
         },

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import psycopg
 
 from pipeline import sources, store
 from pipeline.chunking import ChunkingConfig, FastTokenizer, chunk_id, chunk_texts
-from pipeline.embedding import Embedder, ProgressCallback
+from pipeline.embedding import Embedder, ModelInfo, ProgressCallback
 from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad
 from pipeline.sources import DeadLetter
 
@@ -26,9 +28,31 @@ def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = so
                         files_seen=result.files_seen, seconds=time.perf_counter() - started)
 
 
+def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInfo,
+                    max_chunks_per_document: int | None = None) -> str:
+    """Everything a day's stored chunks depend on: its files' contents, its failures, the chunking
+    settings and the model. Equal fingerprints mean the stored day is already what a rebuild would make."""
+    payload = {
+        "documents": sorted((d.doc_id, d.content_sha256) for d in batch.documents),
+        "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in batch.dead_letters),
+        "chunking": [config.budget, config.overlap_tokens, max_chunks_per_document],
+        "model": [model.name, model.revision, model.normalized],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
+    return store.stored_fingerprint(conn, day) == fingerprint
+
+
 def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: ChunkingConfig,
-                    max_chunks_per_document: int | None = None) -> DayChunks:
+                    max_chunks_per_document: int | None = None, *, fingerprint: str = "",
+                    unchanged: bool = False) -> DayChunks:
+    """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward."""
     started = time.perf_counter()
+    if unchanged:
+        return DayChunks(day=batch.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[],
+                         seconds=time.perf_counter() - started, fingerprint=fingerprint, unchanged=True)
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
     documents, chunks, counts = [], [], {}
     dead = list(batch.dead_letters)
@@ -48,7 +72,7 @@ def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: Chunk
                 content_sha256=piece.content_sha256, metadata=document.metadata,
             ))
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
-                     dead_letters=dead, seconds=time.perf_counter() - started)
+                     dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint)
 
 
 def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
@@ -73,9 +97,13 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         vectors=vectors, model_name=embedder.info.name, model_revision=embedder.info.revision,
         dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
         dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
+        fingerprint=batch.fingerprint, unchanged=batch.unchanged,
     )
 
 
 def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
+    """Swap the day in, or, for an unchanged day, leave the stored one exactly as it is."""
+    if batch.unchanged:
+        return store.unchanged_day(conn, batch.day)
     model_id = store.model_id(conn, batch.model_name, batch.model_revision)
     return store.replace_day(conn, batch, model_id)

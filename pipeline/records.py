@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,8 @@ class DayChunks:
     chunk_counts: dict[str, int]  # doc_id -> chunks
     dead_letters: list[DeadLetter]
     seconds: float
+    fingerprint: str = ""
+    unchanged: bool = False  # same input as the stored day: nothing to chunk, embed or rewrite
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class DayEmbeddings:
     dead_letters: list[DeadLetter]
     seconds: float
     device: str = "cpu"
+    fingerprint: str = ""
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class DayLoad:
     copy_seconds: float
     seconds: float
     table_bytes: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False
 
     @property
     def rows_per_second(self) -> float:

@@ -127,6 +127,8 @@ def apply_retention(conn: psycopg.Connection, today: dt.date, window_days: int =
             busy = list(result.skipped_busy)
             result.documents_deleted = conn.execute(
                 "DELETE FROM documents WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))", (horizon, busy)).rowcount
+            conn.execute("DELETE FROM ingest_days WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))",
+                         (horizon, busy))
             # Open dead letters stay: they are problems someone still has to look at.
             result.dead_letters_deleted = conn.execute(
                 "DELETE FROM dead_letters WHERE ingest_date < %s AND resolved_at IS NOT NULL", (horizon,)).rowcount

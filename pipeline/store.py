@@ -175,10 +175,42 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
             for d in batch.documents
         ))
         record_dead_letters(conn, day, batch.dead_letters)
+        conn.execute(
+            """
+            INSERT INTO ingest_days (ingest_date, fingerprint, model_id, documents, chunks, embedded, reused, dead_letters)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (ingest_date) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, model_id = EXCLUDED.model_id,
+                documents = EXCLUDED.documents, chunks = EXCLUDED.chunks, embedded = EXCLUDED.embedded,
+                reused = EXCLUDED.reused, dead_letters = EXCLUDED.dead_letters, loaded_at = now()
+            """,
+            (day, batch.fingerprint, model_id, len(batch.documents), stats.rows, batch.embedded, batch.reused,
+             len(batch.dead_letters)),
+        )
         table_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (partition,)).fetchone()[0]
     return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
                    dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
                    seconds=time.perf_counter() - started, table_bytes=int(table_bytes))
+
+
+def stored_fingerprint(conn: psycopg.Connection, day: dt.date) -> str | None:
+    """The fingerprint of the stored day, if that day's partition is there to match it."""
+    row = conn.execute(
+        "SELECT fingerprint FROM ingest_days WHERE ingest_date = %s AND to_regclass(%s) IS NOT NULL",
+        (day, partition_name(day)),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def unchanged_day(conn: psycopg.Connection, day: dt.date) -> DayLoad:
+    """What an unchanged day holds, reported without touching it."""
+    row = conn.execute(
+        "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days WHERE ingest_date = %s",
+        (partition_name(day), day),
+    ).fetchone()
+    if row is None:
+        raise DatabaseSetupError(f"{day} was judged unchanged but has no ingest_days row: rerun it with force")
+    return DayLoad(day=day, documents=row[0], chunks=row[1], replaced_chunks=0, dead_letters=row[2],
+                   copy_seconds=0.0, seconds=0.0, table_bytes=int(row[3]), unchanged=True)
 
 
 def record_dead_letters(conn: psycopg.Connection, day: dt.date, letters: Sequence[DeadLetter]) -> None:
