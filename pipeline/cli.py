@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import db, migrate, retention, sample_corpus, search, sources
+from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -63,11 +64,28 @@ def cmd_sample_corpus(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _dagster(args: Sequence[str]) -> int:
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster) if dagster.exists() else "dagster", *args]
+def _dagster_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **dagster_environment(settings)}
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else name
+
+
+def _dagster(args: Sequence[str], settings: Settings, *, program: str = "dagster",
+             capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run a Dagster command on docvec's instance. The environment is passed explicitly and the working
+    directory is the data dir, so no .env from elsewhere can point it at another instance."""
+    command = [_executable(program), *args]
     print("$ " + " ".join(command), flush=True)
-    return subprocess.call(command, cwd=PROJECT_ROOT)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(command, cwd=settings.home, env=_dagster_env(settings), text=True,
+                            capture_output=capture)
+    if capture:
+        print(result.stdout, end="")
+        print(result.stderr, end="", file=sys.stderr)
+    return result
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,8 +96,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     days = sources.list_days(settings.landing_dir)
     first, last = days[0], days[-1]
     print(f"sample corpus: {counts['documents']} documents in {len(days)} day folders under {settings.landing_dir}")
-    code = _dagster(["asset", "materialize", "-m", "pipeline.definitions", "--select", "*",
-                     "--partition-range", f"{first}...{last}"])
+    code = _dagster(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
+                     "--partition-range", f"{first}...{last}"], settings).returncode
     if code != 0:
         print(f"materialization failed (exit {code})", file=sys.stderr)
         return code
@@ -91,6 +109,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     embedder = load_embedder(args.model)
     filters = search.parse_filters(args.filter or [])
     with db.connect(settings) as conn:
+        migrate.require_current_schema(conn)
         hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until, filters=filters)
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
@@ -107,6 +126,7 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
     today = args.today or dt.date.today()
     with db.connect(settings) as conn:
+        migrate.require_current_schema(conn)
         result = retention.apply_retention(conn, today, args.window_days, dry_run=args.dry_run)
     verb = "would drop" if args.dry_run else "dropped"
     print(f"retention window: {args.window_days} days, oldest kept day {result.horizon} (today {today})")
@@ -122,7 +142,28 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     cmd_up(args, settings)
-    return _dagster(["dev", "-w", "workspace.yaml", "-p", str(args.port)])
+    return _dagster(["dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)], settings).returncode
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """Backfill a range of days with `dagster job backfill` and see it through to the end: its runs
+    are queued, so unless a Dagster daemon is already running (dagster dev, dagster-daemon run) one is
+    started for the duration. Exits non-zero if any run fails."""
+    if args.start > args.end:
+        raise DocvecError(f"--from {args.start} is after --to {args.end}")
+    db.server_url(settings)  # the embedded server may have stopped since `docvec up` (e.g. a reboot)
+    launched = _dagster(["job", "backfill", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-j", args.job,
+                         "--from", str(args.start), "--to", str(args.end), "--noprompt"], settings, capture=True)
+    match = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
+    if launched.returncode != 0 or not match:
+        print("docvec: the backfill was not launched (see above)", file=sys.stderr)
+        return launched.returncode or 1
+    expected = (args.end - args.start).days + 1
+    return dagster_runs.wait_for_backfill(match.group(1), expected, dagster_environment(settings),
+                                          start_daemon=lambda: subprocess.Popen(
+                                              [_executable("dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                                              cwd=settings.home, env=_dagster_env(settings)),
+                                          timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-days", type=int, default=retention.DEFAULT_WINDOW_DAYS, help="days kept, today included")
     p.add_argument("--today", type=_date, help="reckon the window from this day (default today)")
     p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("backfill", help="backfill a range of days through Dagster and wait for every run")
+    p.add_argument("--from", dest="start", type=_date, required=True)
+    p.add_argument("--to", dest="end", type=_date, required=True)
+    p.add_argument("--job", default="ingest_daily")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the runs")
+    p.set_defaults(func=cmd_backfill)
 
     p = with_model(sub.add_parser("dev", help="docvec up, then the Dagster web UI (dagster dev)"))
     p.add_argument("--port", type=int, default=3000)

@@ -9,12 +9,14 @@ from assets.retention import retention
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules.ingest import ingest_job, ingest_schedule
 from schedules.retention import build_retention_schedule, retention_job
+from schedules.sensors import landing_sensor
 
 defs = Definitions(
     assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, retention],
     jobs=[ingest_job, retention_job],
     # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
     schedules=[ingest_schedule, build_retention_schedule()],
+    sensors=[landing_sensor],
     # One process per run: the model loads once and serves every step and day of the run. Parallelism
     # comes from running several day-partition runs at once (run coordinator), not steps of one chain.
     executor=in_process_executor,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
+import psycopg
+
 from alembic import command, context
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from pipeline.db import docvec_url, ensure_databases
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DatabaseSetupError
 from pipeline.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -41,6 +45,27 @@ def upgrade_sql(settings: Settings, embedding_dim: int, revision: str = "head") 
     config.output_buffer = buffer
     command.upgrade(config, revision, sql=True)
     return buffer.getvalue()
+
+
+@functools.cache
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def require_current_schema(conn: psycopg.Connection) -> None:
+    """Fail early, and say what to run, when the database is behind (or ahead of) this code."""
+    exists = conn.execute("SELECT to_regclass('docvec_alembic_version')").fetchone()[0]
+    current = conn.execute("SELECT version_num FROM docvec_alembic_version").fetchone() if exists else None
+    version = current[0] if current else None
+    if version != head_revision():
+        raise DatabaseSetupError(
+            f"the database schema is at revision {version or 'none'} but this docvec expects {head_revision()}: "
+            "run `docvec migrate` (or `docvec up`)"
+        )
 
 
 def migration_embedding_dim() -> int:

@@ -90,6 +90,20 @@ def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DE
     yield from sorted(seen)
 
 
+def day_signature(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> str:
+    """A cheap change detector for a day folder (names, sizes, modification times; no file is read)."""
+    digest = hashlib.sha256()
+    folder = day_folder(landing_dir, day)
+    for path in iter_day_files(landing_dir, day, patterns):
+        try:
+            info = path.stat()
+        except OSError:
+            info = None
+        digest.update(f"{path.relative_to(folder).as_posix()}\x1f{info.st_size if info else -1}\x1f"
+                      f"{info.st_mtime_ns if info else -1}\n".encode())
+    return digest.hexdigest()[:24]
+
+
 class _HTMLText(HTMLParser):
     _SKIP = {"script", "style", "noscript", "template", "head"}
     _BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "pre"}

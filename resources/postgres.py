@@ -7,7 +7,7 @@ import psycopg
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline import db
+from pipeline import db, migrate
 from pipeline.settings import Settings, load_settings
 
 
@@ -27,4 +27,5 @@ class PostgresResource(ConfigurableResource):
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
         with db.connect(self.settings()) as conn:
+            migrate.require_current_schema(conn)
             yield conn

@@ -3,7 +3,7 @@
 from dagster import DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
 retention_job = define_asset_job(
-    "retention",
+    "enforce_retention",
     selection=["retention"],
     description="Drop chunk partitions older than the retention window.",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from dagster import DagsterInstance, build_schedule_context, materialize
+from dagster import DagsterInstance, Definitions, build_schedule_context, materialize
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline import db
@@ -17,6 +17,7 @@ ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
 
 
 def test_definitions_load() -> None:
+    Definitions.validate_loadable(defs)  # what the code server does: names unique, jobs resolvable
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
     assert keys == {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "retention"}
     job = defs.resolve_job_def("ingest_daily")

@@ -119,7 +119,7 @@ def test_retention_schedule_requests_a_run() -> None:
         context = build_schedule_context(instance=instance,
                                          scheduled_execution_time=dt.datetime(2026, 6, 30, 1, 15, tzinfo=dt.timezone.utc))
         requests = list(schedule.evaluate_tick(context).run_requests or [])
-    assert len(requests) == 1 and requests[0].job_name in (None, "retention")
+    assert len(requests) == 1 and requests[0].job_name in (None, "enforce_retention")
 
 
 def test_backfilling_a_day_older_than_the_window_is_refused(migrated: Settings, tmp_path) -> None:

@@ -1,0 +1,46 @@
+"""Run by tests in a separate process: ingest one day through the engine, like a Dagster run would.
+
+usage: python -m tests.ingest_day_script HOME LANDING DAY [--synthetic-rows N]
+With --synthetic-rows the day is N synthetic chunks (random unit vectors), to make a COPY long enough
+to be interrupted on purpose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import db, ingest, store
+from pipeline.chunking import ChunkingConfig
+from pipeline.embedding import load_embedder
+from pipeline.records import ChunkRecord, DayEmbeddings
+from pipeline.settings import load_settings
+
+
+def main(argv: list[str]) -> int:
+    home, landing, day = Path(argv[0]), Path(argv[1]), dt.date.fromisoformat(argv[2])
+    settings = load_settings(home=home)
+    embedder = load_embedder()
+    with db.connect(settings) as conn:
+        if len(argv) > 4 and argv[3] == "--synthetic-rows":
+            rows = int(argv[4])
+            vectors = np.random.default_rng(0).standard_normal((rows, embedder.info.dim)).astype(np.float32)
+            chunks = [ChunkRecord(f"s{i}", f"synthetic-{i % 100}.md", i, f"synthetic chunk {i}", 4, f"{i:064x}", {})
+                      for i in range(rows)]
+            batch = DayEmbeddings(day=day, documents=[], chunks=chunks, chunk_counts={}, vectors=vectors,
+                                  model_name=embedder.info.name, model_revision=embedder.info.revision,
+                                  dim=embedder.info.dim, embedded=rows, reused=0, dead_letters=[], seconds=0.0)
+            store.replace_day(conn, batch, store.register_model(conn, embedder.info))
+            return 0
+        config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
+        chunks = ingest.chunk_documents(ingest.read_documents(landing, day), embedder.backend_tokenizer(), config)
+        load = ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        print(f"loaded {load.chunks}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

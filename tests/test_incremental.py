@@ -1,0 +1,152 @@
+"""Incremental, idempotent ingestion across processes: concurrency, crashes, versions, CLI backfills."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from pipeline import db, ingest, search, store
+from pipeline.envfile import PROJECT_ROOT, dagster_environment
+from pipeline.settings import Settings
+from tests.conftest import day_folder
+
+
+def script(settings: Settings, landing: Path, day: dt.date, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.ingest_day_script", str(settings.home), str(landing),
+                             day.isoformat(), *extra], cwd=PROJECT_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def day_rows(conn: psycopg.Connection, day: dt.date) -> tuple[int, int]:
+    return conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s",
+                        (day,)).fetchone()
+
+
+def test_two_processes_rebuilding_the_same_day_leave_one_copy(migrated, conn, tmp_path) -> None:
+    day = dt.date(2026, 2, 10)
+    folder = day_folder(tmp_path, day)
+    for i in range(12):
+        (folder / f"doc-{i}.md").write_text(f"Document {i} describes lighthouse number {i} and its keeper.")
+    first, second = script(migrated, tmp_path, day), script(migrated, tmp_path, day)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert day_rows(conn, day) == (12, 12), "serialised by the day lock: exactly one copy"
+
+
+def test_kill_during_copy_leaves_the_previous_day_intact(migrated, conn, tmp_path) -> None:
+    day = dt.date(2026, 2, 11)
+    (day_folder(tmp_path, day) / "only.md").write_text("The previous, complete version of this day.")
+    ok = script(migrated, tmp_path, day)
+    assert ok.wait(timeout=300) == 0, ok.communicate()
+    before = conn.execute("SELECT chunk_id, text FROM chunks WHERE ingest_date = %s", (day,)).fetchall()
+    assert len(before) == 1
+
+    doomed = script(migrated, tmp_path, day, "--synthetic-rows", "300000")
+    deadline = time.monotonic() + 240
+    copied = 0
+    while time.monotonic() < deadline and doomed.poll() is None:
+        # The staging table is invisible to other sessions until commit: watch the COPY itself.
+        row = conn.execute("SELECT tuples_processed FROM pg_stat_progress_copy "
+                           "WHERE datname = current_database() AND command = 'COPY FROM'").fetchone()
+        copied = row[0] if row else 0
+        if copied > 20_000:
+            break
+        time.sleep(0.05)
+    assert doomed.poll() is None and copied > 20_000, "the COPY was caught mid-way"
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=30)
+    for _ in range(300):  # the server notices the dead client and rolls its transaction back
+        if conn.execute("SELECT count(*) FROM pg_stat_progress_copy WHERE datname = current_database()").fetchone()[0] == 0:
+            break
+        time.sleep(0.1)
+    assert conn.execute("SELECT chunk_id, text FROM chunks WHERE ingest_date = %s", (day,)).fetchall() == before
+    assert conn.execute("SELECT to_regclass(%s)", (store.staging_name(day),)).fetchone()[0] is None
+
+    rerun = script(migrated, tmp_path, day)
+    assert rerun.wait(timeout=300) == 0
+    assert day_rows(conn, day) == (1, 1)
+
+
+def test_a_later_version_wins_and_removing_it_restores_the_earlier(conn, migrated, tmp_path, embedder,
+                                                                    chunking_config) -> None:
+    early, late = dt.date(2026, 2, 12), dt.date(2026, 2, 13)
+    (day_folder(tmp_path, early) / "zz-guide.md").write_text("The zeppelin hangar opens at nine in the morning.")
+    (day_folder(tmp_path, late) / "zz-guide.md").write_text("The zeppelin hangar now opens at ten in the morning.")
+
+    def load(day: dt.date) -> None:
+        chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(),
+                                        chunking_config)
+        ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+
+    load(early)
+    load(late)
+    hits = [h for h in search.search(conn, embedder, "when does the zeppelin hangar open", k=10)
+            if h.doc_id == "zz-guide.md"]
+    assert [(h.ingest_date, h.text) for h in hits] == [(late, "The zeppelin hangar now opens at ten in the morning.")]
+
+    (day_folder(tmp_path, late) / "zz-guide.md").unlink()
+    load(late)
+    hits = [h for h in search.search(conn, embedder, "when does the zeppelin hangar open", k=10)
+            if h.doc_id == "zz-guide.md"]
+    assert [h.ingest_date for h in hits] == [early]
+
+
+def test_sensor_requests_new_and_changed_days(tmp_path) -> None:
+    from resources import RetentionResource, SourceResource
+    from schedules.sensors import landing_sensor
+
+    today = dt.date(2026, 6, 30)
+    for day in (today, today - dt.timedelta(days=1), today - dt.timedelta(days=60)):
+        (day_folder(tmp_path, day) / "a.md").write_text(f"note for {day}")
+    resources = {"source": SourceResource(landing_dir=str(tmp_path)),
+                 "retention_window": RetentionResource(as_of=today.isoformat())}
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(instance=instance, resources=resources)
+        first = landing_sensor(context)
+        keys = sorted(r.partition_key for r in first.run_requests)
+        assert keys == [str(today - dt.timedelta(days=1)), str(today)], "days beyond the window are ignored"
+
+        context = build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+        assert list(landing_sensor(context).run_requests) == [], "nothing changed, nothing requested"
+
+        time.sleep(0.01)
+        (day_folder(tmp_path, today) / "b.md").write_text("a new file")
+        context = build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+        [request] = landing_sensor(context).run_requests
+        assert request.partition_key == str(today)
+
+
+@pytest.mark.slow
+def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
+    """Both CLI ways from the README, through Dagster on the embedded server, from a subprocess."""
+    landing = migrated.landing_dir
+    today = dt.date.today()
+    days = [today - dt.timedelta(days=back) for back in (6, 5, 4, 3, 2, 1)]
+    for day in days:
+        for i in range(3):
+            (day_folder(landing, day) / f"cli-{i}.md").write_text(f"Backfill note {i} written for {day}.")
+    env = {**os.environ, "DOCVEC_HOME": str(migrated.home)}
+    backfill = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--home", str(migrated.home), "backfill",
+         "--from", str(days[0]), "--to", str(days[2]), "--timeout", "600"],
+        cwd=PROJECT_ROOT, env=env, text=True, capture_output=True, timeout=900)
+    assert backfill.returncode == 0, backfill.stdout[-3000:] + backfill.stderr[-3000:]
+    assert "3 succeeded, 0 failed" in backfill.stdout
+
+    materialize = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "pipeline.definitions",
+         "--select", "group:ingest", "--partition-range", f"{days[3]}...{days[5]}"],
+        cwd=migrated.home, env={**env, **dagster_environment(migrated)},
+        text=True, capture_output=True, timeout=900)
+    assert materialize.returncode == 0, materialize.stdout[-3000:] + materialize.stderr[-3000:]
+    for day in days:
+        assert day_rows(conn, day) == (3, 3), day
