@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources
+from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, store
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -108,9 +108,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     embedder = load_embedder(args.model)
     filters = search.parse_filters(args.filter or [])
+    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes)
     with db.connect(settings) as conn:
         migrate.require_current_schema(conn)
-        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until, filters=filters)
+        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until,
+                             filters=filters, tuning=tuning)
+        if args.explain:
+            model_id = store.register_model(conn, embedder.info)
+            print(search.explain_vector(conn, embedder.encode([args.query])[0], model_id, k=args.k, since=args.since,
+                                        until=args.until, filters=filters, tuning=tuning))
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
         return 0
@@ -197,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--until", type=_date, help="only ingest days on or before this date")
         p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, repeatable")
         p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--explain", action="store_true", help="also print the query plan (EXPLAIN ANALYZE)")
+        p.add_argument("--ef-search", type=int, default=search.SearchTuning.ef_search, help="HNSW candidates per query")
+        p.add_argument("--probes", type=int, default=search.SearchTuning.probes, help="IVFFlat lists per query")
         return with_model(p)
 
     p = with_search(sub.add_parser("search", help="vector search the store"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from assets.index import vector_index
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
 from assets.retention import retention
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
@@ -12,7 +13,7 @@ from schedules.retention import build_retention_schedule, retention_job
 from schedules.sensors import landing_sensor
 
 defs = Definitions(
-    assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, retention],
+    assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, vector_index, retention],
     jobs=[ingest_job, retention_job],
     # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
     schedules=[ingest_schedule, build_retention_schedule()],

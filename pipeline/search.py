@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from pipeline import store
 from pipeline.embedding import Embedder
 from pipeline.errors import ConfigError
+from pipeline.vector_index import search_settings
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,14 @@ def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
     return filters
 
 
-def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: int, *, k: int = 10,
-                  since: dt.date | None = None, until: dt.date | None = None,
-                  filters: Mapping[str, str] | None = None) -> list[SearchHit]:
+@dataclass(frozen=True)
+class SearchTuning:
+    ef_search: int = 64  # HNSW candidates per query (pgvector default 40)
+    probes: int = 10  # IVFFlat lists visited per query
+
+
+def _statement(query_vector: np.ndarray, model_id: int, k: int, since: dt.date | None, until: dt.date | None,
+               filters: Mapping[str, str] | None) -> tuple[sql.Composed, dict[str, Any]]:
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     conditions = [sql.SQL("c.model_id = %(model_id)s"),
@@ -59,17 +65,28 @@ def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: 
     if filters:
         conditions.append(sql.SQL("c.metadata @> %(filters)s::jsonb"))
         params["filters"] = json.dumps(dict(filters))
+    # Iterative index scans return rows in relaxed order: the outer ORDER BY restores exact order.
     statement = sql.SQL(
         """
-        SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
-               c.embedding <=> %(query)s AS distance
-        FROM chunks c
-        WHERE {where}
-        ORDER BY distance
-        LIMIT %(k)s
+        SELECT * FROM (
+            SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
+                   c.embedding <=> %(query)s AS distance
+            FROM chunks c
+            WHERE {where}
+            ORDER BY c.embedding <=> %(query)s
+            LIMIT %(k)s
+        ) AS nearest ORDER BY distance
         """
     ).format(where=sql.SQL(" AND ").join(conditions))
-    with conn.cursor(row_factory=dict_row) as cursor:
+    return statement, params
+
+
+def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: int, *, k: int = 10,
+                  since: dt.date | None = None, until: dt.date | None = None,
+                  filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> list[SearchHit]:
+    statement, params = _statement(query_vector, model_id, k, since, until, filters)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+        search_settings(conn, tuning.ef_search, tuning.probes)
         rows = cursor.execute(statement, params).fetchall()
     return [
         SearchHit(rank=i + 1, similarity=1.0 - float(r["distance"]), doc_id=r["doc_id"], ingest_date=r["ingest_date"],
@@ -78,13 +95,23 @@ def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: 
     ]
 
 
+def explain_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: int, *, k: int = 10,
+                   since: dt.date | None = None, until: dt.date | None = None,
+                   filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> str:
+    """EXPLAIN ANALYZE of the search: proves which indexes (or exact scans) answer it."""
+    statement, params = _statement(query_vector, model_id, k, since, until, filters)
+    with conn.transaction():
+        search_settings(conn, tuning.ef_search, tuning.probes)
+        rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
 def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int = 10,
            since: dt.date | None = None, until: dt.date | None = None,
-           filters: Mapping[str, str] | None = None) -> list[SearchHit]:
+           filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> list[SearchHit]:
     """Embed ``query`` with the configured model and return the ``k`` nearest chunks."""
     if not query.strip():
         raise ConfigError("the search query is empty")
     model_id = store.register_model(conn, embedder.info)
     vector = embedder.encode([query])[0]
-    hits = search_vector(conn, vector, model_id, k=k, since=since, until=until, filters=filters)
-    return hits
+    return search_vector(conn, vector, model_id, k=k, since=since, until=until, filters=filters, tuning=tuning)

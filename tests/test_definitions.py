@@ -19,7 +19,7 @@ ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
 def test_definitions_load() -> None:
     Definitions.validate_loadable(defs)  # what the code server does: names unique, jobs resolvable
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}
-    assert keys == {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "retention"}
+    assert keys == {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "vector_index", "retention"}
     job = defs.resolve_job_def("ingest_daily")
     assert job.partitions_def is not None
     for spec in defs.resolve_all_asset_specs():

@@ -1,0 +1,103 @@
+"""The vector index of each day partition, decided by the index policy from the data."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from assets.partitions import daily_partitions, partition_days, single_run_backfill
+from pipeline import store
+from pipeline import vector_index as index_engine
+from pipeline.index_policy import IndexKind, IndexSettings
+from resources import PostgresResource
+
+
+class IndexPolicyConfig(Config):
+    exact_max_rows: int = Field(default=IndexSettings.exact_max_rows, ge=0,
+                                description="days with at most this many chunks are searched exactly (no index)")
+    preferred: str = Field(default="hnsw", description="hnsw or ivfflat")
+    hnsw_m: int = Field(default=16)
+    hnsw_ef_construction: int = Field(default=64)
+    rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a day grew past this factor")
+    min_recall_at_10: float = Field(default=0.95, ge=0, le=1)
+    recall_samples: int = Field(default=20, ge=1)
+
+    def settings(self) -> IndexSettings:
+        return IndexSettings(exact_max_rows=self.exact_max_rows, preferred=IndexKind(self.preferred),
+                             hnsw_m=self.hnsw_m, hnsw_ef_construction=self.hnsw_ef_construction,
+                             rebuild_growth=self.rebuild_growth)
+
+
+@asset(
+    deps=["vector_store"],
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    group_name="ingest",
+    owners=["team:data-platform"],
+    kinds={"postgres", "pgvector"},
+    check_specs=[
+        AssetCheckSpec("recall_at_10", asset="vector_index",
+                       description="indexed top-10 vs exact top-10 on stored vectors used as queries"),
+        AssetCheckSpec("index_valid", asset="vector_index", description="no invalid (failed) index is left"),
+        AssetCheckSpec("vectors_sane", asset="vector_index",
+                       description="no zero-length or wrong-dimension vectors (pgvector refuses NaN itself)"),
+    ],
+)
+def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource) -> MaterializeResult:
+    """Each day partition's vector index, as the index policy decides from its row count, dimension
+    and memory: an exact scan for small days, HNSW (m, ef_construction) or IVFFlat (lists from rows)
+    above the threshold, rebuilt when invalid, stale or built for another model. Built CONCURRENTLY
+    with memory and parallel workers sized to fit; progress in the logs; recall measured."""
+    settings = config.settings()
+    outcomes, recalls, invalid, insane = [], {}, [], {}
+    with postgres.connect() as conn:
+        dim = store.chunks_dimension(conn)
+        for day in partition_days(context):
+            partition = store.partition_name(day)
+            if conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is None:
+                context.log.info(f"{day}: no partition (nothing loaded), nothing to index")
+                continue
+            outcome = index_engine.maintain_partition(conn, partition, settings, log=context.log.info)
+            outcomes.append(outcome)
+            if outcome.index_name:
+                tuning = dict(outcome.plan.search_params)
+                recalls[str(day)] = index_engine.recall_at_k(
+                    conn, partition, k=10, samples=config.recall_samples,
+                    ef_search=tuning.get("ef_search", 64), probes=tuning.get("probes", 10))
+            existing = index_engine.existing_vector_index(conn, partition)
+            if existing and not existing.state.valid:
+                invalid.append(existing.name)
+            bad = index_engine.insane_vectors(conn, partition, dim)
+            if bad:
+                insane[str(day)] = bad
+    low = {day: round(r, 3) for day, r in recalls.items() if r < config.min_recall_at_10}
+    return MaterializeResult(
+        metadata={
+            "days": len(outcomes),
+            "indexed_days": sum(1 for o in outcomes if o.index_name),
+            "exact_scan_days": sum(1 for o in outcomes if not o.index_name),
+            "actions": MetadataValue.json({o.partition: f"{o.plan.action.value} {o.plan.kind.value}: {o.plan.reason}"
+                                           for o in outcomes}),
+            "index_kinds": ", ".join(sorted({o.plan.kind.value for o in outcomes})) or "none",
+            "rows": sum(o.rows for o in outcomes),
+            "build_seconds": round(sum(o.build_seconds for o in outcomes), 3),
+            "index_bytes": MetadataValue.int(sum(o.size_bytes for o in outcomes)),
+            "min_recall_at_10": round(min(recalls.values()), 4) if recalls else 1.0,
+        },
+        check_results=[
+            AssetCheckResult(check_name="recall_at_10", passed=not low,
+                             description=None if not low else f"recall@10 below {config.min_recall_at_10}: {low}",
+                             metadata={"recall_at_10": MetadataValue.json({d: round(r, 4) for d, r in recalls.items()}),
+                                       "threshold": config.min_recall_at_10}),
+            AssetCheckResult(check_name="index_valid", passed=not invalid,
+                             metadata={"invalid_indexes": MetadataValue.json(invalid)}),
+            AssetCheckResult(check_name="vectors_sane", passed=not insane,
+                             metadata={"bad_vectors_by_day": MetadataValue.json(insane)}),
+        ],
+    )

@@ -1,0 +1,131 @@
+"""When a day partition gets a vector index, which kind, and with what parameters: a pure function of
+the partition's numbers, plus the executor that carries the decision out.
+
+Below ``exact_max_rows`` an exact scan of a day is fast and exact (no recall to lose). Above it,
+HNSW by default (best recall/latency, builds incrementally, no training); IVFFlat on request or when
+HNSW's graph would not fit the memory allowed for the build (IVFFlat builds in far less memory and
+time). IVFFlat lists come from the row count (rows/1000 up to 1M rows, sqrt(rows) beyond, as pgvector
+recommends), probes from the lists (sqrt). An index is rebuilt when it is invalid, was built for
+another model, or (IVFFlat) when the partition grew past ``rebuild_growth`` × the rows its centroids
+were trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from pipeline.errors import ConfigError
+
+
+class IndexKind(str, Enum):
+    NONE = "none"
+    HNSW = "hnsw"
+    IVFFLAT = "ivfflat"
+
+
+class Action(str, Enum):
+    KEEP = "keep"  # what is there (index or exact scan) is right
+    CREATE = "create"
+    REBUILD = "rebuild"
+    DROP = "drop"  # an index on a partition that no longer warrants one
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    exact_max_rows: int = 20_000
+    preferred: IndexKind = IndexKind.HNSW
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    rebuild_growth: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.exact_max_rows < 0:
+            raise ConfigError(f"exact_max_rows must be >= 0, got {self.exact_max_rows}")
+        if self.preferred == IndexKind.NONE:
+            raise ConfigError("preferred index kind must be hnsw or ivfflat (use a large exact_max_rows for none)")
+        if not 2 <= self.hnsw_m <= 100 or not 4 <= self.hnsw_ef_construction <= 1000:
+            raise ConfigError("hnsw m must be 2..100 and ef_construction 4..1000 (pgvector's limits)")
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ConfigError("hnsw ef_construction must be at least 2 * m")
+        if self.rebuild_growth <= 1.0:
+            raise ConfigError(f"rebuild_growth must be > 1, got {self.rebuild_growth}")
+
+
+@dataclass(frozen=True)
+class CurrentIndex:
+    kind: IndexKind = IndexKind.NONE
+    valid: bool = True
+    built_rows: int = 0
+    model_id: int | None = None
+    params: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    rows: int
+    dim: int
+    model_id: int
+    maintenance_work_mem_bytes: int
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    action: Action
+    kind: IndexKind
+    params: tuple[tuple[str, int], ...]
+    reason: str
+    search_params: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def params_dict(self) -> dict[str, int]:
+        return dict(self.params)
+
+
+def ivfflat_lists(rows: int) -> int:
+    return max(1, rows // 1000 if rows <= 1_000_000 else int(math.sqrt(rows)))
+
+
+def ivfflat_probes(lists: int) -> int:
+    return max(1, min(lists, int(math.ceil(math.sqrt(lists)))))
+
+
+def hnsw_build_bytes(rows: int, dim: int, m: int) -> int:
+    """What an HNSW build wants in maintenance_work_mem to stay in memory: vectors plus 2m neighbour
+    links on layer 0 (pgvector keeps both per element), with a margin."""
+    return int(rows * (dim * 4 + 2 * m * 8 + 64) * 1.2)
+
+
+def plan_index(stats: PartitionStats, current: CurrentIndex, settings: IndexSettings = IndexSettings()) -> IndexPlan:
+    """The decision, and why, as data: unit-tested branch by branch."""
+    if stats.rows <= settings.exact_max_rows:
+        if current.kind != IndexKind.NONE:
+            return IndexPlan(Action.DROP, IndexKind.NONE, (), f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: "
+                             "an exact scan is fast and exact")
+        return IndexPlan(Action.KEEP, IndexKind.NONE, (), f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: exact scan")
+
+    kind = settings.preferred
+    reason_kind = f"{kind.value} preferred"
+    if kind == IndexKind.HNSW and hnsw_build_bytes(stats.rows, stats.dim, settings.hnsw_m) > stats.maintenance_work_mem_bytes:
+        kind, reason_kind = IndexKind.IVFFLAT, "HNSW graph would not fit maintenance_work_mem"
+    if kind == IndexKind.HNSW:
+        params = (("m", settings.hnsw_m), ("ef_construction", settings.hnsw_ef_construction))
+        search = (("ef_search", max(40, 2 * settings.hnsw_m * 2)),)
+    else:
+        lists = ivfflat_lists(stats.rows)
+        params = (("lists", lists),)
+        search = (("probes", ivfflat_probes(lists)),)
+
+    if current.kind == IndexKind.NONE:
+        return IndexPlan(Action.CREATE, kind, params, f"{stats.rows:,} rows > {settings.exact_max_rows:,}; {reason_kind}", search)
+    if not current.valid:
+        return IndexPlan(Action.REBUILD, kind, params, "the existing index is invalid (a failed concurrent build)", search)
+    if current.model_id is not None and current.model_id != stats.model_id:
+        return IndexPlan(Action.REBUILD, kind, params, "the index was built for another model's vectors", search)
+    if current.kind != kind or (current.params and dict(current.params) != dict(params) and kind == IndexKind.HNSW):
+        return IndexPlan(Action.REBUILD, kind, params, f"{current.kind.value} index, policy now wants {kind.value} {dict(params)}", search)
+    if kind == IndexKind.IVFFLAT and stats.rows > current.built_rows * settings.rebuild_growth:
+        return IndexPlan(Action.REBUILD, kind, params, f"IVFFlat centroids trained on {current.built_rows:,} rows, "
+                         f"now {stats.rows:,} (> {settings.rebuild_growth}x): stale", search)
+    return IndexPlan(Action.KEEP, kind, tuple(current.params) or params, "the index fits the data", search)

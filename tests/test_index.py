@@ -1,0 +1,149 @@
+"""Index lifecycle: the pure policy branch by branch, then builds, recall and plans on a real server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from dagster import materialize
+
+from assets.index import vector_index as vector_index_asset
+from pipeline import db, search, store, vector_index
+from pipeline.errors import ConfigError
+from pipeline.index_policy import (
+    Action,
+    CurrentIndex,
+    IndexKind,
+    IndexSettings,
+    PartitionStats,
+    ivfflat_lists,
+    ivfflat_probes,
+    plan_index,
+)
+from pipeline.records import ChunkRecord, DayEmbeddings
+from resources import PostgresResource
+from tests.conftest import fresh_database
+
+GiB = 1024**3
+SETTINGS = IndexSettings(exact_max_rows=20_000)
+
+
+def stats(rows: int, memory: int = 4 * GiB, model_id: int = 1) -> PartitionStats:
+    return PartitionStats(rows=rows, dim=384, model_id=model_id, maintenance_work_mem_bytes=memory)
+
+
+@pytest.mark.parametrize("rows,current,settings,action,kind,why", [
+    (5_000, CurrentIndex(), SETTINGS, Action.KEEP, IndexKind.NONE, "exact scan"),
+    (5_000, CurrentIndex(IndexKind.HNSW, built_rows=30_000, model_id=1), SETTINGS, Action.DROP, IndexKind.NONE, "exact"),
+    (50_000, CurrentIndex(), SETTINGS, Action.CREATE, IndexKind.HNSW, "hnsw preferred"),
+    (50_000, CurrentIndex(), IndexSettings(preferred=IndexKind.IVFFLAT), Action.CREATE, IndexKind.IVFFLAT, "ivfflat"),
+    (5_000_000, CurrentIndex(), SETTINGS, Action.CREATE, IndexKind.IVFFLAT, "would not fit"),
+    (50_000, CurrentIndex(IndexKind.HNSW, valid=False, model_id=1), SETTINGS, Action.REBUILD, IndexKind.HNSW, "invalid"),
+    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=2, params=(("ef_construction", 64), ("m", 16))),
+     SETTINGS, Action.REBUILD, IndexKind.HNSW, "another model"),
+    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 16))),
+     SETTINGS, Action.KEEP, IndexKind.HNSW, "fits"),
+    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 8))),
+     SETTINGS, Action.REBUILD, IndexKind.HNSW, "policy now wants"),
+    (90_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
+     IndexSettings(preferred=IndexKind.IVFFLAT), Action.REBUILD, IndexKind.IVFFLAT, "stale"),
+    (60_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
+     IndexSettings(preferred=IndexKind.IVFFLAT), Action.KEEP, IndexKind.IVFFLAT, "fits"),
+    (50_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=50_000, model_id=1, params=(("lists", 50),)),
+     SETTINGS, Action.REBUILD, IndexKind.HNSW, "policy now wants hnsw"),
+])
+def test_policy_branches(rows, current, settings, action, kind, why) -> None:
+    memory = 64 * 1024**2 if why == "would not fit" else 4 * GiB
+    plan = plan_index(stats(rows, memory=memory), current, settings)
+    assert (plan.action, plan.kind) == (action, kind), plan
+    assert why in plan.reason
+
+
+def test_ivfflat_sizing() -> None:
+    assert ivfflat_lists(50_000) == 50 and ivfflat_lists(1_000_000) == 1000 and ivfflat_lists(4_000_000) == 2000
+    assert ivfflat_probes(100) == 10 and ivfflat_probes(1) == 1
+    plan = plan_index(stats(200_000), CurrentIndex(), IndexSettings(preferred=IndexKind.IVFFLAT))
+    assert plan.params_dict == {"lists": 200} and dict(plan.search_params) == {"probes": 15}
+
+
+@pytest.mark.parametrize("kwargs", [{"exact_max_rows": -1}, {"preferred": IndexKind.NONE}, {"hnsw_m": 1},
+                                    {"hnsw_m": 40, "hnsw_ef_construction": 64}, {"rebuild_growth": 1.0}])
+def test_bad_policy_settings_are_refused(kwargs) -> None:
+    with pytest.raises(ConfigError):
+        IndexSettings(**kwargs)
+
+
+DAY = dt.date(2026, 4, 1)
+ROWS = 4_000
+
+
+@pytest.fixture(scope="module")
+def indexed_db(migrated, embedder):
+    """A database of its own with one day of clustered vectors: real neighbourhoods, meaningful recall."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_index_probe")
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((40, embedder.info.dim)).astype(np.float32)
+    vectors = centers[rng.integers(0, 40, ROWS)] + 0.35 * rng.standard_normal((ROWS, embedder.info.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [ChunkRecord(f"c{i:05d}", f"doc-{i % 400}.md", i, f"chunk {i}", 3, f"{i:064x}",
+                          {"shard": str(i % 20)}) for i in range(ROWS)]
+    with db.connect(isolated) as conn:
+        model_id = store.register_model(conn, embedder.info)
+        batch = DayEmbeddings(day=DAY, documents=[], chunks=chunks, chunk_counts={}, vectors=vectors,
+                              model_name=embedder.info.name, model_revision=embedder.info.revision,
+                              dim=embedder.info.dim, embedded=ROWS, reused=0, dead_letters=[], seconds=0.0)
+        store.replace_day(conn, batch, model_id)
+        conn.execute("INSERT INTO documents (ingest_date, doc_id, source_uri, content_sha256, bytes, chunk_count) "
+                     "SELECT %s, 'doc-' || g || '.md', 'x', 'x', 1, 10 FROM generate_series(0, 399) g", (DAY,))
+    return isolated, model_id, vectors
+
+
+def plan_text(conn, vectors, model_id, **kwargs) -> str:
+    return search.explain_vector(conn, vectors[0], model_id, k=10, **kwargs)
+
+
+@pytest.mark.parametrize("kind", [IndexKind.HNSW, IndexKind.IVFFLAT])
+def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
+    settings, model_id, vectors = indexed_db
+    partition = store.partition_name(DAY)
+    logs: list[str] = []
+    with db.connect(settings) as conn:
+        policy = IndexSettings(exact_max_rows=1_000, preferred=kind)
+        outcome = vector_index.maintain_partition(conn, partition, policy, log=logs.append)
+        assert outcome.plan.action in (Action.CREATE, Action.REBUILD) and outcome.index_name
+        existing = vector_index.existing_vector_index(conn, partition)
+        assert existing is not None and existing.state.valid and existing.state.kind == kind
+        assert existing.state.built_rows == ROWS
+        tuning = dict(outcome.plan.search_params)
+        recall = vector_index.recall_at_k(conn, partition, ef_search=tuning.get("ef_search", 64),
+                                          probes=tuning.get("probes", 10))
+        assert recall >= 0.95, recall
+        assert outcome.index_name in plan_text(conn, vectors, model_id), "search uses the index"
+        again = vector_index.maintain_partition(conn, partition, policy)
+        assert again.plan.action == Action.KEEP and again.index_name == outcome.index_name
+
+        filtered = search.search_vector(conn, vectors[0], model_id, k=10, filters={"shard": "7"})
+        assert len(filtered) == 10, "iterative scans keep a 5%-selective filter from starving the results"
+        assert all(h.metadata["shard"] == "7" for h in filtered)
+
+        dropped = vector_index.maintain_partition(conn, partition, IndexSettings(exact_max_rows=1_000_000))
+        assert dropped.plan.action == Action.DROP
+        assert vector_index.existing_vector_index(conn, partition) is None
+        plan = plan_text(conn, vectors, model_id)
+        assert "Seq Scan" in plan and "hnsw" not in plan and "ivfflat" not in plan, plan
+    assert any("built" in line for line in logs)
+
+
+def test_vector_index_asset_and_checks(indexed_db) -> None:
+    settings, _, _ = indexed_db
+    result = materialize([vector_index_asset], partition_key=DAY.isoformat(),
+                         resources={"postgres": PostgresResource(database_url=settings.database_url)},
+                         run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"recall_at_10": True, "index_valid": True, "vectors_sane": True}
+    [event] = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    assert meta["indexed_days"].value == 1 and meta["min_recall_at_10"].value >= 0.95
+    assert meta["index_kinds"].value == "hnsw"
