@@ -17,29 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 from dagster import DagsterInstance, Definitions
-from psycopg import sql
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline import db, migrate, sample_corpus, sources
 from pipeline.embedding import load_embedder
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import load_settings
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules.ingest import ingest_job
 
 DATABASE = "docvec_bench_incremental"
-
-
-def scratch_settings(base: Settings, dim: int) -> Settings:
-    server = db.server_url(base)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-    url = db.with_database(server, DATABASE)
-    settings = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=False)
-    migrate.upgrade(settings, dim)
-    return settings
 
 
 def run(defs: Definitions, first: dt.date, last: dt.date) -> tuple[float, dict[str, int]]:
@@ -66,7 +53,7 @@ def main() -> None:
     parser.add_argument("--notes-per-topic-per-day", type=int, default=5)
     args = parser.parse_args()
     embedder = load_embedder()
-    settings = scratch_settings(load_settings(), embedder.info.dim)
+    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE)
     with tempfile.TemporaryDirectory() as tmp:
         landing = Path(tmp) / "landing"
         sample_corpus.write_sample_corpus(landing, notes_per_topic_per_day=args.notes_per_topic_per_day)
@@ -99,8 +86,7 @@ def main() -> None:
               f"{figures['days_unchanged']:>9} of {figures['days']}")
     print(f"unchanged rerun speed-up: {first_s / rerun_s:.1f}x (target >= 50x, with 0 chunks embedded)")
     print(f"one-day-changed rerun embedded {changed['embedded']} chunks (the edited notes: {len(edited)})")
-    with psycopg.connect(db.server_url(load_settings()), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+    db.drop_database(load_settings(), DATABASE)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,21 @@ def ensure_databases(settings: Settings) -> None:
         raise DatabaseSetupError(f"cannot reach PostgreSQL at {redact(base)}: {exc}") from exc
 
 
+def recreate_database(settings: Settings, name: str) -> str:
+    """Drop (forcibly) and create database ``name`` on the configured server; return its URL.
+    For tests and benchmarks that need tables of their own."""
+    base = server_url(settings)
+    with psycopg.connect(base, autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(base, name)
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    with psycopg.connect(server_url(settings), autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def ensure_vector_extension(conn: psycopg.Connection) -> str:
     """Create pgvector if missing; refuse versions we cannot use. Returns the installed version."""
     available = conn.execute(

@@ -12,7 +12,7 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.db import docvec_url, ensure_databases
+from pipeline.db import docvec_url, ensure_databases, recreate_database
 from pipeline.errors import ConfigError, DatabaseSetupError
 from pipeline.settings import Settings
 
@@ -32,6 +32,14 @@ def alembic_config(settings: Settings, embedding_dim: int, *, url: str | None = 
 def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> None:
     ensure_databases(settings)
     command.upgrade(alembic_config(settings, embedding_dim), revision)
+
+
+def migrated_scratch_database(base: Settings, embedding_dim: int, name: str) -> Settings:
+    """A fresh database ``name`` on ``base``'s server, migrated to head, and settings that point at it."""
+    url = recreate_database(base, name)
+    scratch = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=base.pgbouncer)
+    upgrade(scratch, embedding_dim)
+    return scratch
 
 
 def downgrade(settings: Settings, embedding_dim: int, revision: str = "base") -> None:

@@ -83,16 +83,7 @@ def loaded_sample(migrated: Settings, sample_landing: Path, embedder: Embedder, 
 
 def fresh_database(base: Settings, dim: int, name: str) -> Settings:
     """A new, migrated database on the session's server, for tests that need the tables to themselves."""
-    from psycopg import sql
-
-    server = db.server_url(base)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = db.with_database(server, name)
-    isolated = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=False)
-    migrate.upgrade(isolated, dim)
-    return isolated
+    return migrate.migrated_scratch_database(base, dim, name)
 
 
 def day_folder(landing: Path, day: dt.date) -> Path:
