@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, store
+from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, status, store
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -128,6 +128,15 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Per day: documents, chunks, embedded/reused, open dead letters, index state; the retention horizon."""
+    with db.connect(settings) as conn:
+        migrate.require_current_schema(conn)
+        statuses = status.day_statuses(conn)
+    print(status.format_status(statuses, args.today or dt.date.today(), args.window_days))
+    return 0
+
+
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
     today = args.today or dt.date.today()
@@ -216,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", help="search to run at the end")
     p.add_argument("--end", type=_date, help="last sample day (default today)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("status", help=cmd_status.__doc__)
+    p.add_argument("--window-days", type=int, default=retention.DEFAULT_WINDOW_DAYS)
+    p.add_argument("--today", type=_date)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("retention", help=cmd_retention.__doc__)
     p.add_argument("--dry-run", action="store_true", help="print what would be dropped, drop nothing")

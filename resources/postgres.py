@@ -4,10 +4,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, RetryRequested
 from pydantic import Field
 
 from pipeline import db, migrate
+from pipeline.errors import DatabaseSetupError
+
+TRANSIENT_RETRIES = 3
+TRANSIENT_WAIT_SECONDS = 10
 from pipeline.settings import Settings, load_settings
 
 
@@ -26,6 +30,15 @@ class PostgresResource(ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        with db.connect(self.settings()) as conn:
-            migrate.require_current_schema(conn)
-            yield conn
+        """A checked connection. A lost or refused connection (server restart, failover, network) asks
+        Dagster to retry the step a few times instead of failing the run."""
+        try:
+            with db.connect(self.settings()) as conn:
+                migrate.require_current_schema(conn)
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
+        except DatabaseSetupError as exc:
+            if isinstance(exc.__cause__, psycopg.OperationalError):
+                raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
+            raise

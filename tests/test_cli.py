@@ -31,3 +31,15 @@ def test_bad_filter_is_a_clear_error(migrated, capsys) -> None:
 def test_migrate_sql(migrated, capsys) -> None:
     assert main(["--home", str(migrated.home), "migrate", "--sql", "--embedding-dim", "384"]) == 0
     assert "CREATE TABLE chunks" in capsys.readouterr().out
+
+
+def test_status_reports_each_loaded_day(migrated, capsys, loaded_sample) -> None:
+    from tests.conftest import SAMPLE_END
+
+    assert main(["--home", str(migrated.home), "status", "--today", str(SAMPLE_END)]) == 0
+    out = capsys.readouterr().out
+    assert "oldest kept day" in out
+    sample_day = [line for line in out.splitlines() if line.startswith(str(SAMPLE_END))]
+    assert sample_day and "exact scan" in sample_day[0]
+    columns = sample_day[0].split()
+    assert int(columns[1].replace(",", "")) > 40 and int(columns[2].replace(",", "")) > 40

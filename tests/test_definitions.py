@@ -70,3 +70,16 @@ def test_materialize_one_day_end_to_end(resources, migrated) -> None:
         total, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s", (day,)).fetchone()
     assert total == distinct == chunks
+
+
+def test_lost_database_connection_asks_dagster_to_retry(migrated, tmp_path) -> None:
+    """A server that is not there (a restart, a failover) is retried, not failed outright."""
+    from dagster import RetryRequested
+
+    unreachable = PostgresResource(database_url=f"postgresql://postgres@/docvec?host={tmp_path}&connect_timeout=2")
+    with pytest.raises(RetryRequested):
+        with unreachable.connect():
+            pass
+    with pytest.raises(RetryRequested):
+        with PostgresResource(home=str(migrated.home)).connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")

@@ -1,0 +1,63 @@
+"""Per-day state of the store, for `docvec status` (and anything else that reports it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import psycopg
+
+from pipeline import retention, store
+from pipeline.vector_index import existing_vector_index
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    day: dt.date
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    open_dead_letters: int
+    index: str
+    loaded_at: dt.datetime | None
+
+
+def day_statuses(conn: psycopg.Connection) -> list[DayStatus]:
+    rows = conn.execute(
+        """
+        SELECT d.ingest_date,
+               (SELECT count(*) FROM documents x WHERE x.ingest_date = d.ingest_date),
+               (SELECT count(*) FROM chunks c WHERE c.ingest_date = d.ingest_date),
+               coalesce(i.embedded, 0), coalesce(i.reused, 0), i.loaded_at,
+               (SELECT count(*) FROM dead_letters l WHERE l.ingest_date = d.ingest_date AND l.resolved_at IS NULL)
+        FROM (SELECT ingest_date FROM ingest_days
+              UNION SELECT DISTINCT ingest_date FROM documents
+              UNION SELECT ingest_date FROM dead_letters WHERE resolved_at IS NULL) d
+        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date
+        ORDER BY d.ingest_date
+        """
+    ).fetchall()
+    statuses = []
+    for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
+        index = existing_vector_index(conn, store.partition_name(day))
+        if index is None:
+            state = "exact scan"
+        else:
+            state = f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
+        statuses.append(DayStatus(day, documents, chunks, embedded, reused, int(dead), state, loaded_at))
+    return statuses
+
+
+def format_status(statuses: list[DayStatus], today: dt.date, window_days: int) -> str:
+    horizon = retention.oldest_kept_day(today, window_days)
+    lines = [f"retention: {window_days} days, oldest kept day {horizon} (today {today})",
+             f"{'day':<12} {'documents':>9} {'chunks':>8} {'embedded':>9} {'reused':>7} {'dead letters':>12}  index"]
+    for s in statuses:
+        flag = "  (expired: next retention run drops it)" if s.day < horizon else ""
+        lines.append(f"{s.day!s:<12} {s.documents:>9,} {s.chunks:>8,} {s.embedded:>9,} {s.reused:>7,} "
+                     f"{s.open_dead_letters:>12,}  {s.index}{flag}")
+    lines.append(f"{'total':<12} {sum(s.documents for s in statuses):>9,} {sum(s.chunks for s in statuses):>8,} "
+                 f"{sum(s.embedded for s in statuses):>9,} {sum(s.reused for s in statuses):>7,} "
+                 f"{sum(s.open_dead_letters for s in statuses):>12,}")
+    return "\n".join(lines)
