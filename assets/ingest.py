@@ -152,6 +152,20 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
     })
 
 
+def _sample_chunks(batches: Mapping[str, DayEmbeddings], limit: int = 5) -> str:
+    """A glance at what was loaded: the first chunks of the latest rebuilt day."""
+    rebuilt = [b for b in batches.values() if not b.unchanged and b.chunks]
+    if not rebuilt:
+        return "_no day was rebuilt in this run_"
+    batch = max(rebuilt, key=lambda b: b.day)
+    lines = [f"**{batch.day}** — first {min(limit, len(batch.chunks))} of {len(batch.chunks)} chunks", ""]
+    for chunk in batch.chunks[:limit]:
+        text = " ".join(chunk.text.split())
+        text = text if len(text) <= 200 else text[:197] + "..."
+        lines.append(f"- `{chunk.doc_id}#{chunk.seq}` ({chunk.token_count} tokens): {text.replace('|', '/')}")
+    return "\n".join(lines)
+
+
 def _per_day_table(loads) -> str:
     lines = ["| day | documents | chunks | replaced | dead letters | state |", "|---|---|---|---|---|---|"]
     for load in loads:
@@ -201,6 +215,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
             "replaced_chunks": sum(load.replaced_chunks for load in loads),
             "days_unchanged": sum(load.unchanged for load in loads),
             "per_day": MetadataValue.md(_per_day_table(loads)),
+            "sample_chunks": MetadataValue.md(_sample_chunks(chunk_embeddings)),
             "dead_letters": len(open_letters),
             "copy_seconds": round(copy_seconds, 3),
             "rows_per_second": round(copied / copy_seconds, 1) if copy_seconds else 0.0,
