@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import ingest, retention, store
+from pipeline import ingest, retention, status, store
 from pipeline.chunking import ChunkingConfig
 from pipeline.errors import ConfigError
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
@@ -166,15 +166,6 @@ def _sample_chunks(batches: Mapping[str, DayEmbeddings], limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _per_day_table(loads) -> str:
-    lines = ["| day | documents | chunks | replaced | dead letters | state |", "|---|---|---|---|---|---|"]
-    for load in loads:
-        state = "unchanged" if load.unchanged else f"rebuilt in {load.seconds:.2f} s"
-        lines.append(f"| {load.day} | {load.documents} | {load.chunks} | {load.replaced_chunks} | "
-                     f"{load.dead_letters} | {state} |")
-    return "\n".join(lines)
-
-
 @asset(
     kinds={"postgres", "pgvector"},
     check_specs=[
@@ -201,6 +192,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
                                  f"replaced {load.replaced_chunks}")
             loads.append(load)
         counts = {load.day: store.day_chunk_count(conn, load.day) for load in loads}
+        day_table = status.markdown_status(status.day_statuses(conn, [load.day for load in loads]))
         open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])
     mismatched = {str(load.day): {"in_table": counts[load.day], "produced": load.chunks}
                   for load in loads if counts[load.day] != load.chunks}
@@ -214,7 +206,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
             "chunks": chunks,
             "replaced_chunks": sum(load.replaced_chunks for load in loads),
             "days_unchanged": sum(load.unchanged for load in loads),
-            "per_day": MetadataValue.md(_per_day_table(loads)),
+            "per_day": MetadataValue.md(day_table),
             "sample_chunks": MetadataValue.md(_sample_chunks(chunk_embeddings)),
             "dead_letters": len(open_letters),
             "copy_seconds": round(copy_seconds, 3),

@@ -23,7 +23,8 @@ class DayStatus:
     loaded_at: dt.datetime | None
 
 
-def day_statuses(conn: psycopg.Connection) -> list[DayStatus]:
+def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) -> list[DayStatus]:
+    """Per-day state; all days, or only ``days``."""
     rows = conn.execute(
         """
         SELECT d.ingest_date,
@@ -35,8 +36,10 @@ def day_statuses(conn: psycopg.Connection) -> list[DayStatus]:
               UNION SELECT DISTINCT ingest_date FROM documents
               UNION SELECT ingest_date FROM dead_letters WHERE resolved_at IS NULL) d
         LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date
+        WHERE %(days)s::date[] IS NULL OR d.ingest_date = ANY(%(days)s::date[])
         ORDER BY d.ingest_date
-        """
+        """,
+        {"days": days},
     ).fetchall()
     statuses = []
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
@@ -47,6 +50,16 @@ def day_statuses(conn: psycopg.Connection) -> list[DayStatus]:
             state = f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
         statuses.append(DayStatus(day, documents, chunks, embedded, reused, int(dead), state, loaded_at))
     return statuses
+
+
+def markdown_status(statuses: list[DayStatus]) -> str:
+    """The same facts as ``docvec status``, as a markdown table for Dagster's metadata panel."""
+    lines = ["| day | documents | chunks | embedded | reused | open dead letters | index |",
+             "|---|---|---|---|---|---|---|"]
+    for s in statuses:
+        lines.append(f"| {s.day} | {s.documents} | {s.chunks} | {s.embedded} | {s.reused} | "
+                     f"{s.open_dead_letters} | {s.index} |")
+    return "\n".join(lines)
 
 
 def format_status(statuses: list[DayStatus], today: dt.date, window_days: int) -> str:

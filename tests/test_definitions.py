@@ -60,6 +60,7 @@ def test_materialize_one_day_end_to_end(resources, migrated) -> None:
             assert chunks > 40
             if attempt == 1:
                 assert "first 5 of" in store_meta["vector_store"]["sample_chunks"].value
+                assert f"| {day} | " in store_meta["vector_store"]["per_day"].value
                 embedded = store_meta["chunk_embeddings"]
                 assert embedded["embedded"].value + embedded["reused"].value == chunks
             else:
