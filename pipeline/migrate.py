@@ -12,7 +12,7 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.db import docvec_url, ensure_databases, recreate_database
+from pipeline.db import docvec_url, ensure_databases, ensure_vector_extension, recreate_database
 from pipeline.errors import ConfigError, DatabaseSetupError
 from pipeline.settings import Settings
 
@@ -31,6 +31,10 @@ def alembic_config(settings: Settings, embedding_dim: int, *, url: str | None = 
 
 def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> None:
     ensure_databases(settings)
+    # Checked before Alembic runs, so a server without pgvector gets the error that says how to fix it.
+    with psycopg.connect(docvec_url(settings), autocommit=True,
+                         **({"prepare_threshold": None} if settings.pgbouncer else {})) as conn:  # type: ignore[arg-type]
+        ensure_vector_extension(conn)
     command.upgrade(alembic_config(settings, embedding_dim), revision)
 
 

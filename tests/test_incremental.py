@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from pipeline import db, ingest, search, store
+from pipeline import ingest, search, store
 from pipeline.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.settings import Settings
 from tests.conftest import day_folder

@@ -39,3 +39,12 @@ def test_offline_sql_for_dbas(migrated: Settings) -> None:
     text = migrate.upgrade_sql(migrated, 384)
     assert "CREATE TABLE chunks" in text and "VECTOR(384)" in text.upper()
     assert "PARTITION BY RANGE (ingest_date)" in text
+
+
+def test_upgrade_checks_pgvector_first(migrated: Settings) -> None:
+    """The extension check that runs before every upgrade reports the installed version (0.8 here)."""
+    from pipeline.db import ensure_vector_extension
+
+    with psycopg.connect(migrate.docvec_url(migrated), autocommit=True) as conn:
+        version = ensure_vector_extension(conn)
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 7)

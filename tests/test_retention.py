@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import psycopg
 import pytest
 from dagster import DagsterInstance, build_schedule_context, materialize
