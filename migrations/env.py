@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from pipeline.db import docvec_url
+from pipeline.db import connect_kwargs, docvec_url
 from pipeline.settings import load_settings
 
 VERSION_TABLE = "docvec_alembic_version"
@@ -35,8 +35,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     settings = load_settings()
-    connect_args = {"prepare_threshold": None} if settings.pgbouncer else {}
-    engine = create_engine(_url(), poolclass=pool.NullPool, connect_args=connect_args)
+    engine = create_engine(_url(), poolclass=pool.NullPool, connect_args=connect_kwargs(settings))
     try:
         with engine.connect() as conn:
             context.configure(connection=conn, version_table=VERSION_TABLE, transaction_per_migration=True)

@@ -13,13 +13,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, status, store
+from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, status
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger("docvec")
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 
 
 def _date(value: str) -> dt.date:
@@ -80,11 +81,10 @@ def _executable(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def _dagster(args: Sequence[str], settings: Settings, *, program: str = "dagster",
-             capture: bool = False) -> subprocess.CompletedProcess[str]:
+def _dagster(args: Sequence[str], settings: Settings, *, capture: bool = False) -> subprocess.CompletedProcess[str]:
     """Run a Dagster command on docvec's instance. The environment is passed explicitly and the working
     directory is the data dir, so no .env from elsewhere can point it at another instance."""
-    command = [_executable(program), *args]
+    command = [_executable("dagster"), *args]
     print("$ " + " ".join(command), flush=True)
     settings.home.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(command, cwd=settings.home, env=_dagster_env(settings), text=True,
@@ -118,12 +118,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes)
     with db.connect(settings) as conn:
         migrate.require_current_schema(conn)
-        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until,
-                             filters=filters, tuning=tuning)
+        vector, model_id = search.embed_query(conn, embedder, args.query)
+        options = dict(k=args.k, since=args.since, until=args.until, filters=filters, tuning=tuning)
+        hits = search.search_vector(conn, vector, model_id, **options)
         if args.explain:
-            model_id = store.register_model(conn, embedder.info)
-            print(search.explain_vector(conn, embedder.encode([args.query])[0], model_id, k=args.k, since=args.since,
-                                        until=args.until, filters=filters, tuning=tuning))
+            print(search.explain_vector(conn, vector, model_id, **options))
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
         return 0
@@ -164,7 +163,7 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     cmd_up(args, settings)
-    return _dagster(["dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)], settings).returncode
+    return _dagster(["dev", "-w", str(WORKSPACE), "-p", str(args.port)], settings).returncode
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -174,7 +173,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     if args.start > args.end:
         raise DocvecError(f"--from {args.start} is after --to {args.end}")
     db.server_url(settings)  # the embedded server may have stopped since `docvec up` (e.g. a reboot)
-    launched = _dagster(["job", "backfill", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-j", args.job,
+    launched = _dagster(["job", "backfill", "-w", str(WORKSPACE), "-j", args.job,
                          "--from", str(args.start), "--to", str(args.end), "--noprompt"], settings, capture=True)
     match = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
     if launched.returncode != 0 or not match:
@@ -183,7 +182,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     expected = (args.end - args.start).days + 1
     return dagster_runs.wait_for_backfill(match.group(1), expected, dagster_environment(settings),
                                           start_daemon=lambda: subprocess.Popen(
-                                              [_executable("dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                                              [_executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
                                               cwd=settings.home, env=_dagster_env(settings)),
                                           timeout=args.timeout)
 

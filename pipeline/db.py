@@ -125,7 +125,7 @@ def redact(url: str) -> str:
         return "<unparsable database URL>"
 
 
-def _connect_kwargs(settings: Settings) -> dict[str, object]:
+def connect_kwargs(settings: Settings) -> dict[str, object]:
     # PgBouncer in transaction mode cannot keep server-side prepared statements across transactions.
     return {"prepare_threshold": None} if settings.pgbouncer else {}
 
@@ -141,7 +141,7 @@ def ensure_databases(settings: Settings) -> None:
         return
     base = server_url(settings)
     try:
-        with psycopg.connect(base, autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(base, autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for name in wanted:
                 if name not in existing:
@@ -159,15 +159,15 @@ def ensure_databases(settings: Settings) -> None:
 def recreate_database(settings: Settings, name: str) -> str:
     """Drop (forcibly) and create database ``name`` on the configured server; return its URL.
     For tests and benchmarks that need tables of their own."""
+    drop_database(settings, name)
     base = server_url(settings)
-    with psycopg.connect(base, autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with psycopg.connect(base, autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return with_database(base, name)
 
 
 def drop_database(settings: Settings, name: str) -> None:
-    with psycopg.connect(server_url(settings), autocommit=True, **_connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(server_url(settings), autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -208,7 +208,7 @@ def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.
     transaction someone forgot to close)."""
     url = docvec_url(settings)
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, **_connect_kwargs(settings))  # type: ignore[arg-type]
+        conn = psycopg.connect(url, autocommit=autocommit, **connect_kwargs(settings))  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         raise DatabaseSetupError(f"cannot connect to {redact(url)}: {exc}") from exc
     try:

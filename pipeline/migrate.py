@@ -12,7 +12,7 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.db import docvec_url, ensure_databases, ensure_vector_extension, recreate_database
+from pipeline.db import connect_kwargs, docvec_url, ensure_databases, ensure_vector_extension, recreate_database
 from pipeline.errors import ConfigError, DatabaseSetupError
 from pipeline.settings import Settings
 
@@ -32,8 +32,7 @@ def alembic_config(settings: Settings, embedding_dim: int, *, url: str | None = 
 def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> None:
     ensure_databases(settings)
     # Checked before Alembic runs, so a server without pgvector gets the error that says how to fix it.
-    with psycopg.connect(docvec_url(settings), autocommit=True,
-                         **({"prepare_threshold": None} if settings.pgbouncer else {})) as conn:  # type: ignore[arg-type]
+    with psycopg.connect(docvec_url(settings), autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
         ensure_vector_extension(conn)
     command.upgrade(alembic_config(settings, embedding_dim), revision)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ from pipeline import store
 from pipeline.embedding import Embedder
 from pipeline.errors import ConfigError
 from pipeline.vector_index import search_settings
+
+
+_VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 
 
 @dataclass(frozen=True)
@@ -103,15 +107,20 @@ def explain_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id:
     with conn.transaction():
         search_settings(conn, tuning.ef_search, tuning.probes)
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
-    return "\n".join(r[0] for r in rows)
+    # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
+    return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(r[0] for r in rows))
+
+
+def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
+    """The query's vector and the id of the model that made it (searches never mix models)."""
+    if not query.strip():
+        raise ConfigError("the search query is empty")
+    return embedder.encode([query])[0], store.register_model(conn, embedder.info)
 
 
 def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int = 10,
            since: dt.date | None = None, until: dt.date | None = None,
            filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> list[SearchHit]:
     """Embed ``query`` with the configured model and return the ``k`` nearest chunks."""
-    if not query.strip():
-        raise ConfigError("the search query is empty")
-    model_id = store.register_model(conn, embedder.info)
-    vector = embedder.encode([query])[0]
+    vector, model_id = embed_query(conn, embedder, query)
     return search_vector(conn, vector, model_id, k=k, since=since, until=until, filters=filters, tuning=tuning)
