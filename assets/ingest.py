@@ -40,13 +40,21 @@ def _log_dead_letters(context: AssetExecutionContext, letters) -> None:
         context.log.warning(f"dead letter [{letter.stage}] {letter.source_uri}: {letter.error}. {letter.detail}")
 
 
+def _log_days(context: AssetExecutionContext, lines: list[str]) -> None:
+    """One log event per step, not one per day: each event is a row in Dagster's event log, and an
+    unchanged rerun of a long range would otherwise spend its time writing them."""
+    if lines:
+        context.log.info("\n".join(lines))
+
+
 @asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
-def raw_documents(context: AssetExecutionContext, source: SourceResource,
+def raw_documents(context: AssetExecutionContext, source: SourceResource, postgres: PostgresResource,
                   retention_window: RetentionResource) -> Output[dict[str, DayDocuments]]:
     """Source files of each ingest day, read and validated: UTF-8 text, Markdown (front matter becomes
     metadata) and HTML (scripts and styles dropped). Bad files (binary, invalid UTF-8, empty, too large,
     links escaping the landing directory) become dead letters that name the file and the fix; the rest
-    of the day goes on. Days older than the retention window are refused (retention would drop them)."""
+    of the day goes on. A day whose files have the same names, sizes, inodes and change times as when it
+    was last loaded is not read again. Days older than the retention window are refused."""
     root = source.root()
     days = partition_days(context)
     today = retention_window.today()
@@ -56,14 +64,19 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource,
         except ConfigError as exc:
             raise Failure(description=str(exc), allow_retries=False) from exc
     batches: dict[str, DayDocuments] = {}
-    for day in days:
-        batch = ingest.read_documents(root, day, source.patterns, source.max_file_bytes)
-        _log_dead_letters(context, batch.dead_letters)
-        context.log.info(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters")
-        batches[day.isoformat()] = batch
+    lines = []
+    with postgres.connect() as conn:
+        for day in days:
+            batch = ingest.scan_documents(conn, root, day, source.patterns, source.max_file_bytes)
+            _log_dead_letters(context, batch.dead_letters)
+            lines.append(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters"
+                         if batch.files_read else f"{day}: {batch.files_seen} files unchanged since the last load, not read")
+            batches[day.isoformat()] = batch
+    _log_days(context, lines)
     values = list(batches.values())
     return Output(batches, metadata={
         "days": len(values),
+        "days_not_read": sum(not b.files_read for b in values),
         "files": sum(b.files_seen for b in values),
         "documents": sum(len(b.documents) for b in values),
         "bytes": sum(d.bytes for b in values for d in b.documents),
@@ -92,14 +105,18 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
                               overlap_tokens=config.overlap_tokens)
     tokenizer = model.backend_tokenizer()
     batches: dict[str, DayChunks] = {}
+    lines = []
     with postgres.connect() as conn:
         for key, batch in raw_documents.items():
-            fingerprint = ingest.day_fingerprint(batch, settings, model.info, source.max_chunks_per_document)
-            unchanged = not config.force and ingest.is_unchanged(conn, batch.day, fingerprint)
-            if unchanged:
-                context.log.info(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite")
+            batch, fingerprint, unchanged = ingest.plan_day(
+                conn, batch, source.root(), settings, model.info, patterns=source.patterns,
+                max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
+                force=config.force)
             batches[key] = ingest.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
                                                   fingerprint=fingerprint, unchanged=unchanged)
+            lines.append(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite" if unchanged
+                         else f"{key}: {len(batches[key].chunks)} chunks from {len(batches[key].documents)} documents")
+    _log_days(context, lines)
     values = list(batches.values())
     chunks = sum(len(b.chunks) for b in values)
     tokens = sum(c.token_count for b in values for c in b.chunks)
@@ -124,6 +141,7 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
     vector, so unchanged text is never embedded twice."""
     model = embedder.get()
     batches: dict[str, DayEmbeddings] = {}
+    run_vectors: dict = {}  # text repeated across this run's days is embedded once
     with postgres.connect() as conn:
         for key, batch in document_chunks.items():
             started = time.perf_counter()
@@ -134,7 +152,7 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
                 eta = (total - done) / rate if rate else 0.0
                 context.log.info(f"{key}: embedded {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f} s")
 
-            batches[key] = ingest.embed_chunks(batch, model, conn, progress=progress)
+            batches[key] = ingest.embed_chunks(batch, model, conn, progress=progress, run_vectors=run_vectors)
     values = list(batches.values())
     embedded = sum(b.embedded for b in values)
     seconds = sum(b.seconds for b in values)
@@ -181,16 +199,15 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
     """Each day's chunks and vectors in PostgreSQL + pgvector: binary COPY into a staging table created
     in the same transaction, indexes and ANALYZE there, then swapped in for that day's partition of
     `chunks` in one transaction. Rerunning a day replaces it; it never duplicates."""
-    loads = []
+    loads, lines = [], []
     with postgres.connect() as conn:
         for key, batch in chunk_embeddings.items():
             load = ingest.load_embeddings(conn, batch)
-            if load.unchanged:
-                context.log.info(f"{key}: unchanged, kept its {load.chunks} chunks as they are")
-            else:
-                context.log.info(f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
-                                 f"replaced {load.replaced_chunks}")
+            lines.append(f"{key}: unchanged, kept its {load.chunks} chunks as they are" if load.unchanged else
+                         f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
+                         f"replaced {load.replaced_chunks}")
             loads.append(load)
+        _log_days(context, lines)
         counts = {load.day: store.day_chunk_count(conn, load.day) for load in loads}
         day_table = status.markdown_status(status.day_statuses(conn, [load.day for load in loads]))
         open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])

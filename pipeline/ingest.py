@@ -15,17 +15,47 @@ import psycopg
 from pipeline import sources, store
 from pipeline.chunking import ChunkingConfig, FastTokenizer, chunk_id, chunk_texts
 from pipeline.embedding import Embedder, ModelInfo, ProgressCallback
-from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad
-from pipeline.sources import DeadLetter
+from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad, SourceState
+from pipeline.sources import DeadLetter, SourceDocument
 
 
 def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
                    max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+    """Read and validate every file of the day."""
     started = time.perf_counter()
     sources.require_landing_dir(landing_dir)
+    # Taken before reading, so a file changed while it is being read makes the next run read again.
+    signature = sources.day_signature(landing_dir, day, patterns)
     result = sources.read_day(landing_dir, day, patterns, max_file_bytes)
     return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
-                        files_seen=result.files_seen, seconds=time.perf_counter() - started)
+                        files_seen=result.files_seen, seconds=time.perf_counter() - started,
+                        source=SourceState(signature, content_fingerprint(result.documents, result.dead_letters)))
+
+
+def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
+                   patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
+                   max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+    """Like ``read_documents``, but when the day folder's signature equals the one the stored day was
+    built from, open no file and carry the stored content fingerprint instead (an unchanged rerun then
+    costs one ``stat`` per file)."""
+    started = time.perf_counter()
+    sources.require_landing_dir(landing_dir)
+    signature = sources.day_signature(landing_dir, day, patterns)
+    stored = store.stored_source(conn, day)
+    if stored is None or stored.signature != signature:
+        return read_documents(landing_dir, day, patterns, max_file_bytes)
+    files = sum(1 for _ in sources.iter_day_files(landing_dir, day, patterns))
+    return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=files,
+                        seconds=time.perf_counter() - started, source=stored, files_read=False)
+
+
+def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter]) -> str:
+    """The day's file contents and failures, order-independent."""
+    payload = {
+        "documents": sorted((d.doc_id, d.content_sha256) for d in documents),
+        "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in dead_letters),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInfo,
@@ -33,8 +63,7 @@ def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInf
     """Everything a day's stored chunks depend on: its files' contents, its failures, the chunking
     settings and the model. Equal fingerprints mean the stored day is already what a rebuild would make."""
     payload = {
-        "documents": sorted((d.doc_id, d.content_sha256) for d in batch.documents),
-        "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in batch.dead_letters),
+        "content": batch.source.content_fingerprint,
         "chunking": [config.budget, config.overlap_tokens, max_chunks_per_document],
         "model": [model.name, model.revision, model.normalized],
     }
@@ -45,6 +74,21 @@ def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bo
     return store.stored_fingerprint(conn, day) == fingerprint
 
 
+def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, config: ChunkingConfig,
+             model: ModelInfo, *, patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
+             max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
+             force: bool = False) -> tuple[DayDocuments, str, bool]:
+    """Decide whether the day must be rebuilt: returns its documents (read now when the scan skipped
+    them but settings, model or ``force`` call for a rebuild), its fingerprint, and ``unchanged``."""
+    fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
+    if not force and is_unchanged(conn, batch.day, fingerprint):
+        return batch, fingerprint, True
+    if not batch.files_read:
+        batch = read_documents(landing_dir, batch.day, patterns, max_file_bytes)
+        fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
+    return batch, fingerprint, False
+
+
 def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
                     unchanged: bool = False) -> DayChunks:
@@ -52,7 +96,10 @@ def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: Chunk
     started = time.perf_counter()
     if unchanged:
         return DayChunks(day=batch.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[],
-                         seconds=time.perf_counter() - started, fingerprint=fingerprint, unchanged=True)
+                         seconds=time.perf_counter() - started, fingerprint=fingerprint, unchanged=True,
+                         source=batch.source)
+    if not batch.files_read:
+        raise ValueError(f"{batch.day}: its files were not read (signature unchanged); read them before chunking")
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
     documents, chunks, counts = [], [], {}
     dead = list(batch.dead_letters)
@@ -72,15 +119,22 @@ def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: Chunk
                 content_sha256=piece.content_sha256, metadata=document.metadata,
             ))
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
-                     dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint)
+                     dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
+                     source=batch.source)
 
 
 def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
-                 progress: ProgressCallback | None = None) -> DayEmbeddings:
-    """Embed only content this model has never embedded; reuse the stored vector for the rest."""
+                 progress: ProgressCallback | None = None,
+                 run_vectors: dict[str, np.ndarray] | None = None) -> DayEmbeddings:
+    """Embed only content this model has never embedded; reuse the stored vector for the rest.
+
+    ``run_vectors`` (content hash → vector) carries what earlier days of the same run embedded but have
+    not stored yet, so text repeated across the days of one run is embedded once; it is updated here."""
     started = time.perf_counter()
     model_id = store.register_model(conn, embedder.info)
-    known = store.reusable_vectors(conn, model_id, [c.content_sha256 for c in batch.chunks])
+    hashes = [c.content_sha256 for c in batch.chunks]
+    known = {h: run_vectors[h] for h in hashes if h in run_vectors} if run_vectors else {}
+    known.update(store.reusable_vectors(conn, model_id, [h for h in hashes if h not in known]))
     vectors = np.empty((len(batch.chunks), embedder.info.dim), dtype=np.float32)
     todo: dict[str, list[int]] = {}
     for row, chunk in enumerate(batch.chunks):
@@ -90,20 +144,22 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
             todo.setdefault(chunk.content_sha256, []).append(row)
     firsts = [rows[0] for rows in todo.values()]
     fresh = embedder.encode([batch.chunks[row].text for row in firsts], progress=progress)
-    for rows, vector in zip(todo.values(), fresh):
+    for (content_sha256, rows), vector in zip(todo.items(), fresh):
         vectors[rows] = vector
+        if run_vectors is not None:
+            run_vectors[content_sha256] = vectors[rows[0]]  # a view: the day's array is kept anyway
     return DayEmbeddings(
         day=batch.day, documents=batch.documents, chunks=batch.chunks, chunk_counts=batch.chunk_counts,
         vectors=vectors, model_name=embedder.info.name, model_revision=embedder.info.revision,
         dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
         dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
-        fingerprint=batch.fingerprint, unchanged=batch.unchanged,
+        fingerprint=batch.fingerprint, unchanged=batch.unchanged, source=batch.source,
     )
 
 
 def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
     """Swap the day in, or, for an unchanged day, leave the stored one exactly as it is."""
     if batch.unchanged:
-        return store.unchanged_day(conn, batch.day)
+        return store.unchanged_day(conn, batch.day, batch.source)
     model_id = store.model_id(conn, batch.model_name, batch.model_revision)
     return store.replace_day(conn, batch, model_id)

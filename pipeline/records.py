@@ -23,12 +23,22 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
+class SourceState:
+    """What a day's stored chunks were built from: ``signature`` (file names, sizes, inodes, change times;
+    cheap to recompute) and ``content_fingerprint`` (file contents and failures; needs every file read)."""
+    signature: str = ""
+    content_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
 class DayDocuments:
     day: dt.date
     documents: list[SourceDocument]
     dead_letters: list[DeadLetter]
     files_seen: int
     seconds: float
+    source: SourceState = SourceState()
+    files_read: bool = True  # False: the signature matched the stored day's, so no file was opened
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class DayChunks:
     seconds: float
     fingerprint: str = ""
     unchanged: bool = False  # same input as the stored day: nothing to chunk, embed or rewrite
+    source: SourceState = SourceState()
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class DayEmbeddings:
     device: str = "cpu"
     fingerprint: str = ""
     unchanged: bool = False
+    source: SourceState = SourceState()
 
 
 @dataclass(frozen=True)

@@ -91,17 +91,19 @@ def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DE
 
 
 def day_signature(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> str:
-    """A cheap change detector for a day folder (names, sizes, modification times; no file is read)."""
+    """A cheap change detector for a day folder: names, sizes, inodes, modification and change times (no
+    file is read). The change time moves on any write, rename or chmod and cannot be set back by tools that
+    preserve mtimes (``rsync -t``, ``touch -d``), so equal signatures mean the same bytes in practice."""
     digest = hashlib.sha256()
     folder = day_folder(landing_dir, day)
     for path in iter_day_files(landing_dir, day, patterns):
         try:
             info = path.stat()
+            stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"
         except OSError:
-            info = None
-        digest.update(f"{path.relative_to(folder).as_posix()}\x1f{info.st_size if info else -1}\x1f"
-                      f"{info.st_mtime_ns if info else -1}\n".encode())
-    return digest.hexdigest()[:24]
+            stamp = "unreadable"
+        digest.update(f"{path.relative_to(folder).as_posix()}\x1f{stamp}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 class _HTMLText(HTMLParser):

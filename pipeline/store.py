@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from pipeline.embedding import ModelInfo
 from pipeline.errors import DatabaseSetupError, DimensionMismatchError
 from pipeline.loader import copy_rows
-from pipeline.records import DayEmbeddings, DayLoad
+from pipeline.records import DayEmbeddings, DayLoad, SourceState
 from pipeline.sources import DeadLetter
 
 CHUNK_COLUMNS = ("ingest_date", "chunk_id", "doc_id", "seq", "text", "token_count", "content_sha256",
@@ -177,14 +177,17 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         record_dead_letters(conn, day, batch.dead_letters)
         conn.execute(
             """
-            INSERT INTO ingest_days (ingest_date, fingerprint, model_id, documents, chunks, embedded, reused, dead_letters)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            INSERT INTO ingest_days (ingest_date, fingerprint, model_id, documents, chunks, embedded, reused,
+                                     dead_letters, source_signature, content_fingerprint)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (ingest_date) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, model_id = EXCLUDED.model_id,
                 documents = EXCLUDED.documents, chunks = EXCLUDED.chunks, embedded = EXCLUDED.embedded,
-                reused = EXCLUDED.reused, dead_letters = EXCLUDED.dead_letters, loaded_at = now()
+                reused = EXCLUDED.reused, dead_letters = EXCLUDED.dead_letters,
+                source_signature = EXCLUDED.source_signature, content_fingerprint = EXCLUDED.content_fingerprint,
+                loaded_at = now()
             """,
             (day, batch.fingerprint, model_id, len(batch.documents), stats.rows, batch.embedded, batch.reused,
-             len(batch.dead_letters)),
+             len(batch.dead_letters), batch.source.signature or None, batch.source.content_fingerprint or None),
         )
         table_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (partition,)).fetchone()[0]
     return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
@@ -201,8 +204,26 @@ def stored_fingerprint(conn: psycopg.Connection, day: dt.date) -> str | None:
     return row[0] if row else None
 
 
-def unchanged_day(conn: psycopg.Connection, day: dt.date) -> DayLoad:
-    """What an unchanged day holds, reported without touching it."""
+def stored_source(conn: psycopg.Connection, day: dt.date) -> SourceState | None:
+    """What the stored day was built from, if its partition is there and both parts were recorded."""
+    row = conn.execute(
+        "SELECT source_signature, content_fingerprint FROM ingest_days "
+        "WHERE ingest_date = %s AND to_regclass(%s) IS NOT NULL "
+        "AND source_signature IS NOT NULL AND content_fingerprint IS NOT NULL",
+        (day, partition_name(day)),
+    ).fetchone()
+    return SourceState(signature=row[0], content_fingerprint=row[1]) if row else None
+
+
+def unchanged_day(conn: psycopg.Connection, day: dt.date, source: SourceState | None = None) -> DayLoad:
+    """What an unchanged day holds, reported without touching its chunks. A new ``source`` signature
+    (files touched or copied but with the same contents) is recorded so the next scan need not read them."""
+    if source is not None and source.signature and source.content_fingerprint:
+        conn.execute(
+            "UPDATE ingest_days SET source_signature = %s, content_fingerprint = %s WHERE ingest_date = %s "
+            "AND source_signature IS DISTINCT FROM %s",
+            (source.signature, source.content_fingerprint, day, source.signature),
+        )
     row = conn.execute(
         "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days WHERE ingest_date = %s",
         (partition_name(day), day),

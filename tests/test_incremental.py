@@ -150,3 +150,59 @@ def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
     assert materialize.returncode == 0, materialize.stdout[-3000:] + materialize.stderr[-3000:]
     for day in days:
         assert day_rows(conn, day) == (3, 3), day
+
+
+def _load_scanned(conn: psycopg.Connection, landing: Path, day: dt.date, embedder, config, **plan) -> tuple:
+    """One day through the engine the way the assets run it: scan (maybe without reading), plan, load."""
+    scanned = ingest.scan_documents(conn, landing, day)
+    batch, fingerprint, unchanged = ingest.plan_day(conn, scanned, landing, config, embedder.info, **plan)
+    chunks = ingest.chunk_documents(batch, embedder.backend_tokenizer(), config,
+                                    fingerprint=fingerprint, unchanged=unchanged)
+    load = ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+    return scanned, load
+
+
+def test_an_unchanged_day_is_not_read_again_but_any_real_change_is_seen(conn, migrated, tmp_path, embedder,
+                                                                        chunking_config) -> None:
+    day = dt.date(2026, 2, 14)
+    note = day_folder(tmp_path, day) / "kiln.md"
+    note.write_text("The kiln fires at 1200 degrees for glaze.")
+    (day_folder(tmp_path, day) / "other.md").write_text("An unrelated second note about bread.")
+    first, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    assert first.files_read and not load.unchanged
+
+    again, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    assert not again.files_read and again.documents == [] and again.files_seen == 2, "signature matched: no file opened"
+    assert load.unchanged and load.chunks == 2
+
+    # Same size, modification time set back: only the change time gives it away (rsync -t, touch -d).
+    stat = note.stat()
+    note.write_text("The kiln fires at 1300 degrees for glaze.")
+    os.utime(note, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert note.stat().st_size == stat.st_size and note.stat().st_mtime_ns == stat.st_mtime_ns
+    edited, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    assert edited.files_read and not load.unchanged
+    assert conn.execute("SELECT text FROM chunks WHERE ingest_date = %s AND doc_id = 'kiln.md'",
+                        (day,)).fetchone()[0] == "The kiln fires at 1300 degrees for glaze."
+
+
+def test_touched_files_are_read_once_and_settings_changes_still_rebuild(conn, migrated, tmp_path, embedder,
+                                                                       chunking_config) -> None:
+    day = dt.date(2026, 2, 15)
+    note = day_folder(tmp_path, day) / "loom.md"
+    note.write_text("The loom weaves twelve rows per minute. " * 40)
+    _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+
+    os.utime(note)  # touched: new times, same bytes
+    touched, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    assert touched.files_read and load.unchanged, "read to compare contents, found equal, nothing rewritten"
+    after, _ = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    assert not after.files_read, "the new signature was recorded"
+
+    # Files unchanged (not read by the scan) but the chunking settings changed: the day is read and rebuilt.
+    smaller = type(chunking_config)(max_seq_length=chunking_config.max_seq_length, max_tokens=64, overlap_tokens=0)
+    scanned, load = _load_scanned(conn, tmp_path, day, embedder, smaller)
+    assert not scanned.files_read and not load.unchanged
+    assert load.chunks > 1 and day_rows(conn, day) == (load.chunks, load.chunks)
+    forced, load = _load_scanned(conn, tmp_path, day, embedder, smaller, force=True)
+    assert not forced.files_read and not load.unchanged and day_rows(conn, day) == (load.chunks, load.chunks)

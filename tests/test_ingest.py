@@ -113,3 +113,20 @@ def test_missing_landing_dir_names_the_fix(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="does not exist.*landing_dir"):
         ingest.read_documents(tmp_path / "nope", dt.date(2026, 2, 5))
+
+
+def test_text_repeated_across_days_of_one_run_is_embedded_once(conn, migrated, tmp_path, embedder,
+                                                               chunking_config) -> None:
+    first, second = dt.date(2026, 2, 20), dt.date(2026, 2, 21)
+    for day in (first, second):
+        folder = tmp_path / day.isoformat()
+        folder.mkdir()
+        (folder / "same.md").write_text("The ferry to the lighthouse island leaves every forty minutes.")
+    run_vectors: dict = {}
+    results = []
+    for day in (first, second):  # as chunk_embeddings does: every day embedded before any is stored
+        chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(),
+                                        chunking_config)
+        results.append(ingest.embed_chunks(chunks, embedder, conn, run_vectors=run_vectors))
+    assert [(r.embedded, r.reused) for r in results] == [(1, 0), (0, 1)]
+    assert (results[0].vectors == results[1].vectors).all()
