@@ -63,7 +63,8 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             if conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is None:
                 context.log.info(f"{day}: no partition (nothing loaded), nothing to index")
                 continue
-            outcome = index_engine.maintain_partition(conn, partition, settings, log=context.log.info)
+            outcome = index_engine.maintain_partition(conn, partition, settings, log=context.log.info,
+                                                       pooled=postgres.settings().pgbouncer)
             outcomes.append(outcome)
             if outcome.index_name:
                 tuning = dict(outcome.plan.search_params)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, migrate, retention, sample_corpus, search, sources, status
+from pipeline import dagster_runs, db, doctor, migrate, retention, sample_corpus, search, sources, status
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -143,6 +143,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Server and pgvector versions, memory settings against what the data needs, index validity and
+    size, dead tuples, the heaviest statements (pg_stat_statements); exit 1 when something needs fixing."""
+    with db.connect(settings) as conn:
+        migrate.require_current_schema(conn)
+        report = doctor.diagnose(conn)
+    connection = f"{db.redact(db.docvec_url(settings))}{' (through PgBouncer)' if settings.pgbouncer else ''}"
+    if args.json:
+        print(json.dumps({"connection": connection, **report.as_dict()}, indent=2, default=str))
+    else:
+        print(f"connection    {connection}\n{doctor.format_report(report)}")
+    return 1 if report.problems else 0
+
+
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
     today = args.today or dt.date.today()
@@ -238,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-days", type=int, default=retention.DEFAULT_WINDOW_DAYS)
     p.add_argument("--today", type=_date)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help=cmd_doctor.__doc__)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("retention", help=cmd_retention.__doc__)
     p.add_argument("--dry-run", action="store_true", help="print what would be dropped, drop nothing")

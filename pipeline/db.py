@@ -199,6 +199,18 @@ def ensure_vector_extension(conn: psycopg.Connection) -> str:
     return version
 
 
+def require_create_privilege(conn: psycopg.Connection, schema: str = "public") -> None:
+    """Migrations create tables and partitions: say which GRANT is missing instead of failing mid-way."""
+    user, database, allowed = conn.execute(
+        "SELECT current_user, current_database(), has_schema_privilege(%s, 'CREATE')", (schema,)
+    ).fetchone()
+    if not allowed:
+        raise DatabaseSetupError(
+            f"user {user} may not create tables in schema {schema} of database {database}. Run the migration "
+            f"as the database owner, or have one run `GRANT CREATE ON SCHEMA {schema} TO {user};`."
+        )
+
+
 @contextmanager
 def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
     """A psycopg 3 connection to docvec's database with pgvector's types registered; always closed.

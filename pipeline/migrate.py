@@ -12,7 +12,14 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.db import connect_kwargs, docvec_url, ensure_databases, ensure_vector_extension, recreate_database
+from pipeline.db import (
+    connect_kwargs,
+    docvec_url,
+    ensure_databases,
+    ensure_vector_extension,
+    recreate_database,
+    require_create_privilege,
+)
 from pipeline.errors import ConfigError, DatabaseSetupError
 from pipeline.settings import Settings
 
@@ -34,6 +41,7 @@ def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> N
     # Checked before Alembic runs, so a server without pgvector gets the error that says how to fix it.
     with psycopg.connect(docvec_url(settings), autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
         ensure_vector_extension(conn)
+        require_create_privilege(conn)
     command.upgrade(alembic_config(settings, embedding_dim), revision)
 
 

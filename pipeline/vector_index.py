@@ -111,9 +111,15 @@ def _poll_progress(conninfo: str, index_relname: str, log: ProgressLog, stop: th
 
 
 def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats: PartitionStats,
-               existing: ExistingIndex | None, log: ProgressLog = lambda _: None) -> IndexOutcome:
+               existing: ExistingIndex | None, log: ProgressLog = lambda _: None, *,
+               pooled: bool = False) -> IndexOutcome:
     """Make the partition's vector index match the plan. New indexes are built CONCURRENTLY (searches
-    and loads of other days go on); a replaced index is dropped only after its successor is valid."""
+    and loads of other days go on); a replaced index is dropped only after its successor is valid.
+
+    ``pooled``: the connection goes through a transaction-mode pooler (PgBouncer). A session ``SET``
+    would then land on whichever server connection runs it (and stay there for other clients), and
+    CREATE INDEX CONCURRENTLY cannot share a transaction with ``SET LOCAL``, so the build runs with the
+    server's own maintenance_work_mem and parallel workers."""
     if not conn.autocommit:
         raise DatabaseSetupError("index builds need an autocommit connection (CREATE INDEX CONCURRENTLY)")
     if plan.action == Action.KEEP:
@@ -127,8 +133,12 @@ def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats:
     name = f"{partition}_{plan.kind.value}_{int(time.time())}"
     build_memory = min(MAX_BUILD_MEMORY, max(64 * 1024**2, hnsw_build_bytes(stats.rows, stats.dim, plan.params_dict.get("m", 16))))
     workers = max(0, min(7, (os.cpu_count() or 2) - 1))
-    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{build_memory // 1024**2}MB")))
-    conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
+    if pooled:
+        log(f"through a transaction pooler: building with the server's maintenance_work_mem "
+            f"({conn.execute('SHOW maintenance_work_mem').fetchone()[0]}; {build_memory // 1024**2}MB would fit the graph)")
+    else:
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{build_memory // 1024**2}MB")))
+        conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
     with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in plan.params)
     statement = sql.SQL("CREATE INDEX CONCURRENTLY {name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})").format(
         name=sql.Identifier(name), table=sql.Identifier(partition), am=sql.SQL(plan.kind.value), params=with_params)
@@ -145,8 +155,9 @@ def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats:
     finally:
         stop.set()
         watcher.join(timeout=10)
-        conn.execute("RESET maintenance_work_mem")
-        conn.execute("RESET max_parallel_maintenance_workers")
+        if not pooled:
+            conn.execute("RESET maintenance_work_mem")
+            conn.execute("RESET max_parallel_maintenance_workers")
     seconds = time.perf_counter() - started
     valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)).fetchone()
     if not valid or not valid[0]:
@@ -166,12 +177,12 @@ def _index_size(conn: psycopg.Connection, name: str) -> int:
 
 
 def maintain_partition(conn: psycopg.Connection, partition: str, settings: IndexSettings = IndexSettings(),
-                       log: ProgressLog = lambda _: None) -> IndexOutcome:
+                       log: ProgressLog = lambda _: None, *, pooled: bool = False) -> IndexOutcome:
     stats = partition_stats(conn, partition)
     existing = existing_vector_index(conn, partition)
     plan = plan_index(stats, existing.state if existing else CurrentIndex(), settings)
     log(f"{partition}: {plan.action.value} {plan.kind.value} — {plan.reason}")
-    return apply_plan(conn, partition, plan, stats, existing, log)
+    return apply_plan(conn, partition, plan, stats, existing, log, pooled=pooled)
 
 
 def search_settings(conn: psycopg.Connection, ef_search: int, probes: int, *, iterative: bool = True) -> None:

@@ -1,23 +1,51 @@
 #!/usr/bin/env bash
-# README command 2 (and CI): install if needed, then the whole test suite against a real embedded
-# PostgreSQL and the real bundled model. Fails when no test ran (pytest exit code 5).
+# README command 2 (and CI): install if needed, then the whole test suite twice: against the embedded
+# PostgreSQL, then against a separate TCP server with password auth standing in for a user's own
+# (DATABASE_URL), both with the real bundled model. Fails when no test ran (pytest exit code 5).
+#   DOCVEC_TEST_DATABASE_URL=postgresql://superuser:pw@host/db  one pass against that server instead
+#   DOCVEC_TEST_EXTERNAL=0                                       skip the second pass
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
-# The web-UI test drives Debian's headless Chromium.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "==> installing chromium for the browser test"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
-    || echo "scripts/test.sh: could not install chromium; the browser test will say so" >&2
+# Debian packages some tests drive: headless Chromium (web UI) and PgBouncer (transaction pooling).
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; }
+}
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing ${missing[*]} for the browser and PgBouncer tests"
+  apt_install "${missing[@]}" || echo "scripts/test.sh: could not install ${missing[*]}; those tests will say so" >&2
 fi
 
-set +e
-python -m pytest "$@"
-code=$?
-set -e
-if [ "$code" -eq 5 ]; then
-  echo "scripts/test.sh: pytest collected no tests: failing on purpose" >&2
-  exit 1
+run_pytest() {
+  set +e
+  python -m pytest "$@"
+  local code=$?
+  set -e
+  if [ "$code" -eq 5 ]; then
+    echo "scripts/test.sh: pytest collected no tests: failing on purpose" >&2
+    return 1
+  fi
+  return "$code"
+}
+
+if [ -n "${DOCVEC_TEST_DATABASE_URL:-}" ]; then
+  echo "==> tests against DOCVEC_TEST_DATABASE_URL"
+  run_pytest "$@"
+  exit $?
 fi
-exit "$code"
+
+echo "==> tests against the embedded PostgreSQL"
+run_pytest "$@"
+
+if [ "${DOCVEC_TEST_EXTERNAL:-1}" != 0 ]; then
+  echo "==> the same tests against a separate TCP PostgreSQL (password auth), as DATABASE_URL"
+  external_dir="$(mktemp -d)"
+  trap 'python -m tests.pg_cluster stop "$external_dir/data" >/dev/null 2>&1 || true; rm -rf "$external_dir"' EXIT
+  DOCVEC_TEST_DATABASE_URL="$(python -m tests.pg_cluster start "$external_dir/data" 2>/dev/null)"
+  export DOCVEC_TEST_DATABASE_URL
+  run_pytest "$@"
+fi

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pipeline import db, migrate, sample_corpus
 from pipeline.chunking import ChunkingConfig
@@ -21,13 +22,31 @@ SAMPLE_END = dt.date(2026, 3, 7)
 
 @pytest.fixture(scope="session")
 def docvec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's data dir and server: the embedded one started under it, or, with
+    ``DOCVEC_TEST_DATABASE_URL`` (a superuser URL to any PostgreSQL with pgvector), two fresh databases
+    on that server used through ``DATABASE_URL`` and ``DAGSTER_DATABASE_URL``, as a user would."""
     home = tmp_path_factory.mktemp("docvec_home")
-    previous = {key: os.environ.get(key) for key in ("DOCVEC_HOME", "DATABASE_URL", "DOCVEC_PGBOUNCER")}
+    keys = ("DOCVEC_HOME", "DATABASE_URL", "DAGSTER_DATABASE_URL", "DOCVEC_PGBOUNCER")
+    previous = {key: os.environ.get(key) for key in keys}
     os.environ["DOCVEC_HOME"] = str(home)
-    for key in ("DATABASE_URL", "DOCVEC_PGBOUNCER"):
+    for key in keys[1:]:
         os.environ.pop(key, None)
+    external = os.environ.get("DOCVEC_TEST_DATABASE_URL")
+    names = [f"docvec_test_{os.getpid()}", f"docvec_test_{os.getpid()}_dagster"]
+    if external:
+        with psycopg.connect(external, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        os.environ["DATABASE_URL"] = db.with_database(external, names[0])
+        os.environ["DAGSTER_DATABASE_URL"] = db.with_database(external, names[1])
     yield home
-    db.stop_embedded_server(home / "pgdata")  # each session's server goes with it
+    if external:
+        with psycopg.connect(external, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    else:
+        db.stop_embedded_server(home / "pgdata")  # each session's server goes with it
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import psycopg
+import pytest
+
 from pipeline.cli import main
+from tests.conftest import SAMPLE_END
 
 
 def test_search_prints_ranked_results(migrated, capsys, loaded_sample) -> None:
@@ -43,3 +47,36 @@ def test_status_reports_each_loaded_day(migrated, capsys, loaded_sample) -> None
     assert sample_day and "exact scan" in sample_day[0]
     columns = sample_day[0].split()
     assert int(columns[1].replace(",", "")) > 40 and int(columns[2].replace(",", "")) > 40
+
+
+def test_doctor_reports_server_data_settings_and_statements(migrated, capsys, loaded_sample) -> None:
+    code = main(["--home", str(migrated.home), "doctor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == (1 if report["problems"] else 0)
+    assert report["pgvector_version"].startswith("0.8") and report["server_version"].split(".")[0] >= "14"
+    assert report["chunks"] > 0 and report["days"] >= 7 and report["dim"] == 384
+    assert {s["name"] for s in report["settings"]} == {"shared_buffers", "maintenance_work_mem", "work_mem"}
+    assert report["statements"] is None and "shared_preload_libraries" in report["statements_hint"]
+    assert "***" in report["connection"] or "@" not in report["connection"]
+
+    main(["--home", str(migrated.home), "doctor"])
+    text = capsys.readouterr().out
+    assert "pgvector 0.8" in text and "top statements (pg_stat_statements)" in text and "problems:" in text
+
+
+def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_sample) -> None:
+    from pipeline import db, doctor, store
+
+    partition = store.partition_name(SAMPLE_END)
+    with db.connect(migrated) as conn:
+        conn.execute("SET work_mem = '1MB'")
+        # A unique index over duplicate values fails mid-build and, built CONCURRENTLY, stays behind INVALID.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY doctor_probe ON {partition} (ingest_date)")
+        try:
+            report = doctor.diagnose(conn)
+        finally:
+            conn.execute("DROP INDEX CONCURRENTLY IF EXISTS doctor_probe")
+    problems = "\n".join(report.problems)
+    assert "work_mem is 1.0 MB; 16.0 MB recommended" in problems
+    assert "index doctor_probe on" in problems and "INVALID" in problems

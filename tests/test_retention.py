@@ -123,6 +123,7 @@ def test_retention_schedule_requests_a_run() -> None:
 
 def test_backfilling_a_day_older_than_the_window_is_refused(migrated: Settings, tmp_path) -> None:
     resources = {"source": SourceResource(landing_dir=str(tmp_path)),
+                 "postgres": PostgresResource(),
                  "retention_window": RetentionResource(as_of=TODAY.isoformat()),
                  "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "b"))}
     old = TODAY - dt.timedelta(days=45)

@@ -1,0 +1,114 @@
+"""docvec against servers it did not start: one without pgvector, a user without privileges, and the
+session's server behind PgBouncer in transaction mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import psycopg
+import pytest
+from dagster import materialize
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from pipeline import cli, db, migrate, search, store, vector_index
+from pipeline.errors import DatabaseSetupError
+from pipeline.index_policy import Action, IndexSettings
+from pipeline.settings import Settings
+from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from tests import pgbouncer
+from tests.conftest import SAMPLE_END
+from tests.pg_cluster import install_without_pgvector, start_cluster
+
+
+def test_a_server_without_pgvector_gets_the_fix(tmp_path, embedder, capsys, monkeypatch) -> None:
+    cluster = start_cluster(tmp_path / "data", install=install_without_pgvector(tmp_path / "install"))
+    try:
+        settings = Settings(home=tmp_path, database_url=cluster.url(), dagster_database_url=cluster.url(),
+                            pgbouncer=False)
+        with pytest.raises(DatabaseSetupError, match="pgvector extension is not available") as info:
+            migrate.upgrade(settings, embedder.info.dim)
+        assert "apt install postgresql-NN-pgvector" in str(info.value)
+
+        monkeypatch.setenv("DATABASE_URL", cluster.url())
+        monkeypatch.setenv("DAGSTER_DATABASE_URL", cluster.url())
+        assert cli.main(["migrate"]) == 2
+        err = capsys.readouterr().err
+        assert "pgvector extension is not available" in err and "Traceback" not in err
+        assert cluster.password not in err
+    finally:
+        cluster.stop()
+
+
+def test_a_user_without_privileges_is_told_which_grant_is_missing(migrated, embedder, tmp_path) -> None:
+    role = f"docvec_limited_{os.getpid()}"
+    name = f"docvec_noprivs_{os.getpid()}"
+    owner_url = db.recreate_database(migrated, name)
+    with psycopg.connect(owner_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'limited-secret'").format(sql.Identifier(role)))
+        admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 still grants it
+    limited = make_url(owner_url).set(username=role, password="limited-secret").render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path, database_url=limited, dagster_database_url=owner_url, pgbouncer=False)
+    try:
+        with pytest.raises(DatabaseSetupError, match="ask a superuser to run `CREATE EXTENSION vector;`"):
+            migrate.upgrade(settings, embedder.info.dim)
+        with psycopg.connect(owner_url, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION vector")
+        with pytest.raises(DatabaseSetupError, match=f"user {role} may not create tables") as info:
+            migrate.upgrade(settings, embedder.info.dim)
+        assert f"GRANT CREATE ON SCHEMA public TO {role};" in str(info.value)
+        assert "limited-secret" not in str(info.value)
+    finally:
+        db.drop_database(migrated, name)
+        with psycopg.connect(db.server_url(migrated), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedder, sample_landing, tmp_path) -> None:
+    """Migrations, the Dagster ingest assets (binary COPY, day swap, reruns), a CONCURRENTLY index build
+    with its progress watcher, and filtered search, all through PgBouncer with prepared statements off."""
+    name = f"docvec_via_pgbouncer_{os.getpid()}"
+    direct = db.recreate_database(migrated, name)
+    days = [SAMPLE_END - dt.timedelta(days=1), SAMPLE_END]
+    with pgbouncer.transaction_pool(db.server_url(migrated), tmp_path / "bouncer") as template:
+        url = template.format(database=name)
+        settings = Settings(home=migrated.home, database_url=url, dagster_database_url=direct, pgbouncer=True)
+        migrate.upgrade(settings, embedder.info.dim)
+
+        resources = {
+            "postgres": PostgresResource(database_url=url, pgbouncer=True),
+            "embedder": EmbedderResource(),
+            "source": SourceResource(landing_dir=str(sample_landing)),
+            "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat()),
+            "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
+        }
+        assets = [raw_documents, document_chunks, chunk_embeddings, vector_store]
+        for round_ in ("first", "rerun"):
+            for day in days:
+                result = materialize(assets, resources=resources, partition_key=day.isoformat())
+                assert result.success, round_
+                meta = result.asset_materializations_for_node("vector_store")[0].metadata
+                assert meta["days_unchanged"].value == (1 if round_ == "rerun" else 0)
+
+        with db.connect(settings) as conn:
+            assert conn.prepare_threshold is None, "prepared statements are off through the pooler"
+            counts = [store.day_chunk_count(conn, day) for day in days]
+            assert all(count > 0 for count in counts)
+            assert conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks").fetchone() == (sum(counts),) * 2
+
+            logs: list[str] = []
+            outcome = vector_index.maintain_partition(conn, store.partition_name(days[-1]),
+                                                      IndexSettings(exact_max_rows=10), log=logs.append, pooled=True)
+            assert outcome.plan.action == Action.CREATE and outcome.index_name
+            assert any("through a transaction pooler" in line for line in logs)
+            existing = vector_index.existing_vector_index(conn, store.partition_name(days[-1]))
+            assert existing is not None and existing.state.valid
+
+            for _ in range(8):  # more than psycopg's default prepare threshold (5)
+                hits = search.search(conn, embedder, "How do I keep sourdough starter alive?", k=5,
+                                     since=days[0], until=days[-1])
+                assert len(hits) == 5 and all(days[0] <= hit.ingest_date <= days[-1] for hit in hits)
+    db.drop_database(migrated, name)
