@@ -116,7 +116,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     embedder = load_embedder(args.model)
     filters = search.parse_filters(args.filter or [])
     tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes)
-    with db.connect(settings) as conn:
+    with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
         vector, model_id = search.embed_query(conn, embedder, args.query)
         options = dict(k=args.k, since=args.since, until=args.until, filters=filters, tuning=tuning)

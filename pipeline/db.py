@@ -212,13 +212,14 @@ def require_create_privilege(conn: psycopg.Connection, schema: str = "public") -
 
 
 @contextmanager
-def connect(settings: Settings, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
+def connect(settings: Settings, *, autocommit: bool = True, for_search: bool = False) -> Iterator[psycopg.Connection]:
     """A psycopg 3 connection to docvec's database with pgvector's types registered; always closed.
 
     Autocommit by default: each statement stands alone, and work that must be atomic says so with
     ``with conn.transaction():`` (which is then a real BEGIN/COMMIT, never a savepoint inside a
-    transaction someone forgot to close)."""
-    url = docvec_url(settings)
+    transaction someone forgot to close). ``for_search``: the read-only search path, sent to
+    ``DOCVEC_SEARCH_DATABASE_URL`` (a read replica) when one is set."""
+    url = settings.search_database_url if for_search and settings.search_database_url else docvec_url(settings)
     try:
         conn = psycopg.connect(url, autocommit=autocommit, **connect_kwargs(settings))  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:

@@ -1,8 +1,9 @@
-"""The one place that assembles docvec's Dagster ``Definitions`` (``workspace.yaml`` points here)."""
+"""The one place that assembles docvec's Dagster ``Definitions`` (``workspace.yaml`` points here; the
+code locations under ``deploy/`` call ``build_definitions`` with their executor)."""
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, ExecutorDefinition, in_process_executor
 
 from assets.index import vector_index
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
@@ -12,20 +13,30 @@ from schedules.ingest import ingest_job, ingest_schedule
 from schedules.retention import build_retention_schedule, retention_job
 from schedules.sensors import landing_sensor
 
-defs = Definitions(
-    assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, vector_index, retention],
-    jobs=[ingest_job, retention_job],
-    # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
-    schedules=[ingest_schedule, build_retention_schedule()],
-    sensors=[landing_sensor],
-    # One process per run: the model loads once and serves every step and day of the run. Parallelism
-    # comes from running several day-partition runs at once (run coordinator), not steps of one chain.
-    executor=in_process_executor,
-    resources={
-        "postgres": PostgresResource(),
-        "embedder": EmbedderResource(),
-        "source": SourceResource(),
-        "retention_window": RetentionResource(),
-        "batch_io_manager": DayBatchIOManager(),
-    },
-)
+
+def build_definitions(executor: ExecutorDefinition = in_process_executor) -> Definitions:
+    """docvec's assets, jobs, schedules, sensor and resources, run by ``executor``.
+
+    The default runs each run in one process: the model loads once and serves every step and day of
+    the run, and day-level parallelism comes from several runs at once (the run queue's
+    ``max_concurrent_runs``). Step-isolating executors (multiprocess, Kubernetes jobs, Celery) work too:
+    steps hand their per-day batches over through files (``batch_io_manager``), which then must sit on
+    storage every step's process or pod can reach."""
+    return Definitions(
+        assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, vector_index, retention],
+        jobs=[ingest_job, retention_job],
+        # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
+        schedules=[ingest_schedule, build_retention_schedule()],
+        sensors=[landing_sensor],
+        executor=executor,
+        resources={
+            "postgres": PostgresResource(),
+            "embedder": EmbedderResource(),
+            "source": SourceResource(),
+            "retention_window": RetentionResource(),
+            "batch_io_manager": DayBatchIOManager(),
+        },
+    )
+
+
+defs = build_definitions()

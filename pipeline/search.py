@@ -115,7 +115,13 @@ def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tup
     """The query's vector and the id of the model that made it (searches never mix models)."""
     if not query.strip():
         raise ConfigError("the search query is empty")
-    return embedder.encode([query])[0], store.register_model(conn, embedder.info)
+    model_id = store.registered_model(conn, embedder.info)
+    if model_id is None:
+        raise ConfigError(
+            f"nothing in this database was embedded with {embedder.info.name}@{embedder.info.revision}: "
+            "ingest first (`docvec demo` or a materialization), or search with the model that built it (--model)"
+        )
+    return embedder.encode([query])[0], model_id
 
 
 def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int = 10,

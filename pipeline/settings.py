@@ -6,6 +6,7 @@ Environment variables are read only when these functions are called (never at im
 * ``DATABASE_URL``  – use this PostgreSQL (with pgvector) instead of the embedded server
 * ``DAGSTER_DATABASE_URL`` – Dagster's storage database (default: database ``dagster`` on the same server)
 * ``DOCVEC_PGBOUNCER`` – ``1`` when ``DATABASE_URL`` points at PgBouncer in transaction mode
+* ``DOCVEC_SEARCH_DATABASE_URL`` – where searches go (a read replica); default: ``DATABASE_URL``
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Settings:
     database_url: str | None
     dagster_database_url: str | None
     pgbouncer: bool
+    search_database_url: str | None = None
 
     @property
     def pgdata(self) -> Path:
@@ -59,4 +61,5 @@ def load_settings(
         database_url=database_url or os.environ.get("DATABASE_URL") or None,
         dagster_database_url=os.environ.get("DAGSTER_DATABASE_URL") or None,
         pgbouncer=_truthy(os.environ.get("DOCVEC_PGBOUNCER")) if pgbouncer is None else pgbouncer,
+        search_database_url=os.environ.get("DOCVEC_SEARCH_DATABASE_URL") or None,
     )

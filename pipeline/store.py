@@ -47,16 +47,29 @@ def register_model(conn: psycopg.Connection, info: ModelInfo) -> int:
             "Use a model with the same dimension, or migrate a fresh database for this model "
             "(DOCVEC_HOME or DATABASE_URL pointing elsewhere, then `docvec migrate`)."
         )
-    row = conn.execute(
+    existing = registered_model(conn, info)
+    if existing is not None:
+        return existing
+    # Insert only when missing: an upsert would rewrite the row (and leave a dead tuple) on every call.
+    conn.execute(
         """
         INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (name, revision) DO UPDATE SET name = EXCLUDED.name
-        RETURNING id, dim
+        VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, revision) DO NOTHING
         """,
         (info.name, info.revision, info.dim, info.normalized, info.max_seq_length),
-    ).fetchone()
-    assert row is not None
+    )
+    registered = registered_model(conn, info)
+    assert registered is not None
+    return registered
+
+
+def registered_model(conn: psycopg.Connection, info: ModelInfo) -> int | None:
+    """The id of this (model, revision) if anything was ever embedded with it; read-only, so it also
+    works on a read replica."""
+    row = conn.execute("SELECT id, dim FROM embedding_models WHERE name = %s AND revision = %s",
+                       (info.name, info.revision)).fetchone()
+    if row is None:
+        return None
     if row[1] != info.dim:
         raise DimensionMismatchError(
             f"model {info.name}@{info.revision} is registered with dim {row[1]} but now produces {info.dim}"

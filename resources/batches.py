@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import pickle
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ class DayBatchIOManager(ConfigurableIOManager):
         for key in keys:
             path = self._path(context.asset_key.path, key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            # Unique per writer: two runs of overlapping day ranges may write the same day at once.
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
             with tmp.open("wb") as handle:
                 pickle.dump(obj[key], handle, protocol=pickle.HIGHEST_PROTOCOL)
             tmp.replace(path)  # a crashed write never leaves a half file behind

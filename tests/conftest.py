@@ -26,7 +26,7 @@ def docvec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ``DOCVEC_TEST_DATABASE_URL`` (a superuser URL to any PostgreSQL with pgvector), two fresh databases
     on that server used through ``DATABASE_URL`` and ``DAGSTER_DATABASE_URL``, as a user would."""
     home = tmp_path_factory.mktemp("docvec_home")
-    keys = ("DOCVEC_HOME", "DATABASE_URL", "DAGSTER_DATABASE_URL", "DOCVEC_PGBOUNCER")
+    keys = ("DOCVEC_HOME", "DATABASE_URL", "DAGSTER_DATABASE_URL", "DOCVEC_PGBOUNCER", "DOCVEC_SEARCH_DATABASE_URL")
     previous = {key: os.environ.get(key) for key in keys}
     os.environ["DOCVEC_HOME"] = str(home)
     for key in keys[1:]:

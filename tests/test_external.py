@@ -4,7 +4,9 @@ session's server behind PgBouncer in transaction mode."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import time
 
 import psycopg
 import pytest
@@ -112,3 +114,50 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
                                      since=days[0], until=days[-1])
                 assert len(hits) == 5 and all(days[0] <= hit.ingest_date <= days[-1] for hit in hits)
     db.drop_database(migrated, name)
+
+
+def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_landing, capsys, monkeypatch) -> None:
+    """DOCVEC_SEARCH_DATABASE_URL sends `docvec search` to a hot standby (pg_basebackup -R) while
+    ingestion keeps writing to the primary."""
+    from pipeline import ingest, sources
+    from pipeline.chunking import ChunkingConfig
+    from tests.pg_cluster import start_replica
+
+    primary = start_cluster(tmp_path / "primary")
+    replica = None
+    try:
+        settings = Settings(home=tmp_path, database_url=primary.url("docvec_primary"),
+                            dagster_database_url=primary.url("docvec_primary"), pgbouncer=False)
+        with psycopg.connect(primary.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE docvec_primary")
+        migrate.upgrade(settings, embedder.info.dim)
+        config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
+        with db.connect(settings) as conn:
+            day = sources.list_days(sample_landing)[-1]
+            chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
+            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+            primary_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+        replica = start_replica(primary, tmp_path / "replica")
+        with psycopg.connect(replica.url("docvec_primary"), autocommit=True) as standby:
+            assert standby.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            for _ in range(100):
+                if standby.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn,)).fetchone()[0]:
+                    break
+                time.sleep(0.1)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                standby.execute("DELETE FROM chunks")
+
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("DAGSTER_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("DOCVEC_SEARCH_DATABASE_URL", replica.url("docvec_primary"))
+        assert cli.main(["search", "How do I keep sourdough starter alive?", "-k", "3", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)
+        assert len(hits) == 3 and all(hit["ingest_date"] == day.isoformat() for hit in hits)
+        with psycopg.connect(replica.url("docvec_primary")) as standby:  # the replica answered
+            assert standby.execute("SELECT sum(idx_scan + seq_scan) FROM pg_stat_user_tables "
+                                   "WHERE relname LIKE 'chunks_%'").fetchone()[0] > 0
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()

@@ -48,3 +48,37 @@ def test_upgrade_checks_pgvector_first(migrated: Settings) -> None:
     with psycopg.connect(migrate.docvec_url(migrated), autocommit=True) as conn:
         version = ensure_vector_extension(conn)
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 7)
+
+
+def _version(url: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT version_num FROM docvec_alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def test_history_is_linear_and_every_revision_downgrades_one_step(migrated: Settings, embedder) -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config(migrated, embedder.info.dim))
+    assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1, "no branches"
+    chain = [r.revision for r in script.walk_revisions()]  # head first
+    assert all(isinstance(script.get_revision(r).down_revision, (str, type(None))) for r in chain), "no merges"
+
+    probe = fresh_database(migrated, embedder.info.dim, "docvec_migration_steps")
+    assert probe.database_url is not None
+    for current, below in zip(chain, chain[1:] + [None]):
+        assert _version(probe.database_url) == current
+        migrate.downgrade(probe, embedder.info.dim, "-1")
+        assert _version(probe.database_url) == below
+    migrate.upgrade(probe, embedder.info.dim)
+    assert _version(probe.database_url) == chain[0]
+
+
+def test_no_migration_hard_codes_the_vector_dimension() -> None:
+    import re
+
+    for path in sorted((migrate.MIGRATIONS_DIR / "versions").glob("*.py")):
+        source = path.read_text()
+        assert not re.search(r"(?i)vector\s*\(\s*\d+\s*\)", source), f"{path.name} hard-codes a dimension"
+        if re.search(r"(?i)\bVECTOR\b", source):
+            assert "migration_embedding_dim()" in source, f"{path.name} must take the dimension from the model"
