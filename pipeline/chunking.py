@@ -4,7 +4,9 @@ Each document is tokenized once (Rust fast tokenizer, offsets kept). Windows of 
 ``max_seq_length - 2`` word pieces (room for [CLS]/[SEP]) are cut at the best break inside the last half
 of the window: paragraph > sentence > line > word; never inside a word unless a single "word" is longer
 than a window. Consecutive chunks share ``overlap`` tokens. Every chunk is re-tokenized as the model will
-see it and split again if it would be truncated, so no chunk ever exceeds the model's limit.
+see it and split again if it would be truncated, so no chunk ever exceeds the model's limit. A chunk also
+holds at most ``max_chars`` characters (16 per token of budget): a "word" longer than the tokenizer's word
+limit becomes one [UNK] token, which would otherwise let a single token carry a megabyte of text.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 from pipeline.errors import ConfigError
 
+CHARS_PER_TOKEN_CAP = 16  # real text runs at ~4 characters per word piece
 SENTENCE_END = frozenset(".!?;:。！？；…")
 PARAGRAPH, SENTENCE, LINE, WORD, NONE = 4, 3, 2, 1, 0
 _PARAGRAPH_GAP = re.compile(r"\n[ \t]*\n")
@@ -54,6 +57,10 @@ class ChunkingConfig:
     def budget(self) -> int:
         limit = self.max_seq_length - self.special_tokens
         return min(limit, self.max_tokens) if self.max_tokens else limit
+
+    @property
+    def max_chars(self) -> int:
+        return self.budget * CHARS_PER_TOKEN_CAP
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def chunk_texts(documents: Sequence[str], tokenizer: FastTokenizer, config: Chun
 def _verified(text: str, spans: list[tuple[int, int]], tokenizer: FastTokenizer,
               config: ChunkingConfig) -> list[Chunk]:
     """Re-tokenize each chunk as the model will see it; split any that would be truncated."""
-    limit = config.budget
+    limit, max_chars = config.budget, config.max_chars
     pending = list(spans)
     chunks: list[Chunk] = []
     while pending:
@@ -146,9 +153,9 @@ def _verified(text: str, spans: list[tuple[int, int]], tokenizer: FastTokenizer,
         counts = [len(e) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
         retry: list[tuple[int, int]] = []
         for (a, b), count in zip(pending, counts):
-            if count <= limit or b - a <= 1:
+            if (count <= limit and b - a <= max_chars) or b - a <= 1:
                 chunks.append(Chunk(seq=0, text=text[a:b], token_count=count, char_start=a, char_end=b))
-            else:  # rare: tokenization at the cut differed from the whole-document one
+            else:  # rare: tokenization at the cut differed from the whole-document one, or [UNK] giants
                 middle = text.rfind(" ", a + 1, a + (b - a) // 2 + 1)
                 middle = middle if middle > a else a + (b - a) // 2
                 retry.extend([(a, middle), (middle, b)])

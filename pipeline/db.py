@@ -18,7 +18,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from pipeline.errors import DatabaseSetupError
+from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import DAGSTER_DATABASE, DOCVEC_DATABASE, Settings
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,20 @@ def ensure_vector_extension(conn: psycopg.Connection) -> str:
             "(run `ALTER EXTENSION vector UPDATE;` after upgrading the server package)."
         )
     return version
+
+
+@contextmanager
+def connection_guard(doing: str) -> Iterator[None]:
+    """A lost connection while ``doing`` something becomes one clear sentence instead of a driver
+    traceback; the original stays chained for ``--verbose`` logs."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        reason = (str(exc).strip().splitlines() or ["connection lost"])[0]
+        raise DatabaseUnavailableError(
+            f"lost the database connection while {doing} ({reason}). The server may be restarting or "
+            "unreachable: retry in a moment; `docvec doctor` checks it."
+        ) from exc
 
 
 def require_create_privilege(conn: psycopg.Connection, schema: str = "public") -> None:

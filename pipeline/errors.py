@@ -25,3 +25,7 @@ class BadInputError(DocvecError):
 
 class DimensionMismatchError(DocvecError):
     """A vector's dimension differs from its model's or from the table column's."""
+
+
+class DatabaseUnavailableError(DocvecError):
+    """The connection was lost or refused mid-way (restart, failover, network); retrying may succeed."""

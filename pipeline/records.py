@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,3 +91,22 @@ class DayLoad:
     @property
     def rows_per_second(self) -> float:
         return self.chunks / self.copy_seconds if self.copy_seconds > 0 else 0.0
+
+
+def synthetic_day(day: dt.date, vectors: np.ndarray, model_name: str, model_revision: str,
+                  metadata: Callable[[int], dict[str, Any]] | None = None, texts: list[str] | None = None,
+                  documents: int = 100, doc_prefix: str = "synthetic") -> DayEmbeddings:
+    """A day of ready-made vectors (no files, no model run) for benchmarks and tests of the store:
+    chunk ``i`` belongs to ``{doc_prefix}-{i % documents}.md`` and has text ``texts[i]`` or a placeholder."""
+    count = min(documents, len(vectors))
+    doc_ids = [f"{doc_prefix}-{d}.md" for d in range(count)]
+    chunks = [ChunkRecord(chunk_id=f"{day:%Y%m%d}-{i}", doc_id=doc_ids[i % count], seq=i // count,
+                          text=texts[i] if texts else f"synthetic chunk {i}", token_count=4,
+                          content_sha256=f"{day:%Y%m%d}{i:056x}", metadata=metadata(i) if metadata else {})
+              for i in range(len(vectors))]
+    docs = [SourceDocument(doc_id=doc_id, source_uri=f"{day}/{doc_id}", ingest_date=day, text="",
+                           content_sha256=doc_id, bytes=0) for doc_id in doc_ids]
+    return DayEmbeddings(day=day, documents=docs, chunks=chunks, chunk_counts=dict(Counter(c.doc_id for c in chunks)),
+                         vectors=vectors,
+                         model_name=model_name, model_revision=model_revision, dim=int(vectors.shape[1]),
+                         embedded=len(chunks), reused=0, dead_letters=[], seconds=0.0)

@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pipeline import store
+from pipeline.db import connection_guard
 from pipeline.embedding import Embedder
 from pipeline.errors import ConfigError
 from pipeline.vector_index import search_settings
@@ -57,8 +58,12 @@ def _statement(query_vector: np.ndarray, model_id: int, k: int, since: dt.date |
                filters: Mapping[str, str] | None) -> tuple[sql.Composed, dict[str, Any]]:
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
+    # Latest version of each document only. As NOT EXISTS (an anti join) the planner can hash it for
+    # exact-scanned days or probe documents_doc_latest_idx per candidate under an index scan; the
+    # correlated max() it replaces ran once per row: 1.6 s instead of 0.1 s over 130k exact rows.
     conditions = [sql.SQL("c.model_id = %(model_id)s"),
-                  sql.SQL("c.ingest_date = (SELECT max(d.ingest_date) FROM documents d WHERE d.doc_id = c.doc_id)")]
+                  sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id "
+                          "AND d.ingest_date > c.ingest_date)")]
     params: dict[str, Any] = {"model_id": model_id, "query": query_vector, "k": k}
     if since is not None:
         conditions.append(sql.SQL("c.ingest_date >= %(since)s"))
@@ -89,7 +94,7 @@ def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: 
                   since: dt.date | None = None, until: dt.date | None = None,
                   filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> list[SearchHit]:
     statement, params = _statement(query_vector, model_id, k, since, until, filters)
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+    with connection_guard("searching"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         search_settings(conn, tuning.ef_search, tuning.probes)
         rows = cursor.execute(statement, params).fetchall()
     return [
@@ -104,7 +109,7 @@ def explain_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id:
                    filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> str:
     """EXPLAIN ANALYZE of the search: proves which indexes (or exact scans) answer it."""
     statement, params = _statement(query_vector, model_id, k, since, until, filters)
-    with conn.transaction():
+    with connection_guard("explaining the search"), conn.transaction():
         search_settings(conn, tuning.ef_search, tuning.probes)
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
@@ -115,7 +120,8 @@ def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tup
     """The query's vector and the id of the model that made it (searches never mix models)."""
     if not query.strip():
         raise ConfigError("the search query is empty")
-    model_id = store.registered_model(conn, embedder.info)
+    with connection_guard("looking up the search model"):
+        model_id = store.registered_model(conn, embedder.info)
     if model_id is None:
         raise ConfigError(
             f"nothing in this database was embedded with {embedder.info.name}@{embedder.info.revision}: "

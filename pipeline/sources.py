@@ -10,6 +10,7 @@ import codecs
 import datetime as dt
 import hashlib
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -85,7 +86,8 @@ def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DE
     seen: set[Path] = set()
     for pattern in patterns:
         for path in folder.rglob(pattern):
-            if path not in seen and (path.is_file() or path.is_symlink()):
+            # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
+            if path not in seen and (path.is_symlink() or not path.is_dir()):
                 seen.add(path)
     yield from sorted(seen)
 
@@ -192,7 +194,12 @@ def read_document(path: Path, landing_dir: Path, day: dt.date, max_bytes: int = 
         raise BadInputError(source_uri, f"resolves outside the landing directory ({real})",
                             "copy the file into the day folder instead of linking to it")
     try:
-        size = real.stat().st_size
+        info = real.stat()
+        if not stat.S_ISREG(info.st_mode):
+            # Opening a FIFO would block the whole run; a device could be endless.
+            raise BadInputError(source_uri, "is not a regular file (a FIFO, socket or device)",
+                                "remove it from the landing directory; only regular text files are ingested")
+        size = info.st_size
         if size > max_bytes:
             raise BadInputError(source_uri, f"is {size:,} bytes, over the {max_bytes:,}-byte limit",
                                 "split it into smaller files or raise the source's max_file_bytes")

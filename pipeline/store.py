@@ -139,6 +139,15 @@ def _copy_partition_indexes(conn: psycopg.Connection, stage: str) -> None:
         conn.execute(_INDEX_ON_PARENT.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX ON {stage} ", definition))
 
 
+def _give_to_table_owner(conn: psycopg.Connection, table: str) -> None:
+    """Make a new day partition belong to whoever owns ``chunks`` (``docvec_owner`` once migration 0004
+    set up roles), so any loader can later swap or drop it, not only the login that created it."""
+    owner = conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() "
+                         "AND tablename = 'chunks'").fetchone()[0]
+    if owner != conn.info.user:
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(owner)))
+
+
 def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -> DayLoad:
     """Rebuild one day atomically: staging table (created in this transaction, so with wal_level=minimal
     its COPY writes no WAL) + binary COPY FREEZE + indexes + ANALYZE, then swap it in for the old
@@ -157,6 +166,7 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
             ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_day"),
                      lo=sql.Literal(day), hi=sql.Literal(day + dt.timedelta(days=1)))
         )
+        _give_to_table_owner(conn, stage)
         cursor = conn.cursor()
         copy_started = time.perf_counter()
         rows = (
@@ -188,6 +198,8 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
             for d in batch.documents
         ))
         record_dead_letters(conn, day, batch.dead_letters)
+        # Search's latest-version anti join plans from these statistics; keep them current per day.
+        conn.execute("ANALYZE documents")
         conn.execute(
             """
             INSERT INTO ingest_days (ingest_date, fingerprint, model_id, documents, chunks, embedded, reused,

@@ -188,6 +188,9 @@ def maintain_partition(conn: psycopg.Connection, partition: str, settings: Index
 def search_settings(conn: psycopg.Connection, ef_search: int, probes: int, *, iterative: bool = True) -> None:
     """Session settings for ANN search, inside the caller's transaction: pgvector 0.8 iterative scans
     keep fetching candidates until filters are satisfied, so filtered queries are not starved."""
+    # Exact-scanned days are sorted whole under the Merge Append, rows ~1.6 kB wide with their vectors:
+    # a 20k-row day needs ~32 MB to sort in memory instead of spilling to disk.
+    conn.execute("SET LOCAL work_mem = '64MB'")
     conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
     conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(probes)))
     if iterative:

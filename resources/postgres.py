@@ -8,10 +8,7 @@ from dagster import ConfigurableResource, RetryRequested
 from pydantic import Field
 
 from pipeline import db, migrate
-from pipeline.errors import DatabaseSetupError
-
-TRANSIENT_RETRIES = 3
-TRANSIENT_WAIT_SECONDS = 10
+from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import Settings, load_settings
 
 
@@ -24,6 +21,8 @@ class PostgresResource(ConfigurableResource):
     pgbouncer: bool | None = Field(
         default=None, description="True when database_url points at PgBouncer in transaction mode (no prepared statements)"
     )
+    retries: int = Field(default=3, ge=0, description="step retries after a lost or refused connection")
+    retry_wait_seconds: float = Field(default=10.0, ge=0, description="wait before each such retry")
 
     def settings(self) -> Settings:
         return load_settings(home=self.home, database_url=self.database_url, pgbouncer=self.pgbouncer)
@@ -32,13 +31,14 @@ class PostgresResource(ConfigurableResource):
     def connect(self) -> Iterator[psycopg.Connection]:
         """A checked connection. A lost or refused connection (server restart, failover, network) asks
         Dagster to retry the step a few times instead of failing the run."""
+        retry = RetryRequested(max_retries=self.retries, seconds_to_wait=self.retry_wait_seconds)
         try:
             with db.connect(self.settings()) as conn:
                 migrate.require_current_schema(conn)
                 yield conn
-        except psycopg.OperationalError as exc:
-            raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
+        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+            raise retry from exc
         except DatabaseSetupError as exc:
             if isinstance(exc.__cause__, psycopg.OperationalError):
-                raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_WAIT_SECONDS) from exc
+                raise retry from exc
             raise

@@ -16,7 +16,7 @@ import numpy as np
 from pipeline import db, ingest, store
 from pipeline.chunking import ChunkingConfig
 from pipeline.embedding import load_embedder
-from pipeline.records import ChunkRecord, DayEmbeddings
+from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
 
 
@@ -28,11 +28,7 @@ def main(argv: list[str]) -> int:
         if len(argv) > 4 and argv[3] == "--synthetic-rows":
             rows = int(argv[4])
             vectors = np.random.default_rng(0).standard_normal((rows, embedder.info.dim)).astype(np.float32)
-            chunks = [ChunkRecord(f"s{i}", f"synthetic-{i % 100}.md", i, f"synthetic chunk {i}", 4, f"{i:064x}", {})
-                      for i in range(rows)]
-            batch = DayEmbeddings(day=day, documents=[], chunks=chunks, chunk_counts={}, vectors=vectors,
-                                  model_name=embedder.info.name, model_revision=embedder.info.revision,
-                                  dim=embedder.info.dim, embedded=rows, reused=0, dead_letters=[], seconds=0.0)
+            batch = synthetic_day(day, vectors, embedder.info.name, embedder.info.revision)
             store.replace_day(conn, batch, store.register_model(conn, embedder.info))
             return 0
         config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)

@@ -17,6 +17,7 @@ ADVERSARIAL = {
     "code": "def f(x):\n    return [i ** 2 for i in range(x) if i % 3 == 0]\n\n" * 80,
     "one_giant_line": "token," * 5000,
     "mixed": "Ünïcödé — naïve café; résumé! 😀 " * 300,
+    "one_unknown_megaword": "x" * 1_000_000,  # one [UNK] token for the whole text
 }
 
 
@@ -33,10 +34,11 @@ def test_no_chunk_exceeds_the_models_limit(name: str, embedder: Embedder, tokeni
     # Exactly as the model sees it: with [CLS]/[SEP], through the model's own tokenizer object.
     lengths = [len(embedder.model.tokenizer(c.text)["input_ids"]) for c in chunks]
     assert max(lengths) <= embedder.info.max_seq_length, (name, max(lengths))
+    assert max(len(c.text) for c in chunks) <= chunking_config.max_chars, "no token carries unbounded text"
     assert [c.seq for c in chunks] == list(range(len(chunks)))
 
 
-@pytest.mark.parametrize("name", ["prose", "code", "cjk", "long_words"])
+@pytest.mark.parametrize("name", ["prose", "code", "cjk", "long_words", "one_unknown_megaword"])
 def test_chunks_cover_the_whole_text(name: str, tokenizer, chunking_config) -> None:
     text = ADVERSARIAL[name]
     [chunks] = chunk_texts([text], tokenizer, chunking_config)

@@ -21,7 +21,7 @@ from pipeline.index_policy import (
     ivfflat_probes,
     plan_index,
 )
-from pipeline.records import ChunkRecord, DayEmbeddings
+from pipeline.records import synthetic_day
 from resources import PostgresResource
 from tests.conftest import fresh_database
 
@@ -75,7 +75,7 @@ def test_bad_policy_settings_are_refused(kwargs) -> None:
 
 
 DAY = dt.date(2026, 4, 1)
-ROWS = 4_000
+ROWS = 25_000  # above the policy's exact-scan threshold, where the planner prefers the index too
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +86,11 @@ def indexed_db(migrated, embedder):
     centers = rng.standard_normal((40, embedder.info.dim)).astype(np.float32)
     vectors = centers[rng.integers(0, 40, ROWS)] + 0.35 * rng.standard_normal((ROWS, embedder.info.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    chunks = [ChunkRecord(f"c{i:05d}", f"doc-{i % 400}.md", i, f"chunk {i}", 3, f"{i:064x}",
-                          {"shard": str(i % 20)}) for i in range(ROWS)]
+    batch = synthetic_day(DAY, vectors, embedder.info.name, embedder.info.revision,
+                          metadata=lambda i: {"shard": str(i % 20)}, documents=400)
     with db.connect(isolated) as conn:
         model_id = store.register_model(conn, embedder.info)
-        batch = DayEmbeddings(day=DAY, documents=[], chunks=chunks, chunk_counts={}, vectors=vectors,
-                              model_name=embedder.info.name, model_revision=embedder.info.revision,
-                              dim=embedder.info.dim, embedded=ROWS, reused=0, dead_letters=[], seconds=0.0)
         store.replace_day(conn, batch, model_id)
-        conn.execute("INSERT INTO documents (ingest_date, doc_id, source_uri, content_sha256, bytes, chunk_count) "
-                     "SELECT %s, 'doc-' || g || '.md', 'x', 'x', 1, 10 FROM generate_series(0, 399) g", (DAY,))
     return isolated, model_id, vectors
 
 
@@ -109,7 +104,7 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
     partition = store.partition_name(DAY)
     logs: list[str] = []
     with db.connect(settings) as conn:
-        policy = IndexSettings(exact_max_rows=1_000, preferred=kind)
+        policy = IndexSettings(preferred=kind)  # the default policy: 25k rows get an index
         outcome = vector_index.maintain_partition(conn, partition, policy, log=logs.append)
         assert outcome.plan.action in (Action.CREATE, Action.REBUILD) and outcome.index_name
         existing = vector_index.existing_vector_index(conn, partition)

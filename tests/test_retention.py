@@ -12,7 +12,7 @@ from assets.ingest import raw_documents
 from assets.retention import retention
 from pipeline import db, retention as engine, store
 from pipeline.errors import ConfigError
-from pipeline.records import ChunkRecord, DayEmbeddings
+from pipeline.records import synthetic_day
 from pipeline.settings import Settings
 from resources import PostgresResource, RetentionResource, SourceResource, DayBatchIOManager
 from tests.conftest import fresh_database
@@ -30,14 +30,8 @@ def forty_days(migrated: Settings, embedder) -> Settings:
         model_id = store.register_model(conn, embedder.info)
         for back in range(40):
             day = TODAY - dt.timedelta(days=back)
-            chunks = [ChunkRecord(f"{day}-{i}", f"doc-{i}.md", 0, t, 5, f"sha-{i}", {}) for i, t in enumerate(texts)]
-            batch = DayEmbeddings(day=day, documents=[], chunks=chunks, chunk_counts={}, vectors=vectors,
-                                  model_name=embedder.info.name, model_revision=embedder.info.revision,
-                                  dim=embedder.info.dim, embedded=0, reused=3, dead_letters=[], seconds=0.0)
-            store.replace_day(conn, batch, model_id)
-        conn.execute("INSERT INTO documents (ingest_date, doc_id, source_uri, content_sha256, bytes, chunk_count) "
-                     "SELECT d::date, 'doc.md', d::date || '/doc.md', 'x', 1, 3 FROM generate_series(%s::date, %s::date, '1 day') d",
-                     (TODAY - dt.timedelta(days=39), TODAY))
+            store.replace_day(conn, synthetic_day(day, vectors, embedder.info.name, embedder.info.revision,
+                                                  texts=texts), model_id)
         conn.execute("INSERT INTO dead_letters (source_uri, ingest_date, stage, error, resolved_at) VALUES "
                      "('old/fixed.txt', %s, 'read', 'was bad', now()), ('old/open.txt', %s, 'read', 'still bad', NULL)",
                      (TODAY - dt.timedelta(days=35), TODAY - dt.timedelta(days=35)))
@@ -67,7 +61,7 @@ def test_dry_run_then_retention_keeps_exactly_thirty_days(forty_days: Settings) 
     with db.connect(forty_days) as conn:
         result = engine.apply_retention(conn, TODAY, 30)
         assert result.rows == 30 and len(result.dropped) == 10
-        assert result.documents_deleted == 10 and result.dead_letters_deleted == 1
+        assert result.documents_deleted == 30 and result.dead_letters_deleted == 1  # 3 documents a day
         assert conn.execute("SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL").fetchone()[0] == 1
         assert engine.days_older_than_window(conn, TODAY, 30) == []
         assert conn.execute("SELECT min(ingest_date), count(*) FROM chunks").fetchone() == (

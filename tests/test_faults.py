@@ -1,0 +1,151 @@
+"""Database faults on a server of the test's own (so restarting it disturbs no other test): a restart
+in the middle of a day's load, a connection lost under a search; and searches that keep answering
+while a day loads, an index builds and retention drops a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import psycopg
+import pytest
+from dagster import DagsterEventType, materialize
+
+from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from pipeline import cli, db, migrate, search, sources, store
+from pipeline.errors import DatabaseUnavailableError
+from pipeline.settings import Settings
+from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from tests.conftest import SAMPLE_END
+from tests.pg_cluster import Cluster, _run, _system_user, start_cluster
+
+DATABASE = "docvec_faults"
+
+
+@pytest.fixture()
+def own_server(tmp_path, embedder):
+    cluster = start_cluster(tmp_path / "pg")
+    with psycopg.connect(cluster.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {DATABASE}")
+    settings = Settings(home=tmp_path, database_url=cluster.url(DATABASE), dagster_database_url=cluster.url(DATABASE),
+                        pgbouncer=False)
+    migrate.upgrade(settings, embedder.info.dim)
+    yield cluster, settings
+    cluster.stop()
+
+
+def restart(cluster: Cluster) -> None:
+    _run(cluster.install, _system_user(), "pg_ctl", "-D", str(cluster.datadir), "-m", "fast", "-w", "restart",
+         "-l", str(cluster.datadir / "server.log"))
+
+
+def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_landing, tmp_path) -> None:
+    cluster, settings = own_server
+    day = sources.list_days(sample_landing)[-1]
+    resources = {
+        "postgres": PostgresResource(database_url=settings.database_url, retry_wait_seconds=1),
+        "embedder": EmbedderResource(),
+        "source": SourceResource(landing_dir=str(sample_landing)),
+        "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat()),
+        "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
+    }
+    assets = [raw_documents, document_chunks, chunk_embeddings, vector_store]
+
+    # Hold the day's lock so the load blocks inside its transaction; restart the server right then.
+    holder = psycopg.connect(cluster.url(DATABASE), autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, day.toordinal()))
+    restarted = threading.Event()
+
+    def restart_when_the_load_waits() -> None:
+        deadline = time.monotonic() + 120
+        with psycopg.connect(cluster.url(DATABASE), autocommit=True) as watcher:
+            while time.monotonic() < deadline:
+                waiting = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND wait_event = 'advisory'").fetchone()[0]
+                if waiting:
+                    break
+                time.sleep(0.05)
+        restart(cluster)
+        restarted.set()
+
+    thread = threading.Thread(target=restart_when_the_load_waits)
+    thread.start()
+    result = materialize(assets, resources=resources, partition_key=day.isoformat())
+    thread.join(timeout=120)
+    holder.close()
+    assert restarted.is_set()
+    assert result.success
+    retried = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert [e.step_key for e in retried] == ["vector_store"], "the interrupted load was retried, nothing else"
+
+    produced = result.asset_materializations_for_node("chunk_embeddings")[0].metadata["chunks"].value
+    with db.connect(settings) as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s",
+                            (day,)).fetchone()
+        assert rows == (produced, produced)
+        assert conn.execute("SELECT to_regclass(%s)", (store.staging_name(day),)).fetchone()[0] is None
+
+    again = materialize(assets, resources=resources, partition_key=day.isoformat())
+    assert again.success
+    assert again.asset_materializations_for_node("vector_store")[0].metadata["days_unchanged"].value == 1
+
+
+def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedder, sample_landing, capsys,
+                                                            monkeypatch) -> None:
+    cluster, settings = own_server
+    from pipeline import ingest
+    from pipeline.chunking import ChunkingConfig
+
+    day = sources.list_days(sample_landing)[-1]
+    with db.connect(settings) as conn:
+        chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(),
+                                        ChunkingConfig(max_seq_length=embedder.info.max_seq_length))
+        ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+
+    with db.connect(settings, for_search=True) as conn, psycopg.connect(cluster.url(DATABASE), autocommit=True) as admin:
+        vector, model_id = search.embed_query(conn, embedder, "sourdough starter")
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        with pytest.raises(DatabaseUnavailableError, match="lost the database connection while searching"):
+            search.search_vector(conn, vector, model_id, k=3)
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("DAGSTER_DATABASE_URL", settings.database_url)
+    cluster.stop()
+    assert cli.main(["search", "sourdough starter"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("docvec: error: cannot connect to") and "Traceback" not in err
+    assert cluster.password not in err and "***" in err
+    assert len(err.strip().splitlines()) <= 3
+
+
+def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migrated, embedder) -> None:
+    from benchmarks.concurrency_benchmark import search_during
+    from benchmarks.index_benchmark import clustered
+    from pipeline import retention, vector_index
+    from pipeline.index_policy import IndexSettings
+    from pipeline.records import synthetic_day
+    from tests.conftest import fresh_database
+
+    settings = fresh_database(migrated, embedder.info.dim, "docvec_search_under_load")
+    today = dt.date(2026, 6, 30)
+    days = [today - dt.timedelta(days=back) for back in (3, 2, 1)]
+    with db.connect(settings) as conn:
+        model_id = store.register_model(conn, embedder.info)
+        for n, day in enumerate(days):
+            store.replace_day(conn, synthetic_day(day, clustered(4_000, seed=n), embedder.info.name,
+                                                  embedder.info.revision, doc_prefix=f"day{n}"), model_id)
+        new_day = synthetic_day(today, clustered(30_000, seed=9), embedder.info.name, embedder.info.revision,
+                                doc_prefix="new")
+        results = search_during(settings, model_id, clustered(50, seed=99), [
+            ("load", lambda: store.replace_day(conn, new_day, model_id)),
+            ("index build", lambda: vector_index.maintain_partition(conn, store.partition_name(days[-1]),
+                                                                    IndexSettings(exact_max_rows=1_000))),
+            # Dropping a day takes milliseconds: keep searching a moment on the new set of partitions.
+            ("retention", lambda: (retention.apply_retention(conn, today, window_days=3), time.sleep(0.5))),
+        ])
+    for result in results:
+        assert result.errors == [], (result.name, result.errors[:3])
+        assert result.short_results == 0, f"{result.name}: a search came back with fewer than k rows"
+    assert [len(r.latencies_ms) > 0 for r in results] == [True, True, True], "searches ran during every phase"
+    db.drop_database(migrated, "docvec_search_under_load")
