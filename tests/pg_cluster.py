@@ -83,16 +83,39 @@ class Cluster:
         stop_cluster(self.datadir, self.install)
 
 
-def install_without_pgvector(target: Path) -> Path:
-    """A copy of the bundled installation minus pgvector (hard links where the filesystem allows)."""
+def _copy_install(target: Path) -> Path:
+    """A copy of the bundled installation, hard-linked where the filesystem allows: replace files in it
+    by unlinking first, never by writing through a link."""
     source = bundled_install()
     try:
         shutil.copytree(source, target, copy_function=os.link)
     except OSError:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
+    return target
+
+
+def install_without_pgvector(target: Path) -> Path:
+    """The bundled installation minus pgvector."""
+    _copy_install(target)
     for path in [*(target / "share/postgresql/extension").glob("vector*"), target / "lib/postgresql/vector.so"]:
         path.unlink()
+    return target
+
+
+def install_with_pgvector_labelled(target: Path, version: str) -> Path:
+    """The bundled installation whose pgvector installs as ``version`` (same code, older label): stands
+    in for a server still on an old pgvector."""
+    extension = _copy_install(target) / "share/postgresql/extension"
+    control = extension / "vector.control"
+    text = control.read_text()
+    current = next(line.split("'")[1] for line in text.splitlines() if line.startswith("default_version"))
+    script = (extension / f"vector--{current}.sql").read_text()
+    for path in extension.glob("vector--*"):
+        path.unlink()
+    control.unlink()
+    control.write_text(text.replace(f"'{current}'", f"'{version}'"))
+    (extension / f"vector--{version}.sql").write_text(script)
     return target
 
 

@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests import pgbouncer
 from tests.conftest import SAMPLE_END
-from tests.pg_cluster import install_without_pgvector, start_cluster
+from tests.pg_cluster import install_with_pgvector_labelled, install_without_pgvector, start_cluster
 
 
 def test_a_server_without_pgvector_gets_the_fix(tmp_path, embedder, capsys, monkeypatch) -> None:
@@ -40,6 +40,18 @@ def test_a_server_without_pgvector_gets_the_fix(tmp_path, embedder, capsys, monk
         err = capsys.readouterr().err
         assert "pgvector extension is not available" in err and "Traceback" not in err
         assert cluster.password not in err
+    finally:
+        cluster.stop()
+
+
+def test_a_server_with_an_old_pgvector_gets_the_fix(tmp_path, embedder) -> None:
+    cluster = start_cluster(tmp_path / "data", install=install_with_pgvector_labelled(tmp_path / "install", "0.6.2"))
+    try:
+        settings = Settings(home=tmp_path, database_url=cluster.url(), dagster_database_url=cluster.url(),
+                            pgbouncer=False)
+        with pytest.raises(DatabaseSetupError, match=r"pgvector 0\.6\.2 is too old: docvec needs >= 0\.7\.0") as info:
+            migrate.upgrade(settings, embedder.info.dim)
+        assert "ALTER EXTENSION vector UPDATE" in str(info.value)
     finally:
         cluster.stop()
 
