@@ -40,12 +40,12 @@ def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
     costs one ``stat`` per file)."""
     started = time.perf_counter()
     sources.require_landing_dir(landing_dir)
-    signature = sources.day_signature(landing_dir, day, patterns)
+    files = list(sources.iter_day_files(landing_dir, day, patterns))
+    signature = sources.files_signature(sources.day_folder(landing_dir, day), files)
     stored = store.stored_source(conn, day)
     if stored is None or stored.signature != signature:
         return read_documents(landing_dir, day, patterns, max_file_bytes)
-    files = sum(1 for _ in sources.iter_day_files(landing_dir, day, patterns))
-    return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=files,
+    return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
                         seconds=time.perf_counter() - started, source=stored, files_read=False)
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -96,9 +96,12 @@ def day_signature(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEF
     """A cheap change detector for a day folder: names, sizes, inodes, modification and change times (no
     file is read). The change time moves on any write, rename or chmod and cannot be set back by tools that
     preserve mtimes (``rsync -t``, ``touch -d``), so equal signatures mean the same bytes in practice."""
+    return files_signature(day_folder(landing_dir, day), iter_day_files(landing_dir, day, patterns))
+
+
+def files_signature(folder: Path, files: Iterable[Path]) -> str:
     digest = hashlib.sha256()
-    folder = day_folder(landing_dir, day)
-    for path in iter_day_files(landing_dir, day, patterns):
+    for path in files:
         try:
             info = path.stat()
             stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"

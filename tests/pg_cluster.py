@@ -167,4 +167,4 @@ if __name__ == "__main__":
     elif command == "stop":
         stop_cluster(folder)
     else:
-        sys.exit(f"usage: python -m tests.pg_cluster start|stop DATADIR [PORT]")
+        sys.exit("usage: python -m tests.pg_cluster start|stop DATADIR [PORT]")

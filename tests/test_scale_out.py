@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, validate_run_config
+from dagster import validate_run_config
 from dagster._config import process_config
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
