@@ -12,10 +12,10 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import store
+from pipeline import evaluation, store
 from pipeline import vector_index as index_engine
 from pipeline.index_policy import IndexKind, IndexSettings
-from resources import PostgresResource
+from resources import EmbedderResource, PostgresResource
 
 
 class IndexPolicyConfig(Config):
@@ -27,6 +27,10 @@ class IndexPolicyConfig(Config):
     rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a day grew past this factor")
     min_recall_at_10: float = Field(default=0.95, ge=0, le=1)
     recall_samples: int = Field(default=20, ge=1)
+    eval_queries: str | None = Field(
+        default=None, description="labelled JSONL for the retrieval check; empty = the sample set when it is loaded")
+    min_retrieval_recall_at_5: float = Field(default=0.8, ge=0, le=1,
+                                             description="the retrieval check fails below this hybrid recall@5")
 
     def settings(self) -> IndexSettings:
         return IndexSettings(exact_max_rows=self.exact_max_rows, preferred=IndexKind(self.preferred),
@@ -47,9 +51,12 @@ class IndexPolicyConfig(Config):
         AssetCheckSpec("index_valid", asset="vector_index", description="no invalid (failed) index is left"),
         AssetCheckSpec("vectors_sane", asset="vector_index",
                        description="no zero-length or wrong-dimension vectors (pgvector refuses NaN itself)"),
+        AssetCheckSpec("retrieval_quality", asset="vector_index",
+                       description="recall@5, MRR and nDCG@10 of hybrid and vector search on the labelled queries"),
     ],
 )
-def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource) -> MaterializeResult:
+def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource,
+                 embedder: EmbedderResource) -> MaterializeResult:
     """Each day partition's vector index, as the index policy decides from its row count, dimension
     and memory: an exact scan for small days, HNSW (m, ef_construction) or IVFFlat (lists from rows)
     above the threshold, rebuilt when invalid, stale or built for another model. Built CONCURRENTLY
@@ -77,6 +84,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             bad = index_engine.insane_vectors(conn, partition, dim)
             if bad:
                 insane[str(day)] = bad
+        retrieval = _retrieval_check(conn, embedder, config)
     low = {day: round(r, 3) for day, r in recalls.items() if r < config.min_recall_at_10}
     return MaterializeResult(
         metadata={
@@ -100,5 +108,26 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
                              metadata={"invalid_indexes": MetadataValue.json(invalid)}),
             AssetCheckResult(check_name="vectors_sane", passed=not insane,
                              metadata={"bad_vectors_by_day": MetadataValue.json(insane)}),
+            retrieval,
         ],
     )
+
+
+def _retrieval_check(conn, embedder: EmbedderResource, config: IndexPolicyConfig) -> AssetCheckResult:
+    """Search quality as a user sees it, measured after the indexes changed."""
+    chosen = evaluation.labelled_set_for(conn, config.eval_queries)
+    if chosen is None:
+        return AssetCheckResult(check_name="retrieval_quality", passed=True, description=(
+            "no labelled queries for this corpus: set eval_queries to a JSONL file (see `docvec eval`)"))
+    queries, source = chosen
+    scores = {s.mode: s for s in evaluation.evaluate(conn, embedder.get(), queries, modes=("hybrid", "vector"))}
+    hybrid = scores["hybrid"]
+    passed = hybrid.recall_at_k >= config.min_retrieval_recall_at_5
+    return AssetCheckResult(
+        check_name="retrieval_quality", passed=passed,
+        description=None if passed else (f"hybrid recall@5 {hybrid.recall_at_k:.3f} is below "
+                                         f"{config.min_retrieval_recall_at_5}; misses: {'; '.join(hybrid.misses)}"),
+        metadata={"labelled_set": source, "queries": hybrid.queries,
+                  **{f"{mode}_{name}": getattr(s, name) for mode, s in scores.items()
+                     for name in ("recall_at_k", "mrr", "ndcg_at_10")},
+                  "threshold_recall_at_5": config.min_retrieval_recall_at_5})

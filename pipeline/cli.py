@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, doctor, migrate, retention, sample_corpus, search, sources, status
+from pipeline import dagster_runs, db, doctor, evaluation, migrate, retention, sample_corpus, search, sources, status
 from pipeline.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
@@ -115,22 +115,34 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     embedder = load_embedder(args.model)
     filters = search.parse_filters(args.filter or [])
-    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes)
+    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k)
     with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
-        vector, model_id = search.embed_query(conn, embedder, args.query)
-        options = dict(k=args.k, since=args.since, until=args.until, filters=filters, tuning=tuning)
-        hits = search.search_vector(conn, vector, model_id, **options)
+        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until,
+                             filters=filters, tuning=tuning, mode=args.mode, per_doc=args.per_doc, window=args.window)
         if args.explain:
-            print(search.explain_vector(conn, vector, model_id, **options))
+            vector, model_id = search.embed_query(conn, embedder, args.query)
+            options = dict(k=args.k, since=args.since, until=args.until, filters=filters)
+            if args.mode in ("vector", "hybrid"):
+                print(search.explain_vector(conn, vector, model_id, tuning=tuning, **options))
+            if args.mode in ("text", "hybrid"):
+                print(search.explain_text(conn, args.query, model_id, **options))
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
         return 0
-    print(f'query: "{args.query}"  ({len(hits)} results)')
+    print(f'query: "{args.query}"  ({len(hits)} results, {args.mode})')
     for hit in hits:
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
-        print(f"{hit.rank:>3}. similarity {hit.similarity:.3f}  {hit.ingest_date}  {hit.doc_id}#{hit.seq}\n     {snippet}")
+        scores = [f"similarity {hit.similarity:.3f}" if hit.similarity is not None else "",
+                  f"text {hit.text_score:.3f}" if hit.text_score is not None else "",
+                  f"fused {hit.score:.4f}" if args.mode == "hybrid" else ""]
+        print(f"{hit.rank:>3}. {'  '.join(part for part in scores if part)}  {hit.ingest_date}  {hit.doc_id}#{hit.seq}\n"
+              f"     {snippet}")
+        for neighbour in hit.context or []:
+            if neighbour["seq"] != hit.seq:
+                text = " ".join(neighbour["text"].split())
+                print(f"       #{neighbour['seq']}: {text[:157] + '...' if len(text) > 160 else text}")
     return 0
 
 
@@ -140,6 +152,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         migrate.require_current_schema(conn)
         statuses = status.day_statuses(conn)
     print(status.format_status(statuses, args.today or dt.date.today(), args.window_days))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """recall@k, MRR and nDCG@10 of each search mode on labelled queries (the sample set by default)."""
+    queries = evaluation.load_queries(Path(args.queries)) if args.queries else evaluation.sample_queries()
+    embedder = load_embedder(args.model)
+    with db.connect(settings, for_search=True) as conn:
+        migrate.require_current_schema(conn)
+        scores = evaluation.evaluate(conn, embedder, queries, modes=args.modes.split(","), k=args.k)
+    if args.json:
+        print(json.dumps([s.__dict__ for s in scores], indent=2))
+    else:
+        print(evaluation.format_scores(scores, args.k))
     return 0
 
 
@@ -237,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--explain", action="store_true", help="also print the query plan (EXPLAIN ANALYZE)")
         p.add_argument("--ef-search", type=int, default=search.SearchTuning.ef_search, help="HNSW candidates per query")
         p.add_argument("--probes", type=int, default=search.SearchTuning.probes, help="IVFFlat lists per query")
+        p.add_argument("--mode", choices=search.MODES, default="hybrid",
+                       help="vector, text (full-text) or hybrid (both, reciprocal rank fusion; default)")
+        p.add_argument("--rrf-k", type=int, default=search.SearchTuning.rrf_k, help="fusion constant (default 60)")
+        p.add_argument("--per-doc", type=int, metavar="N", help="at most N results per document")
+        p.add_argument("--window", type=int, default=0, metavar="N", help="show N neighbouring chunks on each side")
         return with_model(p)
 
     p = with_search(sub.add_parser("search", help="vector search the store"))
@@ -252,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-days", type=int, default=retention.DEFAULT_WINDOW_DAYS)
     p.add_argument("--today", type=_date)
     p.set_defaults(func=cmd_status)
+
+    p = with_model(sub.add_parser("eval", help=cmd_eval.__doc__))
+    p.add_argument("queries", nargs="?", help="labelled JSONL (query, expected_doc_ids, tags); default: the sample set")
+    p.add_argument("-k", type=int, default=5, help="recall@k (default 5)")
+    p.add_argument("--modes", default=",".join(search.MODES), help="comma-separated (default vector,text,hybrid)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("doctor", help=cmd_doctor.__doc__)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -126,6 +126,22 @@ class Anchor:
     body: str
 
 
+# Templated bodies, as real runbooks and product sheets are: only the identifier in the title differs.
+RUNBOOK_BODY = (
+    "The payment gateway rejected the nightly ledger batch. First check the gateway status page and the "
+    "batch export log for the run. If the gateway is healthy, re-export the batch from the ledger, verify "
+    "the row count against the day's entries, and submit it again through the billing console. Do not "
+    "edit the batch file by hand: the gateway verifies its checksum. If the same error comes back after "
+    "a second submission, page the billing on-call engineer with the batch id and the export log attached, "
+    "and note the incident in the billing channel so that finance knows the settlement may be late."
+)
+GRINDER_BODY = (
+    "This espresso grinder has flat steel burrs, a dosing cup and a stepless adjustment collar. Grind size "
+    "is set by turning the collar: finer for espresso, coarser for filter. Clean the burrs every two weeks "
+    "with grinder cleaning tablets and brush out the chute. Never grind flavoured or oily beans, which gum "
+    "up the burrs. The hopper is removable for cleaning and the machine switches off after two minutes idle."
+)
+
 ANCHORS: tuple[Anchor, ...] = (
     Anchor("databases/pgvector-hnsw-tuning.md", 6, "databases",
            "# Tuning HNSW indexes in pgvector\n\nAn HNSW index in pgvector is built with the parameters m and "
@@ -174,6 +190,22 @@ ANCHORS: tuple[Anchor, ...] = (
            "# The en passant rule\n\nWhen a pawn advances two squares from its starting rank and lands beside "
            "an enemy pawn, that enemy pawn may capture it as if it had moved only one square. The capture must "
            "be made immediately on the next move or the right is lost."),
+    # Near-twins that differ by an identifier only, as error catalogues and product lines do: a sentence
+    # embedding barely tells ERR-4471 from ERR-4417, full-text search matches the code exactly. They make
+    # the hybrid-vs-vector evaluation meaningful.
+    *(Anchor(f"runbooks/err-{code}.md", offset, "runbooks", f"# Runbook for error ERR-{code}\n\n{RUNBOOK_BODY}")
+      for code, offset in (("4471", 3), ("4417", 2), ("4714", 1), ("7441", 4), ("1447", 5))),
+    *(Anchor(f"products/zephyrine-{model.lower()}.md", offset, "products",
+             f"# Zephyrine {model} espresso grinder\n\n{GRINDER_BODY}")
+      for model, offset in (("X2", 4), ("X3", 3), ("X5", 2), ("X7", 1))),
+    Anchor("api/reconcile-ledger-batch.md", 2, "api",
+           "# reconcile_ledger_batch(batch_id)\n\nreconcile_ledger_batch matches the entries of a ledger batch "
+           "against the bank statement and returns the entries left unmatched. Calling it twice returns the "
+           "same result."),
+    Anchor("api/reconcile-ledger-entry.md", 1, "api",
+           "# reconcile_ledger_entry(entry_id)\n\nreconcile_ledger_entry matches the entry of a ledger batch "
+           "against the bank statement and returns the entry if left unmatched. Calling it twice returns the "
+           "same result."),
 )
 
 LABELLED_QUERIES: tuple[tuple[str, str], ...] = (
@@ -187,6 +219,20 @@ LABELLED_QUERIES: tuple[tuple[str, str], ...] = (
     ("container ship stuck in the Suez canal", "shipping/suez-blockage.txt"),
     ("plant roots are mushy and rotting", "houseplants/overwatering-rescue.md"),
     ("special pawn capture rule", "chess/en-passant.md"),
+)
+
+# Queries that hinge on an exact identifier (error code, function name, product model).
+IDENTIFIER_QUERIES: tuple[tuple[str, str], ...] = (
+    ("ERR-4471", "runbooks/err-4471.md"),
+    ("what does ERR-4417 mean", "runbooks/err-4417.md"),
+    ("gateway rejected the batch with ERR-4714", "runbooks/err-4714.md"),
+    ("ERR-7441 again after resubmitting", "runbooks/err-7441.md"),
+    ("ERR-1447", "runbooks/err-1447.md"),
+    ("Zephyrine X5 cleaning", "products/zephyrine-x5.md"),
+    ("Zephyrine X7", "products/zephyrine-x7.md"),
+    ("Zephyrine X2 burrs", "products/zephyrine-x2.md"),
+    ("reconcile_ledger_entry", "api/reconcile-ledger-entry.md"),
+    ("what does reconcile_ledger_batch return", "api/reconcile-ledger-batch.md"),
 )
 
 
@@ -228,10 +274,16 @@ def write_sample_corpus(landing_dir: Path, end: dt.date | None = None, days: int
     return {"documents": written, "days": days, "first_day": first_day.toordinal(), "last_day": end.toordinal()}
 
 
+def labelled_queries() -> list[dict[str, object]]:
+    """The sample corpus's labelled set, in the JSONL shape ``docvec eval`` reads."""
+    return ([{"query": q, "expected_doc_ids": [d], "tags": ["general"]} for q, d in LABELLED_QUERIES]
+            + [{"query": q, "expected_doc_ids": [d], "tags": ["identifier"]} for q, d in IDENTIFIER_QUERIES])
+
+
 def write_labelled_queries(path: Path) -> Path:
-    """The labelled queries as JSONL: ``{"query": ..., "expected_doc_ids": [...]}`` per line."""
+    """The labelled queries as JSONL: ``{"query": ..., "expected_doc_ids": [...], "tags": [...]}`` per line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
-        for query, doc_id in LABELLED_QUERIES:
-            handle.write(json.dumps({"query": query, "expected_doc_ids": [doc_id]}) + "\n")
+        for entry in labelled_queries():
+            handle.write(json.dumps(entry) + "\n")
     return path

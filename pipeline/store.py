@@ -161,7 +161,7 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
         conn.execute(
             sql.SQL(
-                "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING CONSTRAINTS, "
+                "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING CONSTRAINTS, "
                 "CONSTRAINT {check} CHECK (ingest_date >= {lo} AND ingest_date < {hi}))"
             ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_day"),
                      lo=sql.Literal(day), hi=sql.Literal(day + dt.timedelta(days=1)))

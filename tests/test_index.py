@@ -22,7 +22,7 @@ from pipeline.index_policy import (
     plan_index,
 )
 from pipeline.records import synthetic_day
-from resources import PostgresResource
+from resources import EmbedderResource, PostgresResource
 from tests.conftest import fresh_database
 
 GiB = 1024**3
@@ -135,11 +135,14 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
 def test_vector_index_asset_and_checks(indexed_db) -> None:
     settings, _, _ = indexed_db
     result = materialize([vector_index_asset], partition_key=DAY.isoformat(),
-                         resources={"postgres": PostgresResource(database_url=settings.database_url)},
+                         resources={"postgres": PostgresResource(database_url=settings.database_url),
+                                    "embedder": EmbedderResource()},
                          run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"recall_at_10": True, "index_valid": True, "vectors_sane": True}
+    assert checks == {"recall_at_10": True, "index_valid": True, "vectors_sane": True, "retrieval_quality": True}
+    [retrieval] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
+    assert "no labelled queries" in retrieval.description, "synthetic data: nothing to judge it by, and it says so"
     [event] = result.get_asset_materialization_events()
     meta = event.materialization.metadata
     assert meta["indexed_days"].value == 1 and meta["min_recall_at_10"].value >= 0.95

@@ -82,3 +82,18 @@ def test_no_migration_hard_codes_the_vector_dimension() -> None:
         assert not re.search(r"(?i)vector\s*\(\s*\d+\s*\)", source), f"{path.name} hard-codes a dimension"
         if re.search(r"(?i)\bVECTOR\b", source):
             assert "migration_embedding_dim()" in source, f"{path.name} must take the dimension from the model"
+
+
+def test_every_day_partition_gets_the_full_text_column_and_its_gin_index(loaded_sample, conn) -> None:
+    partitions = conn.execute(
+        "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'chunks'::regclass").fetchall()
+    assert partitions
+    for (partition,) in partitions:
+        gin = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%USING gin (text_search)%%'",
+                           (partition,)).fetchone()[0]
+        assert gin == 1, partition
+    generated = conn.execute("SELECT attgenerated FROM pg_attribute WHERE attrelid = 'chunks'::regclass "
+                             "AND attname = 'text_search'").fetchone()[0]
+    assert generated == "s", "a stored generated column: every load path fills it"
+    sample = conn.execute("SELECT text_search::text FROM chunks WHERE doc_id = 'runbooks/err-4471.md' LIMIT 1").fetchone()[0]
+    assert "'-4471'" in sample and "'err'" in sample

@@ -13,7 +13,7 @@ from tests.conftest import SAMPLE_END
 
 @pytest.mark.parametrize("query,expected", sample_corpus.LABELLED_QUERIES)
 def test_labelled_query_finds_its_document(loaded_sample, conn, embedder, query: str, expected: str) -> None:
-    hits = search.search(conn, embedder, query, k=3)
+    hits = search.search(conn, embedder, query, k=3, mode="vector")
     assert hits[0].doc_id == expected, [(h.doc_id, round(h.similarity, 3)) for h in hits]
     assert 0.3 < hits[0].similarity <= 1.0
     assert hits[0].similarity >= hits[1].similarity >= hits[2].similarity
@@ -43,3 +43,71 @@ def test_bad_filters_are_refused(pairs) -> None:
 
 def test_parse_filters() -> None:
     assert search.parse_filters(["topic=jazz", "author = ana"]) == {"topic": "jazz", "author": "ana"}
+
+
+def test_text_mode_matches_exact_identifiers_and_hybrid_keeps_both_scores(loaded_sample, conn, embedder) -> None:
+    text = search.search(conn, embedder, "ERR-4714", k=3, mode="text")
+    assert text[0].doc_id == "runbooks/err-4714.md" and text[0].similarity is None and text[0].text_score > 0
+    hybrid = search.search(conn, embedder, "ERR-4714", k=5, mode="hybrid")
+    assert hybrid[0].doc_id == "runbooks/err-4714.md"
+    assert hybrid[0].similarity is not None and hybrid[0].text_score is not None, "found by both branches"
+    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
+    assert hybrid[0].score == pytest.approx(2 / (search.SearchTuning.rrf_k + 1), rel=0.05)
+
+
+@pytest.mark.parametrize("mode", search.MODES)
+def test_filters_apply_to_every_mode(loaded_sample, conn, embedder, mode: str) -> None:
+    since = SAMPLE_END - dt.timedelta(days=2)
+    hits = search.search(conn, embedder, "ledger batch rejected by the payment gateway", k=10, mode=mode,
+                         filters={"topic": "runbooks"}, since=since)
+    assert hits and all(h.metadata["topic"] == "runbooks" and h.ingest_date >= since for h in hits)
+    hostile = search.search(conn, embedder, "x' OR '1'='1'; DROP TABLE chunks; --", k=5, mode=mode,
+                            filters={"topic": "x' OR '1'='1"})
+    assert hostile == [] and conn.execute("SELECT count(*) FROM chunks").fetchone()[0] > 0
+
+
+def test_per_document_limit_and_context_window(conn, migrated, tmp_path, embedder, chunking_config) -> None:
+    from pipeline import ingest
+
+    day = dt.date(2026, 2, 27)
+    folder = tmp_path / day.isoformat()
+    folder.mkdir()
+    paragraphs = [f"Section {i}. The lighthouse keeper logs the lamp's oil level, the wind and the passing "
+                  f"ships at hour {i}. " * 6 for i in range(8)]
+    (folder / "keeper-log.md").write_text("\n\n".join(paragraphs))
+    chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(), chunking_config)
+    assert len(chunks.chunks) >= 4
+    ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+
+    options = dict(k=5, since=day, until=day)
+    several = search.search(conn, embedder, "lighthouse keeper oil level", mode="hybrid", **options)
+    assert len({h.doc_id for h in several}) == 1 and len(several) > 1, "one document, many chunks"
+    one = search.search(conn, embedder, "lighthouse keeper oil level", mode="hybrid", per_doc=1, **options)
+    assert [h.doc_id for h in one] == ["keeper-log.md"]
+
+    windowed = search.search(conn, embedder, "lighthouse keeper oil level", mode="vector", window=1, **options)
+    for hit in windowed:
+        seqs = [n["seq"] for n in hit.context]
+        assert hit.seq in seqs and seqs == sorted(seqs)
+        assert set(seqs) <= {hit.seq - 1, hit.seq, hit.seq + 1} and len(seqs) >= 2
+        assert next(n["text"] for n in hit.context if n["seq"] == hit.seq) == hit.text
+
+
+def test_reciprocal_rank_fusion() -> None:
+    def hit(chunk: str, rank: int, **scores) -> search.SearchHit:
+        return search.SearchHit(rank=rank, similarity=scores.get("similarity"), doc_id=chunk, ingest_date=SAMPLE_END,
+                                seq=0, chunk_id=chunk, text=chunk, metadata={}, text_score=scores.get("text_score"))
+
+    vector = [hit("a", 1, similarity=0.9), hit("b", 2, similarity=0.8), hit("c", 3, similarity=0.7)]
+    text = [hit("c", 1, text_score=0.5), hit("d", 2, text_score=0.4)]
+    fused = search.fuse(vector, text, rrf_k=60)
+    assert [h.chunk_id for h in fused] == ["c", "a", "b", "d"]
+    assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
+    assert (fused[0].similarity, fused[0].text_score) == (0.7, 0.5)
+    assert fused[3].similarity is None and fused[3].text_score == 0.4
+    assert [h.rank for h in fused] == [1, 2, 3, 4]
+
+
+def test_unknown_mode_is_refused(loaded_sample, conn, embedder) -> None:
+    with pytest.raises(ConfigError, match="vector, text, hybrid"):
+        search.search(conn, embedder, "anything", mode="fuzzy")

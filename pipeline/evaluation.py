@@ -1,0 +1,150 @@
+"""Retrieval evaluation on labelled queries: recall@k, MRR and nDCG@10 per search mode.
+
+A labelled file is JSONL, one query per line:
+``{"query": "what does ERR-4471 mean", "expected_doc_ids": ["runbooks/err-4471.md"], "tags": ["identifier"]}``
+(``tags`` optional). Relevance is per document: a query's results are turned into a ranked list of
+distinct documents, and a document counts when it is in ``expected_doc_ids``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from pipeline import search
+from pipeline.embedding import Embedder
+from pipeline.errors import ConfigError
+
+RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    query: str
+    expected_doc_ids: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class ModeScores:
+    mode: str
+    recall_at_k: float
+    mrr: float
+    ndcg_at_10: float
+    queries: int
+    by_tag: dict[str, dict[str, float]] = field(default_factory=dict)
+    misses: list[str] = field(default_factory=list)  # queries whose documents were not in the top k
+
+
+def load_queries(path: Path) -> list[LabelledQuery]:
+    """Read a labelled JSONL file; a bad line is an error naming the file, line and fix."""
+    if not path.is_file():
+        raise ConfigError(f"labelled query file {path} does not exist (write one, or omit it to use the sample set)")
+    queries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            query, expected = entry["query"], entry["expected_doc_ids"]
+            if not isinstance(query, str) or not query.strip() or not isinstance(expected, list) or not expected:
+                raise ValueError("needs a non-empty query and a non-empty list expected_doc_ids")
+            queries.append(LabelledQuery(query, tuple(map(str, expected)), tuple(map(str, entry.get("tags", [])))))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}:{number}: not a labelled query ({exc}); each line must look like "
+                '{"query": "...", "expected_doc_ids": ["day-folder/relative/path.md"]}'
+            ) from exc
+    if not queries:
+        raise ConfigError(f"{path} holds no labelled queries")
+    return queries
+
+
+def ranked_documents(hits: Sequence[search.SearchHit]) -> list[str]:
+    seen: list[str] = []
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.append(hit.doc_id)
+    return seen
+
+
+def scores_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[float, float, float]:
+    """recall@k, reciprocal rank (first 10), nDCG@10 for one query, binary relevance."""
+    relevant = set(expected)
+    recall = len(relevant & set(ranked[:k])) / len(relevant)
+    reciprocal = next((1.0 / (i + 1) for i, doc in enumerate(ranked[:RANKED]) if doc in relevant), 0.0)
+    dcg = sum(1.0 / math.log2(i + 2) for i, doc in enumerate(ranked[:RANKED]) if doc in relevant)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), RANKED)))
+    return recall, reciprocal, dcg / ideal
+
+
+def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[LabelledQuery],
+             modes: Sequence[str] = search.MODES, k: int = 5,
+             tuning: search.SearchTuning = search.SearchTuning()) -> list[ModeScores]:
+    results = []
+    for mode in modes:
+        per_query = []
+        by_tag: dict[str, list[tuple[float, float, float]]] = {}
+        misses = []
+        for labelled in queries:
+            hits = search.search(conn, embedder, labelled.query, k=RANKED, mode=mode, per_doc=1, tuning=tuning)
+            triple = scores_for(ranked_documents(hits), labelled.expected_doc_ids, k)
+            per_query.append(triple)
+            for tag in labelled.tags or ("untagged",):
+                by_tag.setdefault(tag, []).append(triple)
+            if triple[0] < 1.0:
+                misses.append(labelled.query)
+        results.append(ModeScores(
+            mode=mode, recall_at_k=_mean(per_query, 0), mrr=_mean(per_query, 1), ndcg_at_10=_mean(per_query, 2),
+            queries=len(per_query), misses=misses,
+            by_tag={tag: {"recall_at_k": _mean(rows, 0), "mrr": _mean(rows, 1), "ndcg_at_10": _mean(rows, 2),
+                          "queries": len(rows)} for tag, rows in sorted(by_tag.items())},
+        ))
+    return results
+
+
+def _mean(rows: Sequence[tuple[float, float, float]], column: int) -> float:
+    return round(sum(row[column] for row in rows) / len(rows), 4) if rows else 0.0
+
+
+def format_scores(scores: Sequence[ModeScores], k: int) -> str:
+    lines = [f"{'mode':<8} {'queries':>7} {f'recall@{k}':>9} {'MRR':>7} {'nDCG@10':>8}"]
+    for s in scores:
+        lines.append(f"{s.mode:<8} {s.queries:>7} {s.recall_at_k:>9.3f} {s.mrr:>7.3f} {s.ndcg_at_10:>8.3f}")
+    tags = sorted({tag for s in scores for tag in s.by_tag})
+    if len(tags) > 1:
+        lines.append("")
+        for tag in tags:
+            for s in scores:
+                t = s.by_tag.get(tag)
+                if t:
+                    label = f"{tag} ({t['queries']:.0f})"
+                    lines.append(f"{s.mode:<8} {label:<18} recall@{k} {t['recall_at_k']:.3f}  "
+                                 f"MRR {t['mrr']:.3f}  nDCG@10 {t['ndcg_at_10']:.3f}")
+    for s in scores:
+        if s.misses:
+            lines.append(f"{s.mode}: not in the top {k}: " + "; ".join(s.misses))
+    return "\n".join(lines)
+
+
+def sample_queries() -> list[LabelledQuery]:
+    from pipeline import sample_corpus
+
+    return [LabelledQuery(q["query"], tuple(q["expected_doc_ids"]), tuple(q["tags"]))
+            for q in sample_corpus.labelled_queries()]
+
+
+def labelled_set_for(conn: psycopg.Connection, path: str | None) -> tuple[list[LabelledQuery], str] | None:
+    """The queries to judge this store by: the user's file when configured; else the sample set when the
+    sample corpus is what is loaded (all its expected documents are present); else none."""
+    if path:
+        return load_queries(Path(path)), path
+    queries = sample_queries()
+    wanted = sorted({doc for q in queries for doc in q.expected_doc_ids})
+    present = conn.execute("SELECT count(DISTINCT doc_id) FROM documents WHERE doc_id = ANY(%s)", (wanted,)).fetchone()[0]
+    return (queries, "the sample corpus's labelled set") if present == len(wanted) else None

@@ -1,0 +1,64 @@
+"""`docvec eval` and the retrieval check on the sample corpus, with the real model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import materialize
+
+from assets.index import vector_index
+from pipeline import evaluation
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from resources import EmbedderResource, PostgresResource
+from tests.conftest import SAMPLE_END
+
+
+def test_hybrid_beats_vector_on_identifiers_and_keeps_recall_elsewhere(loaded_sample, conn, embedder) -> None:
+    scores = {s.mode: s for s in evaluation.evaluate(conn, embedder, evaluation.sample_queries())}
+    hybrid, vector = scores["hybrid"].by_tag, scores["vector"].by_tag
+    better = [m for m in ("recall_at_k", "mrr", "ndcg_at_10") if hybrid["identifier"][m] > vector["identifier"][m]]
+    worse = [m for m in ("recall_at_k", "mrr", "ndcg_at_10") if hybrid["identifier"][m] < vector["identifier"][m]]
+    assert better and not worse, (hybrid["identifier"], vector["identifier"])
+    assert hybrid["general"]["recall_at_k"] >= vector["general"]["recall_at_k"] - 0.02
+    for s in scores.values():
+        assert 0 <= s.recall_at_k <= 1 and 0 <= s.mrr <= 1 and 0 <= s.ndcg_at_10 <= 1 and s.queries == 20
+
+
+def test_metrics_by_hand() -> None:
+    assert evaluation.scores_for(["a", "b", "c"], ["a"], k=5) == (1.0, 1.0, 1.0)
+    recall, rr, ndcg = evaluation.scores_for(["x", "a", "y"], ["a", "z"], k=2)
+    assert recall == 0.5 and rr == 0.5
+    assert ndcg == pytest.approx((1 / 1.5849625) / (1 + 1 / 1.5849625))
+    assert evaluation.scores_for(["x"], ["a"], k=5) == (0.0, 0.0, 0.0)
+
+
+def test_eval_cli_reads_a_users_file_and_names_a_bad_line(loaded_sample, migrated, tmp_path, capsys) -> None:
+    good = tmp_path / "mine.jsonl"
+    good.write_text(json.dumps({"query": "special pawn capture rule", "expected_doc_ids": ["chess/en-passant.md"]}) + "\n")
+    assert main(["--home", str(migrated.home), "eval", str(good), "--json", "--modes", "vector,hybrid"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["mode"] for r in report] == ["vector", "hybrid"] and all(r["recall_at_k"] == 1.0 for r in report)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "fine", "expected_doc_ids": ["a.md"]}) + "\n{\"query\": \"no ids\"}\n")
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: not a labelled query"):
+        evaluation.load_queries(bad)
+    assert main(["--home", str(migrated.home), "eval", str(bad)]) == 2
+
+
+def test_retrieval_check_passes_on_the_sample_and_fails_below_its_threshold(loaded_sample, migrated, tmp_path) -> None:
+    resources = {"postgres": PostgresResource(), "embedder": EmbedderResource()}
+    result = materialize([vector_index], resources=resources, partition_key=SAMPLE_END.isoformat(),
+                         selection=[vector_index])
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
+    assert check.passed and check.metadata["hybrid_recall_at_k"].value >= 0.8
+    assert check.metadata["labelled_set"].value == "the sample corpus's labelled set"
+
+    impossible = tmp_path / "impossible.jsonl"
+    impossible.write_text(json.dumps({"query": "special pawn capture rule", "expected_doc_ids": ["nowhere.md"]}) + "\n")
+    config = {"ops": {"vector_index": {"config": {"eval_queries": str(impossible)}}}}
+    result = materialize([vector_index], resources=resources, partition_key=SAMPLE_END.isoformat(), run_config=config)
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
+    assert not check.passed and "special pawn capture rule" in check.description
