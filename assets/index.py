@@ -62,6 +62,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
     above the threshold, rebuilt when invalid, stale or built for another model. Built CONCURRENTLY
     with memory and parallel workers sized to fit; progress in the logs; recall measured."""
     settings = config.settings()
+    pooled = postgres.settings().pgbouncer
     outcomes, recalls, invalid, insane = [], {}, [], {}
     with postgres.connect() as conn:
         dim = store.chunks_dimension(conn)
@@ -71,7 +72,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
                 context.log.info(f"{day}: no partition (nothing loaded), nothing to index")
                 continue
             outcome = index_engine.maintain_partition(conn, partition, settings, log=context.log.info,
-                                                       pooled=postgres.settings().pgbouncer)
+                                                       pooled=pooled)
             outcomes.append(outcome)
             if outcome.index_name:
                 tuning = dict(outcome.plan.search_params)

@@ -118,11 +118,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k)
     with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
-        hits = search.search(conn, embedder, args.query, k=args.k, since=args.since, until=args.until,
-                             filters=filters, tuning=tuning, mode=args.mode, per_doc=args.per_doc, window=args.window)
-        if args.explain:
-            vector, model_id = search.embed_query(conn, embedder, args.query)
-            options = dict(k=args.k, since=args.since, until=args.until, filters=filters)
+        model_id = search.search_model_id(conn, embedder, args.query)
+        vector = None if args.mode == "text" else embedder.encode([args.query])[0]
+        options = dict(k=args.k, since=args.since, until=args.until, filters=filters)
+        hits = search.search_embedded(conn, args.query, vector, model_id, tuning=tuning, mode=args.mode,
+                                      per_doc=args.per_doc, window=args.window, **options)
+        if args.explain:  # the same vector: the query is embedded once
             if args.mode in ("vector", "hybrid"):
                 print(search.explain_vector(conn, vector, model_id, tuning=tuning, **options))
             if args.mode in ("text", "hybrid"):

@@ -248,8 +248,8 @@ def explain_text(conn: psycopg.Connection, query: str, model_id: int, *, k: int 
     return "\n".join(r[0] for r in rows)
 
 
-def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
-    """The query's vector and the id of the model that made it (searches never mix models)."""
+def search_model_id(conn: psycopg.Connection, embedder: Embedder, query: str) -> int:
+    """The id of the model whose vectors a search of ``query`` may use (searches never mix models)."""
     if not query.strip():
         raise ConfigError("the search query is empty")
     with connection_guard("looking up the search model"):
@@ -259,6 +259,12 @@ def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tup
             f"nothing in this database was embedded with {embedder.info.name}@{embedder.info.revision}: "
             "ingest first (`docvec demo` or a materialization), or search with the model that built it (--model)"
         )
+    return model_id
+
+
+def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
+    """The query's vector and the id of the model that made it."""
+    model_id = search_model_id(conn, embedder, query)
     return embedder.encode([query])[0], model_id
 
 
@@ -267,12 +273,24 @@ def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int =
            filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning(),
            mode: str = "hybrid", per_doc: int | None = None, window: int = 0) -> list[SearchHit]:
     """The ``k`` best chunks for ``query`` in ``mode``; ``per_doc`` caps hits per document, ``window``
-    adds that many neighbouring chunks on each side as context."""
+    adds that many neighbouring chunks on each side as context. Text mode never runs the model."""
+    model_id = search_model_id(conn, embedder, query)
+    vector = None if mode == "text" else embedder.encode([query])[0]
+    return search_embedded(conn, query, vector, model_id, k=k, since=since, until=until, filters=filters,
+                           tuning=tuning, mode=mode, per_doc=per_doc, window=window)
+
+
+def search_embedded(conn: psycopg.Connection, query: str, vector: np.ndarray | None, model_id: int, *, k: int = 10,
+                    since: dt.date | None = None, until: dt.date | None = None,
+                    filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning(),
+                    mode: str = "hybrid", per_doc: int | None = None, window: int = 0) -> list[SearchHit]:
+    """``search`` with the query already embedded (``vector`` may be None in text mode)."""
     if mode not in MODES:
         raise ConfigError(f"search mode must be one of {', '.join(MODES)}, got {mode!r}")
     if per_doc is not None and per_doc < 1:
         raise ConfigError(f"per_doc must be >= 1, got {per_doc}")
-    vector, model_id = embed_query(conn, embedder, query)
+    if vector is None and mode != "text":
+        raise ConfigError(f"{mode} search needs the query's vector")
     # Fetch more than k when something is cut afterwards (fusion, per-document limits).
     pool = k if mode == "vector" and per_doc is None else max(k, tuning.candidates, k * 4)
     options = dict(since=since, until=until, filters=filters)
