@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import ingest, retention, status, store
+from pipeline import ingest, models, retention, status, store
 from pipeline.chunking import ChunkingConfig
 from pipeline.errors import ConfigError
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
@@ -208,7 +208,13 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
                          f"replaced {load.replaced_chunks}")
             loads.append(load)
         _log_days(context, lines)
-        counts = {load.day: store.day_chunk_count(conn, load.day) for load in loads}
+        model_ids = {key: store.model_id(conn, b.model_name, b.model_revision) for key, b in chunk_embeddings.items()}
+        counts = {load.day: store.day_chunk_count(conn, load.day, model_ids[load.day.isoformat()]) for load in loads}
+        # The configured model becomes the served one once its vectors cover every stored day.
+        outcomes = [(model_id, models.switch_if_complete(conn, model_id)) for model_id in sorted(set(model_ids.values()))]
+        lifecycle = "; ".join(outcome.describe(models.find_model(conn, str(model_id))) for model_id, outcome in outcomes)
+        if lifecycle:
+            context.log.info(lifecycle)
         day_table = status.markdown_status(status.day_statuses(conn, [load.day for load in loads]))
         open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])
     mismatched = {str(load.day): {"in_table": counts[load.day], "produced": load.chunks}
@@ -223,6 +229,8 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
             "chunks": chunks,
             "replaced_chunks": sum(load.replaced_chunks for load in loads),
             "days_unchanged": sum(load.unchanged for load in loads),
+            "carried_chunks": sum(load.carried_chunks for load in loads),
+            "embedding_model": lifecycle or "no day loaded",
             "per_day": MetadataValue.md(day_table),
             "sample_chunks": MetadataValue.md(_sample_chunks(chunk_embeddings)),
             "dead_letters": len(open_letters),

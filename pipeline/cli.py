@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import dagster_runs, db, doctor, evaluation, migrate, retention, sample_corpus, search, sources, status
-from pipeline.embedding import DEFAULT_MODEL, load_embedder
+from pipeline import (dagster_runs, db, doctor, evaluation, migrate, models, retention, sample_corpus, search, sources,
+                      status, store)
+from pipeline.embedding import DEFAULT_MODEL, Embedder, load_embedder
 from pipeline.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.errors import DocvecError
 from pipeline.settings import Settings, load_settings
@@ -34,7 +35,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the embedded server when needed, create databases, migrate, write .env for Dagster."""
     settings.home.mkdir(parents=True, exist_ok=True)
     url = db.server_url(settings)
-    embedder = load_embedder(args.model)
+    embedder = load_embedder(getattr(args, "model", None) or DEFAULT_MODEL)
     migrate.upgrade(settings, embedder.info.dim)
     env_path = write_env_file(dagster_environment(settings), PROJECT_ROOT / ".env")
     where = "embedded PostgreSQL" if settings.uses_embedded_server else "PostgreSQL"
@@ -51,7 +52,7 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    dim = args.embedding_dim or load_embedder(args.model).info.dim
+    dim = args.embedding_dim or load_embedder(args.model or DEFAULT_MODEL).info.dim
     if args.sql:
         print(migrate.upgrade_sql(settings, dim, args.revision))
         return 0
@@ -112,12 +113,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return cmd_search(args, settings)
 
 
+def _search_embedder(args: argparse.Namespace, conn) -> Embedder:
+    """The model named by --model/--backend, or else the one search serves."""
+    if args.model:
+        return load_embedder(args.model, backend=args.backend)
+    return search.serving_embedder(conn)
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    embedder = load_embedder(args.model)
     filters = search.parse_filters(args.filter or [])
     tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k)
     with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
+        embedder = _search_embedder(args, conn)
         model_id = search.search_model_id(conn, embedder, args.query)
         vector = None if args.mode == "text" else embedder.encode([args.query])[0]
         options = dict(k=args.k, since=args.since, until=args.until, filters=filters)
@@ -159,9 +167,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """recall@k, MRR and nDCG@10 of each search mode on labelled queries (the sample set by default)."""
     queries = evaluation.load_queries(Path(args.queries)) if args.queries else evaluation.sample_queries()
-    embedder = load_embedder(args.model)
     with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
+        embedder = _search_embedder(args, conn)
         scores = evaluation.evaluate(conn, embedder, queries, modes=args.modes.split(","), k=args.k)
     if args.json:
         print(json.dumps([s.__dict__ for s in scores], indent=2))
@@ -200,6 +208,60 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
           f"{result.documents_deleted} document rows, {result.dead_letters_deleted} resolved dead letters "
           f"in {result.seconds:.3f} s")
     return 0
+
+
+def _model_table(conn) -> str:
+    serving, previous = models.serving_model(conn), models.previous_model(conn)
+    lines = [f"{'id':>3}  {'model':<48} {'dim':>4}  {'state':<9} {'days':>9}  activated"]
+    for model in models.all_models(conn):
+        coverage = models.coverage(conn, model)
+        state = ("serving" if serving and model.id == serving.id else "retired" if model.retired_at else
+                 "previous" if previous and model.id == previous.id else "shadow")
+        days = f"{len(coverage.stored_days) - len(coverage.missing_days)}/{len(coverage.stored_days)}"
+        activated = f"{model.activated_at:%Y-%m-%d %H:%M}" if model.activated_at else "never"
+        lines.append(f"{model.id:>3}  {model.label:<48} {model.dim:>4}  {state:<9} {days:>9}  {activated}")
+    return "\n".join(lines)
+
+
+def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Embedding models: list them (serving, previous, shadow, retired; days covered), switch search to
+    one (activate), go back to the previous one (rollback), or build a model's missing days (build)."""
+    with db.connect(settings) as conn:
+        migrate.require_current_schema(conn)
+        if args.action == "activate":
+            outcome = models.activate(conn, args.reference, allow_incomplete=args.allow_incomplete)
+            print(f"search serves {outcome.serving.label}" + (
+                f" (was {outcome.switched_from.label})" if outcome.switched else " (already)"))
+        elif args.action == "rollback":
+            outcome = models.rollback(conn, allow_incomplete=args.allow_incomplete)
+            print(f"rolled back: search serves {outcome.serving.label} again (was {outcome.switched_from.label}, "
+                  "now retired: ingest with it is refused until it is activated again)")
+        elif args.action == "build":
+            return _build_model(args, settings, conn)
+        print(_model_table(conn))
+    return 0
+
+
+def _build_model(args: argparse.Namespace, settings: Settings, conn) -> int:
+    """Embed every stored day the model lacks, in one Dagster run with that model configured; the run
+    switches search to it when done (unless --no-switch)."""
+    if args.reference:
+        stored = models.find_model(conn, args.reference)
+        name, backend = stored.name, stored.backend
+    else:
+        name, backend = args.model or DEFAULT_MODEL, args.backend
+    embedder = load_embedder(name, backend=backend)
+    registered = store.registered_model(conn, embedder.info)
+    missing = (models.coverage(conn, models.find_model(conn, str(registered))).missing_days if registered
+               else models.stored_days(conn))
+    if not missing:
+        print(f"{embedder.info.name}@{embedder.info.revision} already covers every stored day")
+        return 0
+    print(f"embedding {len(missing)} stored days with {embedder.info.name} ({backend}): {missing[0]} … {missing[-1]}")
+    config = {"resources": {"embedder": {"config": {"model": name, "backend": backend}}}}
+    return _dagster(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
+                     "--partition-range", f"{missing[0]}...{missing[-1]}", "--config-json", json.dumps(config)],
+                    settings).returncode
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -269,7 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rrf-k", type=int, default=search.SearchTuning.rrf_k, help="fusion constant (default 60)")
         p.add_argument("--per-doc", type=int, metavar="N", help="at most N results per document")
         p.add_argument("--window", type=int, default=0, metavar="N", help="show N neighbouring chunks on each side")
-        return with_model(p)
+        return with_query_model(p)
+
+    def with_query_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--model", help="search this stored model's vectors (name or path; default: the served model)")
+        p.add_argument("--backend", default="torch", help="with --model: torch, onnx or onnx-int8")
+        return p
 
     p = with_search(sub.add_parser("search", help="vector search the store"))
     p.add_argument("query")
@@ -285,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--today", type=_date)
     p.set_defaults(func=cmd_status)
 
-    p = with_model(sub.add_parser("eval", help=cmd_eval.__doc__))
+    p = with_query_model(sub.add_parser("eval", help=cmd_eval.__doc__))
     p.add_argument("queries", nargs="?", help="labelled JSONL (query, expected_doc_ids, tags); default: the sample set")
     p.add_argument("-k", type=int, default=5, help="recall@k (default 5)")
     p.add_argument("--modes", default=",".join(search.MODES), help="comma-separated (default vector,text,hybrid)")
@@ -308,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", default="ingest_daily")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the runs")
     p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("model", help=cmd_model.__doc__)
+    p.add_argument("action", choices=("list", "activate", "rollback", "build"), nargs="?", default="list")
+    p.add_argument("reference", nargs="?", help="stored model: id, name or name@revision (activate, build)")
+    p.add_argument("--allow-incomplete", action="store_true", help="serve a model that lacks some stored days")
+    p.add_argument("--model", help="build: a model not stored yet (bundled name or local path)")
+    p.add_argument("--backend", default="torch", help="build: torch, onnx or onnx-int8")
+    p.set_defaults(func=cmd_model)
 
     p = with_model(sub.add_parser("dev", help="docvec up, then the Dagster web UI (dagster dev)"))
     p.add_argument("--port", type=int, default=3000)

@@ -11,7 +11,7 @@ from assets.retention import retention
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules.ingest import ingest_job, ingest_schedule
 from schedules.retention import build_retention_schedule, retention_job
-from schedules.sensors import landing_sensor
+from schedules.sensors import embedding_model_sensor, landing_sensor
 
 
 def build_definitions(executor: ExecutorDefinition = in_process_executor) -> Definitions:
@@ -27,7 +27,7 @@ def build_definitions(executor: ExecutorDefinition = in_process_executor) -> Def
         jobs=[ingest_job, retention_job],
         # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
         schedules=[ingest_schedule, build_retention_schedule()],
-        sensors=[landing_sensor],
+        sensors=[landing_sensor, embedding_model_sensor],
         executor=executor,
         resources={
             "postgres": PostgresResource(),

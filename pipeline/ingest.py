@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from pipeline import sources, store
+from pipeline import models, sources, store
 from pipeline.chunking import ChunkingConfig, FastTokenizer, chunk_id, chunk_texts
 from pipeline.embedding import Embedder, ModelInfo, ProgressCallback
 from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad, SourceState
@@ -71,7 +71,7 @@ def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInf
 
 
 def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
-    return store.stored_fingerprint(conn, day) == fingerprint
+    return store.has_fingerprint(conn, day, fingerprint)
 
 
 def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, config: ChunkingConfig,
@@ -131,6 +131,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
     ``run_vectors`` (content hash → vector) carries what earlier days of the same run embedded but have
     not stored yet, so text repeated across the days of one run is embedded once; it is updated here."""
     started = time.perf_counter()
+    models.require_buildable(conn, embedder.info.name, embedder.info.revision)
     model_id = store.register_model(conn, embedder.info)
     hashes = [c.content_sha256 for c in batch.chunks]
     known = {h: run_vectors[h] for h in hashes if h in run_vectors} if run_vectors else {}
@@ -159,7 +160,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
 
 def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
     """Swap the day in, or, for an unchanged day, leave the stored one exactly as it is."""
-    if batch.unchanged:
-        return store.unchanged_day(conn, batch.day, batch.source)
     model_id = store.model_id(conn, batch.model_name, batch.model_revision)
+    if batch.unchanged:
+        return store.unchanged_day(conn, batch.day, model_id, batch.source)
     return store.replace_day(conn, batch, model_id)

@@ -87,6 +87,7 @@ class DayLoad:
     seconds: float
     table_bytes: int
     unchanged: bool = False
+    carried_chunks: int = 0  # other models' rows of the day, kept as they were
 
     @property
     def rows_per_second(self) -> float:

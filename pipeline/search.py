@@ -18,10 +18,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pipeline import store
+from pipeline import models, store
 from pipeline.db import connection_guard
-from pipeline.embedding import Embedder
-from pipeline.errors import ConfigError
+from pipeline.embedding import Embedder, load_embedder
+from pipeline.errors import ConfigError, DimensionMismatchError
 from pipeline.vector_index import search_settings
 
 
@@ -142,9 +142,16 @@ def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: 
                   since: dt.date | None = None, until: dt.date | None = None,
                   filters: Mapping[str, str] | None = None, tuning: SearchTuning = SearchTuning()) -> list[SearchHit]:
     statement, params = _statement(query_vector, model_id, k, since, until, filters)
-    with connection_guard("searching"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-        search_settings(conn, tuning.ef_search, tuning.probes)
-        rows = cursor.execute(statement, params).fetchall()
+    try:
+        with connection_guard("searching"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+            search_settings(conn, tuning.ef_search, tuning.probes)
+            rows = cursor.execute(statement, params).fetchall()
+    except psycopg.errors.DataException as exc:
+        if "different vector dimensions" not in str(exc):
+            raise
+        raise DimensionMismatchError(
+            f"the query vector has {len(query_vector)} dimensions but the stored vectors have "
+            f"{store.chunks_dimension(conn)}: embed the query with the model that built the store") from exc
     return [
         SearchHit(rank=i + 1, similarity=1.0 - float(r["distance"]), doc_id=r["doc_id"], ingest_date=r["ingest_date"],
                   seq=r["seq"], chunk_id=r["chunk_id"], text=r["text"], metadata=r["metadata"],
@@ -203,7 +210,7 @@ def limit_per_document(hits: Sequence[SearchHit], per_doc: int | None, k: int) -
     return [replace(hit, rank=i + 1) for i, hit in enumerate(kept)]
 
 
-def with_context(conn: psycopg.Connection, hits: Sequence[SearchHit], window: int) -> list[SearchHit]:
+def with_context(conn: psycopg.Connection, hits: Sequence[SearchHit], window: int, model_id: int) -> list[SearchHit]:
     """Each hit with the chunks ``window`` positions before and after it in the same document version
     (neighbours share ``overlap_tokens`` of text with it: the chunker's overlap)."""
     if window < 1 or not hits:
@@ -213,12 +220,12 @@ def with_context(conn: psycopg.Connection, hits: Sequence[SearchHit], window: in
             """
             SELECT h.chunk_id AS hit, c.seq, c.text
             FROM unnest(%s::text[], %s::text[], %s::date[], %s::int[]) AS h(chunk_id, doc_id, day, seq)
-            JOIN chunks c ON c.ingest_date = h.day AND c.doc_id = h.doc_id
+            JOIN chunks c ON c.ingest_date = h.day AND c.doc_id = h.doc_id AND c.model_id = %s
                           AND c.seq BETWEEN h.seq - %s AND h.seq + %s
             ORDER BY h.chunk_id, c.seq
             """,
             ([h.chunk_id for h in hits], [h.doc_id for h in hits], [h.ingest_date for h in hits],
-             [h.seq for h in hits], window, window),
+             [h.seq for h in hits], model_id, window, window),
         ).fetchall()
     context: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -249,17 +256,40 @@ def explain_text(conn: psycopg.Connection, query: str, model_id: int, *, k: int 
 
 
 def search_model_id(conn: psycopg.Connection, embedder: Embedder, query: str) -> int:
-    """The id of the model whose vectors a search of ``query`` may use (searches never mix models)."""
+    """The id of the model whose vectors a search of ``query`` may use: exactly the embedder's, so a
+    search never compares vectors of two models."""
     if not query.strip():
         raise ConfigError("the search query is empty")
     with connection_guard("looking up the search model"):
         model_id = store.registered_model(conn, embedder.info)
     if model_id is None:
+        serving = models.serving_model(conn)
         raise ConfigError(
             f"nothing in this database was embedded with {embedder.info.name}@{embedder.info.revision}: "
-            "ingest first (`docvec demo` or a materialization), or search with the model that built it (--model)"
+            + (f"search with the served model {serving.label} (leave out --model)" if serving else
+               "ingest first (`docvec demo` or a materialization)")
         )
     return model_id
+
+
+def serving_embedder(conn: psycopg.Connection) -> Embedder:
+    """The served model, loaded locally (same backend), after checking that its files are the ones that
+    made the stored vectors."""
+    with connection_guard("looking up the served model"):
+        serving = models.serving_model(conn)
+    if serving is None:
+        raise ConfigError("no embedding model is served yet: ingest first (`docvec demo` or a materialization)")
+    embedder = load_embedder(serving.name, backend=serving.backend)
+    if embedder.info.revision != serving.revision:
+        raise ConfigError(
+            f"search serves {serving.label}, but the local copy of {serving.name} is revision "
+            f"{embedder.info.revision}: restore the files that made the stored vectors, or serve another "
+            "model (`docvec model list`, `docvec model activate`)"
+        )
+    if embedder.info.dim != serving.dim:
+        raise DimensionMismatchError(f"{serving.label} is stored as {serving.dim}-d but the local model "
+                                     f"produces {embedder.info.dim}-d vectors")
+    return embedder
 
 
 def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
@@ -301,4 +331,4 @@ def search_embedded(conn: psycopg.Connection, query: str, vector: np.ndarray | N
     else:
         hits = fuse(search_vector(conn, vector, model_id, k=pool, tuning=tuning, **options),
                     search_text(conn, query, model_id, k=pool, **options), tuning.rrf_k)
-    return with_context(conn, limit_per_document(hits, per_doc, k), window)
+    return with_context(conn, limit_per_document(hits, per_doc, k), window, model_id)

@@ -27,15 +27,19 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
     """Per-day state; all days, or only ``days``."""
     rows = conn.execute(
         """
+        WITH serving AS (  -- the served model's view of each day (a shadow model may be loading too)
+            SELECT id FROM embedding_models WHERE activated_at IS NOT NULL ORDER BY activated_at DESC, id DESC LIMIT 1
+        )
         SELECT d.ingest_date,
                (SELECT count(*) FROM documents x WHERE x.ingest_date = d.ingest_date),
-               (SELECT count(*) FROM chunks c WHERE c.ingest_date = d.ingest_date),
+               (SELECT count(*) FROM chunks c WHERE c.ingest_date = d.ingest_date
+                                              AND c.model_id = (SELECT id FROM serving)),
                coalesce(i.embedded, 0), coalesce(i.reused, 0), i.loaded_at,
                (SELECT count(*) FROM dead_letters l WHERE l.ingest_date = d.ingest_date AND l.resolved_at IS NULL)
         FROM (SELECT ingest_date FROM ingest_days
               UNION SELECT DISTINCT ingest_date FROM documents
               UNION SELECT ingest_date FROM dead_letters WHERE resolved_at IS NULL) d
-        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date
+        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date AND i.model_id = (SELECT id FROM serving)
         WHERE %(days)s::date[] IS NULL OR d.ingest_date = ANY(%(days)s::date[])
         ORDER BY d.ingest_date
         """,

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from pipeline import models
 from pipeline.embedding import ModelInfo
 from pipeline.errors import DatabaseSetupError, DimensionMismatchError
 from pipeline.loader import copy_rows
@@ -175,13 +176,23 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         )
         stats = copy_rows(cursor, stage, CHUNK_COLUMNS, CHUNK_TYPES, rows, freeze=True)
         copy_seconds = time.perf_counter() - copy_started
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (ingest_date, chunk_id)").format(sql.Identifier(stage)))
+        replaced = carried = 0
+        exists = conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is not None
+        if exists:
+            replaced = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE model_id = %s").format(
+                sql.Identifier(partition)), (model_id,)).fetchone()[0]
+            # Other models' vectors of this day (the serving set while this is a shadow build, or the
+            # previous model kept for rollback) stay exactly as they were.
+            columns = sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS + ("created_at",)))
+            carried = conn.execute(sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE model_id = ANY(%s)").format(
+                sql.Identifier(stage), sql.Identifier(partition), cols=columns),
+                (models.carried_model_ids(conn, model_id),)).rowcount
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (ingest_date, model_id, chunk_id)").format(
+            sql.Identifier(stage)))
         _copy_partition_indexes(conn, stage)
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
-        replaced = 0
-        if conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is not None:
-            replaced = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition))).fetchone()[0]
+        if exists:
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(stage), sql.Identifier(partition)))
         conn.execute(
@@ -192,6 +203,7 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
             sql.Identifier(partition), sql.Identifier(f"{stage}_day")))
 
+        models.activate_first(conn, model_id)  # a new store serves its first model from its first day
         conn.execute("DELETE FROM documents WHERE ingest_date = %s", (day,))
         copy_rows(cursor, "documents", DOCUMENT_COLUMNS, DOCUMENT_TYPES, (
             (day, d.doc_id, d.source_uri, d.content_sha256, d.bytes, batch.chunk_counts.get(d.doc_id, 0), d.metadata)
@@ -205,7 +217,7 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
             INSERT INTO ingest_days (ingest_date, fingerprint, model_id, documents, chunks, embedded, reused,
                                      dead_letters, source_signature, content_fingerprint)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (ingest_date) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, model_id = EXCLUDED.model_id,
+            ON CONFLICT (ingest_date, model_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
                 documents = EXCLUDED.documents, chunks = EXCLUDED.chunks, embedded = EXCLUDED.embedded,
                 reused = EXCLUDED.reused, dead_letters = EXCLUDED.dead_letters,
                 source_signature = EXCLUDED.source_signature, content_fingerprint = EXCLUDED.content_fingerprint,
@@ -216,17 +228,19 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         )
         table_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (partition,)).fetchone()[0]
     return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
+                   carried_chunks=int(carried),
                    dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
                    seconds=time.perf_counter() - started, table_bytes=int(table_bytes))
 
 
-def stored_fingerprint(conn: psycopg.Connection, day: dt.date) -> str | None:
-    """The fingerprint of the stored day, if that day's partition is there to match it."""
-    row = conn.execute(
-        "SELECT fingerprint FROM ingest_days WHERE ingest_date = %s AND to_regclass(%s) IS NOT NULL",
-        (day, partition_name(day)),
-    ).fetchone()
-    return row[0] if row else None
+def has_fingerprint(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
+    """Whether the stored day was built from exactly this input (the fingerprint names the model too),
+    and its partition is there to prove it."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingest_days WHERE ingest_date = %s AND fingerprint = %s) "
+        "AND to_regclass(%s) IS NOT NULL",
+        (day, fingerprint, partition_name(day)),
+    ).fetchone()[0]
 
 
 def stored_source(conn: psycopg.Connection, day: dt.date) -> SourceState | None:
@@ -234,13 +248,13 @@ def stored_source(conn: psycopg.Connection, day: dt.date) -> SourceState | None:
     row = conn.execute(
         "SELECT source_signature, content_fingerprint FROM ingest_days "
         "WHERE ingest_date = %s AND to_regclass(%s) IS NOT NULL "
-        "AND source_signature IS NOT NULL AND content_fingerprint IS NOT NULL",
+        "AND source_signature IS NOT NULL AND content_fingerprint IS NOT NULL ORDER BY loaded_at DESC LIMIT 1",
         (day, partition_name(day)),
     ).fetchone()
     return SourceState(signature=row[0], content_fingerprint=row[1]) if row else None
 
 
-def unchanged_day(conn: psycopg.Connection, day: dt.date, source: SourceState | None = None) -> DayLoad:
+def unchanged_day(conn: psycopg.Connection, day: dt.date, model_id: int, source: SourceState | None = None) -> DayLoad:
     """What an unchanged day holds, reported without touching its chunks. A new ``source`` signature
     (files touched or copied but with the same contents) is recorded so the next scan need not read them."""
     if source is not None and source.signature and source.content_fingerprint:
@@ -250,8 +264,9 @@ def unchanged_day(conn: psycopg.Connection, day: dt.date, source: SourceState | 
             (source.signature, source.content_fingerprint, day, source.signature),
         )
     row = conn.execute(
-        "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days WHERE ingest_date = %s",
-        (partition_name(day), day),
+        "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days "
+        "WHERE ingest_date = %s AND model_id = %s",
+        (partition_name(day), day, model_id),
     ).fetchone()
     if row is None:
         raise DatabaseSetupError(f"{day} was judged unchanged but has no ingest_days row: rerun it with force")
@@ -285,8 +300,9 @@ def record_dead_letters(conn: psycopg.Connection, day: dt.date, letters: Sequenc
         )
 
 
-def day_chunk_count(conn: psycopg.Connection, day: dt.date) -> int:
-    return int(conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s", (day,)).fetchone()[0])
+def day_chunk_count(conn: psycopg.Connection, day: dt.date, model_id: int) -> int:
+    return int(conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s AND model_id = %s",
+                            (day, model_id)).fetchone()[0])
 
 
 def open_dead_letters(conn: psycopg.Connection, days: Sequence[dt.date] | None = None) -> list[dict[str, Any]]:

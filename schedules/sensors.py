@@ -1,13 +1,15 @@
-"""Sensors: new or changed day folders in the landing directory request that day's ingest run."""
+"""Sensors: new or changed day folders in the landing directory request that day's ingest run; a
+configured embedding model that search does not serve yet requests the run that builds its vectors."""
 
 import datetime as dt
 import json
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import daily_partitions
-from pipeline import retention, sources
-from resources import RetentionResource, SourceResource
+from pipeline import models, retention, sources
+from pipeline.errors import DocvecError
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules.ingest import ingest_job
 
 
@@ -31,3 +33,34 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
         if seen.get(key) != current[key]:
             requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
     return SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))
+
+
+@sensor(job=ingest_job, minimum_interval_seconds=300, default_status=DefaultSensorStatus.RUNNING)
+def embedding_model_sensor(context: SensorEvaluationContext, embedder: EmbedderResource,
+                           postgres: PostgresResource) -> SensorResult | SkipReason:
+    """When the configured embedding model (or backend) is not the one search serves, requests one run
+    over the stored days that lack its vectors. That run builds the new model's vectors beside the
+    served ones (a shadow set) and switches search to it once every stored day is covered; until then
+    search keeps serving the old model. A model rolled back with `docvec model rollback` is left alone."""
+    name, revision = embedder.identity()
+    try:
+        with postgres.connect() as conn:
+            serving = models.serving_model(conn)
+            stored = [m for m in models.all_models(conn) if (m.name, m.revision) == (name, revision)]
+            if serving is None or (serving.name, serving.revision) == (name, revision):
+                return SkipReason(f"search serves the configured model {name}@{revision}" if serving else
+                                  "nothing is stored yet")
+            if stored and stored[0].retired_at is not None:
+                return SkipReason(f"{name}@{revision} was rolled back; search serves {serving.label}")
+            missing = models.coverage(conn, stored[0]).missing_days if stored else models.stored_days(conn)
+    except DocvecError as exc:
+        return SkipReason(f"cannot check the embedding models: {exc}")
+    if not missing:
+        return SkipReason(f"{name}@{revision} covers every stored day; its next run switches search to it")
+    first, last = missing[0].isoformat(), missing[-1].isoformat()
+    context.log.info(f"{name}@{revision} lacks {len(missing)} stored days: requesting {first}...{last}")
+    return SensorResult(run_requests=[RunRequest(
+        run_key=f"shadow:{name}@{revision}:{first}:{last}:{len(missing)}",
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
+              "docvec/shadow_model": f"{name}@{revision}"},
+    )])

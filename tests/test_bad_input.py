@@ -135,7 +135,7 @@ def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp
                     "path-like name (stays inside its day)": True})
 
     # 2. Vectors: wrong dimension and NaN are refused with the day and the numbers; the day stays as it was.
-    before = store.day_chunk_count(conn, DAY)
+    before = store.day_chunk_count(conn, DAY, store.registered_model(conn, embedder.info))
     chunks = ingest.chunk_documents(ingest.read_documents(landing, DAY), embedder.backend_tokenizer(), chunking_config,
                                     max_chunks_per_document=MAX_CHUNKS)
     good = ingest.embed_chunks(chunks, embedder, conn)
@@ -148,7 +148,7 @@ def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp
         spoilt = DayEmbeddings(**{**good.__dict__, "vectors": spoil(good.vectors)})
         with pytest.raises(DimensionMismatchError, match=str(DAY)):
             store.replace_day(conn, spoilt, model_id)
-        assert store.day_chunk_count(conn, DAY) == before
+        assert store.day_chunk_count(conn, DAY, store.registered_model(conn, embedder.info)) == before
         handled[name] = True
 
     # 3. Settings of the wrong type or range: refused before anything runs, naming the setting.

@@ -15,7 +15,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, migrate, search, store, vector_index
+from pipeline import cli, db, migrate, models, search, store, vector_index
 from pipeline.errors import DatabaseSetupError
 from pipeline.index_policy import Action, IndexSettings
 from pipeline.settings import Settings
@@ -109,7 +109,8 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
 
         with db.connect(settings) as conn:
             assert conn.prepare_threshold is None, "prepared statements are off through the pooler"
-            counts = [store.day_chunk_count(conn, day) for day in days]
+            model_id = models.serving_model(conn).id
+            counts = [store.day_chunk_count(conn, day, model_id) for day in days]
             assert all(count > 0 for count in counts)
             assert conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks").fetchone() == (sum(counts),) * 2
 

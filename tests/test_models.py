@@ -1,0 +1,140 @@
+"""Embedding-model lifecycle through the real assets: a changed model builds a shadow set beside the
+served one, search switches atomically once every stored day is covered, rollback is one command, and
+search never mixes models. The second model is the bundled one on the int8 ONNX backend: a real, different
+set of vectors (its own revision) with nothing to download."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import numpy as np
+import pytest
+from dagster import build_sensor_context, materialize
+
+from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from pipeline import cli, db, models, search, store
+from pipeline.embedding import ModelInfo
+from pipeline.errors import ConfigError, DimensionMismatchError
+from resources import (DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource,
+                       SourceResource)
+from schedules.sensors import embedding_model_sensor
+from tests.conftest import SAMPLE_END, fresh_database
+
+DAYS = [SAMPLE_END - dt.timedelta(days=1), SAMPLE_END]
+ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
+QUERY = "how do I rotate the database credentials"
+
+
+def _run(resources: dict, day: dt.date, backend: str):
+    result = materialize(ASSETS, resources={**resources, "embedder": EmbedderResource(backend=backend)},
+                         partition_key=day.isoformat(), raise_on_error=False)
+    return result
+
+
+def _meta(result, node: str) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+def _no_duplicate_chunks(hits) -> bool:
+    return len({h.chunk_id for h in hits}) == len(hits)
+
+
+@pytest.fixture()
+def lifecycle(migrated, embedder, sample_landing, tmp_path):
+    settings = fresh_database(migrated, embedder.info.dim, f"docvec_models_{os.getpid()}")
+    resources = {
+        "postgres": PostgresResource(database_url=settings.database_url),
+        "source": SourceResource(landing_dir=str(sample_landing)),
+        "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat()),
+        "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
+    }
+    return settings, resources
+
+
+def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, capsys) -> None:
+    settings, resources = lifecycle
+    for day in DAYS:
+        assert _run(resources, day, "torch").success
+    with db.connect(settings) as conn:
+        fp32 = models.serving_model(conn)
+        assert fp32.label == f"{embedder.info.name}@{embedder.info.revision}"
+        before = search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")
+
+    # The configured model changes: the sensor asks for every stored day, and the first shadow day
+    # leaves search on the served model.
+    sensor = embedding_model_sensor(build_sensor_context(resources={
+        "embedder": EmbedderResource(backend="onnx-int8"), "postgres": resources["postgres"]}))
+    request = sensor.run_requests[0]
+    assert request.tags["dagster/asset_partition_range_start"] == DAYS[0].isoformat()
+    assert request.tags["dagster/asset_partition_range_end"] == DAYS[1].isoformat()
+
+    shadow_day = _run(resources, DAYS[0], "onnx-int8")
+    assert shadow_day.success
+    embedded = _meta(shadow_day, "chunk_embeddings")
+    assert embedded["reused"] == 0 and embedded["embedded"] == embedded["chunks"] > 0, "nothing reused across models"
+    assert "shadow build" in _meta(shadow_day, "vector_store")["embedding_model"]
+    with db.connect(settings) as conn:
+        assert models.serving_model(conn).id == fp32.id
+        int8 = models.find_model(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+        assert models.coverage(conn, int8).missing_days == [DAYS[1]]
+        both = conn.execute("SELECT count(DISTINCT model_id) FROM chunks WHERE ingest_date = %s", (DAYS[0],)).fetchone()
+        assert both == (2,), "the day holds the served vectors and the shadow vectors side by side"
+        during = search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")
+        assert [h.chunk_id for h in during] == [h.chunk_id for h in before]
+        assert [round(h.similarity, 5) for h in during] == [round(h.similarity, 5) for h in before]
+        assert _no_duplicate_chunks(search.search(conn, search.serving_embedder(conn), QUERY, k=20, mode="hybrid"))
+
+    last_day = _run(resources, DAYS[1], "onnx-int8")
+    assert last_day.success
+    assert "switched" in _meta(last_day, "vector_store")["embedding_model"]
+    with db.connect(settings) as conn:
+        assert models.serving_model(conn).id == int8.id
+        served = search.serving_embedder(conn)
+        assert served.info.revision.endswith("+int8") and served.backend == "onnx-int8"
+        after = search.search(conn, served, QUERY, k=5, mode="vector")
+        assert after and _no_duplicate_chunks(after)
+        assert after[0].doc_id == before[0].doc_id, "int8 finds the same best document"
+
+    # Rollback: one command; the int8 model is retired, so ingesting with it is refused by name.
+    home = ["--home", str(settings.home)]
+    os.environ["DATABASE_URL"] = settings.database_url
+    try:
+        assert cli.main([*home, "model", "rollback"]) == 0
+        assert "serves" in capsys.readouterr().out
+        with db.connect(settings) as conn:
+            assert models.serving_model(conn).id == fp32.id
+            assert models.find_model(conn, str(int8.id)).retired_at is not None
+            assert search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
+                == before[0].chunk_id
+        refused = _run(resources, DAYS[1], "onnx-int8")
+        assert not refused.success
+        message = str(refused.get_step_failure_events()[0].event_specific_data.error)
+        assert "rolled back" in message and "docvec model activate" in message
+        assert cli.main([*home, "model", "list"]) == 0
+        table = capsys.readouterr().out
+        assert "serving" in table and "retired" in table and "2/2" in table
+        # Undo the rollback explicitly.
+        assert cli.main([*home, "model", "activate", str(int8.id)]) == 0
+        with db.connect(settings) as conn:
+            assert models.serving_model(conn).id == int8.id
+    finally:
+        os.environ.pop("DATABASE_URL", None)
+
+
+def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycle, embedder) -> None:
+    settings, resources = lifecycle
+    assert _run(resources, DAYS[0], "torch").success
+    assert _run(resources, DAYS[1], "torch").success
+    assert _run(resources, DAYS[0], "onnx-int8").success
+    with db.connect(settings) as conn:
+        with pytest.raises(ConfigError, match=f"1 stored days \\({DAYS[1]}\\)"):
+            models.activate(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+        with pytest.raises(ConfigError, match="no previously served"):
+            models.rollback(conn)
+        wide = ModelInfo(name="wide-model", revision="x", dim=768, max_seq_length=512, normalized=True, device="cpu")
+        with pytest.raises(DimensionMismatchError, match="768-d.*vector\\(384\\)"):
+            store.register_model(conn, wide)
+        served = models.serving_model(conn)
+        with pytest.raises(DimensionMismatchError, match="768 dimensions.*have 384"):
+            search.search_vector(conn, np.ones(768, dtype=np.float32), served.id, k=3)
