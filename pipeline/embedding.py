@@ -119,7 +119,7 @@ class Embedder:
                 f"embedding model {model!r} is not available offline: {exc}. Set the embedder's model to a local "
                 f"directory holding a sentence-transformers model, or to {DEFAULT_MODEL!r} (bundled)."
             ) from exc
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             self.model.half()  # fp16 doubles GPU throughput; MiniLM's cosine ranking is unchanged by it
         self.batch_size = batch_size
         self.normalize = normalize

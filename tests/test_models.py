@@ -52,7 +52,7 @@ def lifecycle(migrated, embedder, sample_landing, tmp_path):
     return settings, resources
 
 
-def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, capsys) -> None:
+def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, capsys, monkeypatch) -> None:
     settings, resources = lifecycle
     for day in DAYS:
         assert _run(resources, day, "torch").success
@@ -98,28 +98,25 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
 
     # Rollback: one command; the int8 model is retired, so ingesting with it is refused by name.
     home = ["--home", str(settings.home)]
-    os.environ["DATABASE_URL"] = settings.database_url
-    try:
-        assert cli.main([*home, "model", "rollback"]) == 0
-        assert "serves" in capsys.readouterr().out
-        with db.connect(settings) as conn:
-            assert models.serving_model(conn).id == fp32.id
-            assert models.find_model(conn, str(int8.id)).retired_at is not None
-            assert search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
-                == before[0].chunk_id
-        refused = _run(resources, DAYS[1], "onnx-int8")
-        assert not refused.success
-        message = str(refused.get_step_failure_events()[0].event_specific_data.error)
-        assert "rolled back" in message and "docvec model activate" in message
-        assert cli.main([*home, "model", "list"]) == 0
-        table = capsys.readouterr().out
-        assert "serving" in table and "retired" in table and "2/2" in table
-        # Undo the rollback explicitly.
-        assert cli.main([*home, "model", "activate", str(int8.id)]) == 0
-        with db.connect(settings) as conn:
-            assert models.serving_model(conn).id == int8.id
-    finally:
-        os.environ.pop("DATABASE_URL", None)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    assert cli.main([*home, "model", "rollback"]) == 0
+    assert "serves" in capsys.readouterr().out
+    with db.connect(settings) as conn:
+        assert models.serving_model(conn).id == fp32.id
+        assert models.find_model(conn, str(int8.id)).retired_at is not None
+        assert search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
+            == before[0].chunk_id
+    refused = _run(resources, DAYS[1], "onnx-int8")
+    assert not refused.success
+    message = str(refused.get_step_failure_events()[0].event_specific_data.error)
+    assert "rolled back" in message and "docvec model activate" in message
+    assert cli.main([*home, "model", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "serving" in table and "retired" in table and "2/2" in table
+    # Undo the rollback explicitly.
+    assert cli.main([*home, "model", "activate", str(int8.id)]) == 0
+    with db.connect(settings) as conn:
+        assert models.serving_model(conn).id == int8.id
 
 
 def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycle, embedder) -> None:
@@ -138,3 +135,33 @@ def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycl
         served = models.serving_model(conn)
         with pytest.raises(DimensionMismatchError, match="768 dimensions.*have 384"):
             search.search_vector(conn, np.ones(768, dtype=np.float32), served.id, k=3)
+
+
+@pytest.mark.slow
+def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder, chunking_config, tmp_path,
+                                                              capsys, monkeypatch) -> None:
+    """`docvec model build` from the README: one Dagster run (a subprocess) over the days the model
+    lacks, which ends with search serving it."""
+    from pipeline import ingest, sample_corpus, sources
+    from pipeline.settings import Settings
+
+    scratch = fresh_database(migrated, embedder.info.dim, f"docvec_models_cli_{os.getpid()}")
+    settings = Settings(home=tmp_path / "home", database_url=scratch.database_url,
+                        dagster_database_url=scratch.database_url, pgbouncer=False)
+    sample_corpus.write_sample_corpus(settings.landing_dir, end=dt.date.today(), days=2)
+    with db.connect(settings) as conn:
+        for day in sources.list_days(settings.landing_dir):
+            chunks = ingest.chunk_documents(ingest.read_documents(settings.landing_dir, day),
+                                           embedder.backend_tokenizer(), chunking_config)
+            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        fp32 = models.serving_model(conn)
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("DAGSTER_DATABASE_URL", settings.database_url)
+    assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
+    assert "embedding 2 stored days" in capsys.readouterr().out
+    with db.connect(settings) as conn:
+        serving = models.serving_model(conn)
+        assert serving.revision == f"{fp32.revision}+int8" and models.previous_model(conn).id == fp32.id
+        assert models.coverage(conn, serving).complete
+    assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
+    assert "already covers every stored day" in capsys.readouterr().out

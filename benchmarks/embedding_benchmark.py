@@ -1,0 +1,219 @@
+"""Embedding throughput, backends and memory, measured side by side in one run on the same chunks:
+
+1. raw ``SentenceTransformer.encode`` chunks/s vs a whole Dagster materialization of the same corpus
+   (read, chunk, embed, binary COPY, day swap) in chunks/s: the pipeline's overhead (target <= 15%);
+2. each backend (torch fp32, onnx, onnx-int8) on the same chunks: chunks/s, speed-up over torch, cosine
+   to torch's vectors, top-10 overlap with torch on the sample's labelled queries (targets >= 2x, >= 0.99);
+3. peak RSS of the embedding step on a 100k-chunk day, in a child process of its own.
+
+Usage: ``python -m benchmarks.embedding_benchmark [--days 2] [--docs-per-day 60] [--device auto]
+[--batch-size 64] [--backends torch,onnx,onnx-int8] [--memory-chunks 100000]``. The corpus is the
+bundled sample's notes joined into long documents, so chunks are ~230 tokens, near the model's 256.
+On a CUDA machine the same command measures the GPU (fp16); ONNX backends are CPU-only and are skipped there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import db, ingest, migrate, sample_corpus, sources
+from pipeline.chunking import ChunkingConfig, chunk_texts
+from pipeline.embedding import Embedder, load_embedder
+from pipeline.settings import load_settings
+
+DATABASE = "docvec_bench_embedding"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def write_long_corpus(landing: Path, days: int, docs_per_day: int, end: dt.date) -> None:
+    """Long documents made of the sample's own notes, several per file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sample_corpus.write_sample_corpus(Path(tmp), end=end, notes_per_topic_per_day=8)
+        notes = [p.read_text().split("---", 2)[-1].strip() for p in sorted(Path(tmp).rglob("*.md"))]
+    rng = np.random.default_rng(7)
+    for offset in range(days):
+        folder = landing / (end - dt.timedelta(days=offset)).isoformat()
+        folder.mkdir(parents=True)
+        for n in range(docs_per_day):
+            picked = rng.choice(len(notes), size=12, replace=False)
+            body = "\n\n".join(notes[i] for i in picked)
+            (folder / f"long-{n:04d}.md").write_text(f"---\ntopic: benchmark\n---\n# Long document {n}\n\n{body}\n")
+
+
+def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
+    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
+    tokenizer = embedder.backend_tokenizer()
+    texts = []
+    for day in sources.list_days(landing):
+        documents = sources.read_day(landing, day).documents
+        texts += [piece.text for pieces in chunk_texts([d.text for d in documents], tokenizer, config) for piece in pieces]
+    return texts
+
+
+def dagster_materialization(landing: Path, settings, device: str, batch_size: int, tmp: Path) -> tuple[float, int]:
+    from dagster import DagsterInstance, Definitions
+
+    from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+    from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+    from schedules.ingest import ingest_job
+
+    days = sources.list_days(landing)
+    defs = Definitions(
+        assets=[raw_documents, document_chunks, chunk_embeddings, vector_store], jobs=[ingest_job],
+        resources={
+            "postgres": PostgresResource(database_url=settings.database_url),
+            "embedder": EmbedderResource(device=device, batch_size=batch_size),
+            "source": SourceResource(landing_dir=str(landing)),
+            "retention_window": RetentionResource(as_of=days[-1].isoformat()),
+            "batch_io_manager": DayBatchIOManager(base_dir=str(tmp / "batches")),
+        },
+    )
+    job = defs.resolve_job_def(ingest_job.name)
+    started = time.perf_counter()
+    with DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, run_config=QUIET, tags={
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat()})
+    seconds = time.perf_counter() - started
+    assert result.success
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    return seconds, int(meta["vector_store"]["chunks"].value)
+
+
+def top10_overlap(reference: np.ndarray, vectors: np.ndarray, query_ref: np.ndarray, query_vec: np.ndarray) -> float:
+    ref_top = np.argsort(-(query_ref @ reference.T), axis=1)[:, :10]
+    top = np.argsort(-(query_vec @ vectors.T), axis=1)[:, :10]
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref_top, top)]))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    exec from the forking parent, which here holds every backend's model."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def memory_child(chunks: int, batch_size: int) -> None:
+    """Embed one day of ``chunks`` short chunks through ``ingest.embed_chunks`` and print RSS figures."""
+    from pipeline.records import ChunkRecord, DayChunks
+
+    embedder = load_embedder(batch_size=batch_size)
+    after_load = peak_rss_mib()
+    with tempfile.TemporaryDirectory() as tmp:
+        sample_corpus.write_sample_corpus(Path(tmp))
+        sentences = [s.strip() for p in sorted(Path(tmp).rglob("*.md")) for s in p.read_text().split(".") if len(s) > 40]
+    records = [ChunkRecord(chunk_id=f"m{i}", doc_id=f"doc-{i // 50}", seq=i % 50,
+                           text=f"{sentences[i % len(sentences)]} (variant {i})", token_count=0,
+                           content_sha256=f"{i:064x}", metadata={}) for i in range(chunks)]
+    day = DayChunks(day=dt.date(2026, 1, 1), documents=[], chunks=records, chunk_counts={}, dead_letters=[],
+                    seconds=0.0, fingerprint="memory")
+    before = peak_rss_mib()
+    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE + "_memory")
+    started = time.perf_counter()
+    with db.connect(settings) as conn:
+        result = ingest.embed_chunks(day, embedder, conn)
+    seconds = time.perf_counter() - started
+    db.drop_database(load_settings(), DATABASE + "_memory")
+    print(json.dumps({"chunks": chunks, "embedded": result.embedded, "seconds": seconds,
+                      "rss_after_model_mib": after_load, "rss_with_chunks_mib": before, "peak_rss_mib": peak_rss_mib(),
+                      "text_bytes": sum(len(r.text) for r in records)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--docs-per-day", type=int, default=60)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--backend-chunks", type=int, default=600, help="chunks per backend comparison")
+    parser.add_argument("--memory-chunks", type=int, default=100_000, help="0 skips the memory run")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.batch_size)
+        return
+
+    embedder = load_embedder(device=args.device, batch_size=args.batch_size)
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
+          f"model {embedder.info.name} on {embedder.device}, batch size {args.batch_size}")
+    if embedder.device.startswith("cuda"):
+        import torch
+
+        print(f"GPU: {torch.cuda.get_device_name()} (fp16)")
+    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE)
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp) / "landing"
+        write_long_corpus(landing, args.days, args.docs_per_day, dt.date.today())
+        texts = corpus_chunks(landing, embedder)
+        tokens = [len(e.ids) for e in embedder.backend_tokenizer().encode_batch(texts)]
+        print(f"corpus: {args.days} days, {args.days * args.docs_per_day} documents, {len(texts)} chunks, "
+              f"{np.mean(tokens):.0f} tokens per chunk on average (max {max(tokens)})")
+
+        # 1. Raw encode vs the whole pipeline, same chunks, same model object.
+        embedder.model.encode(texts[:args.batch_size], batch_size=args.batch_size)  # warm-up
+        started = time.perf_counter()
+        embedder.model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        raw_seconds = time.perf_counter() - started
+        raw_rate = len(texts) / raw_seconds
+        pipeline_seconds, loaded = dagster_materialization(landing, settings, args.device, args.batch_size, Path(tmp))
+        assert loaded == len(texts), (loaded, len(texts))
+        pipeline_rate = loaded / pipeline_seconds
+        print("\n1. pipeline overhead")
+        print(f"   raw model.encode            {raw_rate:9.1f} chunks/s  ({raw_seconds:.1f} s)")
+        print(f"   Dagster materialization     {pipeline_rate:9.1f} chunks/s  ({pipeline_seconds:.1f} s: read, chunk, embed, "
+              f"COPY, swap, Dagster run)")
+        print(f"   ratio {pipeline_rate / raw_rate:.3f} (target >= 0.85)")
+
+    # 2. Backends on the same chunks.
+    sample = texts[:args.backend_chunks]
+    queries = [q["query"] for q in sample_corpus.labelled_queries()]
+    print(f"\n2. backends on {len(sample)} chunks (cosine and top-10 overlap against torch fp32, "
+          f"{len(queries)} sample queries)")
+    reference = query_reference = reference_rate = None
+    for backend in args.backends.split(","):
+        if backend != "torch" and embedder.device != "cpu":
+            print(f"   {backend:<10} skipped: CPU-only backend on a {embedder.device} machine")
+            continue
+        model = embedder if backend == "torch" else Embedder(backend=backend, batch_size=min(args.batch_size, 32))
+        model.encode(sample[:8])
+        started = time.perf_counter()
+        vectors = model.encode(sample)
+        rate = len(sample) / (time.perf_counter() - started)
+        query_vectors = model.encode(queries)
+        if reference is None:
+            reference, query_reference, reference_rate = vectors, query_vectors, rate
+        cosine = (vectors * reference).sum(axis=1)
+        print(f"   {backend:<10} {rate:8.1f} chunks/s  {rate / reference_rate:5.2f}x  cosine mean {cosine.mean():.4f} "
+              f"min {cosine.min():.4f}  top-10 overlap {top10_overlap(reference, vectors, query_reference, query_vectors):.3f}"
+              f"  (revision {model.info.revision})")
+    db.drop_database(load_settings(), DATABASE)
+
+    # 3. Memory of a 100k-chunk day's embedding step, in a fresh process.
+    if args.memory_chunks:
+        child = subprocess.run([sys.executable, "-m", "benchmarks.embedding_benchmark", "--memory-child",
+                                str(args.memory_chunks), "--batch-size", str(args.batch_size)],
+                               capture_output=True, text=True, check=True)
+        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        per_chunk_kib = (figures["peak_rss_mib"] - figures["rss_after_model_mib"]) * 1024 / figures["chunks"]
+        print(f"\n3. memory: one day of {figures['chunks']:,} chunks through ingest.embed_chunks "
+              f"({figures['seconds']:.0f} s, {figures['chunks'] / figures['seconds']:.0f} chunks/s on short chunks)")
+        print(f"   RSS after loading the model {figures['rss_after_model_mib']:.0f} MiB, with the day's chunks "
+              f"{figures['rss_with_chunks_mib']:.0f} MiB, peak {figures['peak_rss_mib']:.0f} MiB "
+              f"({per_chunk_kib:.1f} KiB per chunk above the model, text {figures['text_bytes'] / figures['chunks']:.0f} B/chunk)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The ONNX Runtime backends against the real bundled model: same vectors as torch (onnx), close ones
+under their own revision (onnx-int8), made once from local files and reused, bad settings refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import sample_corpus
+from pipeline.embedding import Embedder, model_identity
+from pipeline.errors import ConfigError
+
+TEXTS = [
+    "PostgreSQL drops a day partition in milliseconds instead of deleting its rows.",
+    "HNSW builds a navigable small-world graph; ef_search trades recall for latency.",
+    "数据库索引 with emoji 🚀 and code: def f(x): return x ** 2",
+    "a",
+    "word " * 400,  # past the 256-token limit: truncated the same way as torch
+] + [q["query"] for q in sample_corpus.labelled_queries()]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx_models")
+
+
+def test_onnx_reproduces_torch_and_int8_stays_close(embedder, export_dir) -> None:
+    reference = embedder.encode(TEXTS)
+    onnx = Embedder(backend="onnx", export_dir=export_dir)
+    assert onnx.info.revision == embedder.info.revision, "same vectors, same model revision"
+    assert float((onnx.encode(TEXTS) * reference).sum(axis=1).min()) > 0.9999
+
+    int8 = Embedder(backend="onnx-int8", export_dir=export_dir)
+    assert int8.info.revision == f"{embedder.info.revision}+int8", "int8 vectors are recorded as their own revision"
+    assert model_identity(backend="onnx-int8") == (int8.info.name, int8.info.revision)
+    vectors = int8.encode(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == reference.shape
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = (vectors * reference).sum(axis=1)
+    assert cosine.mean() >= 0.985 and cosine.min() >= 0.95, cosine
+
+
+def test_the_export_is_made_once_and_reused(export_dir) -> None:
+    Embedder(backend="onnx-int8", export_dir=export_dir)
+    files = {p: p.stat().st_mtime_ns for p in export_dir.rglob("*.onnx")}
+    assert {p.name for p in files} == {"model.onnx", "model.opt.onnx", "model.opt.int8.onnx"}
+    Embedder(backend="onnx-int8", export_dir=export_dir)
+    assert {p: p.stat().st_mtime_ns for p in export_dir.rglob("*.onnx")} == files
+    assert not list(export_dir.rglob("*.tmp")), "no half-written file is left behind"
+
+
+def test_bad_backend_settings_are_refused(export_dir) -> None:
+    with pytest.raises(ConfigError, match="not one of torch, onnx, onnx-int8"):
+        Embedder(backend="tensorrt", export_dir=export_dir)
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        Embedder(backend="onnx-int8", device="cuda", export_dir=export_dir)
