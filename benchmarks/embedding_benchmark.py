@@ -61,7 +61,7 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
     return texts
 
 
-def dagster_materialization(landing: Path, settings, device: str, batch_size: int, tmp: Path) -> tuple[float, int]:
+def dagster_materialization(landing: Path, settings, device: str, batch_size: int | None, tmp: Path) -> tuple[float, int]:
     from dagster import DagsterInstance, Definitions
 
     from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
@@ -105,7 +105,7 @@ def peak_rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
-def memory_child(chunks: int, batch_size: int) -> None:
+def memory_child(chunks: int, batch_size: int | None) -> None:
     """Embed one day of ``chunks`` short chunks through ``ingest.embed_chunks`` and print RSS figures."""
     from pipeline.records import ChunkRecord, DayChunks
 
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--docs-per-day", type=int, default=60)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, help="default: the embedder's per-device default")
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
     parser.add_argument("--backend-chunks", type=int, default=600, help="chunks per backend comparison")
     parser.add_argument("--memory-chunks", type=int, default=100_000, help="0 skips the memory run")
@@ -148,7 +148,7 @@ def main() -> None:
 
     embedder = load_embedder(device=args.device, batch_size=args.batch_size)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
-          f"model {embedder.info.name} on {embedder.device}, batch size {args.batch_size}")
+          f"model {embedder.info.name} on {embedder.device}, batch size {embedder.batch_size}")
     if embedder.device.startswith("cuda"):
         import torch
 
@@ -163,9 +163,9 @@ def main() -> None:
               f"{np.mean(tokens):.0f} tokens per chunk on average (max {max(tokens)})")
 
         # 1. Raw encode vs the whole pipeline, same chunks, same model object.
-        embedder.model.encode(texts[:args.batch_size], batch_size=args.batch_size)  # warm-up
+        embedder.model.encode(texts[:embedder.batch_size], batch_size=embedder.batch_size)  # warm-up
         started = time.perf_counter()
-        embedder.model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        embedder.model.encode(texts, batch_size=embedder.batch_size, convert_to_numpy=True, show_progress_bar=False)
         raw_seconds = time.perf_counter() - started
         raw_rate = len(texts) / raw_seconds
         pipeline_seconds, loaded = dagster_materialization(landing, settings, args.device, args.batch_size, Path(tmp))
@@ -187,7 +187,7 @@ def main() -> None:
         if backend != "torch" and embedder.device != "cpu":
             print(f"   {backend:<10} skipped: CPU-only backend on a {embedder.device} machine")
             continue
-        model = embedder if backend == "torch" else Embedder(backend=backend, batch_size=min(args.batch_size, 32))
+        model = embedder if backend == "torch" else Embedder(backend=backend, batch_size=args.batch_size)
         model.encode(sample[:8])
         started = time.perf_counter()
         vectors = model.encode(sample)
@@ -204,7 +204,7 @@ def main() -> None:
     # 3. Memory of a 100k-chunk day's embedding step, in a fresh process.
     if args.memory_chunks:
         child = subprocess.run([sys.executable, "-m", "benchmarks.embedding_benchmark", "--memory-child",
-                                str(args.memory_chunks), "--batch-size", str(args.batch_size)],
+                                str(args.memory_chunks), *(["--batch-size", str(args.batch_size)] if args.batch_size else [])],
                                capture_output=True, text=True, check=True)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         per_chunk_kib = (figures["peak_rss_mib"] - figures["rss_after_model_mib"]) * 1024 / figures["chunks"]

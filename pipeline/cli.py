@@ -139,7 +139,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
         return 0
-    print(f'query: "{args.query}"  ({len(hits)} results, {args.mode})')
+    print(f'query: "{args.query}"  ({len(hits)} results, {args.mode}; model {embedder.info.name}@{embedder.info.revision})')
     for hit in hits:
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
@@ -160,6 +160,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(settings) as conn:
         migrate.require_current_schema(conn)
         statuses = status.day_statuses(conn)
+        served = models.summary(conn)
+    print(served)
     print(status.format_status(statuses, args.today or dt.date.today(), args.window_days))
     return 0
 

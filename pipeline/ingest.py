@@ -136,18 +136,23 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
     hashes = [c.content_sha256 for c in batch.chunks]
     known = {h: run_vectors[h] for h in hashes if h in run_vectors} if run_vectors else {}
     known.update(store.reusable_vectors(conn, model_id, [h for h in hashes if h not in known]))
-    vectors = np.empty((len(batch.chunks), embedder.info.dim), dtype=np.float32)
     todo: dict[str, list[int]] = {}
     for row, chunk in enumerate(batch.chunks):
-        if chunk.content_sha256 in known:
-            vectors[row] = known[chunk.content_sha256]
-        else:
+        if chunk.content_sha256 not in known:
             todo.setdefault(chunk.content_sha256, []).append(row)
     firsts = [rows[0] for rows in todo.values()]
     fresh = embedder.encode([batch.chunks[row].text for row in firsts], progress=progress)
-    for (content_sha256, rows), vector in zip(todo.items(), fresh):
-        vectors[rows] = vector
-        if run_vectors is not None:
+    if len(firsts) == len(batch.chunks):
+        vectors = fresh  # all new and distinct, already in chunk order: no second day-sized array
+    else:
+        vectors = np.empty((len(batch.chunks), embedder.info.dim), dtype=np.float32)
+        for row, chunk in enumerate(batch.chunks):
+            if chunk.content_sha256 in known:
+                vectors[row] = known[chunk.content_sha256]
+        for rows, vector in zip(todo.values(), fresh):
+            vectors[rows] = vector
+    if run_vectors is not None:
+        for content_sha256, rows in todo.items():
             run_vectors[content_sha256] = vectors[rows[0]]  # a view: the day's array is kept anyway
     return DayEmbeddings(
         day=batch.day, documents=batch.documents, chunks=batch.chunks, chunk_counts=batch.chunk_counts,

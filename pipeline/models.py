@@ -224,3 +224,18 @@ def carried_model_ids(conn: psycopg.Connection, loading_model_id: int) -> list[i
     """Other models whose rows a day rebuild keeps: every one not rolled back. Retention bounds them."""
     return [r[0] for r in conn.execute(
         "SELECT id FROM embedding_models WHERE id <> %s AND retired_at IS NULL", (loading_model_id,))]
+
+
+def summary(conn: psycopg.Connection) -> str:
+    """One line for status output: the served model, and any shadow build under way."""
+    serving = serving_model(conn)
+    if serving is None:
+        return "search serves: no model yet"
+    parts = [f"search serves {serving.label} ({serving.dim}-d)"]
+    for model in all_models(conn):
+        if model.id != serving.id and model.retired_at is None and model.activated_at is None:
+            state = coverage(conn, model)
+            if state.stored_days and len(state.missing_days) < len(state.stored_days):
+                parts.append(f"shadow {model.label}: {len(state.stored_days) - len(state.missing_days)}/"
+                             f"{len(state.stored_days)} days built")
+    return "; ".join(parts)

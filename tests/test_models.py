@@ -75,6 +75,7 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     assert embedded["reused"] == 0 and embedded["embedded"] == embedded["chunks"] > 0, "nothing reused across models"
     assert "shadow build" in _meta(shadow_day, "vector_store")["embedding_model"]
     with db.connect(settings) as conn:
+        assert "shadow" in models.summary(conn) and "1/2 days built" in models.summary(conn)
         assert models.serving_model(conn).id == fp32.id
         int8 = models.find_model(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
         assert models.coverage(conn, int8).missing_days == [DAYS[1]]
