@@ -166,7 +166,7 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
         "model_revision": model.info.revision,
         "dimension": model.info.dim,
         "device": model.device,
-        "batch_size": model.batch_size,
+        "batch_size": str(model.batch_size or f"up to {model.tokens_per_batch} padded tokens"),
     })
 
 

@@ -97,6 +97,18 @@ def top10_overlap(reference: np.ndarray, vectors: np.ndarray, query_ref: np.ndar
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref_top, top)]))
 
 
+def document_recall(scores: np.ndarray, doc_ids: np.ndarray, labelled: list[dict]) -> tuple[float, float]:
+    """Documents ranked by their best chunk: recall@5 and MRR of the expected document."""
+    recalls, reciprocal = [], []
+    for row, query in zip(scores, labelled):
+        ranked = list(dict.fromkeys(doc_ids[np.argsort(-row)]))
+        expected = set(query["expected_doc_ids"])
+        rank = next((i + 1 for i, doc in enumerate(ranked) if doc in expected), None)
+        recalls.append(rank is not None and rank <= 5)
+        reciprocal.append(1 / rank if rank else 0.0)
+    return float(np.mean(recalls)), float(np.mean(reciprocal))
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
     exec from the forking parent, which here holds every backend's model."""
@@ -148,7 +160,8 @@ def main() -> None:
 
     embedder = load_embedder(device=args.device, batch_size=args.batch_size)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
-          f"model {embedder.info.name} on {embedder.device}, batch size {embedder.batch_size}")
+          f"model {embedder.info.name} on {embedder.device}, batches of "
+          f"{embedder.batch_size or f'up to {embedder.tokens_per_batch} padded tokens'}")
     if embedder.device.startswith("cuda"):
         import torch
 
@@ -163,25 +176,35 @@ def main() -> None:
               f"{np.mean(tokens):.0f} tokens per chunk on average (max {max(tokens)})")
 
         # 1. Raw encode vs the whole pipeline, same chunks, same model object.
-        embedder.model.encode(texts[:embedder.batch_size], batch_size=embedder.batch_size)  # warm-up
+        raw_batch = args.batch_size or (256 if embedder.device.startswith("cuda") else 8)  # its best fixed size here
+        embedder.model.encode(texts[:raw_batch], batch_size=raw_batch)  # warm-up
         started = time.perf_counter()
-        embedder.model.encode(texts, batch_size=embedder.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        embedder.model.encode(texts, batch_size=raw_batch, convert_to_numpy=True, show_progress_bar=False)
         raw_seconds = time.perf_counter() - started
         raw_rate = len(texts) / raw_seconds
         pipeline_seconds, loaded = dagster_materialization(landing, settings, args.device, args.batch_size, Path(tmp))
         assert loaded == len(texts), (loaded, len(texts))
         pipeline_rate = loaded / pipeline_seconds
         print("\n1. pipeline overhead")
-        print(f"   raw model.encode            {raw_rate:9.1f} chunks/s  ({raw_seconds:.1f} s)")
+        print(f"   raw model.encode            {raw_rate:9.1f} chunks/s  ({raw_seconds:.1f} s, batch size {raw_batch})")
         print(f"   Dagster materialization     {pipeline_rate:9.1f} chunks/s  ({pipeline_seconds:.1f} s: read, chunk, embed, "
               f"COPY, swap, Dagster run)")
         print(f"   ratio {pipeline_rate / raw_rate:.3f} (target >= 0.85)")
 
-    # 2. Backends on the same chunks.
+    # 2. Backends: speed and vector agreement on the long chunks; retrieval on the sample corpus.
     sample = texts[:args.backend_chunks]
-    queries = [q["query"] for q in sample_corpus.labelled_queries()]
-    print(f"\n2. backends on {len(sample)} chunks (cosine and top-10 overlap against torch fp32, "
-          f"{len(queries)} sample queries)")
+    labelled = sample_corpus.labelled_queries()
+    queries = [str(q["query"]) for q in labelled]
+    with tempfile.TemporaryDirectory() as tmp:
+        sample_corpus.write_sample_corpus(Path(tmp))
+        corpus = [(d.doc_id, piece.text) for day in sources.list_days(Path(tmp))
+                  for d in sources.read_day(Path(tmp), day).documents
+                  for piece in chunk_texts([d.text], embedder.backend_tokenizer(),
+                                           ChunkingConfig(max_seq_length=embedder.info.max_seq_length))[0]]
+    doc_ids = np.array([doc for doc, _ in corpus])
+    print(f"\n2. backends: speed and cosine to torch fp32 on {len(sample)} long chunks; top-10 chunk overlap with "
+          f"torch and document recall@5 / MRR for the {len(queries)} labelled queries over the sample corpus "
+          f"({len(corpus)} chunks)")
     reference = query_reference = reference_rate = None
     for backend in args.backends.split(","):
         if backend != "torch" and embedder.device != "cpu":
@@ -192,12 +215,14 @@ def main() -> None:
         started = time.perf_counter()
         vectors = model.encode(sample)
         rate = len(sample) / (time.perf_counter() - started)
-        query_vectors = model.encode(queries)
+        corpus_vectors, query_vectors = model.encode([text for _, text in corpus]), model.encode(queries)
         if reference is None:
-            reference, query_reference, reference_rate = vectors, query_vectors, rate
-        cosine = (vectors * reference).sum(axis=1)
-        print(f"   {backend:<10} {rate:8.1f} chunks/s  {rate / reference_rate:5.2f}x  cosine mean {cosine.mean():.4f} "
-              f"min {cosine.min():.4f}  top-10 overlap {top10_overlap(reference, vectors, query_reference, query_vectors):.3f}"
+            reference, query_reference, reference_rate = (vectors, corpus_vectors), query_vectors, rate
+        cosine = (vectors * reference[0]).sum(axis=1)
+        overlap = top10_overlap(reference[1], corpus_vectors, query_reference, query_vectors)
+        recall, mrr = document_recall(query_vectors @ corpus_vectors.T, doc_ids, labelled)
+        print(f"   {backend:<10} {rate:6.1f} chunks/s {rate / reference_rate:5.2f}x  cosine mean {cosine.mean():.4f} "
+              f"min {cosine.min():.4f}  top-10 overlap {overlap:.3f}  recall@5 {recall:.3f} MRR {mrr:.3f}"
               f"  (revision {model.info.revision})")
     db.drop_database(load_settings(), DATABASE)
 

@@ -11,8 +11,8 @@ class EmbedderResource(ConfigurableResource):
 
     model: str = Field(default=DEFAULT_MODEL, description="model name (bundled or in the local HF cache) or a local path")
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:1, mps")
-    batch_size: int | None = Field(default=None, ge=1, description="texts per forward pass; default 256 on CUDA, "
-                                   "8 on CPU (4 with the onnx backends): small batches measured faster on CPU")
+    batch_size: int | None = Field(default=None, ge=1, description="texts per forward pass; default: as many as fit "
+                                   "65,536 padded tokens on CUDA, 2,048 on CPU (1,024 with the onnx backends)")
     normalize: bool = Field(default=True, description="unit-length vectors, so cosine = dot product")
     backend: str = Field(default="torch", description="torch (CPU or CUDA, fp16 on CUDA), onnx (ONNX Runtime, CPU) "
                          "or onnx-int8 (int8 weights, faster on CPU; recorded as its own model revision)")
