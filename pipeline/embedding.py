@@ -117,6 +117,9 @@ class Embedder:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
         require_backend(backend)
+        # oneDNN caches compiled kernels per input shape, and every (batch, length) shape is new: with its
+        # default capacity a 100k-chunk day peaked at 1.6 GiB instead of 0.9, at the same speed (measured).
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing model must fail, not download
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline import retention, store
+from pipeline import models, retention, store
 from pipeline.vector_index import existing_vector_index
 
 
@@ -27,23 +27,21 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
     """Per-day state; all days, or only ``days``."""
     rows = conn.execute(
         """
-        WITH serving AS (  -- the served model's view of each day (a shadow model may be loading too)
-            SELECT id FROM embedding_models WHERE activated_at IS NOT NULL ORDER BY activated_at DESC, id DESC LIMIT 1
-        )
         SELECT d.ingest_date,
                (SELECT count(*) FROM documents x WHERE x.ingest_date = d.ingest_date),
                (SELECT count(*) FROM chunks c WHERE c.ingest_date = d.ingest_date
-                                              AND c.model_id = (SELECT id FROM serving)),
+                                              AND c.model_id = %(model_id)s),
                coalesce(i.embedded, 0), coalesce(i.reused, 0), i.loaded_at,
                (SELECT count(*) FROM dead_letters l WHERE l.ingest_date = d.ingest_date AND l.resolved_at IS NULL)
         FROM (SELECT ingest_date FROM ingest_days
               UNION SELECT DISTINCT ingest_date FROM documents
               UNION SELECT ingest_date FROM dead_letters WHERE resolved_at IS NULL) d
-        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date AND i.model_id = (SELECT id FROM serving)
+        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date AND i.model_id = %(model_id)s
         WHERE %(days)s::date[] IS NULL OR d.ingest_date = ANY(%(days)s::date[])
         ORDER BY d.ingest_date
         """,
-        {"days": days},
+        # The served model's view of each day (a shadow model's rows may sit beside it).
+        {"days": days, "model_id": serving.id if (serving := models.serving_model(conn)) else None},
     ).fetchall()
     statuses = []
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
