@@ -128,6 +128,8 @@ def _activate(conn: psycopg.Connection, model_id: int) -> None:
 def activate_first(conn: psycopg.Connection, model_id: int) -> bool:
     """Serve ``model_id`` when no model is served yet (the first load of a new store). Runs inside the
     caller's transaction, so the first day becomes searchable in the same commit that loads it."""
+    if serving_model(conn) is not None:  # the usual case: no lock, so day loads never queue here
+        return False
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (ACTIVATION_LOCK,))
     if serving_model(conn) is not None:
         return False

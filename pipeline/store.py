@@ -260,8 +260,8 @@ def unchanged_day(conn: psycopg.Connection, day: dt.date, model_id: int, source:
     if source is not None and source.signature and source.content_fingerprint:
         conn.execute(
             "UPDATE ingest_days SET source_signature = %s, content_fingerprint = %s WHERE ingest_date = %s "
-            "AND source_signature IS DISTINCT FROM %s",
-            (source.signature, source.content_fingerprint, day, source.signature),
+            "AND model_id = %s AND source_signature IS DISTINCT FROM %s",
+            (source.signature, source.content_fingerprint, day, model_id, source.signature),
         )
     row = conn.execute(
         "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days "

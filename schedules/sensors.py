@@ -4,7 +4,8 @@ configured embedding model that search does not serve yet requests the run that 
 import datetime as dt
 import json
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (DefaultSensorStatus, RetryRequested, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
+                     sensor)
 
 from assets.partitions import daily_partitions
 from pipeline import models, retention, sources
@@ -53,8 +54,8 @@ def embedding_model_sensor(context: SensorEvaluationContext, embedder: EmbedderR
             if stored and stored[0].retired_at is not None:
                 return SkipReason(f"{name}@{revision} was rolled back; search serves {serving.label}")
             missing = models.coverage(conn, stored[0]).missing_days if stored else models.stored_days(conn)
-    except DocvecError as exc:
-        return SkipReason(f"cannot check the embedding models: {exc}")
+    except (DocvecError, RetryRequested) as exc:  # RetryRequested: the database is unreachable right now
+        return SkipReason(f"cannot check the embedding models: {exc.__cause__ or exc}")
     if not missing:
         return SkipReason(f"{name}@{revision} covers every stored day; its next run switches search to it")
     first, last = missing[0].isoformat(), missing[-1].isoformat()

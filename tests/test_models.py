@@ -166,3 +166,15 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
         assert models.coverage(conn, serving).complete
     assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
     assert "already covers every stored day" in capsys.readouterr().out
+
+
+def test_the_model_sensor_skips_when_nothing_changed_or_the_database_is_down(lifecycle) -> None:
+    settings, resources = lifecycle
+    assert _run(resources, DAYS[0], "torch").success
+    same = embedding_model_sensor(build_sensor_context(resources={
+        "embedder": EmbedderResource(), "postgres": resources["postgres"]}))
+    assert "serves the configured model" in same.skip_message
+    down = embedding_model_sensor(build_sensor_context(resources={
+        "embedder": EmbedderResource(backend="onnx-int8"),
+        "postgres": PostgresResource(database_url="postgresql://docvec@127.0.0.1:9/none", retries=0)}))
+    assert "cannot check the embedding models" in down.skip_message
