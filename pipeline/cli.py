@@ -35,7 +35,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the embedded server when needed, create databases, migrate, write .env for Dagster."""
     settings.home.mkdir(parents=True, exist_ok=True)
     url = db.server_url(settings)
-    embedder = load_embedder(getattr(args, "model", None) or DEFAULT_MODEL)
+    embedder = load_embedder(args.model or DEFAULT_MODEL)  # demo's --model defaults to the served one: None
     migrate.upgrade(settings, embedder.info.dim)
     env_path = write_env_file(dagster_environment(settings), PROJECT_ROOT / ".env")
     where = "embedded PostgreSQL" if settings.uses_embedded_server else "PostgreSQL"
@@ -246,7 +246,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
 
 def _build_model(args: argparse.Namespace, settings: Settings, conn) -> int:
     """Embed every stored day the model lacks, in one Dagster run with that model configured; the run
-    switches search to it when done (unless --no-switch)."""
+    switches search to it when done."""
     if args.reference:
         stored = models.find_model(conn, args.reference)
         name, backend = stored.name, stored.backend

@@ -38,7 +38,6 @@ class ModelInfo:
     max_seq_length: int
     normalized: bool
     device: str
-    backend: str = "torch"
 
 
 def resolve_model_path(model: str) -> str:
@@ -80,6 +79,15 @@ def _default_export_dir() -> Path:
     return load_settings().home / "models"
 
 
+# int8 vectors are not the fp32 ones: the onnx-int8 backend records its vectors under this revision suffix.
+INT8_REVISION_SUFFIX = "+int8"
+
+
+def backend_of_revision(revision: str) -> str:
+    """The backend that makes a stored revision's vectors (onnx makes torch's, so it is never needed)."""
+    return "onnx-int8" if revision.endswith(INT8_REVISION_SUFFIX) else "torch"
+
+
 CHARS_PER_TOKEN = 4  # English word pieces; only sizes batches, so an estimate is enough
 
 
@@ -101,7 +109,7 @@ def model_identity(model: str = DEFAULT_MODEL, backend: str = "torch") -> tuple[
     path = Path(resolve_model_path(model))
     revision = _directory_revision(path) if path.is_dir() else "unknown"
     return (DEFAULT_MODEL if model in BUNDLED_MODEL_NAMES else model,
-            f"{revision}+int8" if backend == "onnx-int8" else revision)
+            revision + INT8_REVISION_SUFFIX if backend == "onnx-int8" else revision)
 
 
 class Embedder:
@@ -149,7 +157,7 @@ class Embedder:
         self._onnx: OnnxEncoder | None = None
         if backend != "torch":
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-            cache = (export_dir or _default_export_dir()) / f"{slug}-{revision.removesuffix('+int8')}"
+            cache = (export_dir or _default_export_dir()) / f"{slug}-{revision.removesuffix(INT8_REVISION_SUFFIX)}"
             self._onnx = OnnxEncoder(prepared_model(self.model, backend, cache), self.model)
         self.info = ModelInfo(
             name=name,
@@ -158,7 +166,6 @@ class Embedder:
             max_seq_length=int(self.model.max_seq_length),
             normalized=normalize,
             device=self.device,
-            backend=backend,
         )
 
     def backend_tokenizer(self) -> Tokenizer:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
+from pipeline.embedding import backend_of_revision
 from pipeline.errors import ConfigError
 
 # Serialises activations, so two runs finishing a shadow build at once cannot both switch.
@@ -36,7 +37,7 @@ class StoredModel:
 
     @property
     def backend(self) -> str:
-        return "onnx-int8" if self.revision.endswith("+int8") else "torch"
+        return backend_of_revision(self.revision)
 
 
 @dataclass(frozen=True)
