@@ -1,4 +1,5 @@
-"""The vector index of each day partition, decided by the index policy from the data."""
+"""The vector index of each partition, decided by the index policy from the data, and the sealing of
+days that no longer change into multi-day blocks with one index each."""
 
 from dagster import (
     AssetCheckResult,
@@ -12,10 +13,11 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import evaluation, store
+from pipeline import evaluation, layout, retention, sealing, store
 from pipeline import vector_index as index_engine
 from pipeline.index_policy import IndexKind, IndexSettings
-from resources import EmbedderResource, PostgresResource
+from pipeline.layout import LayoutSettings
+from resources import EmbedderResource, PostgresResource, RetentionResource
 
 
 class IndexPolicyConfig(Config):
@@ -25,6 +27,10 @@ class IndexPolicyConfig(Config):
     hnsw_m: int = Field(default=16)
     hnsw_ef_construction: int = Field(default=64)
     rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a day grew past this factor")
+    block_days: int = Field(default=LayoutSettings.block_days, ge=1, le=366, description=(
+        "sealed days are merged into blocks of this many days, one vector index each (1: one partition per day)"))
+    seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=1, description=(
+        "a day is sealed (merged into its block) once it is older than this many days"))
     min_recall_at_10: float = Field(default=0.95, ge=0, le=1)
     recall_samples: int = Field(default=20, ge=1)
     eval_queries: str | None = Field(
@@ -36,6 +42,9 @@ class IndexPolicyConfig(Config):
         return IndexSettings(exact_max_rows=self.exact_max_rows, preferred=IndexKind(self.preferred),
                              hnsw_m=self.hnsw_m, hnsw_ef_construction=self.hnsw_ef_construction,
                              rebuild_growth=self.rebuild_growth)
+
+    def layout(self) -> LayoutSettings:
+        return LayoutSettings(block_days=self.block_days, seal_after_days=self.seal_after_days)
 
 
 @asset(
@@ -56,42 +65,49 @@ class IndexPolicyConfig(Config):
     ],
 )
 def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource,
-                 embedder: EmbedderResource) -> MaterializeResult:
-    """Each day partition's vector index, as the index policy decides from its row count, dimension
-    and memory: an exact scan for small days, HNSW (m, ef_construction) or IVFFlat (lists from rows)
-    above the threshold, rebuilt when invalid, stale or built for another model. Built CONCURRENTLY
-    with memory and parallel workers sized to fit; progress in the logs; recall measured."""
+                 embedder: EmbedderResource, retention_window: RetentionResource) -> MaterializeResult:
+    """Each partition's vector index, as the index policy decides from its row count, dimension and
+    memory: an exact scan for small partitions, HNSW (m, ef_construction) or IVFFlat (lists from rows)
+    above the threshold, rebuilt when invalid, stale or built for another model. First, days older than
+    `seal_after_days` are sealed into blocks of `block_days` (one index per block instead of one per
+    day: searches walk a few indexes, not thirty). Built with memory and parallel workers sized to fit,
+    CONCURRENTLY on live partitions; progress in the logs; recall measured."""
     settings = config.settings()
     pooled = postgres.settings().pgbouncer
+    today = retention_window.today()
     outcomes, recalls, invalid, insane = [], {}, [], {}
     with postgres.connect() as conn:
+        sealed = sealing.seal_days(conn, today, retention.oldest_kept_day(today, retention_window.window_days),
+                                   config.layout(), settings, log=context.log.info)
         dim = store.chunks_dimension(conn)
-        for day in partition_days(context):
-            partition = store.partition_name(day)
-            if conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is None:
-                context.log.info(f"{day}: no partition (nothing loaded), nothing to index")
-                continue
-            outcome = index_engine.maintain_partition(conn, partition, settings, log=context.log.info,
+        stored = layout.partitions(conn)
+        held = {p.table: p for day in partition_days(context) for p in stored if p.covers(day)}
+        if not held:
+            context.log.info("no partition holds the run's days (nothing loaded), nothing to index")
+        for partition in held.values():
+            outcome = index_engine.maintain_partition(conn, partition.table, settings, log=context.log.info,
                                                        pooled=pooled)
             outcomes.append(outcome)
             if outcome.index_name:
                 tuning = dict(outcome.plan.search_params)
-                recalls[str(day)] = index_engine.recall_at_k(
-                    conn, partition, k=10, samples=config.recall_samples,
+                recalls[partition.table] = index_engine.recall_at_k(
+                    conn, partition.table, k=10, samples=config.recall_samples,
                     ef_search=tuning.get("ef_search", 64), probes=tuning.get("probes", 10))
-            existing = index_engine.existing_vector_index(conn, partition)
+            existing = index_engine.existing_vector_index(conn, partition.table)
             if existing and not existing.state.valid:
                 invalid.append(existing.name)
-            bad = index_engine.insane_vectors(conn, partition, dim)
+            bad = index_engine.insane_vectors(conn, partition.table, dim)
             if bad:
-                insane[str(day)] = bad
+                insane[partition.table] = bad
         retrieval = _retrieval_check(conn, embedder, config)
     low = {day: round(r, 3) for day, r in recalls.items() if r < config.min_recall_at_10}
     return MaterializeResult(
         metadata={
-            "days": len(outcomes),
-            "indexed_days": sum(1 for o in outcomes if o.index_name),
-            "exact_scan_days": sum(1 for o in outcomes if not o.index_name),
+            "partitions": len(outcomes),
+            "indexed_partitions": sum(1 for o in outcomes if o.index_name),
+            "exact_scan_partitions": sum(1 for o in outcomes if not o.index_name),
+            "sealed": MetadataValue.json({o.partition or "(retry next run)": list(o.merged) for o in sealed}),
+            "seal_seconds": round(sum(o.seconds for o in sealed), 3),
             "actions": MetadataValue.json({o.partition: f"{o.plan.action.value} {o.plan.kind.value}: {o.plan.reason}"
                                            for o in outcomes}),
             "index_kinds": ", ".join(sorted({o.plan.kind.value for o in outcomes})) or "none",
@@ -108,7 +124,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             AssetCheckResult(check_name="index_valid", passed=not invalid,
                              metadata={"invalid_indexes": MetadataValue.json(invalid)}),
             AssetCheckResult(check_name="vectors_sane", passed=not insane,
-                             metadata={"bad_vectors_by_day": MetadataValue.json(insane)}),
+                             metadata={"bad_vectors_by_partition": MetadataValue.json(insane)}),
             retrieval,
         ],
     )

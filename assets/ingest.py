@@ -237,7 +237,9 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
             "copy_seconds": round(copy_seconds, 3),
             "rows_per_second": round(copied / copy_seconds, 1) if copy_seconds else 0.0,
             "seconds": round(sum(load.seconds for load in loads), 3),
-            "table_bytes": MetadataValue.int(sum(load.table_bytes for load in loads)),
+            # Days merged into one sealed block share its partition: count each partition once.
+            "table_bytes": MetadataValue.int(sum({load.partition: load.table_bytes for load in loads}.values())),
+            "partitions": ", ".join(sorted({load.partition for load in loads})),
         },
         check_results=[
             AssetCheckResult(check_name="day_rows_match", passed=not mismatched,

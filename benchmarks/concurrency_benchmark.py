@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
-from pipeline import db, migrate, retention, search, store, vector_index
+from pipeline import db, layout, migrate, retention, search, store, vector_index
 from pipeline.embedding import ModelInfo
 from pipeline.index_policy import IndexSettings
 from pipeline.records import synthetic_day
@@ -100,7 +100,7 @@ def main() -> None:
             store.replace_day(conn, synthetic_day(day, clustered(args.rows_per_day, seed=n), MODEL.name, MODEL.revision,
                                                   doc_prefix=f"day{n}"), model_id)
             if day != days[-1]:
-                vector_index.maintain_partition(conn, store.partition_name(day), IndexSettings(exact_max_rows=1_000))
+                vector_index.maintain_partition(conn, layout.partition_name(day), IndexSettings(exact_max_rows=1_000))
 
     new_day = synthetic_day(TODAY, clustered(args.load_rows, seed=42), MODEL.name, MODEL.revision, doc_prefix="new")
     with db.connect(settings) as conn:
@@ -108,7 +108,7 @@ def main() -> None:
             ("idle", lambda: time.sleep(args.idle_seconds)),
             (f"loading a {args.load_rows:,}-row day", lambda: store.replace_day(conn, new_day, model_id)),
             (f"HNSW build, {args.rows_per_day:,}-row day (CONCURRENTLY)",
-             lambda: vector_index.maintain_partition(conn, store.partition_name(days[-1]), IndexSettings(exact_max_rows=1_000))),
+             lambda: vector_index.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=1_000))),
             ("retention dropping the oldest day", lambda: retention.apply_retention(conn, TODAY, window_days=args.days)),
             ("idle again", lambda: time.sleep(args.idle_seconds)),
         ])

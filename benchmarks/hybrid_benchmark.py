@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
-from pipeline import db, migrate, search, store, vector_index
+from pipeline import db, layout, migrate, search, store, vector_index
 from pipeline.embedding import ModelInfo
 from pipeline.index_policy import IndexSettings
 from pipeline.records import synthetic_day
@@ -61,7 +61,7 @@ def load(settings, rows: int, days: int, words: list[str]) -> int:
             batch = synthetic_day(day, clustered(per_day, seed=n), MODEL.name, MODEL.revision,
                                   texts=texts(per_day, n, words), documents=per_day // 4, doc_prefix=f"d{n}")
             store.replace_day(conn, batch, model_id)
-            vector_index.maintain_partition(conn, store.partition_name(day), policy)
+            vector_index.maintain_partition(conn, layout.partition_name(day), policy)
         conn.execute("VACUUM ANALYZE chunks")
     return model_id
 

@@ -202,11 +202,13 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
         result = retention.apply_retention(conn, today, args.window_days, dry_run=args.dry_run)
     verb = "would drop" if args.dry_run else "dropped"
     print(f"retention window: {args.window_days} days, oldest kept day {result.horizon} (today {today})")
-    for partition in result.dropped:
-        print(f"  {verb} {partition.day} ({partition.table}): {partition.rows:,} chunks, {partition.bytes / 1e6:.1f} MB")
+    for purged in result.dropped:
+        span = str(purged.first) if purged.first == purged.last else f"{purged.first}..{purged.last}"
+        kept = f", rebuilt the rest as {purged.kept_as}" if purged.kept_as else ""
+        print(f"  {verb} {span} ({purged.table}{kept}): {purged.rows:,} chunks, {purged.bytes / 1e6:.1f} MB")
     for day in result.skipped_busy:
         print(f"  skipped {day}: being ingested right now, retried next run")
-    print(f"{verb} {len(result.dropped)} days, {result.rows:,} chunks, {result.bytes / 1e6:.1f} MB; "
+    print(f"{verb} {len(result.days)} days, {result.rows:,} chunks, {result.bytes / 1e6:.1f} MB; "
           f"{result.documents_deleted} document rows, {result.dead_letters_deleted} resolved dead letters "
           f"in {result.seconds:.3f} s")
     return 0

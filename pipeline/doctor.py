@@ -115,7 +115,7 @@ def recommended_settings(conn: psycopg.Connection, vector_index_bytes: int, larg
                      "the vector indexes plus margin, at most a quarter of this machine's memory"),
         SettingCheck("maintenance_work_mem", _setting_bytes(conn, "maintenance_work_mem"),
                      min(quarter, max(64 * MiB, hnsw_build_bytes(largest_rows, dim, hnsw_m))),
-                     f"an HNSW graph of the largest day ({largest_rows:,} rows) built in memory"),
+                     f"an HNSW graph of the largest partition ({largest_rows:,} rows) built in memory"),
         SettingCheck("work_mem", _setting_bytes(conn, "work_mem"), 16 * MiB,
                      "sorting and joining search candidates in memory"),
     ]
@@ -223,7 +223,7 @@ def format_report(report: Report) -> str:
     lines = [
         f"server        PostgreSQL {report.server_version}, pgvector {report.pgvector_version or 'NOT INSTALLED'}, "
         f"database {report.database}",
-        f"data          {report.chunks:,} chunks in {report.days} day partitions ({report.dim}-d); tables "
+        f"data          {report.chunks:,} chunks in {report.days} partitions ({report.dim}-d); tables "
         f"{_size(report.table_bytes)}, indexes {_size(report.index_bytes)} (vector {_size(report.vector_index_bytes)})",
         "",
         "settings      current      recommended  why",
@@ -233,7 +233,7 @@ def format_report(report: Report) -> str:
         lines.append(f"  {mark} {s.name:<21} {_size(s.current_bytes):>10}   {_size(s.recommended_bytes):>10}  {s.why}")
     lines += ["", f"vector indexes ({len([i for i in report.indexes if i.kind in ('hnsw', 'ivfflat')])}):"]
     if not report.indexes:
-        lines.append("  none: every day is searched by exact scan (the policy indexes days past its row threshold)")
+        lines.append("  none: every partition is searched by exact scan (the policy indexes partitions past its row threshold)")
     for i in report.indexes:
         grown = f", built at {i.rows_at_build:,} rows" if i.rows_at_build is not None else ""
         lines.append(f"  {'ok     ' if i.valid else 'INVALID'} {i.index} ({i.kind}) on {i.partition}: "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
+from pipeline import layout
 from pipeline.embedding import backend_of_revision
 from pipeline.errors import ConfigError
 
@@ -97,15 +98,14 @@ def find_model(conn: psycopg.Connection, reference: str) -> StoredModel:
 def stored_days(conn: psycopg.Connection) -> list[dt.date]:
     """Every day with a loaded partition, whichever model loaded it."""
     return [r[0] for r in conn.execute(
-        "SELECT DISTINCT ingest_date FROM ingest_days "
-        "WHERE to_regclass(format('chunks_%s', to_char(ingest_date, 'YYYYMMDD'))) IS NOT NULL ORDER BY 1")]
+        f"SELECT DISTINCT ingest_date FROM ingest_days WHERE {layout.partition_exists_sql('ingest_date')} ORDER BY 1")]
 
 
 def coverage(conn: psycopg.Connection, model: StoredModel) -> ModelCoverage:
     """Which stored days the model's vectors cover. A day counts when this model's load of it was made
     from the same files as the day's latest load by any model."""
     rows = conn.execute(
-        """
+        f"""
         WITH latest AS (
             SELECT DISTINCT ON (ingest_date) ingest_date, content_fingerprint
             FROM ingest_days ORDER BY ingest_date, loaded_at DESC
@@ -113,7 +113,7 @@ def coverage(conn: psycopg.Connection, model: StoredModel) -> ModelCoverage:
         SELECT l.ingest_date, m.ingest_date IS NOT NULL
                AND m.content_fingerprint IS NOT DISTINCT FROM l.content_fingerprint
         FROM latest l LEFT JOIN ingest_days m ON m.ingest_date = l.ingest_date AND m.model_id = %s
-        WHERE to_regclass(format('chunks_%%s', to_char(l.ingest_date, 'YYYYMMDD'))) IS NOT NULL
+        WHERE {layout.partition_exists_sql('l.ingest_date')}
         ORDER BY l.ingest_date
         """,
         (model.id,),

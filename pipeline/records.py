@@ -87,7 +87,8 @@ class DayLoad:
     seconds: float
     table_bytes: int
     unchanged: bool = False
-    carried_chunks: int = 0  # other models' rows of the day, kept as they were
+    carried_chunks: int = 0  # rows of the old partition kept as they were: other days of a block, other models
+    partition: str = ""  # the partition that holds the day: its own, or the sealed block it was merged into
 
     @property
     def rows_per_second(self) -> float:

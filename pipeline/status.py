@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline import models, retention, store
+from pipeline import layout, models, retention
 from pipeline.vector_index import existing_vector_index
 
 
@@ -44,12 +44,16 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
         {"days": days, "model_id": serving.id if (serving := models.serving_model(conn)) else None},
     ).fetchall()
     statuses = []
+    stored = layout.partitions(conn)
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
-        index = existing_vector_index(conn, store.partition_name(day))
+        held_by = next((p for p in stored if p.covers(day)), None)
+        index = existing_vector_index(conn, held_by.table) if held_by else None
         if index is None:
             state = "exact scan"
         else:
             state = f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
+        if held_by is not None and held_by.is_block:
+            state += f", sealed {held_by.first:%m-%d}..{held_by.last:%m-%d}"
         statuses.append(DayStatus(day, documents, chunks, embedded, reused, int(dead), state, loaded_at))
     return statuses
 

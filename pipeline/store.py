@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,12 +13,15 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pipeline import models
+from pipeline import layout, models, vector_index
 from pipeline.embedding import ModelInfo
 from pipeline.errors import DatabaseSetupError, DimensionMismatchError
+from pipeline.index_policy import IndexPlan, PartitionStats
+from pipeline.layout import StoredPartition
 from pipeline.loader import copy_rows
 from pipeline.records import DayEmbeddings, DayLoad, SourceState
 from pipeline.sources import DeadLetter
+from pipeline.vector_index import ProgressLog
 
 CHUNK_COLUMNS = ("ingest_date", "chunk_id", "doc_id", "seq", "text", "token_count", "content_sha256",
                  "metadata", "model_id", "embedding")
@@ -26,17 +29,10 @@ CHUNK_TYPES = ("date", "text", "text", "int4", "text", "int4", "text", "jsonb", 
 DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata")
 DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb")
 
-# Two-key advisory lock namespace: (DAY_LOCK, day ordinal) serialises rebuilds of the same day only.
+# Two-key advisory lock namespace: (DAY_LOCK, day ordinal) serialises rebuilds of the same day (or of
+# the block holding it) only.
 DAY_LOCK = 0x646F6376  # "docv"
 _INDEX_ON_PARENT = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ ")
-
-
-def partition_name(day: dt.date) -> str:
-    return f"chunks_{day:%Y%m%d}"
-
-
-def staging_name(day: dt.date) -> str:
-    return f"chunks_stage_{day:%Y%m%d}"
 
 
 def register_model(conn: psycopg.Connection, info: ModelInfo) -> int:
@@ -141,7 +137,7 @@ def _copy_partition_indexes(conn: psycopg.Connection, stage: str) -> None:
 
 
 def _give_to_table_owner(conn: psycopg.Connection, table: str) -> None:
-    """Make a new day partition belong to whoever owns ``chunks`` (``docvec_owner`` once migration 0004
+    """Make a new partition belong to whoever owns ``chunks`` (``docvec_owner`` once migration 0004
     set up roles), so any loader can later swap or drop it, not only the login that created it."""
     owner = conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() "
                          "AND tablename = 'chunks'").fetchone()[0]
@@ -149,25 +145,105 @@ def _give_to_table_owner(conn: psycopg.Connection, table: str) -> None:
         conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), sql.Identifier(owner)))
 
 
+def lock_days(conn: psycopg.Connection, first: dt.date, last: dt.date, *, wait: bool = True) -> bool:
+    """Take the day locks of ``first``..``last`` for this transaction, in day order (so two rebuilds of
+    overlapping ranges cannot deadlock). ``wait=False``: if any is held elsewhere, take none and
+    return False."""
+    days = range(first.toordinal(), last.toordinal() + 1)
+    if wait:
+        for ordinal in days:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (DAY_LOCK, ordinal))
+        return True
+    try:
+        with conn.transaction():  # a savepoint: rolling it back releases the locks taken so far
+            for ordinal in days:
+                if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (DAY_LOCK, ordinal)).fetchone()[0]:
+                    raise _Busy
+    except _Busy:
+        return False
+    return True
+
+
+class _Busy(Exception):
+    pass
+
+
+def _locked_partition(conn: psycopg.Connection, day: dt.date) -> StoredPartition | None:
+    """The partition holding ``day`` (a day partition or a sealed block), with all its days locked;
+    re-read after locking, because a seal or a retention rebuild may have changed it meanwhile."""
+    while True:
+        found = layout.partition_for(conn, day)
+        first, last = (found.first, found.last) if found else (day, day)
+        lock_days(conn, first, last)
+        again = layout.partition_for(conn, day)
+        if again == found or (again is not None and found is not None and again.table == found.table):
+            return again
+
+
+def _create_stage(conn: psycopg.Connection, first: dt.date, last: dt.date) -> str:
+    """An empty table shaped like ``chunks`` for the days ``first``..``last``, created in this
+    transaction (so with wal_level=minimal its COPY writes no WAL), with the CHECK that lets ATTACH
+    skip its validation scan."""
+    stage = layout.staging_name(first, last)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING CONSTRAINTS, "
+            "CONSTRAINT {check} CHECK (ingest_date >= {lo} AND ingest_date < {hi}))"
+        ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_range"),
+                 lo=sql.Literal(first), hi=sql.Literal(last + dt.timedelta(days=1)))
+    )
+    _give_to_table_owner(conn, stage)
+    return stage
+
+
+def _carry_rows(conn: psycopg.Connection, stage: str, source: str, condition: sql.Composable,
+                params: Sequence[Any]) -> int:
+    columns = sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS + ("created_at",)))
+    return conn.execute(sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE {}").format(
+        sql.Identifier(stage), sql.Identifier(source), condition, cols=columns), params).rowcount
+
+
+def _swap_in(conn: psycopg.Connection, stage: str, first: dt.date, last: dt.date,
+             replaced: Sequence[StoredPartition], index_plan: Callable[[PartitionStats], IndexPlan | None] | None = None,
+             log: ProgressLog = lambda _: None) -> str:
+    """Finish the staging table (keys, the parent's indexes, a vector index when ``index_plan`` asks
+    for one, statistics) and swap it in for the ``replaced`` partitions. Readers see the old
+    partitions or the new one; a crash at any point leaves the old ones."""
+    partition = layout.partition_name(first, last)
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (ingest_date, model_id, chunk_id)").format(
+        sql.Identifier(stage)))
+    _copy_partition_indexes(conn, stage)
+    if index_plan is not None:
+        stats = vector_index.partition_stats(conn, stage)
+        plan = index_plan(stats)
+        if plan is not None:
+            vector_index.build_on_new_table(conn, stage, partition, plan, stats, log)
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+    for old in replaced:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(old.table)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(stage), sql.Identifier(partition)))
+    conn.execute(
+        sql.SQL("ALTER TABLE chunks ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(partition), sql.Literal(first), sql.Literal(last + dt.timedelta(days=1))))
+    # The CHECK only existed to let ATTACH skip its validation scan; the partition bound now holds.
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+        sql.Identifier(partition), sql.Identifier(f"{stage}_range")))
+    return partition
+
+
 def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -> DayLoad:
-    """Rebuild one day atomically: staging table (created in this transaction, so with wal_level=minimal
-    its COPY writes no WAL) + binary COPY FREEZE + indexes + ANALYZE, then swap it in for the old
-    partition. Readers see the old day or the new one; a crash at any point leaves the old day."""
+    """Rebuild one day atomically: a staging table for the partition that holds the day (its own, or
+    the sealed block it was merged into) gets the day's new rows by binary COPY FREEZE and everything
+    else of that partition as it was, then replaces it. The vector index is left to the
+    ``vector_index`` step, which builds it once however many days of a block a backfill reloads."""
     started = time.perf_counter()
     day = batch.day
-    stage, partition = staging_name(day), partition_name(day)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (DAY_LOCK, day.toordinal()))
+        target = _locked_partition(conn, day)
+        first, last = (target.first, target.last) if target else (day, day)
         _validate_vectors(batch, chunks_dimension(conn))
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING CONSTRAINTS, "
-                "CONSTRAINT {check} CHECK (ingest_date >= {lo} AND ingest_date < {hi}))"
-            ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_day"),
-                     lo=sql.Literal(day), hi=sql.Literal(day + dt.timedelta(days=1)))
-        )
-        _give_to_table_owner(conn, stage)
+        stage = _create_stage(conn, first, last)
         cursor = conn.cursor()
         copy_started = time.perf_counter()
         rows = (
@@ -177,31 +253,15 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         stats = copy_rows(cursor, stage, CHUNK_COLUMNS, CHUNK_TYPES, rows, freeze=True)
         copy_seconds = time.perf_counter() - copy_started
         replaced = carried = 0
-        exists = conn.execute("SELECT to_regclass(%s)", (partition,)).fetchone()[0] is not None
-        if exists:
-            replaced = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE model_id = %s").format(
-                sql.Identifier(partition)), (model_id,)).fetchone()[0]
-            # Other models' vectors of this day (the serving set while this is a shadow build, or the
-            # previous model kept for rollback) stay exactly as they were.
-            columns = sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS + ("created_at",)))
-            carried = conn.execute(sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE model_id = ANY(%s)").format(
-                sql.Identifier(stage), sql.Identifier(partition), cols=columns),
-                (models.carried_model_ids(conn, model_id),)).rowcount
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (ingest_date, model_id, chunk_id)").format(
-            sql.Identifier(stage)))
-        _copy_partition_indexes(conn, stage)
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
-
-        if exists:
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition)))
-        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(stage), sql.Identifier(partition)))
-        conn.execute(
-            sql.SQL("ALTER TABLE chunks ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                sql.Identifier(partition), sql.Literal(day), sql.Literal(day + dt.timedelta(days=1)))
-        )
-        # The CHECK only existed to let ATTACH skip its validation scan; the partition bound now holds.
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            sql.Identifier(partition), sql.Identifier(f"{stage}_day")))
+        if target is not None:
+            replaced = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ingest_date = %s AND model_id = %s").format(
+                sql.Identifier(target.table)), (day, model_id)).fetchone()[0]
+            # The other days of a block stay exactly as they were, and so do other models' vectors of
+            # this day (the serving set while this is a shadow build, or the previous model kept for
+            # rollback).
+            carried = _carry_rows(conn, stage, target.table, sql.SQL("ingest_date <> %s OR model_id = ANY(%s)"),
+                                  (day, models.carried_model_ids(conn, model_id)))
+        partition = _swap_in(conn, stage, first, last, [target] if target else [])
 
         models.activate_first(conn, model_id)  # a new store serves its first model from its first day
         conn.execute("DELETE FROM documents WHERE ingest_date = %s", (day,))
@@ -228,9 +288,30 @@ def replace_day(conn: psycopg.Connection, batch: DayEmbeddings, model_id: int) -
         )
         table_bytes = conn.execute("SELECT pg_total_relation_size(%s)", (partition,)).fetchone()[0]
     return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
-                   carried_chunks=int(carried),
+                   carried_chunks=int(carried), partition=partition,
                    dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
                    seconds=time.perf_counter() - started, table_bytes=int(table_bytes))
+
+
+def rebuild_partitions(conn: psycopg.Connection, sources: Sequence[StoredPartition], first: dt.date, last: dt.date,
+                       index_plan: Callable[[PartitionStats], IndexPlan | None], *, wait: bool = True,
+                       log: ProgressLog = lambda _: None) -> str | None:
+    """Replace ``sources`` by one partition of their rows dated ``first``..``last`` (a seal merges days
+    into a block; retention keeps the part of a block inside the window), with the vector index
+    ``index_plan`` chooses for the new table built before the swap. Returns the new partition, or
+    None when the sources changed meanwhile or (``wait=False``) a day of theirs is being loaded."""
+    if any(s.last > last for s in sources):
+        raise ValueError("a rebuild may drop days before its range, never after it")
+    with conn.transaction():
+        if not lock_days(conn, min([first, *(s.first for s in sources)]), last, wait=wait):
+            return None
+        current = {p.table for p in layout.partitions(conn)}
+        if not all(s.table in current for s in sources):
+            return None
+        stage = _create_stage(conn, first, last)
+        for source in sources:
+            _carry_rows(conn, stage, source.table, sql.SQL("ingest_date BETWEEN %s AND %s"), (first, last))
+        return _swap_in(conn, stage, first, last, sources, index_plan, log)
 
 
 def has_fingerprint(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
@@ -238,8 +319,8 @@ def has_fingerprint(conn: psycopg.Connection, day: dt.date, fingerprint: str) ->
     and its partition is there to prove it."""
     return conn.execute(
         "SELECT EXISTS (SELECT 1 FROM ingest_days WHERE ingest_date = %s AND fingerprint = %s) "
-        "AND to_regclass(%s) IS NOT NULL",
-        (day, fingerprint, partition_name(day)),
+        f"AND {layout.partition_exists_sql('%s::date')}",
+        (day, fingerprint, day),
     ).fetchone()[0]
 
 
@@ -247,9 +328,9 @@ def stored_source(conn: psycopg.Connection, day: dt.date) -> SourceState | None:
     """What the stored day was built from, if its partition is there and both parts were recorded."""
     row = conn.execute(
         "SELECT source_signature, content_fingerprint FROM ingest_days "
-        "WHERE ingest_date = %s AND to_regclass(%s) IS NOT NULL "
+        f"WHERE ingest_date = %s AND {layout.partition_exists_sql('ingest_date')} "
         "AND source_signature IS NOT NULL AND content_fingerprint IS NOT NULL ORDER BY loaded_at DESC LIMIT 1",
-        (day, partition_name(day)),
+        (day,),
     ).fetchone()
     return SourceState(signature=row[0], content_fingerprint=row[1]) if row else None
 
@@ -263,15 +344,13 @@ def unchanged_day(conn: psycopg.Connection, day: dt.date, model_id: int, source:
             "AND model_id = %s AND source_signature IS DISTINCT FROM %s",
             (source.signature, source.content_fingerprint, day, model_id, source.signature),
         )
-    row = conn.execute(
-        "SELECT documents, chunks, dead_letters, pg_total_relation_size(%s) FROM ingest_days "
-        "WHERE ingest_date = %s AND model_id = %s",
-        (partition_name(day), day, model_id),
-    ).fetchone()
-    if row is None:
-        raise DatabaseSetupError(f"{day} was judged unchanged but has no ingest_days row: rerun it with force")
+    row = conn.execute("SELECT documents, chunks, dead_letters FROM ingest_days WHERE ingest_date = %s AND model_id = %s",
+                       (day, model_id)).fetchone()
+    held_by = layout.partition_for(conn, day)
+    if row is None or held_by is None:
+        raise DatabaseSetupError(f"{day} was judged unchanged but has no ingest_days row or partition: rerun it with force")
     return DayLoad(day=day, documents=row[0], chunks=row[1], replaced_chunks=0, dead_letters=row[2],
-                   copy_seconds=0.0, seconds=0.0, table_bytes=int(row[3]), unchanged=True)
+                   copy_seconds=0.0, seconds=0.0, table_bytes=held_by.bytes, partition=held_by.table, unchanged=True)
 
 
 def record_dead_letters(conn: psycopg.Connection, day: dt.date, letters: Sequence[DeadLetter]) -> None:

@@ -86,6 +86,26 @@ def existing_vector_index(conn: psycopg.Connection, partition: str) -> ExistingI
                                             model_id=recorded.get("model_id"), params=params))
 
 
+def same_index_as(conn: psycopg.Connection, partition: str) -> Callable[[PartitionStats], IndexPlan | None]:
+    """For rebuilding ``partition``'s rows into a new table: the vector index it has now (kind and
+    parameters), or none if it has none or an invalid one."""
+    existing = existing_vector_index(conn, partition)
+
+    def plan(_: PartitionStats) -> IndexPlan | None:
+        if existing is None or not existing.state.valid:
+            return None
+        return IndexPlan(Action.CREATE, existing.state.kind, existing.state.params, f"kept from {partition}")
+    return plan
+
+
+def policy_index(settings: IndexSettings) -> Callable[[PartitionStats], IndexPlan | None]:
+    """For a new table: the index the policy wants for its rows (None: an exact scan)."""
+    def plan(stats: PartitionStats) -> IndexPlan | None:
+        decided = plan_index(stats, CurrentIndex(), settings)
+        return decided if decided.action == Action.CREATE else None
+    return plan
+
+
 def _watch_progress(conninfo: str, index_relname: str, log: ProgressLog, stop: threading.Event) -> None:
     """Report pg_stat_progress_create_index every few seconds from a second connection."""
     try:
@@ -130,18 +150,14 @@ def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats:
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(existing.name)))
         return IndexOutcome(partition, plan, stats.rows, None, 0.0, 0)
 
-    name = f"{partition}_{plan.kind.value}_{int(time.time())}"
-    build_memory = min(MAX_BUILD_MEMORY, max(64 * 1024**2, hnsw_build_bytes(stats.rows, stats.dim, plan.params_dict.get("m", 16))))
-    workers = max(0, min(7, (os.cpu_count() or 2) - 1))
+    name = index_name(partition, plan)
     if pooled:
         log(f"through a transaction pooler: building with the server's maintenance_work_mem "
-            f"({conn.execute('SHOW maintenance_work_mem').fetchone()[0]}; {build_memory // 1024**2}MB would fit the graph)")
+            f"({conn.execute('SHOW maintenance_work_mem').fetchone()[0]}; "
+            f"{_build_memory(stats, plan) // 1024**2}MB would fit the graph)")
     else:
-        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{build_memory // 1024**2}MB")))
-        conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
-    with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in plan.params)
-    statement = sql.SQL("CREATE INDEX CONCURRENTLY {name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})").format(
-        name=sql.Identifier(name), table=sql.Identifier(partition), am=sql.SQL(plan.kind.value), params=with_params)
+        _set_build_resources(conn, stats, plan, local=False)
+    statement = _create_index(name, partition, plan, concurrently=True)
     stop = threading.Event()
     conninfo = make_conninfo(conn.info.dsn, password=conn.info.password) if conn.info.password else conn.info.dsn
     watcher = threading.Thread(target=_watch_progress, args=(conninfo, name, log, stop), daemon=True)
@@ -163,13 +179,56 @@ def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats:
     if not valid or not valid[0]:
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
         raise DatabaseSetupError(f"index {name} on {partition} came out invalid and was dropped; rerun the index step")
-    conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
-        sql.Identifier(name), sql.Literal(json.dumps({"rows": stats.rows, "model_id": stats.model_id,
-                                                     "search": dict(plan.search_params)}))))
+    _record_build(conn, name, stats, plan)
     if existing is not None:
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(existing.name)))
     log(f"built {name} ({plan.kind.value} {plan.params_dict}) on {stats.rows:,} rows in {seconds:.1f} s")
     return IndexOutcome(partition, plan, stats.rows, name, seconds, _index_size(conn, name))
+
+
+def index_name(partition: str, plan: IndexPlan) -> str:
+    return f"{partition}_{plan.kind.value}_{int(time.time())}"
+
+
+def _build_memory(stats: PartitionStats, plan: IndexPlan) -> int:
+    """maintenance_work_mem that holds the whole graph, within MAX_BUILD_MEMORY."""
+    return min(MAX_BUILD_MEMORY, max(64 * 1024**2, hnsw_build_bytes(stats.rows, stats.dim, plan.params_dict.get("m", 16))))
+
+
+def _set_build_resources(conn: psycopg.Connection, stats: PartitionStats, plan: IndexPlan, *, local: bool) -> None:
+    scope = sql.SQL("SET LOCAL" if local else "SET")
+    workers = max(0, min(7, (os.cpu_count() or 2) - 1))
+    conn.execute(sql.SQL("{} maintenance_work_mem = {}").format(scope, sql.Literal(f"{_build_memory(stats, plan) // 1024**2}MB")))
+    conn.execute(sql.SQL("{} max_parallel_maintenance_workers = {}").format(scope, sql.Literal(workers)))
+
+
+def _create_index(name: str, table: str, plan: IndexPlan, *, concurrently: bool) -> sql.Composed:
+    with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in plan.params)
+    return sql.SQL("CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})").format(
+        concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""), name=sql.Identifier(name),
+        table=sql.Identifier(table), am=sql.SQL(plan.kind.value), params=with_params)
+
+
+def _record_build(conn: psycopg.Connection, name: str, stats: PartitionStats, plan: IndexPlan) -> None:
+    """What the policy reads back next time: rows and model at build time, search parameters."""
+    conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
+        sql.Identifier(name), sql.Literal(json.dumps({"rows": stats.rows, "model_id": stats.model_id,
+                                                     "search": dict(plan.search_params)}))))
+
+
+def build_on_new_table(conn: psycopg.Connection, table: str, partition: str, plan: IndexPlan,
+                       stats: PartitionStats, log: ProgressLog = lambda _: None) -> str:
+    """Build the plan's index on a table no reader sees yet (a partition being rebuilt), inside the
+    caller's transaction: no CONCURRENTLY needed, and SET LOCAL settings hold through a pooler too.
+    ``partition`` is the name the table will have, which names the index."""
+    name = index_name(partition, plan)
+    _set_build_resources(conn, stats, plan, local=True)
+    started = time.perf_counter()
+    conn.execute(_create_index(name, table, plan, concurrently=False))
+    _record_build(conn, name, stats, plan)
+    log(f"built {name} ({plan.kind.value} {plan.params_dict}) on {stats.rows:,} rows in "
+        f"{time.perf_counter() - started:.1f} s")
+    return name
 
 
 def _index_size(conn: psycopg.Connection, name: str) -> int:

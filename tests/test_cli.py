@@ -7,6 +7,7 @@ import json
 import psycopg
 import pytest
 
+from pipeline import layout
 from pipeline.cli import main
 from tests.conftest import SAMPLE_END
 
@@ -67,7 +68,7 @@ def test_doctor_reports_server_data_settings_and_statements(migrated, capsys, lo
 def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_sample) -> None:
     from pipeline import db, doctor, store
 
-    partition = store.partition_name(SAMPLE_END)
+    partition = layout.partition_name(SAMPLE_END)
     with db.connect(migrated) as conn:
         conn.execute("SET work_mem = '1MB'")
         # A unique index over duplicate values fails mid-build and, built CONCURRENTLY, stays behind INVALID.

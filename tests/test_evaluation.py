@@ -11,7 +11,7 @@ from assets.index import vector_index
 from pipeline import evaluation
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from resources import EmbedderResource, PostgresResource
+from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import SAMPLE_END
 
 
@@ -49,7 +49,8 @@ def test_eval_cli_reads_a_users_file_and_names_a_bad_line(loaded_sample, migrate
 
 
 def test_retrieval_check_passes_on_the_sample_and_fails_below_its_threshold(loaded_sample, migrated, tmp_path) -> None:
-    resources = {"postgres": PostgresResource(), "embedder": EmbedderResource()}
+    resources = {"postgres": PostgresResource(), "embedder": EmbedderResource(),
+                 "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat())}
     result = materialize([vector_index], resources=resources, partition_key=SAMPLE_END.isoformat(),
                          selection=[vector_index])
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]

@@ -15,7 +15,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, migrate, models, search, store, vector_index
+from pipeline import cli, db, layout, migrate, models, search, store, vector_index
 from pipeline.errors import DatabaseSetupError
 from pipeline.index_policy import Action, IndexSettings
 from pipeline.settings import Settings
@@ -115,11 +115,11 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
             assert conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks").fetchone() == (sum(counts),) * 2
 
             logs: list[str] = []
-            outcome = vector_index.maintain_partition(conn, store.partition_name(days[-1]),
+            outcome = vector_index.maintain_partition(conn, layout.partition_name(days[-1]),
                                                       IndexSettings(exact_max_rows=10), log=logs.append, pooled=True)
             assert outcome.plan.action == Action.CREATE and outcome.index_name
             assert any("through a transaction pooler" in line for line in logs)
-            existing = vector_index.existing_vector_index(conn, store.partition_name(days[-1]))
+            existing = vector_index.existing_vector_index(conn, layout.partition_name(days[-1]))
             assert existing is not None and existing.state.valid
 
             for _ in range(8):  # more than psycopg's default prepare threshold (5)

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterEventType, materialize
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, migrate, search, sources, store
+from pipeline import cli, db, layout, migrate, search, sources, store
 from pipeline.errors import DatabaseUnavailableError
 from pipeline.settings import Settings
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
@@ -84,7 +84,7 @@ def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_l
         rows = conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s",
                             (day,)).fetchone()
         assert rows == (produced, produced)
-        assert conn.execute("SELECT to_regclass(%s)", (store.staging_name(day),)).fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass(%s)", (layout.staging_name(day, day),)).fetchone()[0] is None
 
     again = materialize(assets, resources=resources, partition_key=day.isoformat())
     assert again.success
@@ -139,7 +139,7 @@ def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migra
                                 doc_prefix="new")
         results = search_during(settings, model_id, clustered(50, seed=99), [
             ("load", lambda: store.replace_day(conn, new_day, model_id)),
-            ("index build", lambda: vector_index.maintain_partition(conn, store.partition_name(days[-1]),
+            ("index build", lambda: vector_index.maintain_partition(conn, layout.partition_name(days[-1]),
                                                                     IndexSettings(exact_max_rows=1_000))),
             # Dropping a day takes milliseconds: keep searching a moment on the new set of partitions.
             ("retention", lambda: (retention.apply_retention(conn, today, window_days=3), time.sleep(0.5))),

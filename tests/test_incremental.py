@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from pipeline import ingest, search, store
+from pipeline import ingest, layout, search, store
 from pipeline.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.settings import Settings
 from tests.conftest import day_folder
@@ -69,7 +69,7 @@ def test_kill_during_copy_leaves_the_previous_day_intact(migrated, conn, tmp_pat
             break
         time.sleep(0.1)
     assert conn.execute("SELECT chunk_id, text FROM chunks WHERE ingest_date = %s", (day,)).fetchall() == before
-    assert conn.execute("SELECT to_regclass(%s)", (store.staging_name(day),)).fetchone()[0] is None
+    assert conn.execute("SELECT to_regclass(%s)", (layout.staging_name(day, day),)).fetchone()[0] is None
 
     rerun = script(migrated, tmp_path, day)
     assert rerun.wait(timeout=300) == 0

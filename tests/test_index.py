@@ -8,7 +8,7 @@ import pytest
 from dagster import materialize
 
 from assets.index import vector_index as vector_index_asset
-from pipeline import db, search, store, vector_index
+from pipeline import db, layout, search, store, vector_index
 from pipeline.errors import ConfigError
 from pipeline.index_policy import (
     Action,
@@ -22,7 +22,7 @@ from pipeline.index_policy import (
 )
 from benchmarks.index_benchmark import clustered
 from pipeline.records import synthetic_day
-from resources import EmbedderResource, PostgresResource
+from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import fresh_database
 
 GiB = 1024**3
@@ -100,7 +100,7 @@ def plan_text(conn, vectors, model_id, **kwargs) -> str:
 @pytest.mark.parametrize("kind", [IndexKind.HNSW, IndexKind.IVFFLAT])
 def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
     settings, model_id, vectors = indexed_db
-    partition = store.partition_name(DAY)
+    partition = layout.partition_name(DAY)
     logs: list[str] = []
     with db.connect(settings) as conn:
         policy = IndexSettings(preferred=kind)  # the default policy: 25k rows get an index
@@ -135,7 +135,8 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
     settings, _, _ = indexed_db
     result = materialize([vector_index_asset], partition_key=DAY.isoformat(),
                          resources={"postgres": PostgresResource(database_url=settings.database_url),
-                                    "embedder": EmbedderResource()},
+                                    "embedder": EmbedderResource(),
+                                    "retention_window": RetentionResource(as_of=DAY.isoformat())},
                          run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
@@ -144,5 +145,5 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
     assert "no labelled queries" in retrieval.description, "synthetic data: nothing to judge it by, and it says so"
     [event] = result.get_asset_materialization_events()
     meta = event.materialization.metadata
-    assert meta["indexed_days"].value == 1 and meta["min_recall_at_10"].value >= 0.95
+    assert meta["indexed_partitions"].value == 1 and meta["min_recall_at_10"].value >= 0.95
     assert meta["index_kinds"].value == "hnsw"

@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pipeline import ingest, store
+from pipeline import ingest, layout, store
 from pipeline.chunking import ChunkingConfig
 from pipeline.embedding import Embedder
 from pipeline.errors import DimensionMismatchError
@@ -45,7 +45,7 @@ def test_rerunning_a_day_replaces_it_and_embeds_nothing(conn, tmp_path, embedder
     assert conn.execute("SELECT count(*) FROM documents WHERE ingest_date = %s", (day,)).fetchone()[0] == 2
     storage = conn.execute(
         "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
-        (store.partition_name(day),)).fetchone()[0]
+        (layout.partition_name(day),)).fetchone()[0]
     assert storage == "p", "the day partition keeps vectors inline (STORAGE PLAIN)"
 
 

@@ -10,7 +10,7 @@ from dagster import DagsterInstance, build_schedule_context, materialize
 
 from assets.ingest import raw_documents
 from assets.retention import retention
-from pipeline import db, retention as engine, store
+from pipeline import db, layout, retention as engine, store
 from pipeline.errors import ConfigError
 from pipeline.records import synthetic_day
 from pipeline.settings import Settings
@@ -40,7 +40,7 @@ def forty_days(migrated: Settings, embedder) -> Settings:
 
 def partition_days(settings: Settings) -> list[dt.date]:
     with db.connect(settings) as conn:
-        return [p.day for p in engine.day_partitions(conn)]
+        return [p.first for p in layout.partitions(conn)]
 
 
 def test_window_arithmetic() -> None:
@@ -55,7 +55,7 @@ def test_dry_run_then_retention_keeps_exactly_thirty_days(forty_days: Settings) 
     assert len(partition_days(forty_days)) == 40
     with db.connect(forty_days) as conn:
         preview = engine.apply_retention(conn, TODAY, 30, dry_run=True)
-    assert [p.day for p in preview.dropped] == [TODAY - dt.timedelta(days=b) for b in range(39, 29, -1)]
+    assert preview.days == [TODAY - dt.timedelta(days=b) for b in range(39, 29, -1)]
     assert len(partition_days(forty_days)) == 40, "a dry run drops nothing"
 
     with db.connect(forty_days) as conn:
@@ -85,7 +85,7 @@ def test_a_day_being_ingested_is_skipped_then_dropped(forty_days: Settings) -> N
         holder.execute("SELECT pg_advisory_unlock(%s, %s)", (store.DAY_LOCK, target.toordinal()))
     with db.connect(forty_days) as conn:
         result = engine.apply_retention(conn, later, 30)
-    assert [p.day for p in result.dropped] == [target]
+    assert result.days == [target]
 
 
 def test_retention_asset_and_its_check(forty_days: Settings, tmp_path) -> None:

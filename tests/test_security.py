@@ -14,7 +14,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, ingest, retention, search, sources, store, vector_index
+from pipeline import cli, db, ingest, layout, retention, search, sources, store, vector_index
 from pipeline.chunking import ChunkingConfig
 from pipeline.index_policy import IndexSettings
 from pipeline.settings import Settings
@@ -56,10 +56,10 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
         for day in days + days[-1:]:
             chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
             ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
-        built = vector_index.maintain_partition(conn, store.partition_name(days[-1]), IndexSettings(exact_max_rows=10))
+        built = vector_index.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=10))
         assert built.index_name
         dropped = retention.apply_retention(conn, days[-1], window_days=1)
-        assert [p.day for p in dropped.dropped] == [days[0]]
+        assert dropped.days == [days[0]]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE ROLE docvec_sneaky LOGIN")
 
@@ -69,7 +69,7 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
         for statement in ("INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length) "
                           "VALUES ('x', 'y', 3, true, 8)",
                           "DELETE FROM documents", "UPDATE chunks SET text = 'defaced'", "TRUNCATE chunks",
-                          f"DROP TABLE {store.partition_name(days[-1])}", "ALTER TABLE chunks ADD COLUMN x int"):
+                          f"DROP TABLE {layout.partition_name(days[-1])}", "ALTER TABLE chunks ADD COLUMN x int"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
                 conn.execute(statement)
     db.drop_database(migrated, "docvec_roles_probe")

@@ -1,0 +1,141 @@
+"""The partition layout, measured through docvec's own code: one HNSW-indexed partition per day against
+days sealed into multi-day blocks (pipeline/layout.py), on the same rows, side by side in one run.
+
+For each layout: docvec's vector search (served-model filter and latest-version anti join included),
+p50/p99 latency and recall@10 against an exact scan of the same query, and the index work it took.
+Then the daily upkeep of the sealed layout: a new day arrives, the oldest day leaves the window —
+what sealing (the growing block is rebuilt with one more day) and retention (the block straddling the
+window's edge is rebuilt without its expired day) cost, against dropping a day partition.
+
+Data: clustered 384-d vectors (see index_benchmark), ``--rows`` over ``--days`` days ending today.
+
+Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import time
+
+import numpy as np
+
+from benchmarks.index_benchmark import clustered
+from pipeline import db, layout, migrate, retention, sealing, search, store, vector_index
+from pipeline.embedding import ModelInfo
+from pipeline.index_policy import IndexSettings
+from pipeline.layout import LayoutSettings
+from pipeline.records import synthetic_day
+from pipeline.settings import load_settings
+
+DATABASE = "docvec_bench_layout"
+MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
+POLICY = IndexSettings()
+
+
+def load_day(conn, model_id: int, day: dt.date, rows: int, seed: int) -> None:
+    store.replace_day(conn, synthetic_day(day, clustered(rows, seed=seed), MODEL.name, MODEL.revision,
+                                          documents=max(1, rows // 4), doc_prefix=f"d{seed}"), model_id)
+
+
+def index_days(conn, days: list[dt.date]) -> float:
+    started = time.perf_counter()
+    for day in days:
+        held_by = layout.partition_for(conn, day)
+        if held_by is not None and held_by.first == day:
+            vector_index.maintain_partition(conn, held_by.table, POLICY)
+    return time.perf_counter() - started
+
+
+def measure(conn, model_id: int, queries: np.ndarray) -> tuple[float, float, float]:
+    """p50 and p99 ms of docvec's vector search, and its recall@10 against the exact answer (the same
+    search with index scans turned off). The exact answers come first: interleaved, each full scan
+    would evict the indexes from shared_buffers and time the reload instead of the search."""
+    exact = []
+    for query in queries:
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            exact.append({h.chunk_id for h in search.search_vector(conn, query, model_id, k=10)})
+    for query in queries:  # one untimed pass: a serving index lives in memory
+        search.search_vector(conn, query, model_id, k=10)
+    latencies, recalls = [], []
+    for query, expected in zip(queries, exact):
+        started = time.perf_counter()
+        hits = search.search_vector(conn, query, model_id, k=10)
+        latencies.append((time.perf_counter() - started) * 1000)
+        recalls.append(len(expected & {h.chunk_id for h in hits}) / max(1, len(expected)))
+    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), float(np.mean(recalls))
+
+
+def describe(conn) -> str:
+    parts = layout.partitions(conn)
+    indexed = sum(1 for p in parts if vector_index.existing_vector_index(conn, p.table))
+    return f"{len(parts)} partitions ({indexed} indexed, {sum(p.is_block for p in parts)} blocks)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--block-days", type=int, default=LayoutSettings.block_days)
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    per_day = args.rows // args.days
+    today = dt.date.today()
+    days = [today - dt.timedelta(days=args.days - 1 - n) for n in range(args.days)]
+    sealed_layout = LayoutSettings(block_days=args.block_days)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} rows = {args.days} days x {per_day:,}, "
+          f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW ef_search 64); policy: "
+          f"HNSW above {POLICY.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
+          f"seal after {sealed_layout.seal_after_days}")
+    settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, DATABASE)
+    queries = clustered(args.queries, seed=10_000)
+    try:
+        with db.connect(settings) as conn:
+            model_id = store.register_model(conn, MODEL)
+            started = time.perf_counter()
+            for n, day in enumerate(days):
+                load_day(conn, model_id, day, per_day, seed=n)
+            load_seconds = time.perf_counter() - started
+            build_seconds = index_days(conn, days)
+            conn.execute("VACUUM ANALYZE chunks")
+            p50, p99, recall = measure(conn, model_id, queries)
+            print(f"per-day   {describe(conn):<40} index builds {build_seconds:7.1f} s   "
+                  f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}   (loads {load_seconds:.0f} s)", flush=True)
+
+            started = time.perf_counter()
+            oldest = retention.oldest_kept_day(today, args.days)
+            sealing.seal_days(conn, today, oldest, sealed_layout, POLICY)
+            seal_seconds = time.perf_counter() - started
+            conn.execute("VACUUM ANALYZE chunks")
+            p50, p99, recall = measure(conn, model_id, queries)
+            print(f"sealed    {describe(conn):<40} sealing      {seal_seconds:7.1f} s   "
+                  f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}", flush=True)
+
+            # The next day: a new day is loaded and indexed, yesterday's day seals, the oldest expires.
+            tomorrow = today + dt.timedelta(days=1)
+            started = time.perf_counter()
+            load_day(conn, model_id, tomorrow, per_day, seed=args.days)
+            index_days(conn, [tomorrow])
+            load_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, POLICY)
+            seal_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            result = retention.apply_retention(conn, tomorrow, args.days)
+            retention_seconds = time.perf_counter() - started
+            grown = ", ".join(f"{o.partition} ({o.rows:,} rows)" for o in sealed) or "nothing"
+            trimmed = ", ".join(f"{p.table} -> {p.kept_as or 'dropped'}" for p in result.dropped) or "nothing"
+            print(f"next day  load + index {load_seconds:.1f} s; sealing {seal_seconds:.1f} s ({grown}); "
+                  f"retention {retention_seconds:.1f} s ({trimmed})")
+            conn.execute("VACUUM ANALYZE chunks")
+            p50, p99, recall = measure(conn, model_id, queries)
+            print(f"after     {describe(conn):<40} {'':21}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}")
+    finally:
+        db.drop_database(load_settings(), DATABASE)
+
+
+if __name__ == "__main__":
+    main()

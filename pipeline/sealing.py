@@ -1,0 +1,38 @@
+"""Sealing: merging days that no longer change into multi-day blocks, each built with the vector index
+the policy wants for its rows (see pipeline/layout.py for why and when)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from pipeline import layout, store, vector_index
+from pipeline.index_policy import IndexSettings
+from pipeline.layout import LayoutSettings
+
+
+@dataclass(frozen=True)
+class SealOutcome:
+    merged: tuple[str, ...]
+    partition: str | None  # None: the partitions changed while waiting for their locks; next run retries
+    rows: int
+    seconds: float
+
+
+def seal_days(conn: psycopg.Connection, today: dt.date, oldest_kept: dt.date, settings: LayoutSettings,
+              index_settings: IndexSettings, log: vector_index.ProgressLog = lambda _: None) -> list[SealOutcome]:
+    """Carry out every merge ``layout.plan_sealing`` asks for; a no-op when the layout is current."""
+    outcomes = []
+    for group in layout.plan_sealing(layout.partitions(conn), today, oldest_kept, settings):
+        first, last = group[0].first, group[-1].last
+        names = tuple(p.table for p in group)
+        log(f"sealing {', '.join(names)} into {layout.partition_name(first, last)}")
+        started = time.perf_counter()
+        partition = store.rebuild_partitions(conn, group, first, last, vector_index.policy_index(index_settings), log=log)
+        rows = int(conn.execute("SELECT count(*) FROM chunks WHERE ingest_date BETWEEN %s AND %s",
+                                (first, last)).fetchone()[0])
+        outcomes.append(SealOutcome(names, partition, rows, time.perf_counter() - started))
+    return outcomes

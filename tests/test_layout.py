@@ -1,0 +1,164 @@
+"""Sealed blocks: the pure sealing plan, then a block's whole life on a real server — sealed by the
+vector_index asset, searched through one index, a day reloaded inside it, trimmed by retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import psycopg
+import pytest
+from dagster import materialize
+
+from assets.index import vector_index as vector_index_asset
+from benchmarks.index_benchmark import clustered
+from pipeline import db, layout, retention, sealing, search, status, store, vector_index
+from pipeline.errors import ConfigError
+from pipeline.index_policy import IndexKind, IndexSettings
+from pipeline.layout import LayoutSettings, StoredPartition
+from pipeline.records import synthetic_day
+from resources import EmbedderResource, PostgresResource, RetentionResource
+from tests.conftest import fresh_database
+
+FIRST, LAST = layout.aligned_block(dt.date(2026, 5, 1), 5)
+DAYS = [FIRST + dt.timedelta(days=n) for n in range(5)]
+TODAY = LAST + dt.timedelta(days=3)  # every day of the block is older than seal_after_days = 2
+ROWS = 2_000  # per day: exact scans alone (exact_max_rows 5,000), an HNSW index once five are sealed
+INDEXING = IndexSettings(exact_max_rows=5_000)
+
+
+def part(first: str, last: str) -> StoredPartition:
+    a, b = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return StoredPartition(layout.partition_name(a, b), a, b, 0, 0)
+
+
+def test_aligned_blocks_and_names() -> None:
+    first, last = layout.aligned_block(dt.date(2026, 5, 3), 10)
+    assert (last - first).days == 9 and first <= dt.date(2026, 5, 3) <= last
+    assert layout.aligned_block(first, 10) == layout.aligned_block(last, 10) == (first, last)
+    assert layout.aligned_block(last + dt.timedelta(days=1), 10)[0] == last + dt.timedelta(days=1)
+    assert layout.partition_name(first) == f"chunks_{first:%Y%m%d}"
+    assert layout.parse_partition_name(layout.partition_name(first, last)) == (first, last)
+    assert layout.parse_partition_name("chunks_stage_20260501") is None
+    for bad in (dict(block_days=0), dict(seal_after_days=0)):
+        with pytest.raises(ConfigError):
+            LayoutSettings(**bad)
+
+
+B = dt.date(2026, 5, 1)  # an aligned 5-day block is (B0, B0 + 4); the cases below are built on it
+B0, B4 = layout.aligned_block(B, 5)
+
+
+def d(offset: int) -> str:
+    return (B0 + dt.timedelta(days=offset)).isoformat()
+
+
+@pytest.mark.parametrize("stored,today,settings,expected", [
+    # two sealed days of one block: merged
+    ([part(d(0), d(0)), part(d(1), d(1))], d(10), LayoutSettings(5), [[d(0), d(1)]]),
+    # a block plus the next sealed day of the same aligned block: the block grows
+    ([part(d(0), d(2)), part(d(3), d(3))], d(10), LayoutSettings(5), [[d(0), d(3)]]),
+    # one partition alone in its block: nothing to merge
+    ([part(d(0), d(2)), part(d(5), d(5))], d(10), LayoutSettings(5), []),
+    # days not yet sealed (yesterday, today) stay day partitions
+    ([part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))], d(2), LayoutSettings(5), []),
+    ([part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))], d(4), LayoutSettings(5), [[d(0), d(1)]]),
+    # two aligned blocks at once
+    ([part(d(0), d(0)), part(d(1), d(1)), part(d(5), d(5)), part(d(6), d(6))], d(10), LayoutSettings(5),
+     [[d(0), d(1)], [d(5), d(6)]]),
+    # block_days = 1: per-day partitions, never merged
+    ([part(d(0), d(0)), part(d(1), d(1))], d(10), LayoutSettings(1), []),
+    # a partition spanning two aligned blocks (block_days changed since) is left alone
+    ([part(d(3), d(6)), part(d(7), d(7)), part(d(8), d(8))], d(20), LayoutSettings(5), [[d(7), d(8)]]),
+])
+def test_plan_sealing(stored, today, settings, expected) -> None:
+    groups = layout.plan_sealing(stored, dt.date.fromisoformat(today), B0 - dt.timedelta(days=30), settings)
+    assert [[p.first.isoformat() for p in g][:1] + [g[-1].last.isoformat()] for g in groups] == expected
+
+
+def test_plan_sealing_leaves_expired_days_to_retention() -> None:
+    stored = [part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))]
+    groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=10), B0 + dt.timedelta(days=1), LayoutSettings(5))
+    assert [[p.table for p in g] for g in groups] == [[stored[1].table, stored[2].table]]
+
+
+@pytest.fixture(scope="module")
+def five_days(migrated, embedder):
+    """A database of its own with five days of one aligned block and today, clustered real-size vectors."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_probe")
+    vectors = {day: clustered(ROWS, seed=day.toordinal()) for day in DAYS + [TODAY]}
+    batches = {day: synthetic_day(day, v, embedder.info.name, embedder.info.revision, documents=40,
+                                  doc_prefix=f"doc-{day:%d}") for day, v in vectors.items()}
+    with db.connect(isolated) as conn:
+        model_id = store.register_model(conn, embedder.info)
+        for batch in batches.values():
+            store.replace_day(conn, batch, model_id)
+    return isolated, model_id, vectors, batches, embedder.info
+
+
+def chunk_ids(conn: psycopg.Connection, day: dt.date) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT chunk_id FROM chunks WHERE ingest_date = %s", (day,))}
+
+
+def test_a_block_from_sealing_to_retention(five_days) -> None:
+    settings, model_id, vectors, batches, info = five_days
+    queries = [vectors[day][n] for day in DAYS for n in (0, 7)]
+    with db.connect(settings) as conn:
+        exact = [[h.chunk_id for h in search.search_vector(conn, q, model_id, k=10)] for q in queries]
+        ids_before = {day: chunk_ids(conn, day) for day in DAYS}
+    block = layout.partition_name(FIRST, LAST)
+
+    # Sealed by the vector_index asset (today's run), with the policy's index built before the swap.
+    result = materialize(
+        [vector_index_asset], partition_key=TODAY.isoformat(),
+        resources={"postgres": PostgresResource(database_url=settings.database_url), "embedder": EmbedderResource(),
+                   "retention_window": RetentionResource(as_of=TODAY.isoformat())},
+        run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 5_000, "block_days": 5}}}})
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["sealed"].value == {block: [layout.partition_name(d) for d in DAYS]}
+
+    with db.connect(settings) as conn:
+        assert [p.table for p in layout.partitions(conn)] == [block, layout.partition_name(TODAY)]
+        index = vector_index.existing_vector_index(conn, block)
+        assert index is not None and index.state.kind == IndexKind.HNSW and index.state.built_rows == 5 * ROWS
+        assert {day: chunk_ids(conn, day) for day in DAYS} == ids_before, "sealing moves rows, loses none"
+        sealed = [[h.chunk_id for h in search.search_vector(conn, q, model_id, k=10)] for q in queries]
+        assert [s[0] for s in sealed] == [e[0] for e in exact]
+        assert np.mean([len(set(s) & set(e)) / 10 for s, e in zip(sealed, exact)]) >= 0.95
+        plan = search.explain_vector(conn, queries[0], model_id)
+        assert index.name in plan and not any(f" on {layout.partition_name(day)} " in plan for day in DAYS), plan
+        assert sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING) == [], "idempotent"
+        assert store.has_fingerprint(conn, DAYS[1], batches[DAYS[1]].fingerprint), "a sealed day is still known unchanged"
+        assert "sealed" in next(s.index for s in status.day_statuses(conn, [DAYS[1]]))
+
+        # A sealed day reloaded with new content: the block is rebuilt around it, its other days untouched.
+        changed = synthetic_day(DAYS[2], clustered(300, seed=99), info.name, info.revision, documents=30,
+                                doc_prefix="changed")
+        load = store.replace_day(conn, changed, model_id)
+        assert load.partition == block and load.replaced_chunks == ROWS and load.carried_chunks == 4 * ROWS
+        assert conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s", (DAYS[2],)).fetchone()[0] == 300
+        assert {day: chunk_ids(conn, day) for day in DAYS if day != DAYS[2]} == {
+            day: ids for day, ids in ids_before.items() if day != DAYS[2]}
+        assert vector_index.existing_vector_index(conn, block) is None, "left to the index step, built once"
+        assert vector_index.maintain_partition(conn, block, INDEXING).index_name
+
+        # Retention whose edge falls inside the block: two days dropped, the rest rebuilt with its index.
+        window = (TODAY - DAYS[2]).days + 1
+        with psycopg.connect(db.docvec_url(settings), autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, LAST.toordinal()))
+            busy = retention.apply_retention(conn, TODAY, window)
+            holder.execute("SELECT pg_advisory_unlock(%s, %s)", (store.DAY_LOCK, LAST.toordinal()))
+        assert busy.dropped == [] and busy.skipped_busy == DAYS[:2], "a day of the block is being loaded: retried"
+        trimmed = retention.apply_retention(conn, TODAY, window)
+        kept_as = layout.partition_name(DAYS[2], LAST)
+        assert trimmed.days == DAYS[:2] and trimmed.rows == 2 * ROWS
+        assert [p.kept_as for p in trimmed.dropped] == [kept_as]
+        assert [p.table for p in layout.partitions(conn)] == [kept_as, layout.partition_name(TODAY)]
+        assert conn.execute("SELECT count(*) FROM chunks WHERE ingest_date < %s", (DAYS[2],)).fetchone()[0] == 0
+        assert {day: chunk_ids(conn, day) for day in DAYS[3:]} == {day: ids_before[day] for day in DAYS[3:]}
+        kept_index = vector_index.existing_vector_index(conn, kept_as)
+        assert kept_index is not None and kept_index.state.kind == IndexKind.HNSW
+        assert kept_index.name in search.explain_vector(conn, vectors[LAST][0], model_id)
+        assert retention.days_older_than_window(conn, TODAY, window) == []
+        assert retention.apply_retention(conn, TODAY, window).dropped == [], "rerunning is a no-op"
