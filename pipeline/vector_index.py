@@ -187,7 +187,8 @@ def apply_plan(conn: psycopg.Connection, partition: str, plan: IndexPlan, stats:
 
 
 def index_name(partition: str, plan: IndexPlan) -> str:
-    return f"{partition}_{plan.kind.value}_{int(time.time())}"
+    # Microseconds: a block rebuilt right after it was built needs a name its old index does not hold.
+    return f"{partition}_{plan.kind.value}_{time.time_ns() // 1000}"
 
 
 def _build_memory(stats: PartitionStats, plan: IndexPlan) -> int:
