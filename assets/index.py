@@ -26,7 +26,7 @@ class IndexPolicyConfig(Config):
     preferred: str = Field(default="hnsw", description="hnsw or ivfflat")
     hnsw_m: int = Field(default=16)
     hnsw_ef_construction: int = Field(default=64)
-    rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a day grew past this factor")
+    rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a partition grew past this factor")
     block_days: int = Field(default=LayoutSettings.block_days, ge=1, le=366, description=(
         "sealed days are merged into blocks of this many days, one vector index each (1: one partition per day)"))
     seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=1, description=(
@@ -81,7 +81,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
                                    config.layout(), settings, log=context.log.info)
         dim = store.chunks_dimension(conn)
         stored = layout.partitions(conn)
-        held = {p.table: p for day in partition_days(context) for p in stored if p.covers(day)}
+        held = {p.table: p for p in (layout.holding(stored, day) for day in partition_days(context)) if p}
         if not held:
             context.log.info("no partition holds the run's days (nothing loaded), nothing to index")
         for partition in held.values():
@@ -100,7 +100,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             if bad:
                 insane[partition.table] = bad
         retrieval = _retrieval_check(conn, embedder, config)
-    low = {day: round(r, 3) for day, r in recalls.items() if r < config.min_recall_at_10}
+    low = {table: round(r, 3) for table, r in recalls.items() if r < config.min_recall_at_10}
     return MaterializeResult(
         metadata={
             "partitions": len(outcomes),

@@ -9,7 +9,8 @@ window's edge is rebuilt without its expired day) cost, against dropping a day p
 
 Data: clustered 384-d vectors (see index_benchmark), ``--rows`` over ``--days`` days ending today.
 
-Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]``
+Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]
+[--exact-max-rows 20000]``
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pipeline.settings import load_settings
 
 DATABASE = "docvec_bench_layout"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
-POLICY = IndexSettings()
 
 
 def load_day(conn, model_id: int, day: dt.date, rows: int, seed: int) -> None:
@@ -40,12 +40,12 @@ def load_day(conn, model_id: int, day: dt.date, rows: int, seed: int) -> None:
                                           documents=max(1, rows // 4), doc_prefix=f"d{seed}"), model_id)
 
 
-def index_days(conn, days: list[dt.date]) -> float:
+def index_days(conn, days: list[dt.date], policy: IndexSettings) -> float:
     started = time.perf_counter()
     for day in days:
         held_by = layout.partition_for(conn, day)
         if held_by is not None and held_by.first == day:
-            vector_index.maintain_partition(conn, held_by.table, POLICY)
+            vector_index.maintain_partition(conn, held_by.table, policy)
     return time.perf_counter() - started
 
 
@@ -81,14 +81,17 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--block-days", type=int, default=LayoutSettings.block_days)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows,
+                        help="the index policy's threshold: partitions up to this many rows are scanned exactly")
     args = parser.parse_args()
+    policy = IndexSettings(exact_max_rows=args.exact_max_rows)
     per_day = args.rows // args.days
     today = dt.date.today()
     days = [today - dt.timedelta(days=args.days - 1 - n) for n in range(args.days)]
     sealed_layout = LayoutSettings(block_days=args.block_days)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} rows = {args.days} days x {per_day:,}, "
           f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW ef_search 64); policy: "
-          f"HNSW above {POLICY.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
+          f"HNSW above {policy.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
           f"seal after {sealed_layout.seal_after_days}")
     settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, DATABASE)
     queries = clustered(args.queries, seed=10_000)
@@ -99,7 +102,7 @@ def main() -> None:
             for n, day in enumerate(days):
                 load_day(conn, model_id, day, per_day, seed=n)
             load_seconds = time.perf_counter() - started
-            build_seconds = index_days(conn, days)
+            build_seconds = index_days(conn, days, policy)
             conn.execute("VACUUM ANALYZE chunks")
             p50, p99, recall = measure(conn, model_id, queries)
             print(f"per-day   {describe(conn):<40} index builds {build_seconds:7.1f} s   "
@@ -107,7 +110,7 @@ def main() -> None:
 
             started = time.perf_counter()
             oldest = retention.oldest_kept_day(today, args.days)
-            sealing.seal_days(conn, today, oldest, sealed_layout, POLICY)
+            sealing.seal_days(conn, today, oldest, sealed_layout, policy)
             seal_seconds = time.perf_counter() - started
             conn.execute("VACUUM ANALYZE chunks")
             p50, p99, recall = measure(conn, model_id, queries)
@@ -118,10 +121,10 @@ def main() -> None:
             tomorrow = today + dt.timedelta(days=1)
             started = time.perf_counter()
             load_day(conn, model_id, tomorrow, per_day, seed=args.days)
-            index_days(conn, [tomorrow])
+            index_days(conn, [tomorrow], policy)
             load_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, POLICY)
+            sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, policy)
             seal_seconds = time.perf_counter() - started
             started = time.perf_counter()
             result = retention.apply_retention(conn, tomorrow, args.days)

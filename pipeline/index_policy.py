@@ -1,7 +1,9 @@
-"""When a day partition gets a vector index, which kind, and with what parameters: a pure function of
+"""When a partition gets a vector index, which kind, and with what parameters: a pure function of
 the partition's numbers, plus the executor that carries the decision out.
 
-Below ``exact_max_rows`` an exact scan of a day is fast and exact (no recall to lose). Above it,
+Up to ``exact_max_rows`` an exact scan of a partition is fast and exact (no recall to lose): in
+docvec's search an exactly scanned partition costs ~1.45 µs a row (wide rows, sorted whole under the
+Merge Append), so 5,000 rows ~7 ms, against 1-2 ms for an HNSW scan of a small partition. Above it,
 HNSW by default (best recall/latency, builds incrementally, no training); IVFFlat on request or when
 HNSW's graph would not fit the memory allowed for the build (IVFFlat builds in far less memory and
 time). IVFFlat lists come from the row count (rows/1000 up to 1M rows, sqrt(rows) beyond, as pgvector
@@ -34,7 +36,7 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class IndexSettings:
-    exact_max_rows: int = 20_000
+    exact_max_rows: int = 5_000
     preferred: IndexKind = IndexKind.HNSW
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64

@@ -90,8 +90,13 @@ def partitions(conn: psycopg.Connection) -> list[StoredPartition]:
     return sorted(found, key=lambda p: p.first)
 
 
+def holding(stored: list[StoredPartition], day: dt.date) -> StoredPartition | None:
+    """The partition among ``stored`` that holds ``day``: its own, or the sealed block it is in."""
+    return next((p for p in stored if p.covers(day)), None)
+
+
 def partition_for(conn: psycopg.Connection, day: dt.date) -> StoredPartition | None:
-    return next((p for p in partitions(conn) if p.covers(day)), None)
+    return holding(partitions(conn), day)
 
 
 def partition_exists_sql(day_expression: str) -> str:

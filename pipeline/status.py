@@ -46,7 +46,7 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
     statuses = []
     stored = layout.partitions(conn)
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
-        held_by = next((p for p in stored if p.covers(day)), None)
+        held_by = layout.holding(stored, day)
         index = existing_vector_index(conn, held_by.table) if held_by else None
         if index is None:
             state = "exact scan"

@@ -66,7 +66,7 @@ def test_doctor_reports_server_data_settings_and_statements(migrated, capsys, lo
 
 
 def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_sample) -> None:
-    from pipeline import db, doctor, store
+    from pipeline import db, doctor
 
     partition = layout.partition_name(SAMPLE_END)
     with db.connect(migrated) as conn:

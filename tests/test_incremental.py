@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from pipeline import ingest, layout, search, store
+from pipeline import ingest, layout, search
 from pipeline.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.settings import Settings
 from tests.conftest import day_folder

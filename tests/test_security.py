@@ -14,7 +14,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, ingest, layout, retention, search, sources, store, vector_index
+from pipeline import cli, db, ingest, layout, retention, search, sources, vector_index
 from pipeline.chunking import ChunkingConfig
 from pipeline.index_policy import IndexSettings
 from pipeline.settings import Settings
