@@ -134,8 +134,13 @@ def apply_retention(conn: psycopg.Connection, today: dt.date, window_days: int =
     result = RetentionResult(horizon=horizon, dry_run=dry_run)
     for partition in expired_partitions(conn, today, window_days):
         if dry_run:
-            result.dropped.append(_expired(partition, horizon, _count(conn, partition.table, horizon), partition.bytes,
-                                           kept_as=None if partition.last < horizon else "(rebuilt)"))
+            expired_rows = _count(conn, partition.table, horizon)
+            if partition.last < horizon:
+                result.dropped.append(_expired(partition, horizon, expired_rows, partition.bytes))
+            else:  # a straddling block frees about its expired rows' share of its size
+                total = _count(conn, partition.table, partition.last + dt.timedelta(days=1))
+                result.dropped.append(_expired(partition, horizon, expired_rows,
+                                               partition.bytes * expired_rows // max(1, total), kept_as="(rebuilt)"))
             continue
         purged = _purge(conn, partition, horizon, log)
         if purged is None:

@@ -148,6 +148,11 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
 
         # Retention whose edge falls inside the block: two days dropped, the rest rebuilt with its index.
         window = (TODAY - DAYS[2]).days + 1
+        preview = retention.apply_retention(conn, TODAY, window, dry_run=True)
+        block_bytes = layout.partition_for(conn, LAST).bytes
+        assert preview.days == DAYS[:2] and preview.rows == 2 * ROWS
+        assert [p.kept_as for p in preview.dropped] == ["(rebuilt)"]
+        assert 0 < preview.bytes < block_bytes / 2, "a trimmed block frees its expired share, not its whole size"
         with psycopg.connect(db.docvec_url(settings), autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, LAST.toordinal()))
             busy = retention.apply_retention(conn, TODAY, window)
