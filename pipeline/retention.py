@@ -99,9 +99,11 @@ def _expired(partition: StoredPartition, horizon: dt.date, rows: int = 0, freed:
                   rows, freed, kept_as)
 
 
-def _count(conn: psycopg.Connection, table: str, before: dt.date) -> int:
-    return int(conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ingest_date < %s").format(sql.Identifier(table)),
-                            (before,)).fetchone()[0])
+def _count(conn: psycopg.Connection, table: str, before: dt.date) -> tuple[int, int]:
+    """The partition's rows dated before ``before``, and all its rows, in one scan."""
+    expired, total = conn.execute(sql.SQL("SELECT count(*) FILTER (WHERE ingest_date < %s), count(*) FROM {}").format(
+        sql.Identifier(table)), (before,)).fetchone()
+    return int(expired), int(total)
 
 
 def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.date,
@@ -112,11 +114,11 @@ def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.dat
         with conn.transaction():
             if not store.lock_days(conn, partition.first, partition.last, wait=False):
                 return None
-            rows = _count(conn, partition.table, horizon)
+            rows, _ = _count(conn, partition.table, horizon)
             conn.execute(sql.SQL("ALTER TABLE chunks DETACH PARTITION {}").format(sql.Identifier(partition.table)))
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition.table)))
         return _expired(partition, horizon, rows, partition.bytes)
-    rows = _count(conn, partition.table, horizon)
+    rows, _ = _count(conn, partition.table, horizon)
     kept_as = store.rebuild_partitions(conn, [partition], horizon, partition.last,
                                        vector_index.same_index_as(conn, partition.table), wait=False, log=log)
     if kept_as is None:
@@ -134,11 +136,10 @@ def apply_retention(conn: psycopg.Connection, today: dt.date, window_days: int =
     result = RetentionResult(horizon=horizon, dry_run=dry_run)
     for partition in expired_partitions(conn, today, window_days):
         if dry_run:
-            expired_rows = _count(conn, partition.table, horizon)
+            expired_rows, total = _count(conn, partition.table, horizon)
             if partition.last < horizon:
                 result.dropped.append(_expired(partition, horizon, expired_rows, partition.bytes))
             else:  # a straddling block frees about its expired rows' share of its size
-                total = _count(conn, partition.table, partition.last + dt.timedelta(days=1))
                 result.dropped.append(_expired(partition, horizon, expired_rows,
                                                partition.bytes * expired_rows // max(1, total), kept_as="(rebuilt)"))
             continue

@@ -176,7 +176,7 @@ def _locked_partition(conn: psycopg.Connection, day: dt.date) -> StoredPartition
         first, last = (found.first, found.last) if found else (day, day)
         lock_days(conn, first, last)
         again = layout.partition_for(conn, day)
-        if again == found or (again is not None and found is not None and again.table == found.table):
+        if (again and again.table) == (found and found.table):
             return again
 
 
