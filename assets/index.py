@@ -85,20 +85,17 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
         if not held:
             context.log.info("no partition holds the run's days (nothing loaded), nothing to index")
         for partition in held.values():
-            outcome = index_engine.maintain_partition(conn, partition.table, settings, log=context.log.info,
-                                                       pooled=pooled)
-            outcomes.append(outcome)
-            if outcome.index_name:
-                tuning = dict(outcome.plan.search_params)
-                recalls[partition.table] = index_engine.recall_at_k(
-                    conn, partition.table, k=10, samples=config.recall_samples,
-                    ef_search=tuning.get("ef_search", 64), probes=tuning.get("probes", 10))
-            existing = index_engine.existing_vector_index(conn, partition.table)
-            if existing and not existing.state.valid:
-                invalid.append(existing.name)
-            bad = index_engine.insane_vectors(conn, partition.table, dim)
-            if bad:
-                insane[partition.table] = bad
+            kept = index_engine.upkeep(conn, partition.table, settings, dim, recall_samples=config.recall_samples,
+                                       log=context.log.info, pooled=pooled)
+            if kept is None:
+                continue
+            outcomes.append(kept.outcome)
+            if kept.recall_at_10 is not None:
+                recalls[partition.table] = kept.recall_at_10
+            if kept.invalid_index:
+                invalid.append(kept.invalid_index)
+            if kept.insane_vectors:
+                insane[partition.table] = kept.insane_vectors
         retrieval = _retrieval_check(conn, embedder, config)
     low = {table: round(r, 3) for table, r in recalls.items() if r < config.min_recall_at_10}
     return MaterializeResult(

@@ -137,6 +137,8 @@ def _index_health(conn: psycopg.Connection) -> list[IndexHealth]:
     ).fetchall()
     health = []
     for partition, index, kind, valid, size, reltuples, comment in rows:
+        if size is None:  # dropped by a concurrent seal or retention after this statement's snapshot
+            continue
         built = json.loads(comment).get("rows") if comment else None
         health.append(IndexHealth(partition, index, kind, bool(valid), int(size), max(int(reltuples), 0), built))
     invalid_other = conn.execute(
@@ -147,7 +149,8 @@ def _index_health(conn: psycopg.Connection) -> list[IndexHealth]:
         WHERE NOT x.indisvalid AND n.nspname = current_schema() AND am.amname NOT IN ('hnsw', 'ivfflat')
         """
     ).fetchall()
-    health += [IndexHealth(table, index, kind, False, int(size), 0, None) for table, index, kind, size in invalid_other]
+    health += [IndexHealth(table, index, kind, False, int(size), 0, None)
+               for table, index, kind, size in invalid_other if size is not None]
     return health
 
 

@@ -85,7 +85,9 @@ def partitions(conn: psycopg.Connection) -> list[StoredPartition]:
     found = []
     for name, tuples, size in rows:
         span = parse_partition_name(name)
-        if span is not None:
+        # The size is read from the latest catalog, the list from this statement's snapshot: NULL means a
+        # concurrent seal or retention dropped the table meanwhile, and it is no longer there to plan with.
+        if span is not None and size is not None:
             found.append(StoredPartition(name, span[0], span[1], int(tuples), int(size)))
     return sorted(found, key=lambda p: p.first)
 

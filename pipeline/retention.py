@@ -112,7 +112,7 @@ def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.dat
     index). None when a day of it is being loaded right now."""
     if partition.last < horizon:
         with conn.transaction():
-            if not store.lock_days(conn, partition.first, partition.last, wait=False):
+            if not store.claim_partitions(conn, [partition], partition.first, partition.last, wait=False):
                 return None
             rows, _ = _count(conn, partition.table, horizon)
             conn.execute(sql.SQL("ALTER TABLE chunks DETACH PARTITION {}").format(sql.Identifier(partition.table)))

@@ -168,16 +168,46 @@ class _Busy(Exception):
     pass
 
 
+def claim_partitions(conn: psycopg.Connection, sources: Sequence[StoredPartition], first: dt.date, last: dt.date,
+                     *, wait: bool = True) -> bool:
+    """Make ``sources`` this transaction's to replace or drop: the day locks of ``first``..``last`` (see
+    ``lock_days``), a re-read proving the sources are still there (a seal, reload or retention may have
+    replaced them while this caller planned), and a fence against index builds on them. False when a
+    source is gone or (``wait=False``) a day is being loaded; the caller then does nothing.
+
+    The fence is SHARE UPDATE EXCLUSIVE, the lock CREATE INDEX CONCURRENTLY holds: it waits for a build
+    on a source to finish and keeps new ones out, while searches read on. Without it, the swap's DROP
+    would take ``chunks``' ACCESS EXCLUSIVE lock first and then queue behind the build, stalling every
+    search for the rest of the build (and a stalled search whose snapshot the build then waits for
+    closes a deadlock)."""
+    if not lock_days(conn, first, last, wait=wait):
+        return False
+    current = {p.table for p in layout.partitions(conn)}
+    if not all(s.table in current for s in sources):
+        return False
+    for source in sources:
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(sql.Identifier(source.table)))
+    return True
+
+
 def _locked_partition(conn: psycopg.Connection, day: dt.date) -> StoredPartition | None:
-    """The partition holding ``day`` (a day partition or a sealed block), with all its days locked;
-    re-read after locking, because a seal or a retention rebuild may have changed it meanwhile."""
+    """The partition holding ``day`` (a day partition or a sealed block), claimed (see
+    ``claim_partitions``), or None with the day locked when no partition holds it yet."""
     while True:
         found = layout.partition_for(conn, day)
-        first, last = (found.first, found.last) if found else (day, day)
-        lock_days(conn, first, last)
-        again = layout.partition_for(conn, day)
-        if (again and again.table) == (found and found.table):
-            return again
+        try:
+            # A savepoint: when a seal or retention changed the partition while this waited, its locks are
+            # released, so the next attempt takes its days' locks in order again (no deadlock with a rebuild).
+            with conn.transaction():
+                if found is None:
+                    lock_days(conn, day, day)
+                    if layout.partition_for(conn, day) is not None:
+                        raise _Busy
+                elif not claim_partitions(conn, [found], found.first, found.last):
+                    raise _Busy
+            return found
+        except _Busy:
+            continue
 
 
 def _create_stage(conn: psycopg.Connection, first: dt.date, last: dt.date) -> str:
@@ -306,10 +336,7 @@ def rebuild_partitions(conn: psycopg.Connection, sources: Sequence[StoredPartiti
     if any(s.last > last for s in sources):
         raise ValueError("a rebuild may drop days before its range, never after it")
     with conn.transaction():
-        if not lock_days(conn, min([first, *(s.first for s in sources)]), last, wait=wait):
-            return None
-        current = {p.table for p in layout.partitions(conn)}
-        if not all(s.table in current for s in sources):
+        if not claim_partitions(conn, sources, min([first, *(s.first for s in sources)]), last, wait=wait):
             return None
         stage = _create_stage(conn, first, last)
         for source in sources:

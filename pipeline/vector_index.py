@@ -245,6 +245,36 @@ def maintain_partition(conn: psycopg.Connection, partition: str, settings: Index
     return apply_plan(conn, partition, plan, stats, existing, log, pooled=pooled)
 
 
+@dataclass(frozen=True)
+class PartitionUpkeep:
+    """One partition after ``upkeep``: what was done to its index and how healthy it is now."""
+    outcome: IndexOutcome
+    recall_at_10: float | None  # None: exact scans, nothing to measure
+    invalid_index: str | None
+    insane_vectors: int
+
+
+def upkeep(conn: psycopg.Connection, partition: str, settings: IndexSettings, dim: int, *, recall_samples: int = 20,
+           log: ProgressLog = lambda _: None, pooled: bool = False) -> PartitionUpkeep | None:
+    """Maintain the partition's index, then measure its recall and check its index and vectors. None
+    when a concurrent run replaced the partition after the caller listed it (parallel backfills): a
+    sealed or trimmed block came with its index, and a reloaded day is indexed by the run that loaded it."""
+    try:
+        outcome = maintain_partition(conn, partition, settings, log=log, pooled=pooled)
+        recall = None
+        if outcome.index_name:
+            tuning = dict(outcome.plan.search_params)
+            recall = recall_at_k(conn, partition, k=10, samples=recall_samples,
+                                 ef_search=tuning.get("ef_search", 64), probes=tuning.get("probes", 10))
+        existing = existing_vector_index(conn, partition)
+        insane = insane_vectors(conn, partition, dim)
+    except psycopg.errors.UndefinedTable:
+        log(f"{partition} was replaced by a concurrent run while this one worked; left to that run")
+        return None
+    invalid = existing.name if existing and not existing.state.valid else None
+    return PartitionUpkeep(outcome, recall, invalid, insane)
+
+
 def search_settings(conn: psycopg.Connection, ef_search: int, probes: int, *, iterative: bool = True) -> None:
     """Session settings for ANN search, inside the caller's transaction: pgvector 0.8 iterative scans
     keep fetching candidates until filters are satisfied, so filtered queries are not starved."""

@@ -4,6 +4,8 @@ vector_index asset, searched through one index, a day reloaded inside it, trimme
 from __future__ import annotations
 
 import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg
@@ -12,7 +14,7 @@ from dagster import materialize
 
 from assets.index import vector_index as vector_index_asset
 from benchmarks.index_benchmark import clustered
-from pipeline import db, layout, retention, sealing, search, status, store, vector_index
+from pipeline import db, doctor, layout, retention, sealing, search, status, store, vector_index
 from pipeline.errors import ConfigError
 from pipeline.index_policy import Action, IndexKind, IndexSettings
 from pipeline.layout import LayoutSettings, StoredPartition
@@ -170,3 +172,56 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
         assert kept_index.name in search.explain_vector(conn, vectors[LAST][0], model_id)
         assert retention.days_older_than_window(conn, TODAY, window) == []
         assert retention.apply_retention(conn, TODAY, window).dropped == [], "rerunning is a no-op"
+
+
+def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
+    """Parallel backfills seal, reload and index the same partitions. A reader whose snapshot still
+    lists a partition dropped since plans without it (CI caught ``int(None)`` on its size); an index
+    upkeep of a partition sealed meanwhile leaves it to the seal; and a reload waiting for an index
+    build on its partition does not block searches while it waits."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_race")
+    days = [FIRST, FIRST + dt.timedelta(days=1)]
+    with db.connect(isolated) as conn:
+        model_id = store.register_model(conn, embedder.info)
+        for day in days:
+            store.replace_day(conn, synthetic_day(day, clustered(50, seed=day.toordinal()), embedder.info.name,
+                                                  embedder.info.revision, documents=5), model_id)
+    block = layout.partition_name(FIRST, days[1])
+    dim = embedder.info.dim
+
+    with db.connect(isolated, autocommit=False) as reader, db.connect(isolated) as other:
+        reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        reader.execute("SELECT 1")  # the snapshot: both day partitions listed in pg_inherits
+        listed = layout.partitions(other)
+        [outcome] = sealing.seal_days(other, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING)
+        assert outcome.partition == block
+        assert [p.table for p in layout.partitions(reader)] == [], "both were dropped after the snapshot"
+        doctor.diagnose(reader)
+        reader.rollback()
+        assert vector_index.upkeep(other, listed[0].table, INDEXING, dim) is None, "sealed meanwhile: left to the seal"
+        kept = vector_index.upkeep(other, block, INDEXING, dim)
+        assert kept is not None and kept.outcome.rows == 100 and kept.insane_vectors == 0
+
+    # An index build in progress on the block (CREATE INDEX CONCURRENTLY's lock, held open here).
+    changed = synthetic_day(days[0], clustered(30, seed=7), embedder.info.name, embedder.info.revision, documents=3)
+    with db.connect(isolated, autocommit=False) as build, db.connect(isolated) as watcher:
+        build.execute(f"LOCK TABLE {block} IN SHARE UPDATE EXCLUSIVE MODE")
+        with ThreadPoolExecutor(1) as pool:
+            def reload() -> str | None:
+                with db.connect(isolated) as loader:
+                    return store.replace_day(loader, changed, model_id).partition
+            loading = pool.submit(reload)
+            try:
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass"
+                deadline = time.monotonic() + 30
+                while not watcher.execute(waiting, (block,)).fetchone()[0]:
+                    assert time.monotonic() < deadline and not loading.done(), "the reload never waited for the build"
+                    time.sleep(0.05)
+                with watcher.transaction():
+                    watcher.execute("SET LOCAL lock_timeout = '2s'")
+                    assert watcher.execute("SELECT count(*) FROM chunks").fetchone()[0] == 100, \
+                        "searches read on while the reload waits for the build"
+            finally:
+                build.commit()  # the build ends either way, so the reload's thread can finish
+            assert loading.result(timeout=60) == block
+        assert watcher.execute("SELECT count(*) FROM chunks").fetchone()[0] == 80
