@@ -109,7 +109,8 @@ def _count(conn: psycopg.Connection, table: str, before: dt.date) -> tuple[int, 
 def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.date,
            log: vector_index.ProgressLog) -> Purged | None:
     """Drop the partition, or rebuild it from its days inside the window (keeping its kind of vector
-    index). None when a day of it is being loaded right now."""
+    index). None when a day of it is being loaded right now, or the partition was replaced since it was
+    listed: the next run sees the new one."""
     if partition.last < horizon:
         with conn.transaction():
             if not store.claim_partitions(conn, [partition], partition.first, partition.last, wait=False):
@@ -118,7 +119,10 @@ def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.dat
             conn.execute(sql.SQL("ALTER TABLE chunks DETACH PARTITION {}").format(sql.Identifier(partition.table)))
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition.table)))
         return _expired(partition, horizon, rows, partition.bytes)
-    rows, _ = _count(conn, partition.table, horizon)
+    try:
+        rows, _ = _count(conn, partition.table, horizon)
+    except psycopg.errors.UndefinedTable:  # a seal grew or a reload rebuilt the block since it was listed
+        return None
     kept_as = store.rebuild_partitions(conn, [partition], horizon, partition.last,
                                        vector_index.same_index_as(conn, partition.table), wait=False, log=log)
     if kept_as is None:

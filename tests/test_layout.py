@@ -177,7 +177,7 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
 def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
     """Parallel backfills seal, reload and index the same partitions. A reader whose snapshot still
     lists a partition dropped since plans without it (CI caught ``int(None)`` on its size); an index
-    upkeep of a partition sealed meanwhile leaves it to the seal; and a reload waiting for an index
+    upkeep or retention trim of a partition sealed meanwhile leaves it to the seal or the next run; and a reload waiting for an index
     build on its partition does not block searches while it waits."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_race")
     days = [FIRST, FIRST + dt.timedelta(days=1)]
@@ -199,6 +199,7 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
         doctor.diagnose(reader)
         reader.rollback()
         assert vector_index.upkeep(other, listed[0].table, INDEXING, dim) is None, "sealed meanwhile: left to the seal"
+        assert retention._purge(other, listed[1], days[1], lambda _: None) is None, "trimmed next run, not failed"
         kept = vector_index.upkeep(other, block, INDEXING, dim)
         assert kept is not None and kept.outcome.rows == 100 and kept.insane_vectors == 0
 
