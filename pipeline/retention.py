@@ -110,24 +110,19 @@ def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.dat
            log: vector_index.ProgressLog) -> Purged | None:
     """Drop the partition, or rebuild it from its days inside the window (keeping its kind of vector
     index). None when a day of it is being loaded right now, or the partition was replaced since it was
-    listed: the next run sees the new one."""
-    if partition.last < horizon:
-        with conn.transaction():
-            if not store.claim_partitions(conn, [partition], partition.first, partition.last, wait=False):
-                return None
-            rows, _ = _count(conn, partition.table, horizon)
+    listed (a seal grew it, a reload rebuilt it): the next run sees the new one."""
+    with conn.transaction():
+        if not store.claim_partitions(conn, [partition], partition.first, partition.last, wait=False):
+            return None
+        rows, _ = _count(conn, partition.table, horizon)
+        if partition.last < horizon:
             conn.execute(sql.SQL("ALTER TABLE chunks DETACH PARTITION {}").format(sql.Identifier(partition.table)))
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition.table)))
-        return _expired(partition, horizon, rows, partition.bytes)
-    try:
-        rows, _ = _count(conn, partition.table, horizon)
-    except psycopg.errors.UndefinedTable:  # a seal grew or a reload rebuilt the block since it was listed
-        return None
-    kept_as = store.rebuild_partitions(conn, [partition], horizon, partition.last,
-                                       vector_index.same_index_as(conn, partition.table), wait=False, log=log)
-    if kept_as is None:
-        return None
-    freed = partition.bytes - conn.execute("SELECT pg_total_relation_size(%s)", (kept_as,)).fetchone()[0]
+            return _expired(partition, horizon, rows, partition.bytes)
+        kept_as = store.rebuild_partitions(conn, [partition], horizon, partition.last,
+                                           vector_index.same_index_as(conn, partition.table), log=log)
+        assert kept_as is not None, "claimed above: the rebuild's claim re-takes locks this transaction holds"
+        freed = partition.bytes - conn.execute("SELECT pg_total_relation_size(%s)", (kept_as,)).fetchone()[0]
     return _expired(partition, horizon, rows, max(0, int(freed)), kept_as)
 
 

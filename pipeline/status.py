@@ -45,9 +45,12 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
     ).fetchall()
     statuses = []
     stored = layout.partitions(conn)
+    holding = {row[0]: layout.holding(stored, row[0]) for row in rows}
+    # Read once per partition: the days of a sealed block share its index.
+    indexes = {p.table: existing_vector_index(conn, p.table) for p in holding.values() if p}
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
-        held_by = layout.holding(stored, day)
-        index = existing_vector_index(conn, held_by.table) if held_by else None
+        held_by = holding[day]
+        index = indexes[held_by.table] if held_by else None
         if index is None:
             state = "exact scan"
         else:
