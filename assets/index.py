@@ -13,10 +13,11 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import evaluation, layout, retention, sealing, store
-from pipeline import vector_index as index_engine
-from pipeline.index_policy import IndexKind, IndexSettings
-from pipeline.layout import LayoutSettings
+from pipeline.indexing import builds, sealing
+from pipeline.indexing.policy import IndexKind, IndexSettings
+from pipeline.query import evaluation
+from pipeline.storage import catalog, layout, retention
+from pipeline.storage.layout import LayoutSettings
 from resources import EmbedderResource, PostgresResource, RetentionResource
 
 
@@ -79,13 +80,13 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
     with postgres.connect() as conn:
         sealed = sealing.seal_days(conn, today, retention.oldest_kept_day(today, retention_window.window_days),
                                    config.layout(), settings, log=context.log.info)
-        dim = store.chunks_dimension(conn)
-        stored = layout.partitions(conn)
+        dim = catalog.chunks_dimension(conn)
+        stored = catalog.partitions(conn)
         held = {p.table: p for p in (layout.holding(stored, day) for day in partition_days(context)) if p}
         if not held:
             context.log.info("no partition holds the run's days (nothing loaded), nothing to index")
         for partition in held.values():
-            kept = index_engine.upkeep(conn, partition.table, settings, dim, recall_samples=config.recall_samples,
+            kept = builds.upkeep(conn, partition.table, settings, dim, recall_samples=config.recall_samples,
                                        log=context.log.info, pooled=pooled)
             if kept is None:
                 continue

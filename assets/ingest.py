@@ -19,11 +19,24 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline import ingest, models, retention, status, store
-from pipeline.chunking import ChunkingConfig
 from pipeline.errors import ConfigError
+from pipeline.ingest import stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ops import status
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
-from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import (
+    days,
+    dead_letters,
+    model_lifecycle,
+    model_registry,
+    retention,
+)
+from resources import (
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 
 GROUP = "ingest"
 OWNERS = ["team:data-platform"]
@@ -56,9 +69,9 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
     of the day goes on. A day whose files have the same names, sizes, inodes and change times as when it
     was last loaded is not read again. Days older than the retention window are refused."""
     root = source.root()
-    days = partition_days(context)
+    run_days = partition_days(context)
     today = retention_window.today()
-    for day in days:
+    for day in run_days:
         try:
             retention.require_within_window(day, today, retention_window.window_days)
         except ConfigError as exc:
@@ -66,8 +79,8 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
     batches: dict[str, DayDocuments] = {}
     lines = []
     with postgres.connect() as conn:
-        for day in days:
-            batch = ingest.scan_documents(conn, root, day, source.patterns, source.max_file_bytes)
+        for day in run_days:
+            batch = stages.scan_documents(conn, root, day, source.patterns, source.max_file_bytes)
             _log_dead_letters(context, batch.dead_letters)
             lines.append(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters"
                          if batch.files_read else f"{day}: {batch.files_seen} files unchanged since the last load, not read")
@@ -108,11 +121,11 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
     lines = []
     with postgres.connect() as conn:
         for key, batch in raw_documents.items():
-            batch, fingerprint, unchanged = ingest.plan_day(
+            batch, fingerprint, unchanged = stages.plan_day(
                 conn, batch, source.root(), settings, model.info, patterns=source.patterns,
                 max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
                 force=config.force)
-            batches[key] = ingest.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
+            batches[key] = stages.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
                                                   fingerprint=fingerprint, unchanged=unchanged)
             lines.append(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite" if unchanged
                          else f"{key}: {len(batches[key].chunks)} chunks from {len(batches[key].documents)} documents")
@@ -152,7 +165,7 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
                 eta = (total - done) / rate if rate else 0.0
                 context.log.info(f"{key}: embedded {done}/{total} chunks, {rate:.1f} chunks/s, ETA {eta:.0f} s")
 
-            batches[key] = ingest.embed_chunks(batch, model, conn, progress=progress, run_vectors=run_vectors)
+            batches[key] = stages.embed_chunks(batch, model, conn, progress=progress, run_vectors=run_vectors)
     values = list(batches.values())
     embedded = sum(b.embedded for b in values)
     seconds = sum(b.seconds for b in values)
@@ -202,21 +215,21 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
     loads, lines = [], []
     with postgres.connect() as conn:
         for key, batch in chunk_embeddings.items():
-            load = ingest.load_embeddings(conn, batch)
+            load = stages.load_embeddings(conn, batch)
             lines.append(f"{key}: unchanged, kept its {load.chunks} chunks as they are" if load.unchanged else
                          f"{key}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
                          f"replaced {load.replaced_chunks}")
             loads.append(load)
         _log_days(context, lines)
-        model_ids = {key: store.model_id(conn, b.model_name, b.model_revision) for key, b in chunk_embeddings.items()}
-        counts = {load.day: store.day_chunk_count(conn, load.day, model_ids[load.day.isoformat()]) for load in loads}
+        model_ids = {key: model_registry.find(conn, f"{b.model_name}@{b.model_revision}").id for key, b in chunk_embeddings.items()}
+        counts = {load.day: days.chunk_count(conn, load.day, model_ids[load.day.isoformat()]) for load in loads}
         # The configured model becomes the served one once its vectors cover every stored day.
-        outcomes = [(model_id, models.switch_if_complete(conn, model_id)) for model_id in sorted(set(model_ids.values()))]
-        lifecycle = "; ".join(outcome.describe(models.find_model(conn, str(model_id))) for model_id, outcome in outcomes)
+        outcomes = [(model_id, model_lifecycle.switch_if_complete(conn, model_id)) for model_id in sorted(set(model_ids.values()))]
+        lifecycle = "; ".join(outcome.describe(model_registry.find(conn, str(model_id))) for model_id, outcome in outcomes)
         if lifecycle:
             context.log.info(lifecycle)
         day_table = status.markdown_status(status.day_statuses(conn, [load.day for load in loads]))
-        open_letters = store.open_dead_letters(conn, days=[load.day for load in loads])
+        open_letters = dead_letters.open_letters(conn, days=[load.day for load in loads])
     mismatched = {str(load.day): {"in_table": counts[load.day], "produced": load.chunks}
                   for load in loads if counts[load.day] != load.chunks}
     copy_seconds = sum(load.copy_seconds for load in loads)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 
-from dagster import AssetExecutionContext, BackfillPolicy, BetaWarning, DailyPartitionsDefinition
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    BetaWarning,
+    DailyPartitionsDefinition,
+)
 
 # BackfillPolicy is documented and relied upon here; its "beta" label would otherwise print on every load.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)

@@ -11,7 +11,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline import retention as engine
+from pipeline.storage import retention as engine
 from resources import PostgresResource, RetentionResource
 
 

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
-from pipeline import db, layout, migrate, retention, search, store, vector_index
-from pipeline.embedding import ModelInfo
-from pipeline.index_policy import IndexSettings
+from pipeline.indexing import builds
+from pipeline.indexing.policy import IndexSettings
+from pipeline.ingest.embedding import ModelInfo
+from pipeline.query import search
 from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
+from pipeline.storage import db, layout, migrate, model_registry, retention
 
 DATABASE = "docvec_bench_concurrency"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -95,20 +97,20 @@ def main() -> None:
     settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, DATABASE)
     days = [TODAY - dt.timedelta(days=back) for back in range(args.days, 0, -1)]
     with db.connect(settings) as conn:
-        model_id = store.register_model(conn, MODEL)
+        model_id = model_registry.register(conn, MODEL).id
         for n, day in enumerate(days):  # setup, not measured: indexed days like a live store
-            store.replace_day(conn, synthetic_day(day, clustered(args.rows_per_day, seed=n), MODEL.name, MODEL.revision,
+            days.replace_day(conn, synthetic_day(day, clustered(args.rows_per_day, seed=n), MODEL.name, MODEL.revision,
                                                   doc_prefix=f"day{n}"), model_id)
             if day != days[-1]:
-                vector_index.maintain_partition(conn, layout.partition_name(day), IndexSettings(exact_max_rows=1_000))
+                builds.maintain_partition(conn, layout.partition_name(day), IndexSettings(exact_max_rows=1_000))
 
     new_day = synthetic_day(TODAY, clustered(args.load_rows, seed=42), MODEL.name, MODEL.revision, doc_prefix="new")
     with db.connect(settings) as conn:
         results = search_during(settings, model_id, clustered(500, seed=99), [
             ("idle", lambda: time.sleep(args.idle_seconds)),
-            (f"loading a {args.load_rows:,}-row day", lambda: store.replace_day(conn, new_day, model_id)),
+            (f"loading a {args.load_rows:,}-row day", lambda: days.replace_day(conn, new_day, model_id)),
             (f"HNSW build, {args.rows_per_day:,}-row day (CONCURRENTLY)",
-             lambda: vector_index.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=1_000))),
+             lambda: builds.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=1_000))),
             ("retention dropping the oldest day", lambda: retention.apply_retention(conn, TODAY, window_days=args.days)),
             ("idle again", lambda: time.sleep(args.idle_seconds)),
         ])

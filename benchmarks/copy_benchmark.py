@@ -1,7 +1,7 @@
 """Loading the same 384-d chunk rows three ways, side by side in one run.
 
 1. docvec's path: binary COPY (psycopg 3 ``set_types`` + pgvector's binary dumper) into a staging table
-   created in the same transaction, with FREEZE — exactly what ``store.replace_day`` does;
+   created in the same transaction, with FREEZE — exactly what ``days.replace_day`` does;
 2. psycopg 3 ``executemany`` INSERT (pipelined by psycopg);
 3. one INSERT per row (what most hand-rolled loaders do).
 
@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 
-from pipeline import db
-from pipeline.loader import copy_rows
 from pipeline.settings import load_settings
+from pipeline.storage import db
+from pipeline.storage.loader import copy_rows
 
 DIM = 384
 TABLE_SQL = "CREATE TABLE {name} (chunk_id text, text text, embedding vector(384))"

@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import db, ingest, migrate, sample_corpus, sources
-from pipeline.chunking import ChunkingConfig, chunk_texts
-from pipeline.embedding import Embedder, load_embedder
+from pipeline import sample_corpus
+from pipeline.ingest import readers, stages
+from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
+from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.settings import load_settings
+from pipeline.storage import db, migrate
 
 DATABASE = "docvec_bench_embedding"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,8 +57,8 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
     tokenizer = embedder.backend_tokenizer()
     texts = []
-    for day in sources.list_days(landing):
-        documents = sources.read_day(landing, day).documents
+    for day in landing.list_days(landing):
+        documents = readers.read_day(landing, day).documents
         texts += [piece.text for pieces in chunk_texts([d.text for d in documents], tokenizer, config) for piece in pieces]
     return texts
 
@@ -64,11 +66,22 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
 def dagster_materialization(landing: Path, settings, device: str, batch_size: int | None, tmp: Path) -> tuple[float, int]:
     from dagster import DagsterInstance, Definitions
 
-    from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-    from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+    from assets.ingest import (
+        chunk_embeddings,
+        document_chunks,
+        raw_documents,
+        vector_store,
+    )
+    from resources import (
+        DayBatchIOManager,
+        EmbedderResource,
+        PostgresResource,
+        RetentionResource,
+        SourceResource,
+    )
     from schedules.ingest import ingest_job
 
-    days = sources.list_days(landing)
+    days = landing.list_days(landing)
     defs = Definitions(
         assets=[raw_documents, document_chunks, chunk_embeddings, vector_store], jobs=[ingest_job],
         resources={
@@ -118,7 +131,7 @@ def peak_rss_mib() -> float:
 
 
 def memory_child(chunks: int, batch_size: int | None) -> None:
-    """Embed one day of ``chunks`` short chunks through ``ingest.embed_chunks`` and print RSS figures."""
+    """Embed one day of ``chunks`` short chunks through ``stages.embed_chunks`` and print RSS figures."""
     from pipeline.records import ChunkRecord, DayChunks
 
     embedder = load_embedder(batch_size=batch_size)
@@ -135,7 +148,7 @@ def memory_child(chunks: int, batch_size: int | None) -> None:
     settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE + "_memory")
     started = time.perf_counter()
     with db.connect(settings) as conn:
-        result = ingest.embed_chunks(day, embedder, conn)
+        result = stages.embed_chunks(day, embedder, conn)
     seconds = time.perf_counter() - started
     db.drop_database(load_settings(), DATABASE + "_memory")
     print(json.dumps({"chunks": chunks, "embedded": result.embedded, "seconds": seconds,
@@ -197,8 +210,8 @@ def main() -> None:
     queries = [str(q["query"]) for q in labelled]
     with tempfile.TemporaryDirectory() as tmp:
         sample_corpus.write_sample_corpus(Path(tmp))
-        corpus = [(d.doc_id, piece.text) for day in sources.list_days(Path(tmp))
-                  for d in sources.read_day(Path(tmp), day).documents
+        corpus = [(d.doc_id, piece.text) for day in landing.list_days(Path(tmp))
+                  for d in readers.read_day(Path(tmp), day).documents
                   for piece in chunk_texts([d.text], embedder.backend_tokenizer(),
                                            ChunkingConfig(max_seq_length=embedder.info.max_seq_length))[0]]
     doc_ids = np.array([doc for doc, _ in corpus])
@@ -233,7 +246,7 @@ def main() -> None:
                                capture_output=True, text=True, check=True)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         per_chunk_kib = (figures["peak_rss_mib"] - figures["rss_after_model_mib"]) * 1024 / figures["chunks"]
-        print(f"\n3. memory: one day of {figures['chunks']:,} chunks through ingest.embed_chunks "
+        print(f"\n3. memory: one day of {figures['chunks']:,} chunks through stages.embed_chunks "
               f"({figures['seconds']:.0f} s, {figures['chunks'] / figures['seconds']:.0f} chunks/s on short chunks)")
         print(f"   RSS after loading the model {figures['rss_after_model_mib']:.0f} MiB, with the day's chunks "
               f"{figures['rss_with_chunks_mib']:.0f} MiB, peak {figures['peak_rss_mib']:.0f} MiB "

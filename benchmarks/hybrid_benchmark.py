@@ -22,11 +22,13 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
-from pipeline import db, layout, migrate, search, store, vector_index
-from pipeline.embedding import ModelInfo
-from pipeline.index_policy import IndexSettings
+from pipeline.indexing import builds
+from pipeline.indexing.policy import IndexSettings
+from pipeline.ingest.embedding import ModelInfo
+from pipeline.query import fusion, search
 from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
+from pipeline.storage import db, layout, migrate, model_registry
 
 DATABASE = "docvec_bench_hybrid"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -55,13 +57,13 @@ def load(settings, rows: int, days: int, words: list[str]) -> int:
     per_day = rows // days
     policy = IndexSettings()
     with db.connect(settings) as conn:
-        model_id = store.register_model(conn, MODEL)
+        model_id = model_registry.register(conn, MODEL).id
         for n in range(days):
             day = FIRST_DAY + dt.timedelta(days=n)
             batch = synthetic_day(day, clustered(per_day, seed=n), MODEL.name, MODEL.revision,
                                   texts=texts(per_day, n, words), documents=per_day // 4, doc_prefix=f"d{n}")
-            store.replace_day(conn, batch, model_id)
-            vector_index.maintain_partition(conn, layout.partition_name(day), policy)
+            days.replace_day(conn, batch, model_id)
+            builds.maintain_partition(conn, layout.partition_name(day), policy)
         conn.execute("VACUUM ANALYZE chunks")
     return model_id
 
@@ -102,7 +104,7 @@ def measure(settings, model_id: int, queries: int, words: list[str], days: int) 
                 elif mode == "text":
                     search.search_text(conn, phrase, model_id, k=10)
                 else:
-                    search.limit_per_document(search.fuse(
+                    fusion.limit_per_document(fusion.fuse(
                         search.search_vector(conn, vector, model_id, k=pool, tuning=tuning),
                         search.search_text(conn, phrase, model_id, k=pool), tuning.rrf_k), None, 10)
                 timings[mode].append((time.perf_counter() - started) * 1000)
@@ -129,7 +131,7 @@ def main() -> None:
             settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, name)
             load(settings, rows, days, words)
         with db.connect(settings) as conn:
-            model_id = store.register_model(conn, MODEL)
+            model_id = model_registry.register(conn, MODEL).id
         load_seconds = time.perf_counter() - started
         timings = measure(settings, model_id, args.queries, words, days)
         for mode, values in timings.items():

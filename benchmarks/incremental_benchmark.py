@@ -21,12 +21,19 @@ from pathlib import Path
 from dagster import DagsterInstance, Definitions
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import db, ingest, migrate, sample_corpus, sources
-from pipeline.chunking import ChunkingConfig
-from pipeline.embedding import Embedder, load_embedder
-from pipeline.settings import Settings
-from pipeline.settings import load_settings
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline import sample_corpus
+from pipeline.ingest import stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.embedding import Embedder, load_embedder
+from pipeline.settings import Settings, load_settings
+from pipeline.storage import db, migrate
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from schedules.ingest import ingest_job
 
 DATABASE = "docvec_bench_incremental"
@@ -58,11 +65,11 @@ def engine_run(settings: Settings, embedder: Embedder, landing: Path,
     started = time.perf_counter()
     with db.connect(settings) as conn:
         for day in days:
-            batch = ingest.scan_documents(conn, landing, day)
-            batch, fingerprint, unchanged = ingest.plan_day(conn, batch, landing, config, embedder.info)
-            chunks = ingest.chunk_documents(batch, tokenizer, config, fingerprint=fingerprint, unchanged=unchanged)
-            embeddings = ingest.embed_chunks(chunks, embedder, conn)
-            load = ingest.load_embeddings(conn, embeddings)
+            batch = stages.scan_documents(conn, landing, day)
+            batch, fingerprint, unchanged = stages.plan_day(conn, batch, landing, config, embedder.info)
+            chunks = stages.chunk_documents(batch, tokenizer, config, fingerprint=fingerprint, unchanged=unchanged)
+            embeddings = stages.embed_chunks(chunks, embedder, conn)
+            load = stages.load_embeddings(conn, embeddings)
             figures["embedded"] += embeddings.embedded
             figures["reused"] += embeddings.reused
             figures["chunks"] += load.chunks
@@ -102,7 +109,7 @@ def main() -> None:
         engine_landing = Path(tmp) / "engine-landing"
         for folder in (landing, engine_landing):
             sample_corpus.write_sample_corpus(folder, notes_per_topic_per_day=args.notes_per_topic_per_day)
-        days = sources.list_days(landing)
+        days = landing.list_days(landing)
         changed_day = days[3]
         defs = Definitions(
             assets=[raw_documents, document_chunks, chunk_embeddings, vector_store],

@@ -20,11 +20,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from pipeline import db
-from pipeline.index_policy import IndexKind, ivfflat_lists, ivfflat_probes
-from pipeline.loader import copy_rows
+from pipeline.indexing.policy import IndexKind, ivfflat_lists, ivfflat_probes
 from pipeline.settings import load_settings
-from pipeline.vector_index import search_settings
+from pipeline.storage import db
+from pipeline.storage.loader import copy_rows
+from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
 
 DIM = 384
 
@@ -53,7 +53,7 @@ def top_ids(conn, table: str, query: np.ndarray, k: int, exact: bool, ef: int, p
         if exact:
             conn.execute("SET LOCAL enable_indexscan = off")
         else:
-            search_settings(conn, ef, probes, iterative=False)
+            apply_ann_settings(conn, AnnSettings(ef_search=ef, probes=probes), iterative=False)
         started = time.perf_counter()
         ids = [r[0] for r in conn.execute(
             sql.SQL("SELECT id FROM {} ORDER BY embedding <=> %s LIMIT %s").format(sql.Identifier(table)), (query, k))]

@@ -24,28 +24,30 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
-from pipeline import db, layout, migrate, retention, sealing, search, store, vector_index
-from pipeline.embedding import ModelInfo
-from pipeline.index_policy import IndexSettings
-from pipeline.layout import LayoutSettings
+from pipeline.indexing import builds, sealing
+from pipeline.indexing.policy import IndexSettings
+from pipeline.ingest.embedding import ModelInfo
+from pipeline.query import search
 from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
+from pipeline.storage import catalog, days, db, migrate, model_registry, retention
+from pipeline.storage.layout import LayoutSettings
 
 DATABASE = "docvec_bench_layout"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
 
 
 def load_day(conn, model_id: int, day: dt.date, rows: int, seed: int) -> None:
-    store.replace_day(conn, synthetic_day(day, clustered(rows, seed=seed), MODEL.name, MODEL.revision,
+    days.replace_day(conn, synthetic_day(day, clustered(rows, seed=seed), MODEL.name, MODEL.revision,
                                           documents=max(1, rows // 4), doc_prefix=f"d{seed}"), model_id)
 
 
 def index_days(conn, days: list[dt.date], policy: IndexSettings) -> float:
     started = time.perf_counter()
     for day in days:
-        held_by = layout.partition_for(conn, day)
+        held_by = catalog.partition_for(conn, day)
         if held_by is not None and held_by.first == day:
-            vector_index.maintain_partition(conn, held_by.table, policy)
+            builds.maintain_partition(conn, held_by.table, policy)
     return time.perf_counter() - started
 
 
@@ -70,8 +72,8 @@ def measure(conn, model_id: int, queries: np.ndarray) -> tuple[float, float, flo
 
 
 def describe(conn) -> str:
-    parts = layout.partitions(conn)
-    indexed = sum(1 for p in parts if vector_index.existing_vector_index(conn, p.table))
+    parts = catalog.partitions(conn)
+    indexed = sum(1 for p in parts if catalog.existing_vector_index(conn, p.table))
     return f"{len(parts)} partitions ({indexed} indexed, {sum(p.is_block for p in parts)} blocks)"
 
 
@@ -97,7 +99,7 @@ def main() -> None:
     queries = clustered(args.queries, seed=10_000)
     try:
         with db.connect(settings) as conn:
-            model_id = store.register_model(conn, MODEL)
+            model_id = model_registry.register(conn, MODEL).id
             started = time.perf_counter()
             for n, day in enumerate(days):
                 load_day(conn, model_id, day, per_day, seed=n)

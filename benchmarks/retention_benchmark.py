@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from pipeline import db
-from pipeline.loader import copy_rows
 from pipeline.settings import load_settings
+from pipeline.storage import db
+from pipeline.storage.loader import copy_rows
 
 DIM = 384
 BASE_DAY = dt.date(2026, 1, 10)

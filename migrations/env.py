@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from pipeline.db import connect_kwargs, docvec_url
 from pipeline.settings import load_settings
+from pipeline.storage.db import connect_kwargs, docvec_url
 
 VERSION_TABLE = "docvec_alembic_version"
 

@@ -8,7 +8,13 @@ from dagster import Definitions, ExecutorDefinition, in_process_executor
 from assets.index import vector_index
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
 from assets.retention import retention
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from schedules.ingest import ingest_job, ingest_schedule
 from schedules.retention import build_retention_schedule, retention_job
 from schedules.sensors import embedding_model_sensor, landing_sensor

@@ -29,3 +29,12 @@ class DimensionMismatchError(DocvecError):
 
 class DatabaseUnavailableError(DocvecError):
     """The connection was lost or refused mid-way (restart, failover, network); retrying may succeed."""
+
+
+class InvalidVectorError(DocvecError):
+    """A vector is NaN, infinite or all zeros: the model (or its input) misbehaved, not the schema."""
+
+
+class ContentionError(DocvecError):
+    """Other runs kept changing what this one waited for (a partition being sealed or trimmed over and
+    over); retrying later may succeed."""

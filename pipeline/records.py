@@ -1,16 +1,55 @@
-"""The data that flows between stages for one ingest day (plain dataclasses: picklable, framework-free)."""
+"""The data that flows between stages for one ingest day, and the identity of the model that embeds it
+(plain dataclasses: picklable, framework-free, imported by every subsystem)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pipeline.sources import DeadLetter, SourceDocument
+# int8 vectors are not the fp32 ones: the onnx-int8 backend records its vectors under this revision suffix.
+INT8_REVISION_SUFFIX = "+int8"
+
+
+def backend_of_revision(revision: str) -> str:
+    """The backend that makes a stored revision's vectors (onnx makes torch's, so it is never needed)."""
+    return "onnx-int8" if revision.endswith(INT8_REVISION_SUFFIX) else "torch"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a day's vectors were made with: recorded once per (name, revision) in ``embedding_models``."""
+    name: str
+    revision: str
+    dim: int
+    max_seq_length: int
+    normalized: bool
+    device: str
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    doc_id: str  # path relative to its day folder: the same document across days
+    source_uri: str  # path relative to the landing root: this version of it
+    ingest_date: dt.date
+    text: str
+    content_sha256: str
+    bytes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A file (or a document of it) that could not be ingested: ``error`` says what, ``detail`` the fix."""
+    source_uri: str
+    ingest_date: dt.date
+    stage: str
+    error: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)

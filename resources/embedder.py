@@ -3,7 +3,12 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.embedding import DEFAULT_MODEL, Embedder, load_embedder, model_identity
+from pipeline.ingest.embedding import (
+    DEFAULT_MODEL,
+    Embedder,
+    load_embedder,
+    model_identity,
+)
 
 
 class EmbedderResource(ConfigurableResource):

@@ -7,9 +7,9 @@ import psycopg
 from dagster import ConfigurableResource, RetryRequested
 from pydantic import Field
 
-from pipeline import db, migrate
 from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import Settings, load_settings
+from pipeline.storage import db, migrate
 
 
 class PostgresResource(ConfigurableResource):

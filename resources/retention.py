@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
-from pipeline.retention import DEFAULT_WINDOW_DAYS
+from pipeline.storage.retention import DEFAULT_WINDOW_DAYS
 
 
 class RetentionResource(ConfigurableResource):

@@ -5,7 +5,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.sources import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS
+from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS
 from pipeline.settings import load_settings
 
 

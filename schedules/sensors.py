@@ -4,13 +4,26 @@ configured embedding model that search does not serve yet requests the run that 
 import datetime as dt
 import json
 
-from dagster import (DefaultSensorStatus, RetryRequested, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
-                     sensor)
+from dagster import (
+    DefaultSensorStatus,
+    RetryRequested,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from assets.partitions import daily_partitions
-from pipeline import models, retention, sources
 from pipeline.errors import DocvecError
-from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.ingest import landing
+from pipeline.storage import model_lifecycle, model_registry, retention
+from resources import (
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from schedules.ingest import ingest_job
 
 
@@ -26,11 +39,11 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
     horizon = retention.oldest_kept_day(today, retention_window.window_days)
     first = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     requests, current = [], {}
-    for day in sources.list_days(root) if root.is_dir() else []:
+    for day in landing.list_days(root) if root.is_dir() else []:
         if day < max(horizon, first) or day > today:
             continue
         key = day.isoformat()
-        current[key] = sources.day_signature(root, day, source.patterns)
+        current[key] = landing.day_signature(root, day, source.patterns)
         if seen.get(key) != current[key]:
             requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
     return SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))
@@ -46,14 +59,14 @@ def embedding_model_sensor(context: SensorEvaluationContext, embedder: EmbedderR
     name, revision = embedder.identity()
     try:
         with postgres.connect() as conn:
-            serving = models.serving_model(conn)
-            stored = [m for m in models.all_models(conn) if (m.name, m.revision) == (name, revision)]
+            serving = model_registry.serving(conn)
+            stored = model_registry.lookup(conn, name, revision)
             if serving is None or (serving.name, serving.revision) == (name, revision):
                 return SkipReason(f"search serves the configured model {name}@{revision}" if serving else
                                   "nothing is stored yet")
-            if stored and stored[0].retired_at is not None:
+            if stored is not None and stored.retired_at is not None:
                 return SkipReason(f"{name}@{revision} was rolled back; search serves {serving.label}")
-            missing = models.coverage(conn, stored[0]).missing_days if stored else models.stored_days(conn)
+            missing = model_lifecycle.missing_days(conn, name, revision)
     except (DocvecError, RetryRequested) as exc:  # RetryRequested: the database is unreachable right now
         return SkipReason(f"cannot check the embedding models: {exc.__cause__ or exc}")
     if not missing:

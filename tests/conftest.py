@@ -11,10 +11,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipeline import db, migrate, sample_corpus
-from pipeline.chunking import ChunkingConfig
-from pipeline.embedding import Embedder, load_embedder
+from pipeline import sample_corpus
+from pipeline.ingest import landing, stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.settings import Settings, load_settings
+from pipeline.storage import db, embedded_server, migrate
 
 # Sample days for the tests: fixed, so runs are reproducible (inside the partition range from 2026-01-01).
 SAMPLE_END = dt.date(2026, 3, 7)
@@ -46,7 +48,7 @@ def docvec_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             for name in names:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     else:
-        db.stop_embedded_server(home / "pgdata")  # each session's server goes with it
+        embedded_server.stop_embedded_server(home / "pgdata")  # each session's server goes with it
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
@@ -91,13 +93,12 @@ def sample_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def loaded_sample(migrated: Settings, sample_landing: Path, embedder: Embedder, chunking_config: ChunkingConfig) -> Path:
     """Every sample day chunked, embedded and loaded through the engine (once per session)."""
-    from pipeline import ingest, sources
 
     with db.connect(migrated) as conn:
         tokenizer = embedder.backend_tokenizer()
-        for day in sources.list_days(sample_landing):
-            chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), tokenizer, chunking_config)
-            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        for day in landing.list_days(sample_landing):
+            chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), tokenizer, chunking_config)
+            stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
     return sample_landing
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import db, ingest, store
-from pipeline.chunking import ChunkingConfig
-from pipeline.embedding import load_embedder
+from pipeline.ingest import stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.embedding import load_embedder
 from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
+from pipeline.storage import days, db, model_registry
 
 
 def main(argv: list[str]) -> int:
@@ -29,11 +30,11 @@ def main(argv: list[str]) -> int:
             rows = int(argv[4])
             vectors = np.random.default_rng(0).standard_normal((rows, embedder.info.dim)).astype(np.float32)
             batch = synthetic_day(day, vectors, embedder.info.name, embedder.info.revision)
-            store.replace_day(conn, batch, store.register_model(conn, embedder.info))
+            days.replace_day(conn, batch, model_registry.register(conn, embedder.info).id)
             return 0
         config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
-        chunks = ingest.chunk_documents(ingest.read_documents(landing, day), embedder.backend_tokenizer(), config)
-        load = ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        chunks = stages.chunk_documents(stages.read_documents(landing, day), embedder.backend_tokenizer(), config)
+        load = stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
         print(f"loaded {load.chunks}")
     return 0
 

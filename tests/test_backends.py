@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline import sample_corpus
-from pipeline.embedding import Embedder, model_identity
 from pipeline.errors import ConfigError
+from pipeline.ingest.embedding import Embedder, model_identity
 
 TEXTS = [
     "PostgreSQL drops a day partition in milliseconds instead of deleting its rows.",

@@ -18,10 +18,17 @@ from dagster import DagsterInvalidConfigError, materialize
 from pydantic import ValidationError
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import ingest, store
-from pipeline.errors import DimensionMismatchError
+from pipeline.errors import DimensionMismatchError, InvalidVectorError
+from pipeline.ingest import stages
 from pipeline.records import DayEmbeddings
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import days, dead_letters, model_registry
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests.conftest import day_folder
 
 DAY = dt.date(2026, 2, 25)
@@ -100,7 +107,7 @@ def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp
     # 1. Files, through the real assets in one run (read as a user for whom permissions count).
     tracemalloc.start()
     with as_unprivileged_user():
-        read = ingest.read_documents(landing, DAY, max_file_bytes=20 * 1024 * 1024)
+        read = stages.read_documents(landing, DAY, max_file_bytes=20 * 1024 * 1024)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 16 * 1024 * 1024, f"reading a day with a 50 MB file peaked at {peak / 2**20:.1f} MiB"
@@ -119,7 +126,7 @@ def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp
     result = materialize([raw_documents, document_chunks, chunk_embeddings, vector_store], resources=resources,
                          partition_key=DAY.isoformat())
     assert result.success
-    letters = {row["source_uri"].split("/")[-1]: row for row in store.open_dead_letters(conn, days=[DAY])}
+    letters = {row["source_uri"].split("/")[-1]: row for row in dead_letters.open_letters(conn, days=[DAY])}
     for name, words in expected_letters.items():
         letter = letters.get(name)
         ok = letter is not None and words.lower() in f"{letter['error']} {letter['detail']}".lower()
@@ -135,20 +142,22 @@ def test_every_bad_input_is_handled_and_nothing_else_is_lost(migrated, conn, tmp
                     "path-like name (stays inside its day)": True})
 
     # 2. Vectors: wrong dimension and NaN are refused with the day and the numbers; the day stays as it was.
-    before = store.day_chunk_count(conn, DAY, store.registered_model(conn, embedder.info))
-    chunks = ingest.chunk_documents(ingest.read_documents(landing, DAY), embedder.backend_tokenizer(), chunking_config,
+    before = days.chunk_count(conn, DAY, model_registry.lookup(conn, embedder.info.name, embedder.info.revision).id)
+    chunks = stages.chunk_documents(stages.read_documents(landing, DAY), embedder.backend_tokenizer(), chunking_config,
                                     max_chunks_per_document=MAX_CHUNKS)
-    good = ingest.embed_chunks(chunks, embedder, conn)
-    model_id = store.model_id(conn, good.model_name, good.model_revision)
-    bad_vectors: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "vector of the wrong dimension": lambda v: v[:, :100],
-        "NaN vector": lambda v: np.where(np.arange(v.shape[0])[:, None] == 0, np.nan, v).astype(np.float32),
+    good = stages.embed_chunks(chunks, embedder, conn)
+    model_id = model_registry.lookup(conn, good.model_name, good.model_revision).id
+    bad_vectors: dict[str, tuple[Callable[[np.ndarray], np.ndarray], type[Exception], str]] = {
+        "vector of the wrong dimension": (lambda v: v[:, :100], DimensionMismatchError, "100 dimensions"),
+        # A NaN is a broken model or input, not a schema mismatch: it says so, and which chunk.
+        "NaN vector": (lambda v: np.where(np.arange(v.shape[0])[:, None] == 0, np.nan, v).astype(np.float32),
+                       InvalidVectorError, "NaN/infinite"),
     }
-    for name, spoil in bad_vectors.items():
+    for name, (spoil, error, says) in bad_vectors.items():
         spoilt = DayEmbeddings(**{**good.__dict__, "vectors": spoil(good.vectors)})
-        with pytest.raises(DimensionMismatchError, match=str(DAY)):
-            store.replace_day(conn, spoilt, model_id)
-        assert store.day_chunk_count(conn, DAY, store.registered_model(conn, embedder.info)) == before
+        with pytest.raises(error, match=f"{DAY}.*{says}"):
+            days.replace_day(conn, spoilt, model_id)
+        assert days.chunk_count(conn, DAY, model_registry.lookup(conn, embedder.info.name, embedder.info.revision).id) == before
         handled[name] = True
 
     # 3. Settings of the wrong type or range: refused before anything runs, naming the setting.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.chunking import ChunkingConfig, chunk_id, chunk_texts
-from pipeline.embedding import Embedder
 from pipeline.errors import ConfigError
+from pipeline.ingest.chunking import ChunkingConfig, chunk_id, chunk_texts
+from pipeline.ingest.embedding import Embedder
 
 ADVERSARIAL = {
     "prose": ("Databases store rows. " * 40 + "\n\n") * 6,

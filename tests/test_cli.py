@@ -7,8 +7,8 @@ import json
 import psycopg
 import pytest
 
-from pipeline import layout
-from pipeline.cli import main
+from pipeline.cli.main import main
+from pipeline.storage import layout
 from tests.conftest import SAMPLE_END
 
 
@@ -66,7 +66,8 @@ def test_doctor_reports_server_data_settings_and_statements(migrated, capsys, lo
 
 
 def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_sample) -> None:
-    from pipeline import db, doctor
+    from pipeline.ops import doctor
+    from pipeline.storage import db
 
     partition = layout.partition_name(SAMPLE_END)
     with db.connect(migrated) as conn:

@@ -8,9 +8,15 @@ import pytest
 from dagster import DagsterInstance, Definitions, build_schedule_context, materialize
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import db
 from pipeline.definitions import defs
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import db
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests.conftest import SAMPLE_END
 
 ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]

@@ -8,9 +8,9 @@ import pytest
 from dagster import materialize
 
 from assets.index import vector_index
-from pipeline import evaluation
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.errors import ConfigError
+from pipeline.query import evaluation
 from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import SAMPLE_END
 

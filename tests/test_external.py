@@ -15,14 +15,29 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, layout, migrate, models, search, store, vector_index
+from pipeline.cli import main as cli
 from pipeline.errors import DatabaseSetupError
-from pipeline.index_policy import Action, IndexSettings
+from pipeline.indexing import builds
+from pipeline.indexing.policy import Action, IndexSettings
+from pipeline.ingest import landing, stages
+from pipeline.query import search
 from pipeline.settings import Settings
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import catalog, db, layout, migrate, model_registry
+from pipeline.storage import days as day_store
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests import pgbouncer
 from tests.conftest import SAMPLE_END
-from tests.pg_cluster import install_with_pgvector_labelled, install_without_pgvector, start_cluster
+from tests.pg_cluster import (
+    install_with_pgvector_labelled,
+    install_without_pgvector,
+    start_cluster,
+)
 
 
 def test_a_server_without_pgvector_gets_the_fix(tmp_path, embedder, capsys, monkeypatch) -> None:
@@ -109,17 +124,17 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
 
         with db.connect(settings) as conn:
             assert conn.prepare_threshold is None, "prepared statements are off through the pooler"
-            model_id = models.serving_model(conn).id
-            counts = [store.day_chunk_count(conn, day, model_id) for day in days]
+            model_id = model_registry.serving(conn).id
+            counts = [day_store.chunk_count(conn, day, model_id) for day in days]
             assert all(count > 0 for count in counts)
             assert conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks").fetchone() == (sum(counts),) * 2
 
             logs: list[str] = []
-            outcome = vector_index.maintain_partition(conn, layout.partition_name(days[-1]),
+            outcome = builds.maintain_partition(conn, layout.partition_name(days[-1]),
                                                       IndexSettings(exact_max_rows=10), log=logs.append, pooled=True)
             assert outcome.plan.action == Action.CREATE and outcome.index_name
             assert any("through a transaction pooler" in line for line in logs)
-            existing = vector_index.existing_vector_index(conn, layout.partition_name(days[-1]))
+            existing = catalog.existing_vector_index(conn, layout.partition_name(days[-1]))
             assert existing is not None and existing.state.valid
 
             for _ in range(8):  # more than psycopg's default prepare threshold (5)
@@ -132,8 +147,8 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
 def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_landing, capsys, monkeypatch) -> None:
     """DOCVEC_SEARCH_DATABASE_URL sends `docvec search` to a hot standby (pg_basebackup -R) while
     ingestion keeps writing to the primary."""
-    from pipeline import ingest, sources
-    from pipeline.chunking import ChunkingConfig
+    from pipeline.ingest.chunking import ChunkingConfig
+
     from tests.pg_cluster import start_replica
 
     primary = start_cluster(tmp_path / "primary")
@@ -146,9 +161,9 @@ def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_land
         migrate.upgrade(settings, embedder.info.dim)
         config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
         with db.connect(settings) as conn:
-            day = sources.list_days(sample_landing)[-1]
-            chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
-            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+            day = landing.list_days(sample_landing)[-1]
+            chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
+            stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
             primary_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
 
         replica = start_replica(primary, tmp_path / "replica")

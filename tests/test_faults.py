@@ -13,10 +13,20 @@ import pytest
 from dagster import DagsterEventType, materialize
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, layout, migrate, search, sources, store
+from pipeline.cli import main as cli
 from pipeline.errors import DatabaseUnavailableError
+from pipeline.indexing import builds
+from pipeline.ingest import landing, stages
+from pipeline.query import search, search_model
 from pipeline.settings import Settings
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import days, db, layout, migrate, model_registry, partitions
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests.conftest import SAMPLE_END
 from tests.pg_cluster import Cluster, _run, _system_user, start_cluster
 
@@ -42,7 +52,7 @@ def restart(cluster: Cluster) -> None:
 
 def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_landing, tmp_path) -> None:
     cluster, settings = own_server
-    day = sources.list_days(sample_landing)[-1]
+    day = landing.list_days(sample_landing)[-1]
     resources = {
         "postgres": PostgresResource(database_url=settings.database_url, retry_wait_seconds=1),
         "embedder": EmbedderResource(),
@@ -54,7 +64,7 @@ def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_l
 
     # Hold the day's lock so the load blocks inside its transaction; restart the server right then.
     holder = psycopg.connect(cluster.url(DATABASE), autocommit=True)
-    holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, day.toordinal()))
+    holder.execute("SELECT pg_advisory_lock(%s, %s)", (partitions.DAY_LOCK, day.toordinal()))
     restarted = threading.Event()
 
     def restart_when_the_load_waits() -> None:
@@ -94,17 +104,16 @@ def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_l
 def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedder, sample_landing, capsys,
                                                             monkeypatch) -> None:
     cluster, settings = own_server
-    from pipeline import ingest
-    from pipeline.chunking import ChunkingConfig
+    from pipeline.ingest.chunking import ChunkingConfig
 
-    day = sources.list_days(sample_landing)[-1]
+    day = landing.list_days(sample_landing)[-1]
     with db.connect(settings) as conn:
-        chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(),
+        chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(),
                                         ChunkingConfig(max_seq_length=embedder.info.max_seq_length))
-        ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
 
     with db.connect(settings, for_search=True) as conn, psycopg.connect(cluster.url(DATABASE), autocommit=True) as admin:
-        vector, model_id = search.embed_query(conn, embedder, "sourdough starter")
+        vector, model_id = search_model.embed_query(conn, embedder, "sourdough starter")
         admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
         with pytest.raises(DatabaseUnavailableError, match="lost the database connection while searching"):
             search.search_vector(conn, vector, model_id, k=3)
@@ -120,26 +129,27 @@ def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedde
 
 
 def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migrated, embedder) -> None:
+    from pipeline.indexing.policy import IndexSettings
+
     from benchmarks.concurrency_benchmark import search_during
     from benchmarks.index_benchmark import clustered
-    from pipeline import retention, vector_index
-    from pipeline.index_policy import IndexSettings
     from pipeline.records import synthetic_day
+    from pipeline.storage import retention
     from tests.conftest import fresh_database
 
     settings = fresh_database(migrated, embedder.info.dim, "docvec_search_under_load")
     today = dt.date(2026, 6, 30)
-    days = [today - dt.timedelta(days=back) for back in (3, 2, 1)]
+    loaded = [today - dt.timedelta(days=back) for back in (3, 2, 1)]
     with db.connect(settings) as conn:
-        model_id = store.register_model(conn, embedder.info)
-        for n, day in enumerate(days):
-            store.replace_day(conn, synthetic_day(day, clustered(4_000, seed=n), embedder.info.name,
+        model_id = model_registry.register(conn, embedder.info).id
+        for n, day in enumerate(loaded):
+            days.replace_day(conn, synthetic_day(day, clustered(4_000, seed=n), embedder.info.name,
                                                   embedder.info.revision, doc_prefix=f"day{n}"), model_id)
         new_day = synthetic_day(today, clustered(30_000, seed=9), embedder.info.name, embedder.info.revision,
                                 doc_prefix="new")
         results = search_during(settings, model_id, clustered(50, seed=99), [
-            ("load", lambda: store.replace_day(conn, new_day, model_id)),
-            ("index build", lambda: vector_index.maintain_partition(conn, layout.partition_name(days[-1]),
+            ("load", lambda: days.replace_day(conn, new_day, model_id)),
+            ("index build", lambda: builds.maintain_partition(conn, layout.partition_name(loaded[-1]),
                                                                     IndexSettings(exact_max_rows=1_000))),
             # Dropping a day takes milliseconds: keep searching a moment on the new set of partitions.
             ("retention", lambda: (retention.apply_retention(conn, today, window_days=3), time.sleep(0.5))),

@@ -14,9 +14,11 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from pipeline import ingest, layout, search
-from pipeline.envfile import PROJECT_ROOT, dagster_environment
+from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
+from pipeline.ingest import stages
+from pipeline.query import search
 from pipeline.settings import Settings
+from pipeline.storage import layout
 from tests.conftest import day_folder
 
 
@@ -83,9 +85,9 @@ def test_a_later_version_wins_and_removing_it_restores_the_earlier(conn, migrate
     (day_folder(tmp_path, late) / "zz-guide.md").write_text("The zeppelin hangar now opens at ten in the morning.")
 
     def load(day: dt.date) -> None:
-        chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(),
+        chunks = stages.chunk_documents(stages.read_documents(tmp_path, day), embedder.backend_tokenizer(),
                                         chunking_config)
-        ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+        stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
 
     load(early)
     load(late)
@@ -154,11 +156,11 @@ def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
 
 def _load_scanned(conn: psycopg.Connection, landing: Path, day: dt.date, embedder, config, **plan) -> tuple:
     """One day through the engine the way the assets run it: scan (maybe without reading), plan, load."""
-    scanned = ingest.scan_documents(conn, landing, day)
-    batch, fingerprint, unchanged = ingest.plan_day(conn, scanned, landing, config, embedder.info, **plan)
-    chunks = ingest.chunk_documents(batch, embedder.backend_tokenizer(), config,
+    scanned = stages.scan_documents(conn, landing, day)
+    batch, fingerprint, unchanged = stages.plan_day(conn, scanned, landing, config, embedder.info, **plan)
+    chunks = stages.chunk_documents(batch, embedder.backend_tokenizer(), config,
                                     fingerprint=fingerprint, unchanged=unchanged)
-    load = ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+    load = stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
     return scanned, load
 
 

@@ -8,20 +8,22 @@ import pytest
 from dagster import materialize
 
 from assets.index import vector_index as vector_index_asset
-from pipeline import db, layout, search, store, vector_index
+from benchmarks.index_benchmark import clustered
 from pipeline.errors import ConfigError
-from pipeline.index_policy import (
+from pipeline.indexing import builds
+from pipeline.indexing.policy import (
     Action,
-    CurrentIndex,
     IndexKind,
     IndexSettings,
+    IndexState,
     PartitionStats,
     ivfflat_lists,
     ivfflat_probes,
     plan_index,
 )
-from benchmarks.index_benchmark import clustered
+from pipeline.query import search
 from pipeline.records import synthetic_day
+from pipeline.storage import catalog, days, db, layout, model_registry
 from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import fresh_database
 
@@ -34,23 +36,23 @@ def stats(rows: int, memory: int = 4 * GiB, model_id: int = 1) -> PartitionStats
 
 
 @pytest.mark.parametrize("rows,current,settings,action,kind,why", [
-    (5_000, CurrentIndex(), SETTINGS, Action.KEEP, IndexKind.NONE, "exact scan"),
-    (5_000, CurrentIndex(IndexKind.HNSW, built_rows=30_000, model_id=1), SETTINGS, Action.DROP, IndexKind.NONE, "exact"),
-    (50_000, CurrentIndex(), SETTINGS, Action.CREATE, IndexKind.HNSW, "hnsw preferred"),
-    (50_000, CurrentIndex(), IndexSettings(preferred=IndexKind.IVFFLAT), Action.CREATE, IndexKind.IVFFLAT, "ivfflat"),
-    (5_000_000, CurrentIndex(), SETTINGS, Action.CREATE, IndexKind.IVFFLAT, "would not fit"),
-    (50_000, CurrentIndex(IndexKind.HNSW, valid=False, model_id=1), SETTINGS, Action.REBUILD, IndexKind.HNSW, "invalid"),
-    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=2, params=(("ef_construction", 64), ("m", 16))),
+    (5_000, IndexState(), SETTINGS, Action.KEEP, IndexKind.NONE, "exact scan"),
+    (5_000, IndexState(IndexKind.HNSW, built_rows=30_000, model_id=1), SETTINGS, Action.DROP, IndexKind.NONE, "exact"),
+    (50_000, IndexState(), SETTINGS, Action.CREATE, IndexKind.HNSW, "hnsw preferred"),
+    (50_000, IndexState(), IndexSettings(preferred=IndexKind.IVFFLAT), Action.CREATE, IndexKind.IVFFLAT, "ivfflat"),
+    (5_000_000, IndexState(), SETTINGS, Action.CREATE, IndexKind.IVFFLAT, "would not fit"),
+    (50_000, IndexState(IndexKind.HNSW, valid=False, model_id=1), SETTINGS, Action.REBUILD, IndexKind.HNSW, "invalid"),
+    (50_000, IndexState(IndexKind.HNSW, built_rows=50_000, model_id=2, params=(("ef_construction", 64), ("m", 16))),
      SETTINGS, Action.REBUILD, IndexKind.HNSW, "another model"),
-    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 16))),
+    (50_000, IndexState(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 16))),
      SETTINGS, Action.KEEP, IndexKind.HNSW, "fits"),
-    (50_000, CurrentIndex(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 8))),
+    (50_000, IndexState(IndexKind.HNSW, built_rows=50_000, model_id=1, params=(("ef_construction", 64), ("m", 8))),
      SETTINGS, Action.REBUILD, IndexKind.HNSW, "policy now wants"),
-    (90_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
+    (90_000, IndexState(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
      IndexSettings(preferred=IndexKind.IVFFLAT), Action.REBUILD, IndexKind.IVFFLAT, "stale"),
-    (60_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
+    (60_000, IndexState(IndexKind.IVFFLAT, built_rows=40_000, model_id=1, params=(("lists", 40),)),
      IndexSettings(preferred=IndexKind.IVFFLAT), Action.KEEP, IndexKind.IVFFLAT, "fits"),
-    (50_000, CurrentIndex(IndexKind.IVFFLAT, built_rows=50_000, model_id=1, params=(("lists", 50),)),
+    (50_000, IndexState(IndexKind.IVFFLAT, built_rows=50_000, model_id=1, params=(("lists", 50),)),
      SETTINGS, Action.REBUILD, IndexKind.HNSW, "policy now wants hnsw"),
 ])
 def test_policy_branches(rows, current, settings, action, kind, why) -> None:
@@ -63,8 +65,8 @@ def test_policy_branches(rows, current, settings, action, kind, why) -> None:
 def test_ivfflat_sizing() -> None:
     assert ivfflat_lists(50_000) == 50 and ivfflat_lists(1_000_000) == 1000 and ivfflat_lists(4_000_000) == 2000
     assert ivfflat_probes(100) == 10 and ivfflat_probes(1) == 1
-    plan = plan_index(stats(200_000), CurrentIndex(), IndexSettings(preferred=IndexKind.IVFFLAT))
-    assert plan.params_dict == {"lists": 200} and dict(plan.search_params) == {"probes": 15}
+    plan = plan_index(stats(200_000), IndexState(), IndexSettings(preferred=IndexKind.IVFFLAT))
+    assert plan.spec.params_dict == {"lists": 200} and dict(plan.spec.search_params) == {"probes": 15}
 
 
 @pytest.mark.parametrize("kwargs", [{"exact_max_rows": -1}, {"preferred": IndexKind.NONE}, {"hnsw_m": 1},
@@ -88,8 +90,8 @@ def indexed_db(migrated, embedder):
     batch = synthetic_day(DAY, vectors, embedder.info.name, embedder.info.revision,
                           metadata=lambda i: {"shard": str(i % 20)}, documents=400)
     with db.connect(isolated) as conn:
-        model_id = store.register_model(conn, embedder.info)
-        store.replace_day(conn, batch, model_id)
+        model_id = model_registry.register(conn, embedder.info).id
+        days.replace_day(conn, batch, model_id)
     return isolated, model_id, vectors
 
 
@@ -104,28 +106,32 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
     logs: list[str] = []
     with db.connect(settings) as conn:
         policy = IndexSettings(preferred=kind)  # the default policy: 25k rows get an index
-        outcome = vector_index.maintain_partition(conn, partition, policy, log=logs.append)
+        outcome = builds.maintain_partition(conn, partition, policy, log=logs.append)
         assert outcome.plan.action in (Action.CREATE, Action.REBUILD) and outcome.index_name
-        existing = vector_index.existing_vector_index(conn, partition)
+        existing = catalog.existing_vector_index(conn, partition)
         assert existing is not None and existing.state.valid and existing.state.kind == kind
         assert existing.state.built_rows == ROWS
-        tuning = dict(outcome.plan.search_params)
-        recall = vector_index.recall_at_k(conn, partition, samples=50, ef_search=tuning.get("ef_search", 64),
-                                          probes=tuning.get("probes", 10))
+        checked_with = dict(outcome.plan.spec.search_params)
+        assert dict(existing.state.search_params) == checked_with, "the index records what its recall was checked with"
+        # Search runs with exactly those parameters (it used probes = 10 whatever the index, while the
+        # check measured sqrt(lists)), so the recall measured here is the recall users get.
+        served = search.SearchTuning().ann_settings(conn)
+        assert (served.ef_search if kind == IndexKind.HNSW else served.probes) == next(iter(checked_with.values()))
+        recall = builds.recall_at_k(conn, partition, samples=50)
         assert recall >= 0.95, recall
         plan = plan_text(conn, vectors, model_id)
         assert outcome.index_name in plan, "search uses the index"
         assert "'[384 dims]'::vector" in plan, "the query vector is elided from the printed plan"
-        again = vector_index.maintain_partition(conn, partition, policy)
+        again = builds.maintain_partition(conn, partition, policy)
         assert again.plan.action == Action.KEEP and again.index_name == outcome.index_name
 
         filtered = search.search_vector(conn, vectors[0], model_id, k=10, filters={"shard": "7"})
         assert len(filtered) == 10, "iterative scans keep a 5%-selective filter from starving the results"
         assert all(h.metadata["shard"] == "7" for h in filtered)
 
-        dropped = vector_index.maintain_partition(conn, partition, IndexSettings(exact_max_rows=1_000_000))
+        dropped = builds.maintain_partition(conn, partition, IndexSettings(exact_max_rows=1_000_000))
         assert dropped.plan.action == Action.DROP
-        assert vector_index.existing_vector_index(conn, partition) is None
+        assert catalog.existing_vector_index(conn, partition) is None
         plan = plan_text(conn, vectors, model_id)
         assert "Seq Scan" in plan and "hnsw" not in plan and "ivfflat" not in plan, plan
     assert any("built" in line for line in logs)

@@ -9,18 +9,19 @@ import numpy as np
 import psycopg
 import pytest
 
-from pipeline import ingest, layout, store
-from pipeline.chunking import ChunkingConfig
-from pipeline.embedding import Embedder
-from pipeline.errors import DimensionMismatchError
+from pipeline.errors import DimensionMismatchError, InvalidVectorError
+from pipeline.ingest import stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.embedding import Embedder
+from pipeline.storage import dead_letters, layout
 from tests.conftest import day_folder
 
 
 def run_day(conn: psycopg.Connection, landing: Path, day: dt.date, embedder: Embedder, config: ChunkingConfig):
-    documents = ingest.read_documents(landing, day)
-    chunks = ingest.chunk_documents(documents, embedder.backend_tokenizer(), config)
-    embeddings = ingest.embed_chunks(chunks, embedder, conn)
-    return embeddings, ingest.load_embeddings(conn, embeddings)
+    documents = stages.read_documents(landing, day)
+    chunks = stages.chunk_documents(documents, embedder.backend_tokenizer(), config)
+    embeddings = stages.embed_chunks(chunks, embedder, conn)
+    return embeddings, stages.load_embeddings(conn, embeddings)
 
 
 def chunk_ids(conn: psycopg.Connection, day: dt.date) -> list[str]:
@@ -77,7 +78,7 @@ def test_bad_files_are_dead_lettered_and_the_rest_loads(conn, tmp_path, embedder
     (folder / "escape.txt").symlink_to(tmp_path.parent / "etc_passwd_stand_in.txt")
     result, load = run_day(conn, tmp_path, day, embedder, chunking_config)
     assert sorted(d.doc_id for d in result.documents) == ["good.md", "utf16.txt"]
-    letters = {row["source_uri"]: row for row in store.open_dead_letters(conn, [day])}
+    letters = {row["source_uri"]: row for row in dead_letters.open_letters(conn, [day])}
     assert set(letters) == {f"{day}/binary.txt", f"{day}/latin1.txt", f"{day}/empty.md", f"{day}/escape.txt"}
     assert "binary" in letters[f"{day}/binary.txt"]["error"]
     assert "not valid UTF-8" in letters[f"{day}/latin1.txt"]["error"]
@@ -89,7 +90,7 @@ def test_bad_files_are_dead_lettered_and_the_rest_loads(conn, tmp_path, embedder
     for name in ("binary.txt", "empty.md", "escape.txt"):
         (folder / name).unlink()
     run_day(conn, tmp_path, day, embedder, chunking_config)
-    assert store.open_dead_letters(conn, [day]) == [], "fixing a file and rerunning its day clears its dead letter"
+    assert dead_letters.open_letters(conn, [day]) == [], "fixing a file and rerunning its day clears its dead letter"
     resolved = conn.execute("SELECT count(*) FROM dead_letters WHERE ingest_date = %s AND resolved_at IS NOT NULL",
                             (day,)).fetchone()[0]
     assert resolved == 4
@@ -101,10 +102,11 @@ def test_vectors_of_the_wrong_shape_or_nan_are_refused(conn, tmp_path, embedder,
     embeddings, _ = run_day(conn, tmp_path, day, embedder, chunking_config)
     wrong = embeddings.__class__(**{**embeddings.__dict__, "vectors": np.ones((1, 768), dtype=np.float32)})
     with pytest.raises(DimensionMismatchError, match="768 dimensions but chunks.embedding is vector\\(384\\)"):
-        ingest.load_embeddings(conn, wrong)
+        stages.load_embeddings(conn, wrong)
     nan = embeddings.__class__(**{**embeddings.__dict__, "vectors": np.full((1, 384), np.nan, dtype=np.float32)})
-    with pytest.raises(DimensionMismatchError, match="NaN"):
-        ingest.load_embeddings(conn, nan)
+    # NaN is not a dimension problem: it is named for what it is, with the chunk it came from.
+    with pytest.raises(InvalidVectorError, match=r"NaN/infinite .*first: chunk \w+ of x.md"):
+        stages.load_embeddings(conn, nan)
     assert len(chunk_ids(conn, day)) == 1, "a refused load leaves the previous day intact"
 
 
@@ -112,7 +114,7 @@ def test_missing_landing_dir_names_the_fix(tmp_path) -> None:
     from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not exist.*landing_dir"):
-        ingest.read_documents(tmp_path / "nope", dt.date(2026, 2, 5))
+        stages.read_documents(tmp_path / "nope", dt.date(2026, 2, 5))
 
 
 def test_text_repeated_across_days_of_one_run_is_embedded_once(conn, migrated, tmp_path, embedder,
@@ -125,8 +127,8 @@ def test_text_repeated_across_days_of_one_run_is_embedded_once(conn, migrated, t
     run_vectors: dict = {}
     results = []
     for day in (first, second):  # as chunk_embeddings does: every day embedded before any is stored
-        chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(),
+        chunks = stages.chunk_documents(stages.read_documents(tmp_path, day), embedder.backend_tokenizer(),
                                         chunking_config)
-        results.append(ingest.embed_chunks(chunks, embedder, conn, run_vectors=run_vectors))
+        results.append(stages.embed_chunks(chunks, embedder, conn, run_vectors=run_vectors))
     assert [(r.embedded, r.reused) for r in results] == [(1, 0), (0, 1)]
     assert (results[0].vectors == results[1].vectors).all()

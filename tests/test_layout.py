@@ -14,11 +14,23 @@ from dagster import materialize
 
 from assets.index import vector_index as vector_index_asset
 from benchmarks.index_benchmark import clustered
-from pipeline import db, doctor, layout, retention, sealing, search, status, store, vector_index
 from pipeline.errors import ConfigError
-from pipeline.index_policy import Action, IndexKind, IndexSettings
-from pipeline.layout import LayoutSettings, StoredPartition
+from pipeline.indexing import builds, sealing
+from pipeline.indexing.policy import Action, IndexKind, IndexSettings
+from pipeline.ops import doctor, status
+from pipeline.query import search
 from pipeline.records import synthetic_day
+from pipeline.storage import (
+    catalog,
+    days,
+    db,
+    ingest_days,
+    layout,
+    model_registry,
+    partitions,
+    retention,
+)
+from pipeline.storage.layout import LayoutSettings, StoredPartition
 from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import fresh_database
 
@@ -92,9 +104,9 @@ def five_days(migrated, embedder):
     batches = {day: synthetic_day(day, v, embedder.info.name, embedder.info.revision, documents=40,
                                   doc_prefix=f"doc-{day:%d}") for day, v in vectors.items()}
     with db.connect(isolated) as conn:
-        model_id = store.register_model(conn, embedder.info)
+        model_id = model_registry.register(conn, embedder.info).id
         for batch in batches.values():
-            store.replace_day(conn, batch, model_id)
+            days.replace_day(conn, batch, model_id)
     return isolated, model_id, vectors, batches, embedder.info
 
 
@@ -121,8 +133,8 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
     assert event.materialization.metadata["sealed"].value == {block: [layout.partition_name(d) for d in DAYS]}
 
     with db.connect(settings) as conn:
-        assert [p.table for p in layout.partitions(conn)] == [block, layout.partition_name(TODAY)]
-        index = vector_index.existing_vector_index(conn, block)
+        assert [p.table for p in catalog.partitions(conn)] == [block, layout.partition_name(TODAY)]
+        index = catalog.existing_vector_index(conn, block)
         assert index is not None and index.state.kind == IndexKind.HNSW and index.state.built_rows == 5 * ROWS
         assert {day: chunk_ids(conn, day) for day in DAYS} == ids_before, "sealing moves rows, loses none"
         sealed = [[h.chunk_id for h in search.search_vector(conn, q, model_id, k=10)] for q in queries]
@@ -131,43 +143,43 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
         plan = search.explain_vector(conn, queries[0], model_id)
         assert index.name in plan and not any(f" on {layout.partition_name(day)} " in plan for day in DAYS), plan
         assert sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING) == [], "idempotent"
-        assert store.has_fingerprint(conn, DAYS[1], batches[DAYS[1]].fingerprint), "a sealed day is still known unchanged"
+        assert ingest_days.has_fingerprint(conn, DAYS[1], batches[DAYS[1]].fingerprint), "a sealed day is still known unchanged"
         assert "sealed" in next(s.index for s in status.day_statuses(conn, [DAYS[1]]))
 
         # A sealed day reloaded with new content: the block is rebuilt around it, its other days untouched.
         changed = synthetic_day(DAYS[2], clustered(300, seed=99), info.name, info.revision, documents=30,
                                 doc_prefix="changed")
-        load = store.replace_day(conn, changed, model_id)
+        load = days.replace_day(conn, changed, model_id)
         assert load.partition == block and load.replaced_chunks == ROWS and load.carried_chunks == 4 * ROWS
         assert conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s", (DAYS[2],)).fetchone()[0] == 300
         assert {day: chunk_ids(conn, day) for day in DAYS if day != DAYS[2]} == {
             day: ids for day, ids in ids_before.items() if day != DAYS[2]}
-        rebuilt = vector_index.existing_vector_index(conn, block)
+        rebuilt = catalog.existing_vector_index(conn, block)
         assert rebuilt is not None and rebuilt.state.kind == IndexKind.HNSW and rebuilt.state.valid
         assert rebuilt.name != index.name and rebuilt.name in search.explain_vector(conn, queries[0], model_id), \
             "the block got its index back before the swap: search never exact-scans it"
-        assert vector_index.maintain_partition(conn, block, INDEXING).plan.action == Action.KEEP
+        assert builds.maintain_partition(conn, block, INDEXING).plan.action == Action.KEEP
 
         # Retention whose edge falls inside the block: two days dropped, the rest rebuilt with its index.
         window = (TODAY - DAYS[2]).days + 1
         preview = retention.apply_retention(conn, TODAY, window, dry_run=True)
-        block_bytes = layout.partition_for(conn, LAST).bytes
+        block_bytes = catalog.partition_for(conn, LAST).bytes
         assert preview.days == DAYS[:2] and preview.rows == 2 * ROWS
         assert [p.kept_as for p in preview.dropped] == ["(rebuilt)"]
         assert 0 < preview.bytes < block_bytes / 2, "a trimmed block frees its expired share, not its whole size"
         with psycopg.connect(db.docvec_url(settings), autocommit=True) as holder:
-            holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, LAST.toordinal()))
+            holder.execute("SELECT pg_advisory_lock(%s, %s)", (partitions.DAY_LOCK, LAST.toordinal()))
             busy = retention.apply_retention(conn, TODAY, window)
-            holder.execute("SELECT pg_advisory_unlock(%s, %s)", (store.DAY_LOCK, LAST.toordinal()))
+            holder.execute("SELECT pg_advisory_unlock(%s, %s)", (partitions.DAY_LOCK, LAST.toordinal()))
         assert busy.dropped == [] and busy.skipped_busy == DAYS[:2], "a day of the block is being loaded: retried"
         trimmed = retention.apply_retention(conn, TODAY, window)
         kept_as = layout.partition_name(DAYS[2], LAST)
         assert trimmed.days == DAYS[:2] and trimmed.rows == 2 * ROWS
         assert [p.kept_as for p in trimmed.dropped] == [kept_as]
-        assert [p.table for p in layout.partitions(conn)] == [kept_as, layout.partition_name(TODAY)]
+        assert [p.table for p in catalog.partitions(conn)] == [kept_as, layout.partition_name(TODAY)]
         assert conn.execute("SELECT count(*) FROM chunks WHERE ingest_date < %s", (DAYS[2],)).fetchone()[0] == 0
         assert {day: chunk_ids(conn, day) for day in DAYS[3:]} == {day: ids_before[day] for day in DAYS[3:]}
-        kept_index = vector_index.existing_vector_index(conn, kept_as)
+        kept_index = catalog.existing_vector_index(conn, kept_as)
         assert kept_index is not None and kept_index.state.kind == IndexKind.HNSW
         assert kept_index.name in search.explain_vector(conn, vectors[LAST][0], model_id)
         assert retention.days_older_than_window(conn, TODAY, window) == []
@@ -180,37 +192,37 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
     upkeep or retention trim of a partition sealed meanwhile leaves it to the seal or the next run; and a reload waiting for an index
     build on its partition does not block searches while it waits."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_race")
-    days = [FIRST, FIRST + dt.timedelta(days=1)]
+    race_days = [FIRST, FIRST + dt.timedelta(days=1)]
     with db.connect(isolated) as conn:
-        model_id = store.register_model(conn, embedder.info)
-        for day in days:
-            store.replace_day(conn, synthetic_day(day, clustered(50, seed=day.toordinal()), embedder.info.name,
+        model_id = model_registry.register(conn, embedder.info).id
+        for day in race_days:
+            days.replace_day(conn, synthetic_day(day, clustered(50, seed=day.toordinal()), embedder.info.name,
                                                   embedder.info.revision, documents=5), model_id)
-    block = layout.partition_name(FIRST, days[1])
+    block = layout.partition_name(FIRST, race_days[1])
     dim = embedder.info.dim
 
     with db.connect(isolated, autocommit=False) as reader, db.connect(isolated) as other:
         reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         reader.execute("SELECT 1")  # the snapshot: both day partitions listed in pg_inherits
-        listed = layout.partitions(other)
+        listed = catalog.partitions(other)
         [outcome] = sealing.seal_days(other, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING)
         assert outcome.partition == block
-        assert [p.table for p in layout.partitions(reader)] == [], "both were dropped after the snapshot"
+        assert [p.table for p in catalog.partitions(reader)] == [], "both were dropped after the snapshot"
         doctor.diagnose(reader)
         reader.rollback()
-        assert vector_index.upkeep(other, listed[0].table, INDEXING, dim) is None, "sealed meanwhile: left to the seal"
-        assert retention._purge(other, listed[1], days[1], lambda _: None) is None, "trimmed next run, not failed"
-        kept = vector_index.upkeep(other, block, INDEXING, dim)
+        assert builds.upkeep(other, listed[0].table, INDEXING, dim) is None, "sealed meanwhile: left to the seal"
+        assert retention._purge(other, listed[1], race_days[1], lambda _: None) is None, "trimmed next run, not failed"
+        kept = builds.upkeep(other, block, INDEXING, dim)
         assert kept is not None and kept.outcome.rows == 100 and kept.insane_vectors == 0
 
     # An index build in progress on the block (CREATE INDEX CONCURRENTLY's lock, held open here).
-    changed = synthetic_day(days[0], clustered(30, seed=7), embedder.info.name, embedder.info.revision, documents=3)
+    changed = synthetic_day(race_days[0], clustered(30, seed=7), embedder.info.name, embedder.info.revision, documents=3)
     with db.connect(isolated, autocommit=False) as build, db.connect(isolated) as watcher:
         build.execute(f"LOCK TABLE {block} IN SHARE UPDATE EXCLUSIVE MODE")
         with ThreadPoolExecutor(1) as pool:
             def reload() -> str | None:
                 with db.connect(isolated) as loader:
-                    return store.replace_day(loader, changed, model_id).partition
+                    return days.replace_day(loader, changed, model_id).partition
             loading = pool.submit(reload)
             try:
                 waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass"

@@ -6,7 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pipeline.loader import copy_rows
+from pipeline.storage.loader import copy_rows
 
 
 def test_copy_round_trip_is_exact(conn: psycopg.Connection) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from pipeline import migrate
 from pipeline.settings import Settings
+from pipeline.storage import migrate
 from tests.conftest import fresh_database
 
 TABLES = {"embedding_models", "documents", "chunks", "dead_letters"}
@@ -43,7 +43,7 @@ def test_offline_sql_for_dbas(migrated: Settings) -> None:
 
 def test_upgrade_checks_pgvector_first(migrated: Settings) -> None:
     """The extension check that runs before every upgrade reports the installed version (0.8 here)."""
-    from pipeline.db import ensure_vector_extension
+    from pipeline.storage.db import ensure_vector_extension
 
     with psycopg.connect(migrate.docvec_url(migrated), autocommit=True) as conn:
         version = ensure_vector_extension(conn)

@@ -13,11 +13,19 @@ import pytest
 from dagster import build_sensor_context, materialize
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, models, search, store
-from pipeline.embedding import ModelInfo
+from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, DimensionMismatchError
-from resources import (DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource,
-                       SourceResource)
+from pipeline.ingest import landing, stages
+from pipeline.ingest.embedding import ModelInfo
+from pipeline.query import search, search_model
+from pipeline.storage import db, model_lifecycle, model_registry
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from schedules.sensors import embedding_model_sensor
 from tests.conftest import SAMPLE_END, fresh_database
 
@@ -57,9 +65,9 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     for day in DAYS:
         assert _run(resources, day, "torch").success
     with db.connect(settings) as conn:
-        fp32 = models.serving_model(conn)
+        fp32 = model_registry.serving(conn)
         assert fp32.label == f"{embedder.info.name}@{embedder.info.revision}"
-        before = search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")
+        before = search.search(conn, search_model.serving_embedder(conn), QUERY, k=5, mode="vector")
 
     # The configured model changes: the sensor asks for every stored day, and the first shadow day
     # leaves search on the served model.
@@ -75,23 +83,23 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     assert embedded["reused"] == 0 and embedded["embedded"] == embedded["chunks"] > 0, "nothing reused across models"
     assert "shadow build" in _meta(shadow_day, "vector_store")["embedding_model"]
     with db.connect(settings) as conn:
-        assert "shadow" in models.summary(conn) and "1/2 days built" in models.summary(conn)
-        assert models.serving_model(conn).id == fp32.id
-        int8 = models.find_model(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
-        assert models.coverage(conn, int8).missing_days == [DAYS[1]]
+        assert "shadow" in model_lifecycle.summary(conn) and "1/2 days built" in model_lifecycle.summary(conn)
+        assert model_registry.serving(conn).id == fp32.id
+        int8 = model_registry.find(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+        assert model_lifecycle.coverage(conn, int8).missing_days == [DAYS[1]]
         both = conn.execute("SELECT count(DISTINCT model_id) FROM chunks WHERE ingest_date = %s", (DAYS[0],)).fetchone()
         assert both == (2,), "the day holds the served vectors and the shadow vectors side by side"
-        during = search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")
+        during = search.search(conn, search_model.serving_embedder(conn), QUERY, k=5, mode="vector")
         assert [h.chunk_id for h in during] == [h.chunk_id for h in before]
         assert [round(h.similarity, 5) for h in during] == [round(h.similarity, 5) for h in before]
-        assert _no_duplicate_chunks(search.search(conn, search.serving_embedder(conn), QUERY, k=20, mode="hybrid"))
+        assert _no_duplicate_chunks(search.search(conn, search_model.serving_embedder(conn), QUERY, k=20, mode="hybrid"))
 
     last_day = _run(resources, DAYS[1], "onnx-int8")
     assert last_day.success
     assert "switched" in _meta(last_day, "vector_store")["embedding_model"]
     with db.connect(settings) as conn:
-        assert models.serving_model(conn).id == int8.id
-        served = search.serving_embedder(conn)
+        assert model_registry.serving(conn).id == int8.id
+        served = search_model.serving_embedder(conn)
         assert served.info.revision.endswith("+int8") and served.backend == "onnx-int8"
         after = search.search(conn, served, QUERY, k=5, mode="vector")
         assert after and _no_duplicate_chunks(after)
@@ -103,9 +111,9 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     assert cli.main([*home, "model", "rollback"]) == 0
     assert "serves" in capsys.readouterr().out
     with db.connect(settings) as conn:
-        assert models.serving_model(conn).id == fp32.id
-        assert models.find_model(conn, str(int8.id)).retired_at is not None
-        assert search.search(conn, search.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
+        assert model_registry.serving(conn).id == fp32.id
+        assert model_registry.find(conn, str(int8.id)).retired_at is not None
+        assert search.search(conn, search_model.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
             == before[0].chunk_id
     refused = _run(resources, DAYS[1], "onnx-int8")
     assert not refused.success
@@ -117,7 +125,7 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     # Undo the rollback explicitly.
     assert cli.main([*home, "model", "activate", str(int8.id)]) == 0
     with db.connect(settings) as conn:
-        assert models.serving_model(conn).id == int8.id
+        assert model_registry.serving(conn).id == int8.id
 
 
 def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycle, embedder) -> None:
@@ -127,13 +135,13 @@ def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycl
     assert _run(resources, DAYS[0], "onnx-int8").success
     with db.connect(settings) as conn:
         with pytest.raises(ConfigError, match=f"1 stored days \\({DAYS[1]}\\)"):
-            models.activate(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+            model_lifecycle.activate(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
         with pytest.raises(ConfigError, match="no previously served"):
-            models.rollback(conn)
+            model_lifecycle.rollback(conn)
         wide = ModelInfo(name="wide-model", revision="x", dim=768, max_seq_length=512, normalized=True, device="cpu")
         with pytest.raises(DimensionMismatchError, match="768-d.*vector\\(384\\)"):
-            store.register_model(conn, wide)
-        served = models.serving_model(conn)
+            model_registry.register(conn, wide).id
+        served = model_registry.serving(conn)
         with pytest.raises(DimensionMismatchError, match="768 dimensions.*have 384"):
             search.search_vector(conn, np.ones(768, dtype=np.float32), served.id, k=3)
 
@@ -143,7 +151,7 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
                                                               capsys, monkeypatch) -> None:
     """`docvec model build` from the README: one Dagster run (a subprocess) over the days the model
     lacks, which ends with search serving it."""
-    from pipeline import ingest, sample_corpus, sources
+    from pipeline import sample_corpus
     from pipeline.settings import Settings
 
     scratch = fresh_database(migrated, embedder.info.dim, f"docvec_models_cli_{os.getpid()}")
@@ -151,19 +159,19 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
                         dagster_database_url=scratch.database_url, pgbouncer=False)
     sample_corpus.write_sample_corpus(settings.landing_dir, end=dt.date.today(), days=2)
     with db.connect(settings) as conn:
-        for day in sources.list_days(settings.landing_dir):
-            chunks = ingest.chunk_documents(ingest.read_documents(settings.landing_dir, day),
+        for day in landing.list_days(settings.landing_dir):
+            chunks = stages.chunk_documents(stages.read_documents(settings.landing_dir, day),
                                            embedder.backend_tokenizer(), chunking_config)
-            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
-        fp32 = models.serving_model(conn)
+            stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
+        fp32 = model_registry.serving(conn)
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("DAGSTER_DATABASE_URL", settings.database_url)
     assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
     assert "embedding 2 stored days" in capsys.readouterr().out
     with db.connect(settings) as conn:
-        serving = models.serving_model(conn)
-        assert serving.revision == f"{fp32.revision}+int8" and models.previous_model(conn).id == fp32.id
-        assert models.coverage(conn, serving).complete
+        serving = model_registry.serving(conn)
+        assert serving.revision == f"{fp32.revision}+int8" and model_registry.previous(conn).id == fp32.id
+        assert model_lifecycle.coverage(conn, serving).complete
     assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
     assert "already covers every stored day" in capsys.readouterr().out
 

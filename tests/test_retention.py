@@ -10,11 +10,17 @@ from dagster import DagsterInstance, build_schedule_context, materialize
 
 from assets.ingest import raw_documents
 from assets.retention import retention
-from pipeline import db, layout, retention as engine, store
 from pipeline.errors import ConfigError
 from pipeline.records import synthetic_day
 from pipeline.settings import Settings
-from resources import PostgresResource, RetentionResource, SourceResource, DayBatchIOManager
+from pipeline.storage import catalog, days, db, model_registry, partitions
+from pipeline.storage import retention as engine
+from resources import (
+    DayBatchIOManager,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests.conftest import fresh_database
 
 TODAY = dt.date(2026, 6, 30)
@@ -27,10 +33,10 @@ def forty_days(migrated: Settings, embedder) -> Settings:
     texts = ["retention keeps thirty days", "old days are dropped whole", "partitions make it cheap"]
     vectors = embedder.encode(texts)
     with db.connect(isolated) as conn:
-        model_id = store.register_model(conn, embedder.info)
+        model_id = model_registry.register(conn, embedder.info).id
         for back in range(40):
             day = TODAY - dt.timedelta(days=back)
-            store.replace_day(conn, synthetic_day(day, vectors, embedder.info.name, embedder.info.revision,
+            days.replace_day(conn, synthetic_day(day, vectors, embedder.info.name, embedder.info.revision,
                                                   texts=texts), model_id)
         conn.execute("INSERT INTO dead_letters (source_uri, ingest_date, stage, error, resolved_at) VALUES "
                      "('old/fixed.txt', %s, 'read', 'was bad', now()), ('old/open.txt', %s, 'read', 'still bad', NULL)",
@@ -40,7 +46,7 @@ def forty_days(migrated: Settings, embedder) -> Settings:
 
 def partition_days(settings: Settings) -> list[dt.date]:
     with db.connect(settings) as conn:
-        return [p.first for p in layout.partitions(conn)]
+        return [p.first for p in catalog.partitions(conn)]
 
 
 def test_window_arithmetic() -> None:
@@ -78,11 +84,11 @@ def test_a_day_being_ingested_is_skipped_then_dropped(forty_days: Settings) -> N
     later = TODAY + dt.timedelta(days=1)  # makes TODAY-29 expire
     target = TODAY - dt.timedelta(days=29)
     with psycopg.connect(db.docvec_url(forty_days), autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s, %s)", (store.DAY_LOCK, target.toordinal()))
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (partitions.DAY_LOCK, target.toordinal()))
         with db.connect(forty_days) as conn:
             result = engine.apply_retention(conn, later, 30)
         assert result.skipped_busy == [target] and result.dropped == []
-        holder.execute("SELECT pg_advisory_unlock(%s, %s)", (store.DAY_LOCK, target.toordinal()))
+        holder.execute("SELECT pg_advisory_unlock(%s, %s)", (partitions.DAY_LOCK, target.toordinal()))
     with db.connect(forty_days) as conn:
         result = engine.apply_retention(conn, later, 30)
     assert result.days == [target]

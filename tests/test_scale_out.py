@@ -18,7 +18,7 @@ from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from pipeline.envfile import PROJECT_ROOT, dagster_environment
+from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from tests.conftest import day_folder
 
 DEPLOY = PROJECT_ROOT / "deploy"

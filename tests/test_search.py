@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 
-from pipeline import sample_corpus, search
+from pipeline import sample_corpus
 from pipeline.errors import ConfigError
+from pipeline.ingest import stages
+from pipeline.query import fusion, hits, search
 from tests.conftest import SAMPLE_END
 
 
@@ -67,7 +69,6 @@ def test_filters_apply_to_every_mode(loaded_sample, conn, embedder, mode: str) -
 
 
 def test_per_document_limit_and_context_window(conn, migrated, tmp_path, embedder, chunking_config) -> None:
-    from pipeline import ingest
 
     day = dt.date(2026, 2, 27)
     folder = tmp_path / day.isoformat()
@@ -75,9 +76,9 @@ def test_per_document_limit_and_context_window(conn, migrated, tmp_path, embedde
     paragraphs = [f"Section {i}. The lighthouse keeper logs the lamp's oil level, the wind and the passing "
                   f"ships at hour {i}. " * 6 for i in range(8)]
     (folder / "keeper-log.md").write_text("\n\n".join(paragraphs))
-    chunks = ingest.chunk_documents(ingest.read_documents(tmp_path, day), embedder.backend_tokenizer(), chunking_config)
+    chunks = stages.chunk_documents(stages.read_documents(tmp_path, day), embedder.backend_tokenizer(), chunking_config)
     assert len(chunks.chunks) >= 4
-    ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
+    stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
 
     options = dict(k=5, since=day, until=day)
     several = search.search(conn, embedder, "lighthouse keeper oil level", mode="hybrid", **options)
@@ -94,13 +95,13 @@ def test_per_document_limit_and_context_window(conn, migrated, tmp_path, embedde
 
 
 def test_reciprocal_rank_fusion() -> None:
-    def hit(chunk: str, rank: int, **scores) -> search.SearchHit:
-        return search.SearchHit(rank=rank, similarity=scores.get("similarity"), doc_id=chunk, ingest_date=SAMPLE_END,
+    def hit(chunk: str, rank: int, **scores) -> hits.SearchHit:
+        return hits.SearchHit(rank=rank, similarity=scores.get("similarity"), doc_id=chunk, ingest_date=SAMPLE_END,
                                 seq=0, chunk_id=chunk, text=chunk, metadata={}, text_score=scores.get("text_score"))
 
     vector = [hit("a", 1, similarity=0.9), hit("b", 2, similarity=0.8), hit("c", 3, similarity=0.7)]
     text = [hit("c", 1, text_score=0.5), hit("d", 2, text_score=0.4)]
-    fused = search.fuse(vector, text, rrf_k=60)
+    fused = fusion.fuse(vector, text, rrf_k=60)
     assert [h.chunk_id for h in fused] == ["c", "a", "b", "d"]
     assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
     assert (fused[0].similarity, fused[0].text_score) == (0.7, 0.5)

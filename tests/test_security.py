@@ -14,11 +14,21 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from pipeline import cli, db, ingest, layout, retention, search, sources, vector_index
-from pipeline.chunking import ChunkingConfig
-from pipeline.index_policy import IndexSettings
+from pipeline.cli import main as cli
+from pipeline.indexing import builds
+from pipeline.indexing.policy import IndexSettings
+from pipeline.ingest import landing, stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.query import search
 from pipeline.settings import Settings
-from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
+from pipeline.storage import db, layout, retention
+from resources import (
+    DayBatchIOManager,
+    EmbedderResource,
+    PostgresResource,
+    RetentionResource,
+    SourceResource,
+)
 from tests.conftest import SAMPLE_END, fresh_database
 
 
@@ -49,14 +59,14 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
     roles, password = login_roles
     base = fresh_database(migrated, embedder.info.dim, "docvec_roles_probe")
     loader, reader = as_role(base, roles["loader"], password), as_role(base, roles["reader"], password)
-    days = sources.list_days(sample_landing)[-2:]
+    days = landing.list_days(sample_landing)[-2:]
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
 
     with db.connect(loader) as conn:  # ingest, rebuild a day, index it, drop a day by retention
         for day in days + days[-1:]:
-            chunks = ingest.chunk_documents(ingest.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
-            ingest.load_embeddings(conn, ingest.embed_chunks(chunks, embedder, conn))
-        built = vector_index.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=10))
+            chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
+            stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
+        built = builds.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=10))
         assert built.index_name
         dropped = retention.apply_retention(conn, days[-1], window_days=1)
         assert dropped.days == [days[0]]

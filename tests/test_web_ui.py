@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.envfile import PROJECT_ROOT, dagster_environment
+from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from tests.browser import Browser, chromium_path, free_port
 from tests.conftest import day_folder
 

@@ -12,7 +12,7 @@ from alembic import op
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects import postgresql
 
-from pipeline.migrate import migration_embedding_dim
+from pipeline.storage.migrate import migration_embedding_dim
 
 revision: str = "0001"
 down_revision: str | None = None

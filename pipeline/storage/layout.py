@@ -17,8 +17,6 @@ import re
 from dataclasses import dataclass
 from itertools import groupby
 
-import psycopg
-
 from pipeline.errors import ConfigError
 
 _NAME = re.compile(r"^chunks_(\d{8})(?:_(\d{8}))?$")
@@ -72,44 +70,9 @@ def parse_partition_name(name: str) -> tuple[dt.date, dt.date] | None:
     return first, last
 
 
-def partitions(conn: psycopg.Connection) -> list[StoredPartition]:
-    """Every docvec partition of ``chunks``, oldest first; partitions named otherwise are not ours and
-    are never touched."""
-    rows = conn.execute(
-        """
-        SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'chunks'::regclass
-        """
-    ).fetchall()
-    found = []
-    for name, tuples, size in rows:
-        span = parse_partition_name(name)
-        # The size is read from the latest catalog, the list from this statement's snapshot: NULL means a
-        # concurrent seal or retention dropped the table meanwhile, and it is no longer there to plan with.
-        if span is not None and size is not None:
-            found.append(StoredPartition(name, span[0], span[1], int(tuples), int(size)))
-    return sorted(found, key=lambda p: p.first)
-
-
 def holding(stored: list[StoredPartition], day: dt.date) -> StoredPartition | None:
     """The partition among ``stored`` that holds ``day``: its own, or the sealed block it is in."""
     return next((p for p in stored if p.covers(day)), None)
-
-
-def partition_for(conn: psycopg.Connection, day: dt.date) -> StoredPartition | None:
-    return holding(partitions(conn), day)
-
-
-def partition_exists_sql(day_expression: str) -> str:
-    """A SQL condition: some docvec partition covers the date ``day_expression`` (a column or a
-    placeholder). Names carry the range, so this reads the catalog only."""
-    return (
-        "EXISTS (SELECT 1 FROM pg_inherits pi JOIN pg_class pc ON pc.oid = pi.inhrelid "
-        "WHERE pi.inhparent = 'chunks'::regclass AND pc.relname ~ '^chunks_[0-9]{8}(_[0-9]{8})?$' "
-        f"AND {day_expression} BETWEEN to_date(substr(pc.relname, 8, 8), 'YYYYMMDD') "
-        "AND to_date(right(pc.relname, 8), 'YYYYMMDD'))"
-    )
 
 
 def aligned_block(day: dt.date, block_days: int) -> tuple[dt.date, dt.date]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline import search
-from pipeline.embedding import Embedder
 from pipeline.errors import ConfigError
+from pipeline.ingest.embedding import Embedder
+from pipeline.query import search
+from pipeline.query.hits import SearchHit
 
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
 
@@ -65,7 +66,7 @@ def load_queries(path: Path) -> list[LabelledQuery]:
     return queries
 
 
-def ranked_documents(hits: Sequence[search.SearchHit]) -> list[str]:
+def ranked_documents(hits: Sequence[SearchHit]) -> list[str]:
     seen: list[str] = []
     for hit in hits:
         if hit.doc_id not in seen:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,33 +17,20 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pipeline import models, store
-from pipeline.db import connection_guard
-from pipeline.embedding import Embedder, load_embedder
 from pipeline.errors import ConfigError, DimensionMismatchError
-from pipeline.vector_index import search_settings
-
+from pipeline.ingest.embedding import Embedder
+from pipeline.query.fusion import fuse, limit_per_document
+from pipeline.query.hits import SearchHit
+from pipeline.query.search_model import search_model_id
+from pipeline.storage import catalog
+from pipeline.storage.db import connection_guard
+from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
 
 _VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 
 
 MODES = ("vector", "text", "hybrid")
 TEXT_SEARCH_CONFIG = "english"  # the generated column's configuration (migration 0005)
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    rank: int
-    similarity: float | None  # vector: 1 - cosine distance; None when only the text branch found it
-    doc_id: str
-    ingest_date: dt.date
-    seq: int
-    chunk_id: str
-    text: str
-    metadata: dict[str, Any]
-    text_score: float | None = None  # ts_rank_cd; None when only the vector branch found it
-    score: float = 0.0  # what the mode ranks by: similarity, text score, or the fused RRF score
-    context: list[dict[str, Any]] | None = None  # neighbouring chunks (seq, text) when a window was asked
 
 
 def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
@@ -60,14 +46,23 @@ def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SearchTuning:
-    ef_search: int = 64  # HNSW candidates per query (pgvector default 40)
-    probes: int = 10  # IVFFlat lists visited per query
+    # HNSW candidates and IVFFlat lists visited per query. None: what the indexes were built and their
+    # recall checked for (recorded on each index by the vector_index step; see catalog.search_settings).
+    ef_search: int | None = None
+    probes: int | None = None
     rrf_k: int = 60  # reciprocal-rank fusion constant: larger flattens the weight of top ranks
     candidates: int = 50  # per branch, before fusion and per-document limits
 
     def __post_init__(self) -> None:
         if self.rrf_k < 1 or self.candidates < 1:
             raise ConfigError(f"rrf_k and candidates must be >= 1, got {self.rrf_k} and {self.candidates}")
+        if (self.ef_search is not None and self.ef_search < 1) or (self.probes is not None and self.probes < 1):
+            raise ConfigError(f"ef_search and probes must be >= 1, got {self.ef_search} and {self.probes}")
+
+    def ann_settings(self, conn: psycopg.Connection[Any]) -> AnnSettings:
+        """The session's ANN settings: as recorded on the store's indexes unless overridden here."""
+        recorded = catalog.search_settings(conn)
+        return AnnSettings(ef_search=self.ef_search or recorded.ef_search, probes=self.probes or recorded.probes)
 
 
 def _conditions(model_id: int, since: dt.date | None, until: dt.date | None,
@@ -144,14 +139,14 @@ def search_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id: 
     statement, params = _statement(query_vector, model_id, k, since, until, filters)
     try:
         with connection_guard("searching"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-            search_settings(conn, tuning.ef_search, tuning.probes)
+            apply_ann_settings(conn, tuning.ann_settings(conn))
             rows = cursor.execute(statement, params).fetchall()
     except psycopg.errors.DataException as exc:
         if "different vector dimensions" not in str(exc):
             raise
         raise DimensionMismatchError(
             f"the query vector has {len(query_vector)} dimensions but the stored vectors have "
-            f"{store.chunks_dimension(conn)}: embed the query with the model that built the store") from exc
+            f"{catalog.chunks_dimension(conn)}: embed the query with the model that built the store") from exc
     return [
         SearchHit(rank=i + 1, similarity=1.0 - float(r["distance"]), doc_id=r["doc_id"], ingest_date=r["ingest_date"],
                   seq=r["seq"], chunk_id=r["chunk_id"], text=r["text"], metadata=r["metadata"],
@@ -183,33 +178,6 @@ def search_text(conn: psycopg.Connection, query: str, model_id: int, *, k: int =
     ]
 
 
-def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k: int = 60) -> list[SearchHit]:
-    """Reciprocal rank fusion: each hit scores ``sum(1 / (rrf_k + rank))`` over the lists that found it,
-    and keeps both its similarity and its text score. Ties go to the higher vector similarity."""
-    fused: dict[str, dict[str, Any]] = {}
-    for hits, field in ((vector_hits, "similarity"), (text_hits, "text_score")):
-        for hit in hits:
-            entry = fused.setdefault(hit.chunk_id, {"hit": hit, "score": 0.0, "similarity": None, "text_score": None})
-            entry["score"] += 1.0 / (rrf_k + hit.rank)
-            entry[field] = getattr(hit, field)
-    ordered = sorted(fused.values(), key=lambda e: (-e["score"], -(e["similarity"] or -1.0), e["hit"].chunk_id))
-    return [replace(e["hit"], rank=i + 1, similarity=e["similarity"], text_score=e["text_score"], score=e["score"])
-            for i, e in enumerate(ordered)]
-
-
-def limit_per_document(hits: Sequence[SearchHit], per_doc: int | None, k: int) -> list[SearchHit]:
-    """At most ``per_doc`` hits of each document (the best ones), then the first ``k``, re-ranked."""
-    kept, seen = [], Counter()
-    for hit in hits:
-        if per_doc is not None and seen[hit.doc_id] >= per_doc:
-            continue
-        seen[hit.doc_id] += 1
-        kept.append(hit)
-        if len(kept) == k:
-            break
-    return [replace(hit, rank=i + 1) for i, hit in enumerate(kept)]
-
-
 def with_context(conn: psycopg.Connection, hits: Sequence[SearchHit], window: int, model_id: int) -> list[SearchHit]:
     """Each hit with the chunks ``window`` positions before and after it in the same document version
     (neighbours share ``overlap_tokens`` of text with it: the chunker's overlap)."""
@@ -239,7 +207,7 @@ def explain_vector(conn: psycopg.Connection, query_vector: np.ndarray, model_id:
     """EXPLAIN ANALYZE of the search: proves which indexes (or exact scans) answer it."""
     statement, params = _statement(query_vector, model_id, k, since, until, filters)
     with connection_guard("explaining the search"), conn.transaction():
-        search_settings(conn, tuning.ef_search, tuning.probes)
+        apply_ann_settings(conn, tuning.ann_settings(conn))
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
     return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(r[0] for r in rows))
@@ -253,49 +221,6 @@ def explain_text(conn: psycopg.Connection, query: str, model_id: int, *, k: int 
     with connection_guard("explaining the text search"):
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     return "\n".join(r[0] for r in rows)
-
-
-def search_model_id(conn: psycopg.Connection, embedder: Embedder, query: str) -> int:
-    """The id of the model whose vectors a search of ``query`` may use: exactly the embedder's, so a
-    search never compares vectors of two models."""
-    if not query.strip():
-        raise ConfigError("the search query is empty")
-    with connection_guard("looking up the search model"):
-        model_id = store.registered_model(conn, embedder.info)
-    if model_id is None:
-        serving = models.serving_model(conn)
-        raise ConfigError(
-            f"nothing in this database was embedded with {embedder.info.name}@{embedder.info.revision}: "
-            + (f"search with the served model {serving.label} (leave out --model)" if serving else
-               "ingest first (`docvec demo` or a materialization)")
-        )
-    return model_id
-
-
-def serving_embedder(conn: psycopg.Connection) -> Embedder:
-    """The served model, loaded locally (same backend), after checking that its files are the ones that
-    made the stored vectors."""
-    with connection_guard("looking up the served model"):
-        serving = models.serving_model(conn)
-    if serving is None:
-        raise ConfigError("no embedding model is served yet: ingest first (`docvec demo` or a materialization)")
-    embedder = load_embedder(serving.name, backend=serving.backend)
-    if embedder.info.revision != serving.revision:
-        raise ConfigError(
-            f"search serves {serving.label}, but the local copy of {serving.name} is revision "
-            f"{embedder.info.revision}: restore the files that made the stored vectors, or serve another "
-            "model (`docvec model list`, `docvec model activate`)"
-        )
-    if embedder.info.dim != serving.dim:
-        raise DimensionMismatchError(f"{serving.label} is stored as {serving.dim}-d but the local model "
-                                     f"produces {embedder.info.dim}-d vectors")
-    return embedder
-
-
-def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
-    """The query's vector and the id of the model that made it."""
-    model_id = search_model_id(conn, embedder, query)
-    return embedder.encode([query])[0], model_id
 
 
 def search(conn: psycopg.Connection, embedder: Embedder, query: str, *, k: int = 10,

@@ -7,12 +7,13 @@ import io
 from pathlib import Path
 
 import psycopg
-
 from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.db import (
+from pipeline.errors import ConfigError, DatabaseSetupError
+from pipeline.settings import Settings
+from pipeline.storage.db import (
     connect_kwargs,
     docvec_url,
     ensure_databases,
@@ -20,10 +21,8 @@ from pipeline.db import (
     recreate_database,
     require_create_privilege,
 )
-from pipeline.errors import ConfigError, DatabaseSetupError
-from pipeline.settings import Settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "docvec_alembic_version"
 
 
@@ -71,7 +70,8 @@ def head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
+    if head is None:
+        raise DatabaseSetupError(f"no migration scripts found in {MIGRATIONS_DIR}")
     return head
 
 

@@ -3,14 +3,16 @@ heaviest statements, in one report (text or JSON)."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
 
-from pipeline.index_policy import hnsw_build_bytes
+from pipeline.storage import catalog
+from pipeline.storage.catalog import IndexHealth
+from pipeline.storage.db import one
+from pipeline.storage.vector_indexes import hnsw_build_bytes
 
 MiB = 1024**2
 DEAD_TUPLE_WARN_RATIO = 0.2
@@ -27,17 +29,6 @@ class SettingCheck:
     @property
     def ok(self) -> bool:
         return self.current_bytes >= self.recommended_bytes
-
-
-@dataclass(frozen=True)
-class IndexHealth:
-    partition: str
-    index: str
-    kind: str
-    valid: bool
-    size_bytes: int
-    rows_now: int
-    rows_at_build: int | None
 
 
 @dataclass(frozen=True)
@@ -121,39 +112,6 @@ def recommended_settings(conn: psycopg.Connection, vector_index_bytes: int, larg
     ]
 
 
-def _index_health(conn: psycopg.Connection) -> list[IndexHealth]:
-    rows = conn.execute(
-        """
-        SELECT c.relname, i.relname, am.amname, x.indisvalid, pg_relation_size(i.oid),
-               (SELECT reltuples::bigint FROM pg_class WHERE oid = c.oid), obj_description(i.oid, 'pg_class')
-        FROM pg_inherits h
-        JOIN pg_class c ON c.oid = h.inhrelid
-        JOIN pg_index x ON x.indrelid = c.oid
-        JOIN pg_class i ON i.oid = x.indexrelid
-        JOIN pg_am am ON am.oid = i.relam
-        WHERE h.inhparent = 'chunks'::regclass AND am.amname IN ('hnsw', 'ivfflat')
-        ORDER BY c.relname
-        """
-    ).fetchall()
-    health = []
-    for partition, index, kind, valid, size, reltuples, comment in rows:
-        if size is None:  # dropped by a concurrent seal or retention after this statement's snapshot
-            continue
-        built = json.loads(comment).get("rows") if comment else None
-        health.append(IndexHealth(partition, index, kind, bool(valid), int(size), max(int(reltuples), 0), built))
-    invalid_other = conn.execute(
-        """
-        SELECT t.relname, i.relname, am.amname, pg_relation_size(i.oid)
-        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-        JOIN pg_am am ON am.oid = i.relam JOIN pg_namespace n ON n.oid = i.relnamespace
-        WHERE NOT x.indisvalid AND n.nspname = current_schema() AND am.amname NOT IN ('hnsw', 'ivfflat')
-        """
-    ).fetchall()
-    health += [IndexHealth(table, index, kind, False, int(size), 0, None)
-               for table, index, kind, size in invalid_other if size is not None]
-    return health
-
-
 def _bloat(conn: psycopg.Connection) -> list[TableBloat]:
     rows = conn.execute(
         """
@@ -189,35 +147,20 @@ def _statements(conn: psycopg.Connection) -> tuple[list[dict[str, Any]] | None, 
              "rows": int(r)} for q, c, t, m, r in rows], ""
 
 
-def diagnose(conn: psycopg.Connection) -> Report:
-    version = conn.execute("SHOW server_version").fetchone()[0]
+def diagnose(conn: psycopg.Connection[Any]) -> Report:
+    version, database = one(conn, "SELECT current_setting('server_version'), current_database()")
     pgvector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    database = conn.execute("SELECT current_database()").fetchone()[0]
-    chunks, days, largest = conn.execute(
-        """
-        SELECT coalesce(sum(c.reltuples::bigint) FILTER (WHERE c.reltuples > 0), 0), count(*),
-               coalesce(max(c.reltuples::bigint), 0)
-        FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'chunks'::regclass
-        """
-    ).fetchone()
-    table_bytes, index_bytes = conn.execute(
-        """
-        SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0)
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = current_schema() AND c.relkind = 'r'
-        """
-    ).fetchone()
-    dim = conn.execute(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
-    ).fetchone()[0]
-    indexes = _index_health(conn)
+    totals = catalog.chunk_totals(conn)
+    table_bytes, index_bytes = catalog.schema_sizes(conn)
+    dim = catalog.chunks_dimension(conn)
+    indexes = catalog.vector_index_health(conn)
     vector_bytes = sum(i.size_bytes for i in indexes if i.kind in ("hnsw", "ivfflat"))
     statements, hint = _statements(conn)
     return Report(
-        server_version=version, pgvector_version=pgvector[0] if pgvector else None, database=database,
-        chunks=int(chunks), days=int(days), table_bytes=int(table_bytes), index_bytes=int(index_bytes),
-        vector_index_bytes=vector_bytes, largest_partition_rows=int(largest), dim=int(dim),
-        settings=recommended_settings(conn, vector_bytes, int(largest), int(dim)),
+        server_version=str(version), pgvector_version=pgvector[0] if pgvector else None, database=str(database),
+        chunks=totals.chunks, days=totals.partitions, table_bytes=table_bytes, index_bytes=index_bytes,
+        vector_index_bytes=vector_bytes, largest_partition_rows=totals.largest_partition_rows, dim=dim,
+        settings=recommended_settings(conn, vector_bytes, totals.largest_partition_rows, dim),
         indexes=indexes, bloat=_bloat(conn), statements=statements, statements_hint=hint,
     )
 

@@ -1,5 +1,5 @@
-"""When a partition gets a vector index, which kind, and with what parameters: a pure function of
-the partition's numbers, plus the executor that carries the decision out.
+"""When a partition gets a vector index, which kind, with what parameters, and what it is searched
+with: a pure function of the partition's numbers (``builds.py`` carries the decision out).
 
 Up to ``exact_max_rows`` an exact scan of a partition is fast and exact (no recall to lose): in
 docvec's search an exactly scanned partition costs ~1.45 µs a row (wide rows, sorted whole under the
@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pipeline.errors import ConfigError
+from pipeline.storage.vector_indexes import (
+    IndexKind,
+    IndexSpec,
+    IndexState,
+    PartitionStats,
+    hnsw_build_bytes,
+)
 
-
-class IndexKind(str, Enum):
-    NONE = "none"
-    HNSW = "hnsw"
-    IVFFLAT = "ivfflat"
+__all__ = ["Action", "IndexKind", "IndexPlan", "IndexSettings", "IndexState", "PartitionStats", "plan_index"]
 
 
 class Action(str, Enum):
@@ -56,33 +59,14 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
-class CurrentIndex:
-    kind: IndexKind = IndexKind.NONE
-    valid: bool = True
-    built_rows: int = 0
-    model_id: int | None = None
-    params: tuple[tuple[str, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class PartitionStats:
-    rows: int
-    dim: int
-    model_id: int
-    maintenance_work_mem_bytes: int
-
-
-@dataclass(frozen=True)
 class IndexPlan:
     action: Action
-    kind: IndexKind
-    params: tuple[tuple[str, int], ...]
+    spec: IndexSpec
     reason: str
-    search_params: tuple[tuple[str, int], ...] = ()
 
     @property
-    def params_dict(self) -> dict[str, int]:
-        return dict(self.params)
+    def kind(self) -> IndexKind:
+        return self.spec.kind
 
 
 def ivfflat_lists(rows: int) -> int:
@@ -93,41 +77,45 @@ def ivfflat_probes(lists: int) -> int:
     return max(1, min(lists, int(math.ceil(math.sqrt(lists)))))
 
 
-def hnsw_build_bytes(rows: int, dim: int, m: int) -> int:
-    """What an HNSW build wants in maintenance_work_mem to stay in memory: vectors plus 2m neighbour
-    links on layer 0 (pgvector keeps both per element), with a margin."""
-    return int(rows * (dim * 4 + 2 * m * 8 + 64) * 1.2)
+def _search_params(kind: IndexKind, params: dict[str, int], settings: IndexSettings) -> tuple[tuple[str, int], ...]:
+    """What an index of these build parameters is searched (and its recall checked) with."""
+    if kind == IndexKind.HNSW:
+        return (("ef_search", max(40, 2 * params.get("m", settings.hnsw_m) * 2)),)
+    return (("probes", ivfflat_probes(params.get("lists", 1))),)
 
 
-def plan_index(stats: PartitionStats, current: CurrentIndex, settings: IndexSettings = IndexSettings()) -> IndexPlan:
+def plan_index(stats: PartitionStats, current: IndexState, settings: IndexSettings = IndexSettings()) -> IndexPlan:
     """The decision, and why, as data: unit-tested branch by branch."""
     if stats.rows <= settings.exact_max_rows:
+        exact = IndexSpec(IndexKind.NONE, ())
         if current.kind != IndexKind.NONE:
-            return IndexPlan(Action.DROP, IndexKind.NONE, (), f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: "
+            return IndexPlan(Action.DROP, exact, f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: "
                              "an exact scan is fast and exact")
-        return IndexPlan(Action.KEEP, IndexKind.NONE, (), f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: exact scan")
+        return IndexPlan(Action.KEEP, exact, f"{stats.rows:,} rows <= {settings.exact_max_rows:,}: exact scan")
 
     kind = settings.preferred
     reason_kind = f"{kind.value} preferred"
     if kind == IndexKind.HNSW and hnsw_build_bytes(stats.rows, stats.dim, settings.hnsw_m) > stats.maintenance_work_mem_bytes:
         kind, reason_kind = IndexKind.IVFFLAT, "HNSW graph would not fit maintenance_work_mem"
     if kind == IndexKind.HNSW:
-        params = (("m", settings.hnsw_m), ("ef_construction", settings.hnsw_ef_construction))
-        search = (("ef_search", max(40, 2 * settings.hnsw_m * 2)),)
+        params: tuple[tuple[str, int], ...] = (("m", settings.hnsw_m), ("ef_construction", settings.hnsw_ef_construction))
     else:
-        lists = ivfflat_lists(stats.rows)
-        params = (("lists", lists),)
-        search = (("probes", ivfflat_probes(lists)),)
+        params = (("lists", ivfflat_lists(stats.rows)),)
+    wanted = IndexSpec(kind, params, _search_params(kind, dict(params), settings))
 
     if current.kind == IndexKind.NONE:
-        return IndexPlan(Action.CREATE, kind, params, f"{stats.rows:,} rows > {settings.exact_max_rows:,}; {reason_kind}", search)
+        return IndexPlan(Action.CREATE, wanted, f"{stats.rows:,} rows > {settings.exact_max_rows:,}; {reason_kind}")
     if not current.valid:
-        return IndexPlan(Action.REBUILD, kind, params, "the existing index is invalid (a failed concurrent build)", search)
+        return IndexPlan(Action.REBUILD, wanted, "the existing index is invalid (a failed concurrent build)")
     if current.model_id is not None and current.model_id != stats.model_id:
-        return IndexPlan(Action.REBUILD, kind, params, "the index was built for another model's vectors", search)
+        return IndexPlan(Action.REBUILD, wanted, "the index was built for another model's vectors")
     if current.kind != kind or (current.params and dict(current.params) != dict(params) and kind == IndexKind.HNSW):
-        return IndexPlan(Action.REBUILD, kind, params, f"{current.kind.value} index, policy now wants {kind.value} {dict(params)}", search)
+        return IndexPlan(Action.REBUILD, wanted, f"{current.kind.value} index, policy now wants {kind.value} {dict(params)}")
     if kind == IndexKind.IVFFLAT and stats.rows > current.built_rows * settings.rebuild_growth:
-        return IndexPlan(Action.REBUILD, kind, params, f"IVFFlat centroids trained on {current.built_rows:,} rows, "
-                         f"now {stats.rows:,} (> {settings.rebuild_growth}x): stale", search)
-    return IndexPlan(Action.KEEP, kind, tuple(current.params) or params, "the index fits the data", search)
+        return IndexPlan(Action.REBUILD, wanted, f"IVFFlat centroids trained on {current.built_rows:,} rows, "
+                         f"now {stats.rows:,} (> {settings.rebuild_growth}x): stale")
+    # The index stays as built, and so do the search parameters its recall depends on (an IVFFlat built
+    # at fewer rows has fewer lists, so fewer probes).
+    kept = tuple(current.params) or params
+    return IndexPlan(Action.KEEP, IndexSpec(kind, kept, _search_params(kind, dict(kept), settings)),
+                     "the index fits the data")

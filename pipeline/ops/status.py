@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline import layout, models, retention
-from pipeline.vector_index import existing_vector_index
+from pipeline.storage import catalog, layout, model_registry, retention
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,13 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
         ORDER BY d.ingest_date
         """,
         # The served model's view of each day (a shadow model's rows may sit beside it).
-        {"days": days, "model_id": serving.id if (serving := models.serving_model(conn)) else None},
+        {"days": days, "model_id": serving.id if (serving := model_registry.serving(conn)) else None},
     ).fetchall()
     statuses = []
-    stored = layout.partitions(conn)
+    stored = catalog.partitions(conn)
     holding = {row[0]: layout.holding(stored, row[0]) for row in rows}
     # Read once per partition: the days of a sealed block share its index.
-    indexes = {p.table: existing_vector_index(conn, p.table) for p in holding.values() if p}
+    indexes = {p.table: catalog.existing_vector_index(conn, p.table) for p in holding.values() if p}
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
         held_by = holding[day]
         index = indexes[held_by.table] if held_by else None

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline.db import dagster_storage_url
 from pipeline.settings import Settings
+from pipeline.storage.db import dagster_storage_url
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def dagster_environment(settings: Settings, project_root: Path = PROJECT_ROOT) -> dict[str, str]:

@@ -12,37 +12,53 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from pipeline import models, sources, store
-from pipeline.chunking import ChunkingConfig, FastTokenizer, chunk_id, chunk_texts
-from pipeline.embedding import Embedder, ModelInfo, ProgressCallback
-from pipeline.records import ChunkRecord, DayChunks, DayDocuments, DayEmbeddings, DayLoad, SourceState
-from pipeline.sources import DeadLetter, SourceDocument
+from pipeline.errors import DatabaseSetupError
+from pipeline.ingest import landing, readers
+from pipeline.ingest.chunking import (
+    ChunkingConfig,
+    FastTokenizer,
+    chunk_id,
+    chunk_texts,
+)
+from pipeline.ingest.embedding import Embedder, ProgressCallback
+from pipeline.records import (
+    ChunkRecord,
+    DayChunks,
+    DayDocuments,
+    DayEmbeddings,
+    DayLoad,
+    DeadLetter,
+    ModelInfo,
+    SourceDocument,
+    SourceState,
+)
+from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
 
 
-def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
-                   max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
+                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
     """Read and validate every file of the day."""
     started = time.perf_counter()
-    sources.require_landing_dir(landing_dir)
+    landing.require_landing_dir(landing_dir)
     # Taken before reading, so a file changed while it is being read makes the next run read again.
-    signature = sources.day_signature(landing_dir, day, patterns)
-    result = sources.read_day(landing_dir, day, patterns, max_file_bytes)
+    signature = landing.day_signature(landing_dir, day, patterns)
+    result = readers.read_day(landing_dir, day, patterns, max_file_bytes)
     return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
                         files_seen=result.files_seen, seconds=time.perf_counter() - started,
                         source=SourceState(signature, content_fingerprint(result.documents, result.dead_letters)))
 
 
 def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
-                   patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
-                   max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+                   patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
+                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
     """Like ``read_documents``, but when the day folder's signature equals the one the stored day was
     built from, open no file and carry the stored content fingerprint instead (an unchanged rerun then
     costs one ``stat`` per file)."""
     started = time.perf_counter()
-    sources.require_landing_dir(landing_dir)
-    files = list(sources.iter_day_files(landing_dir, day, patterns))
-    signature = sources.files_signature(sources.day_folder(landing_dir, day), files)
-    stored = store.stored_source(conn, day)
+    landing.require_landing_dir(landing_dir)
+    files = list(landing.iter_day_files(landing_dir, day, patterns))
+    signature = landing.files_signature(landing.day_folder(landing_dir, day), files)
+    stored = ingest_days.stored_source(conn, day)
     if stored is None or stored.signature != signature:
         return read_documents(landing_dir, day, patterns, max_file_bytes)
     return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
@@ -71,12 +87,12 @@ def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInf
 
 
 def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
-    return store.has_fingerprint(conn, day, fingerprint)
+    return ingest_days.has_fingerprint(conn, day, fingerprint)
 
 
 def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, config: ChunkingConfig,
-             model: ModelInfo, *, patterns: Sequence[str] = sources.DEFAULT_PATTERNS,
-             max_file_bytes: int = sources.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
+             model: ModelInfo, *, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
+             max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
              force: bool = False) -> tuple[DayDocuments, str, bool]:
     """Decide whether the day must be rebuilt: returns its documents (read now when the scan skipped
     them but settings, model or ``force`` call for a rebuild), its fingerprint, and ``unchanged``."""
@@ -131,11 +147,11 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
     ``run_vectors`` (content hash → vector) carries what earlier days of the same run embedded but have
     not stored yet, so text repeated across the days of one run is embedded once; it is updated here."""
     started = time.perf_counter()
-    models.require_buildable(conn, embedder.info.name, embedder.info.revision)
-    model_id = store.register_model(conn, embedder.info)
+    model_lifecycle.require_buildable(conn, embedder.info.name, embedder.info.revision)
+    model_id = model_registry.register(conn, embedder.info).id
     hashes = [c.content_sha256 for c in batch.chunks]
     known = {h: run_vectors[h] for h in hashes if h in run_vectors} if run_vectors else {}
-    known.update(store.reusable_vectors(conn, model_id, [h for h in hashes if h not in known]))
+    known.update(days.reusable_vectors(conn, model_id, [h for h in hashes if h not in known]))
     todo: dict[str, list[int]] = {}
     for row, chunk in enumerate(batch.chunks):
         if chunk.content_sha256 not in known:
@@ -165,7 +181,10 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
 
 def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
     """Swap the day in, or, for an unchanged day, leave the stored one exactly as it is."""
-    model_id = store.model_id(conn, batch.model_name, batch.model_revision)
+    stored = model_registry.lookup(conn, batch.model_name, batch.model_revision)
+    if stored is None:
+        raise DatabaseSetupError(
+            f"embedding model {batch.model_name}@{batch.model_revision} is not registered: re-run the embedding step")
     if batch.unchanged:
-        return store.unchanged_day(conn, batch.day, model_id, batch.source)
-    return store.replace_day(conn, batch, model_id)
+        return days.unchanged_day(conn, batch.day, stored.id, batch.source)
+    return days.replace_day(conn, batch, stored.id)

@@ -1,0 +1,155 @@
+"""``docvec``'s argument parser and entry point; each command lives in the module of its kind."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pipeline.cli.admin_commands import (
+    cmd_backfill,
+    cmd_doctor,
+    cmd_model,
+    cmd_retention,
+    cmd_status,
+)
+from pipeline.cli.query_commands import cmd_eval, cmd_search
+from pipeline.cli.setup_commands import (
+    cmd_demo,
+    cmd_dev,
+    cmd_down,
+    cmd_migrate,
+    cmd_sample_corpus,
+    cmd_up,
+)
+from pipeline.errors import DocvecError
+from pipeline.ingest.embedding import DEFAULT_MODEL
+from pipeline.query.search import MODES
+from pipeline.settings import load_settings
+from pipeline.storage.retention import DEFAULT_WINDOW_DAYS
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docvec", description="docvec: documents in, a fresh pgvector search index out")
+    parser.add_argument("--home", help="data dir (default $DOCVEC_HOME or ./.docvec)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--model", default=os.environ.get("DOCVEC_MODEL", DEFAULT_MODEL),
+                       help="embedding model: bundled name or local path (default $DOCVEC_MODEL or all-MiniLM-L6-v2)")
+        return p
+
+    with_model(sub.add_parser("up", help=cmd_up.__doc__)).set_defaults(func=cmd_up)
+
+    sub.add_parser("down", help=cmd_down.__doc__).set_defaults(func=cmd_down)
+
+    p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
+    p.add_argument("--revision", default="head")
+    p.add_argument("--downgrade", metavar="REV", help="downgrade to REV (e.g. base) instead")
+    p.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    p.add_argument("--embedding-dim", type=int, help="vector dimension (default: the model's)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("sample-corpus", help="write the bundled sample corpus into the landing dir")
+    p.add_argument("--landing-dir")
+    p.add_argument("--end", type=_date, help="last ingest day (default today)")
+    p.set_defaults(func=cmd_sample_corpus)
+
+    def with_search(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-k", type=int, default=5, help="results (default 5)")
+        p.add_argument("--since", type=_date, help="only ingest days on or after this date")
+        p.add_argument("--until", type=_date, help="only ingest days on or before this date")
+        p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, repeatable")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--explain", action="store_true", help="also print the query plan (EXPLAIN ANALYZE)")
+        p.add_argument("--ef-search", type=int, help="HNSW candidates per query (default: what each index was "
+                       "built and its recall checked for)")
+        p.add_argument("--probes", type=int, help="IVFFlat lists per query (default: as recorded on the index)")
+        p.add_argument("--mode", choices=MODES, default="hybrid",
+                       help="vector, text (full-text) or hybrid (both, reciprocal rank fusion; default)")
+        p.add_argument("--rrf-k", type=int, default=60, help="fusion constant (default 60)")
+        p.add_argument("--per-doc", type=int, metavar="N", help="at most N results per document")
+        p.add_argument("--window", type=int, default=0, metavar="N", help="show N neighbouring chunks on each side")
+        return with_query_model(p)
+
+    def with_query_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--model", help="search this stored model's vectors (name or path; default: the served model)")
+        p.add_argument("--backend", default="torch", help="with --model: torch, onnx or onnx-int8")
+        return p
+
+    p = with_search(sub.add_parser("search", help="search the store (hybrid, vector or text)"))
+    p.add_argument("query")
+    p.set_defaults(func=cmd_search)
+
+    p = with_search(sub.add_parser("demo", help=cmd_demo.__doc__))
+    p.add_argument("--query", help="search to run at the end")
+    p.add_argument("--end", type=_date, help="last sample day (default today)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("status", help=cmd_status.__doc__)
+    p.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS)
+    p.add_argument("--today", type=_date)
+    p.set_defaults(func=cmd_status)
+
+    p = with_query_model(sub.add_parser("eval", help=cmd_eval.__doc__))
+    p.add_argument("queries", nargs="?", help="labelled JSONL (query, expected_doc_ids, tags); default: the sample set")
+    p.add_argument("-k", type=int, default=5, help="recall@k (default 5)")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated (default vector,text,hybrid)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("doctor", help=cmd_doctor.__doc__)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("retention", help=cmd_retention.__doc__)
+    p.add_argument("--dry-run", action="store_true", help="print what would be dropped, drop nothing")
+    p.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS, help="days kept, today included")
+    p.add_argument("--today", type=_date, help="reckon the window from this day (default today)")
+    p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("backfill", help="backfill a range of days through Dagster and wait for every run")
+    p.add_argument("--from", dest="start", type=_date, required=True)
+    p.add_argument("--to", dest="end", type=_date, required=True)
+    p.add_argument("--job", default="ingest_daily")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the runs")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("model", help=cmd_model.__doc__)
+    p.add_argument("action", choices=("list", "activate", "rollback", "build"), nargs="?", default="list")
+    p.add_argument("reference", nargs="?", help="stored model: id, name or name@revision (activate, build)")
+    p.add_argument("--allow-incomplete", action="store_true", help="serve a model that lacks some stored days")
+    p.add_argument("--model", help="build: a model not stored yet (bundled name or local path)")
+    p.add_argument("--backend", default="torch", help="build: torch, onnx or onnx-int8")
+    p.set_defaults(func=cmd_model)
+
+    p = with_model(sub.add_parser("dev", help="docvec up, then the Dagster web UI (dagster dev)"))
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args, load_settings(home=args.home)))
+    except DocvecError as exc:
+        print(f"docvec: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

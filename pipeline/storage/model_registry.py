@@ -1,0 +1,144 @@
+"""The ``embedding_models`` table: one row per (model name, revision) that ever embedded anything,
+with its dimension and when it was activated (served by search) or retired (rolled back). Every
+lookup of a model, by id, by name or by ``name@revision``, goes through ``find`` or ``lookup``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pipeline.errors import ConfigError, DimensionMismatchError
+from pipeline.records import ModelInfo, backend_of_revision
+from pipeline.storage.catalog import chunks_dimension
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    id: int
+    name: str
+    revision: str
+    dim: int
+    activated_at: dt.datetime | None
+    retired_at: dt.datetime | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.revision}"
+
+    @property
+    def backend(self) -> str:
+        return backend_of_revision(self.revision)
+
+
+_COLUMNS = "id, name, revision, dim, activated_at, retired_at"
+_SERVED_ORDER = "WHERE activated_at IS NOT NULL ORDER BY activated_at DESC, id DESC"
+
+
+def _select(conn: psycopg.Connection[Any], where: str, params: tuple[Any, ...] = ()) -> list[StoredModel]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return [StoredModel(**row) for row in cursor.execute(f"SELECT {_COLUMNS} FROM embedding_models {where}",
+                                                              params)]
+
+
+def all_models(conn: psycopg.Connection[Any]) -> list[StoredModel]:
+    return _select(conn, "ORDER BY id")
+
+
+def lookup(conn: psycopg.Connection[Any], name: str, revision: str) -> StoredModel | None:
+    """The stored (name, revision), if anything was ever embedded with it; read-only, so it also works
+    on a read replica."""
+    found = _select(conn, "WHERE name = %s AND revision = %s", (name, revision))
+    return found[0] if found else None
+
+
+def find(conn: psycopg.Connection[Any], reference: str) -> StoredModel:
+    """A stored model by id, ``name`` (the latest revision of it) or ``name@revision``."""
+    models = all_models(conn)
+    if reference.isdigit():
+        found = [m for m in models if m.id == int(reference)]
+    elif "@" in reference:
+        found = [m for m in models if m.label == reference]
+    else:
+        found = [m for m in models if m.name == reference][-1:]
+    if not found:
+        known = ", ".join(f"{m.id} ({m.label})" for m in models) or "none"
+        raise ConfigError(f"no stored embedding model matches {reference!r}; stored models: {known}")
+    return found[0]
+
+
+def registered(conn: psycopg.Connection[Any], info: ModelInfo) -> StoredModel | None:
+    """``lookup`` for a loaded model, refusing one whose dimension changed under the same revision."""
+    stored = lookup(conn, info.name, info.revision)
+    if stored is not None and stored.dim != info.dim:
+        raise DimensionMismatchError(
+            f"model {stored.label} is registered with dim {stored.dim} but now produces {info.dim}")
+    return stored
+
+
+def register(conn: psycopg.Connection[Any], info: ModelInfo) -> StoredModel:
+    """The stored row of this (model, revision), created on first use; refuses a dimension the table
+    cannot hold."""
+    column_dim = chunks_dimension(conn)
+    if info.dim != column_dim:
+        raise DimensionMismatchError(
+            f"model {info.name} produces {info.dim}-d vectors but chunks.embedding is vector({column_dim}). "
+            "Use a model with the same dimension, or migrate a fresh database for this model "
+            "(DOCVEC_HOME or DATABASE_URL pointing elsewhere, then `docvec migrate`)."
+        )
+    existing = registered(conn, info)
+    if existing is not None:
+        return existing
+    # Insert only when missing: an upsert would rewrite the row (and leave a dead tuple) on every call.
+    conn.execute(
+        """
+        INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length)
+        VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, revision) DO NOTHING
+        """,
+        (info.name, info.revision, info.dim, info.normalized, info.max_seq_length),
+    )
+    created = registered(conn, info)
+    if created is None:  # the INSERT or a concurrent one committed it: only a dropped table gets here
+        raise ConfigError(f"could not register embedding model {info.name}@{info.revision}")
+    return created
+
+
+def recorded_info(conn: psycopg.Connection[Any], name: str, revision: str) -> ModelInfo | None:
+    """What was recorded of a model when it first embedded (dimension, sequence length, normalisation),
+    so work that embeds nothing need not load it."""
+    row = conn.execute("SELECT dim, max_seq_length, normalized FROM embedding_models WHERE name = %s AND revision = %s",
+                       (name, revision)).fetchone()
+    if row is None or row[1] is None:
+        return None
+    return ModelInfo(name=name, revision=revision, dim=int(row[0]), max_seq_length=int(row[1]),
+                     normalized=bool(row[2]), device="not loaded")
+
+
+def serving(conn: psycopg.Connection[Any]) -> StoredModel | None:
+    """The model search uses: the one activated last."""
+    found = _select(conn, f"{_SERVED_ORDER} LIMIT 1")
+    return found[0] if found else None
+
+
+def previous(conn: psycopg.Connection[Any]) -> StoredModel | None:
+    """The model served before the serving one: where a rollback goes."""
+    found = _select(conn, f"{_SERVED_ORDER} OFFSET 1 LIMIT 1")
+    return found[0] if found else None
+
+
+def mark_activated(conn: psycopg.Connection[Any], model_id: int) -> None:
+    conn.execute("UPDATE embedding_models SET activated_at = clock_timestamp(), retired_at = NULL WHERE id = %s",
+                 (model_id,))
+
+
+def mark_retired(conn: psycopg.Connection[Any], model_id: int) -> None:
+    conn.execute("UPDATE embedding_models SET retired_at = clock_timestamp() WHERE id = %s", (model_id,))
+
+
+def kept_model_ids(conn: psycopg.Connection[Any], except_id: int) -> list[int]:
+    """Every model but ``except_id`` that was not rolled back."""
+    return [int(r[0]) for r in conn.execute(
+        "SELECT id FROM embedding_models WHERE id <> %s AND retired_at IS NULL", (except_id,))]

@@ -1,0 +1,199 @@
+"""The SQL of pgvector indexes on partitions of ``chunks``: what an index is (kind, build parameters,
+the search parameters it was checked with), how one is created and recorded, and the session settings
+a search runs with. Which index a partition should have is the indexing policy's call, not this
+module's."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pipeline.storage.db import value
+
+ProgressLog = Callable[[str], None]
+MAX_BUILD_MEMORY = 8 * 1024**3
+# pgvector's defaults; the policy records what each index was checked with (see IndexSpec.search_params).
+DEFAULT_EF_SEARCH = 40
+DEFAULT_PROBES = 1
+
+
+def no_log(_: str) -> None:
+    """A ProgressLog that drops its lines."""
+
+
+class IndexKind(str, Enum):
+    NONE = "none"
+    HNSW = "hnsw"
+    IVFFLAT = "ivfflat"
+
+
+Params = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index to build: its kind, its build parameters, and the search parameters it is used (and its
+    recall checked) with: ``ef_search`` for HNSW, ``probes`` for IVFFlat."""
+    kind: IndexKind
+    params: Params
+    search_params: Params = ()
+
+    @property
+    def params_dict(self) -> dict[str, int]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """A partition's vector index as the catalog and its recorded build comment describe it."""
+    kind: IndexKind = IndexKind.NONE
+    valid: bool = True
+    built_rows: int = 0
+    model_id: int | None = None
+    params: Params = ()
+    search_params: Params = ()
+
+
+@dataclass(frozen=True)
+class ExistingIndex:
+    name: str
+    state: IndexState
+
+    def spec(self) -> IndexSpec:
+        return IndexSpec(self.state.kind, self.state.params, self.state.search_params)
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    rows: int
+    dim: int
+    model_id: int
+    maintenance_work_mem_bytes: int = field(default=0)
+
+
+def hnsw_build_bytes(rows: int, dim: int, m: int) -> int:
+    """What an HNSW build wants in maintenance_work_mem to stay in memory: vectors plus 2m neighbour
+    links on layer 0 (pgvector keeps both per element), with a margin."""
+    return int(rows * (dim * 4 + 2 * m * 8 + 64) * 1.2)
+
+
+def build_memory_allowance() -> int:
+    """What one index build may take: a quarter of this machine's memory, at most MAX_BUILD_MEMORY (the
+    server is assumed local or alike; set the policy's preferred kind to ivfflat where it is smaller)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 4 * MAX_BUILD_MEMORY
+    return min(MAX_BUILD_MEMORY, physical // 4)
+
+
+def partition_stats(conn: psycopg.Connection[Any], table: str) -> PartitionStats:
+    row = conn.execute(
+        sql.SQL("SELECT count(*), max(vector_dims(embedding)), min(model_id) FROM {}").format(sql.Identifier(table))
+    ).fetchone()
+    rows, dim, model_id = row if row else (0, 0, 0)
+    return PartitionStats(rows=int(rows), dim=int(dim or 0), model_id=int(model_id or 0),
+                          maintenance_work_mem_bytes=build_memory_allowance())
+
+
+def parse_index(name: str, am: str, valid: bool, comment: str | None, options: list[str] | None) -> ExistingIndex:
+    """An index from its catalog row: access method, validity, reloptions and docvec's build comment."""
+    recorded = json.loads(comment) if comment and comment.startswith("{") else {}
+    params = tuple(sorted((k, int(v)) for k, v in (o.split("=", 1) for o in options or [])))
+    search = tuple(sorted((k, int(v)) for k, v in (recorded.get("search") or {}).items()))
+    return ExistingIndex(name, IndexState(kind=IndexKind(am), valid=bool(valid), built_rows=int(recorded.get("rows", 0)),
+                                          model_id=recorded.get("model_id"), params=params, search_params=search))
+
+
+def index_name(partition: str, kind: IndexKind) -> str:
+    # Microseconds: a block rebuilt right after it was built needs a name its old index does not hold.
+    return f"{partition}_{kind.value}_{time.time_ns() // 1000}"
+
+
+def build_memory(stats: PartitionStats, spec: IndexSpec) -> int:
+    """maintenance_work_mem that holds the whole graph, within MAX_BUILD_MEMORY."""
+    return min(MAX_BUILD_MEMORY, max(64 * 1024**2, hnsw_build_bytes(stats.rows, stats.dim, spec.params_dict.get("m", 16))))
+
+
+def set_build_resources(conn: psycopg.Connection[Any], stats: PartitionStats, spec: IndexSpec, *, local: bool) -> None:
+    scope = sql.SQL("SET LOCAL" if local else "SET")
+    workers = max(0, min(7, (os.cpu_count() or 2) - 1))
+    conn.execute(sql.SQL("{} maintenance_work_mem = {}").format(
+        scope, sql.Literal(f"{build_memory(stats, spec) // 1024**2}MB")))
+    conn.execute(sql.SQL("{} max_parallel_maintenance_workers = {}").format(scope, sql.Literal(workers)))
+
+
+def reset_build_resources(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("RESET maintenance_work_mem")
+    conn.execute("RESET max_parallel_maintenance_workers")
+
+
+def create_index_sql(name: str, table: str, spec: IndexSpec, *, concurrently: bool) -> sql.Composed:
+    with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in spec.params)
+    return sql.SQL("CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})").format(
+        concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""), name=sql.Identifier(name),
+        table=sql.Identifier(table), am=sql.SQL(spec.kind.value), params=with_params)
+
+
+def drop_index_concurrently(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def is_valid(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def record_build(conn: psycopg.Connection[Any], name: str, stats: PartitionStats, spec: IndexSpec) -> None:
+    """What the policy and search read back later: rows and model at build time, search parameters."""
+    conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
+        sql.Identifier(name), sql.Literal(json.dumps({"rows": stats.rows, "model_id": stats.model_id,
+                                                     "search": dict(spec.search_params)}))))
+
+
+def build_on_new_table(conn: psycopg.Connection[Any], table: str, partition: str, spec: IndexSpec,
+                       stats: PartitionStats, log: ProgressLog = no_log) -> str:
+    """Build ``spec`` on a table no reader sees yet (a partition being rebuilt), inside the caller's
+    transaction: no CONCURRENTLY needed, and SET LOCAL settings hold through a pooler too.
+    ``partition`` is the name the table will have, which names the index."""
+    name = index_name(partition, spec.kind)
+    set_build_resources(conn, stats, spec, local=True)
+    started = time.perf_counter()
+    conn.execute(create_index_sql(name, table, spec, concurrently=False))
+    record_build(conn, name, stats, spec)
+    log(f"built {name} ({spec.kind.value} {spec.params_dict}) on {stats.rows:,} rows in "
+        f"{time.perf_counter() - started:.1f} s")
+    return name
+
+
+def index_size(conn: psycopg.Connection[Any], name: str) -> int:
+    return int(value(conn, "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)", (name,)))
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """What an approximate search runs with: the largest ef_search and probes any index it may walk was
+    checked with (one session setting serves every partition), unless the caller asks for more or less."""
+    ef_search: int = DEFAULT_EF_SEARCH
+    probes: int = DEFAULT_PROBES
+
+
+def apply_ann_settings(conn: psycopg.Connection[Any], settings: AnnSettings, *, iterative: bool = True) -> None:
+    """Session settings for ANN search, inside the caller's transaction: pgvector 0.8 iterative scans
+    keep fetching candidates until filters are satisfied, so filtered queries are not starved."""
+    # Exact-scanned days are sorted whole under the Merge Append, rows ~1.6 kB wide with their vectors:
+    # a 20k-row day needs ~32 MB to sort in memory instead of spilling to disk.
+    conn.execute("SET LOCAL work_mem = '64MB'")
+    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(settings.ef_search)))
+    conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(settings.probes)))
+    if iterative:
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
