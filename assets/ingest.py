@@ -3,6 +3,7 @@
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -40,12 +41,12 @@ from resources import (
 
 GROUP = "ingest"
 OWNERS = ["team:data-platform"]
-COMMON = dict(
-    partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
-    group_name=GROUP,
-    owners=OWNERS,
-)
+COMMON: dict[str, Any] = {
+    "partitions_def": daily_partitions,
+    "backfill_policy": single_run_backfill,
+    "group_name": GROUP,
+    "owners": OWNERS,
+}
 
 
 def _log_dead_letters(context: AssetExecutionContext, letters) -> None:
@@ -120,9 +121,9 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
     batches: dict[str, DayChunks] = {}
     lines = []
     with postgres.connect() as conn:
-        for key, batch in raw_documents.items():
+        for key, read in raw_documents.items():
             batch, fingerprint, unchanged = stages.plan_day(
-                conn, batch, source.root(), settings, model.info, patterns=source.patterns,
+                conn, read, source.root(), settings, model.info, patterns=source.patterns,
                 max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
                 force=config.force)
             batches[key] = stages.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
@@ -221,10 +222,12 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
                          f"replaced {load.replaced_chunks}")
             loads.append(load)
         _log_days(context, lines)
-        model_ids = {key: model_registry.find(conn, f"{b.model_name}@{b.model_revision}").id for key, b in chunk_embeddings.items()}
+        model_ids = {key: model_registry.find(conn, f"{b.model_name}@{b.model_revision}").id
+                     for key, b in chunk_embeddings.items()}
         counts = {load.day: days.chunk_count(conn, load.day, model_ids[load.day.isoformat()]) for load in loads}
         # The configured model becomes the served one once its vectors cover every stored day.
-        outcomes = [(model_id, model_lifecycle.switch_if_complete(conn, model_id)) for model_id in sorted(set(model_ids.values()))]
+        outcomes = [(model_id, model_lifecycle.switch_if_complete(conn, model_id))
+                    for model_id in sorted(set(model_ids.values()))]
         lifecycle = "; ".join(outcome.describe(model_registry.find(conn, str(model_id))) for model_id, outcome in outcomes)
         if lifecycle:
             context.log.info(lifecycle)

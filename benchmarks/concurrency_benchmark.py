@@ -23,9 +23,8 @@ import numpy as np
 from benchmarks.index_benchmark import clustered
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
-from pipeline.ingest.embedding import ModelInfo
 from pipeline.query import search
-from pipeline.records import synthetic_day
+from pipeline.records import ModelInfo, synthetic_day
 from pipeline.settings import load_settings
 from pipeline.storage import db, layout, migrate, model_registry, retention
 
@@ -55,7 +54,7 @@ class Searcher(threading.Thread):
                     self.samples.setdefault(phase, []).append((time.perf_counter() - started) * 1000)
                     if len(hits) < 10:
                         self.short[phase] = self.short.get(phase, 0) + 1
-                except Exception as exc:  # counted and shown: the point is that there are none
+                except Exception as exc:  # noqa: BLE001 - counted and shown: the point is that there are none
                     self.errors.setdefault(phase, []).append(f"{type(exc).__name__}: {exc}")
                 i += 1
 
@@ -117,7 +116,8 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.days} days x {args.rows_per_day:,} rows "
           f"(all but the last HNSW-indexed), 384-d clustered vectors; search k=10 in a loop on its own connection")
-    print(f"{'phase':<44} {'seconds':>8} {'queries':>8} {'errors':>7} {'<k rows':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(f"{'phase':<44} {'seconds':>8} {'queries':>8} {'errors':>7} {'<k rows':>8} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in results:
         lat = np.array(r.latencies_ms)
         stats = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max()) if lat.size else (float("nan"),) * 3

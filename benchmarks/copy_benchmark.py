@@ -110,7 +110,8 @@ def main() -> None:
 
     def line(label: str, n: int, seconds: float, size: int) -> float:
         rate = n / seconds
-        print(f"{label:<44} {n:>8,} rows {seconds:>8.3f} s {rate:>11,.0f} rows/s {size / 1e6 / seconds * n / len(rows):>8.1f} MB/s")
+        megabytes_per_second = size / 1e6 / seconds * n / len(rows)
+        print(f"{label:<44} {n:>8,} rows {seconds:>8.3f} s {rate:>11,.0f} rows/s {megabytes_per_second:>8.1f} MB/s")
         return rate
 
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores; "

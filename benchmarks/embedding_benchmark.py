@@ -31,6 +31,7 @@ from pipeline import sample_corpus
 from pipeline.ingest import readers, stages
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import Embedder, load_embedder
+from pipeline.ingest.landing import list_days
 from pipeline.settings import load_settings
 from pipeline.storage import db, migrate
 
@@ -57,7 +58,7 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
     tokenizer = embedder.backend_tokenizer()
     texts = []
-    for day in landing.list_days(landing):
+    for day in list_days(landing):
         documents = readers.read_day(landing, day).documents
         texts += [piece.text for pieces in chunk_texts([d.text for d in documents], tokenizer, config) for piece in pieces]
     return texts
@@ -66,7 +67,7 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
 def dagster_materialization(landing: Path, settings, device: str, batch_size: int | None, tmp: Path) -> tuple[float, int]:
     from dagster import DagsterInstance, Definitions
 
-    from assets.ingest import (
+    from assets import (
         chunk_embeddings,
         document_chunks,
         raw_documents,
@@ -79,9 +80,9 @@ def dagster_materialization(landing: Path, settings, device: str, batch_size: in
         RetentionResource,
         SourceResource,
     )
-    from schedules.ingest import ingest_job
+    from schedules import ingest_job
 
-    days = landing.list_days(landing)
+    days = list_days(landing)
     defs = Definitions(
         assets=[raw_documents, document_chunks, chunk_embeddings, vector_store], jobs=[ingest_job],
         resources={
@@ -107,13 +108,13 @@ def dagster_materialization(landing: Path, settings, device: str, batch_size: in
 def top10_overlap(reference: np.ndarray, vectors: np.ndarray, query_ref: np.ndarray, query_vec: np.ndarray) -> float:
     ref_top = np.argsort(-(query_ref @ reference.T), axis=1)[:, :10]
     top = np.argsort(-(query_vec @ vectors.T), axis=1)[:, :10]
-    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref_top, top)]))
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ref_top, top, strict=True)]))
 
 
 def document_recall(scores: np.ndarray, doc_ids: np.ndarray, labelled: list[dict]) -> tuple[float, float]:
     """Documents ranked by their best chunk: recall@5 and MRR of the expected document."""
     recalls, reciprocal = [], []
-    for row, query in zip(scores, labelled):
+    for row, query in zip(scores, labelled, strict=True):
         ranked = list(dict.fromkeys(doc_ids[np.argsort(-row)]))
         expected = set(query["expected_doc_ids"])
         rank = next((i + 1 for i, doc in enumerate(ranked) if doc in expected), None)
@@ -200,8 +201,8 @@ def main() -> None:
         pipeline_rate = loaded / pipeline_seconds
         print("\n1. pipeline overhead")
         print(f"   raw model.encode            {raw_rate:9.1f} chunks/s  ({raw_seconds:.1f} s, batch size {raw_batch})")
-        print(f"   Dagster materialization     {pipeline_rate:9.1f} chunks/s  ({pipeline_seconds:.1f} s: read, chunk, embed, "
-              f"COPY, swap, Dagster run)")
+        print(f"   Dagster materialization     {pipeline_rate:9.1f} chunks/s  ({pipeline_seconds:.1f} s: read, chunk, "
+              "embed, COPY, swap, Dagster run)")
         print(f"   ratio {pipeline_rate / raw_rate:.3f} (target >= 0.85)")
 
     # 2. Backends: speed and vector agreement on the long chunks; retrieval on the sample corpus.
@@ -210,7 +211,7 @@ def main() -> None:
     queries = [str(q["query"]) for q in labelled]
     with tempfile.TemporaryDirectory() as tmp:
         sample_corpus.write_sample_corpus(Path(tmp))
-        corpus = [(d.doc_id, piece.text) for day in landing.list_days(Path(tmp))
+        corpus = [(d.doc_id, piece.text) for day in list_days(Path(tmp))
                   for d in readers.read_day(Path(tmp), day).documents
                   for piece in chunk_texts([d.text], embedder.backend_tokenizer(),
                                            ChunkingConfig(max_seq_length=embedder.info.max_seq_length))[0]]
@@ -241,16 +242,17 @@ def main() -> None:
 
     # 3. Memory of a 100k-chunk day's embedding step, in a fresh process.
     if args.memory_chunks:
+        batch = ["--batch-size", str(args.batch_size)] if args.batch_size else []
         child = subprocess.run([sys.executable, "-m", "benchmarks.embedding_benchmark", "--memory-child",
-                                str(args.memory_chunks), *(["--batch-size", str(args.batch_size)] if args.batch_size else [])],
-                               capture_output=True, text=True, check=True)
+                                str(args.memory_chunks), *batch], capture_output=True, text=True, check=True)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         per_chunk_kib = (figures["peak_rss_mib"] - figures["rss_after_model_mib"]) * 1024 / figures["chunks"]
         print(f"\n3. memory: one day of {figures['chunks']:,} chunks through stages.embed_chunks "
               f"({figures['seconds']:.0f} s, {figures['chunks'] / figures['seconds']:.0f} chunks/s on short chunks)")
         print(f"   RSS after loading the model {figures['rss_after_model_mib']:.0f} MiB, with the day's chunks "
               f"{figures['rss_with_chunks_mib']:.0f} MiB, peak {figures['peak_rss_mib']:.0f} MiB "
-              f"({per_chunk_kib:.1f} KiB per chunk above the model, text {figures['text_bytes'] / figures['chunks']:.0f} B/chunk)")
+              f"({per_chunk_kib:.1f} KiB per chunk above the model, "
+              f"text {figures['text_bytes'] / figures['chunks']:.0f} B/chunk)")
 
 
 if __name__ == "__main__":

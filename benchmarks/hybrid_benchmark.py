@@ -22,11 +22,11 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
+from pipeline.errors import DocvecError
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
-from pipeline.ingest.embedding import ModelInfo
 from pipeline.query import fusion, search
-from pipeline.records import synthetic_day
+from pipeline.records import ModelInfo, synthetic_day
 from pipeline.settings import load_settings
 from pipeline.storage import db, layout, migrate, model_registry
 
@@ -78,7 +78,7 @@ def reusable(name: str, rows: int):
         settings = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=False)
         with db.connect(settings) as conn:
             loaded = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    except Exception:
+    except DocvecError:  # no such database yet: build it
         return None
     return settings if loaded >= rows - rows % 1000 else None
 
@@ -96,7 +96,7 @@ def measure(settings, model_id: int, queries: int, words: list[str], days: int) 
     pool = max(10, tuning.candidates)
     timings: dict[str, list[float]] = {mode: [] for mode in search.MODES}
     with db.connect(settings, for_search=True) as conn:
-        for vector, phrase in zip(vectors, phrases):
+        for vector, phrase in zip(vectors, phrases, strict=True):
             for mode in search.MODES:
                 started = time.perf_counter()
                 if mode == "vector":
@@ -122,7 +122,7 @@ def main() -> None:
         parser.error("give one --days value per --sizes value")
     words = vocabulary()
     lines = []
-    for rows, days in zip(args.sizes, args.days):
+    for rows, days in zip(args.sizes, args.days, strict=True):
         name = f"{DATABASE}_{rows}"
         settings = reusable(name, rows) if args.reuse else None
         reused = settings is not None
@@ -137,7 +137,8 @@ def main() -> None:
         for mode, values in timings.items():
             lat = np.array(values[1:])  # the first query warms the caches
             lines.append(f"{rows:>10,} {days:>5} {mode:<7} {np.percentile(lat, 50):>8.1f} {np.percentile(lat, 99):>8.1f} "
-                         f"{lat.mean():>8.1f}   " + ("(loaded earlier)" if reused else f"(load + index {load_seconds:.0f} s)"))
+                         f"{lat.mean():>8.1f}   "
+                         + ("(loaded earlier)" if reused else f"(load + index {load_seconds:.0f} s)"))
         if not args.reuse:
             db.drop_database(load_settings(), name)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; day partitions, HNSW above 20k rows/day, GIN on "

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from dagster import DagsterInstance, Definitions
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline import sample_corpus
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
+from pipeline.ingest.landing import list_days
 from pipeline.settings import Settings, load_settings
 from pipeline.storage import db, migrate
 from resources import (
@@ -34,7 +35,7 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from schedules.ingest import ingest_job
+from schedules import ingest_job
 
 DATABASE = "docvec_bench_incremental"
 
@@ -109,7 +110,7 @@ def main() -> None:
         engine_landing = Path(tmp) / "engine-landing"
         for folder in (landing, engine_landing):
             sample_corpus.write_sample_corpus(folder, notes_per_topic_per_day=args.notes_per_topic_per_day)
-        days = landing.list_days(landing)
+        days = list_days(landing)
         changed_day = days[3]
         defs = Definitions(
             assets=[raw_documents, document_chunks, chunk_embeddings, vector_store],

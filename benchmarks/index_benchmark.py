@@ -24,7 +24,7 @@ from pipeline.indexing.policy import IndexKind, ivfflat_lists, ivfflat_probes
 from pipeline.settings import load_settings
 from pipeline.storage import db
 from pipeline.storage.loader import copy_rows
-from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
+from pipeline.storage.vector_indexes import AnnSettings, IndexSpec, apply_ann_settings, create_index_sql
 
 DIM = 384
 
@@ -62,7 +62,7 @@ def top_ids(conn, table: str, query: np.ndarray, k: int, exact: bool, ef: int, p
 
 def measure(conn, table: str, queries: np.ndarray, truth: list[set[int]], exact: bool, ef=64, probes=10):
     latencies, recalls = [], []
-    for query, expected in zip(queries, truth):
+    for query, expected in zip(queries, truth, strict=True):
         ids, ms = top_ids(conn, table, query, 10, exact, ef, probes)
         latencies.append(ms)
         recalls.append(len(expected & set(ids)) / 10)
@@ -72,11 +72,10 @@ def measure(conn, table: str, queries: np.ndarray, truth: list[set[int]], exact:
 def build(conn, table: str, kind: IndexKind, rows: int) -> tuple[float, int, int]:
     conn.execute("SET maintenance_work_mem = '2GB'")
     conn.execute(f"SET max_parallel_maintenance_workers = {max(0, (os.cpu_count() or 2) - 1)}")
-    params = "m = 16, ef_construction = 64" if kind == IndexKind.HNSW else f"lists = {ivfflat_lists(rows)}"
+    params = (("m", 16), ("ef_construction", 64)) if kind == IndexKind.HNSW else (("lists", ivfflat_lists(rows)),)
     name = f"{table}_{kind.value}"
     started = time.perf_counter()
-    conn.execute(sql.SQL(f"CREATE INDEX {{}} ON {{}} USING {kind.value} (embedding vector_cosine_ops) WITH ({params})").format(
-        sql.Identifier(name), sql.Identifier(table)))
+    conn.execute(create_index_sql(name, table, IndexSpec(kind, params), concurrently=False))
     seconds = time.perf_counter() - started
     size = conn.execute("SELECT pg_relation_size(%s)", (name,)).fetchone()[0]
     return seconds, int(size), ivfflat_probes(ivfflat_lists(rows))
@@ -92,7 +91,8 @@ def main() -> None:
     parser.add_argument("--layout-only", action="store_true", help="skip the single-table rows")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clustered synthetic {DIM}-d vectors; "
-          f"{args.queries} queries; k=10; HNSW m=16 ef_construction=64 ef_search=64; IVFFlat lists=rows/1000, probes=sqrt(lists)")
+          f"{args.queries} queries; k=10; HNSW m=16 ef_construction=64 ef_search=64; "
+          "IVFFlat lists=rows/1000, probes=sqrt(lists)")
     print(f"{'rows':>9} {'method':<10} {'build s':>8} {'size MB':>8} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}")
     with db.connect(load_settings()) as conn:
         try:
@@ -109,8 +109,8 @@ def main() -> None:
                 for kind in (IndexKind.IVFFLAT, IndexKind.HNSW):
                     seconds, size, probes = build(conn, "bench_index", kind, rows)
                     recall, p50, p99 = measure(conn, "bench_index", queries, truth, exact=False, probes=probes)
-                    print(f"{rows:>9,} {kind.value:<10} {seconds:>8.1f} {size / 1e6:>8.1f} {recall:>9.3f} {p50:>8.2f} {p99:>8.2f}",
-                          flush=True)
+                    print(f"{rows:>9,} {kind.value:<10} {seconds:>8.1f} {size / 1e6:>8.1f} {recall:>9.3f} "
+                          f"{p50:>8.2f} {p99:>8.2f}", flush=True)
                     conn.execute(f"DROP INDEX bench_index_{kind.value}")
 
             rows = args.sizes[-1]

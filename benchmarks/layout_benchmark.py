@@ -26,9 +26,8 @@ import numpy as np
 from benchmarks.index_benchmark import clustered
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
-from pipeline.ingest.embedding import ModelInfo
 from pipeline.query import search
-from pipeline.records import synthetic_day
+from pipeline.records import ModelInfo, synthetic_day
 from pipeline.settings import load_settings
 from pipeline.storage import catalog, days, db, migrate, model_registry, retention
 from pipeline.storage.layout import LayoutSettings
@@ -63,7 +62,7 @@ def measure(conn, model_id: int, queries: np.ndarray) -> tuple[float, float, flo
     for query in queries:  # one untimed pass: a serving index lives in memory
         search.search_vector(conn, query, model_id, k=10)
     latencies, recalls = [], []
-    for query, expected in zip(queries, exact):
+    for query, expected in zip(queries, exact, strict=True):
         started = time.perf_counter()
         hits = search.search_vector(conn, query, model_id, k=10)
         latencies.append((time.perf_counter() - started) * 1000)

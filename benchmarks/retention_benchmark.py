@@ -83,7 +83,8 @@ def main() -> None:
         finally:
             conn.execute("DROP TABLE IF EXISTS bench_ret_parted, bench_ret_flat")
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; flat table {'with' if args.with_hnsw else 'without'} HNSW")
+    flat = "with" if args.with_hnsw else "without"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; flat table {flat} HNSW")
     print(f"{'day size':<10} {'rows':>9} {'DETACH+DROP':>12} {'DELETE':>10} {'VACUUM':>10} {'DELETE+VACUUM':>14}")
     for label, (rows, drop, delete, vacuum) in results.items():
         print(f"{label:<10} {rows:>9,} {drop:>11.4f}s {delete:>9.3f}s {vacuum:>9.3f}s {delete + vacuum:>13.3f}s")

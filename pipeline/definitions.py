@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from dagster import Definitions, ExecutorDefinition, in_process_executor
 
-from assets.index import vector_index
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
-from assets.retention import retention
+from assets import ALL_ASSETS
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -15,9 +13,14 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from schedules.ingest import ingest_job, ingest_schedule
-from schedules.retention import build_retention_schedule, retention_job
-from schedules.sensors import embedding_model_sensor, landing_sensor
+from schedules import (
+    build_retention_schedule,
+    embedding_model_sensor,
+    ingest_job,
+    ingest_schedule,
+    landing_sensor,
+    retention_job,
+)
 
 
 def build_definitions(executor: ExecutorDefinition = in_process_executor) -> Definitions:
@@ -29,7 +32,7 @@ def build_definitions(executor: ExecutorDefinition = in_process_executor) -> Def
     steps hand their per-day batches over through files (``batch_io_manager``), which then must sit on
     storage every step's process or pod can reach."""
     return Definitions(
-        assets=[raw_documents, document_chunks, chunk_embeddings, vector_store, vector_index, retention],
+        assets=ALL_ASSETS,
         jobs=[ingest_job, retention_job],
         # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
         schedules=[ingest_schedule, build_retention_schedule()],

@@ -11,6 +11,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DAYS = 7
 
@@ -274,7 +275,7 @@ def write_sample_corpus(landing_dir: Path, end: dt.date | None = None, days: int
     return {"documents": written, "days": days, "first_day": first_day.toordinal(), "last_day": end.toordinal()}
 
 
-def labelled_queries() -> list[dict[str, object]]:
+def labelled_queries() -> list[dict[str, Any]]:
     """The sample corpus's labelled set, in the JSONL shape ``docvec eval`` reads."""
     return ([{"query": q, "expected_doc_ids": [d], "tags": ["general"]} for q, d in LABELLED_QUERIES]
             + [{"query": q, "expected_doc_ids": [d], "tags": ["identifier"]} for q, d in IDENTIFIER_QUERIES])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ class DayBatchIOManager(ConfigurableIOManager):
     def _root(self) -> Path:
         return Path(self.base_dir) if self.base_dir else load_settings().dagster_artifacts_dir / "batches"
 
-    def _path(self, asset_path: list[str], partition: str) -> Path:
+    def _path(self, asset_path: Sequence[str], partition: str) -> Path:
         return self._root().joinpath(*asset_path, f"{partition}.pkl")
 
     def handle_output(self, context: OutputContext, obj: Mapping[str, Any]) -> None:

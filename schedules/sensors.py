@@ -14,7 +14,7 @@ from dagster import (
     sensor,
 )
 
-from assets.partitions import daily_partitions
+from assets import daily_partitions
 from pipeline.errors import DocvecError
 from pipeline.ingest import landing
 from pipeline.storage import model_lifecycle, model_registry, retention

@@ -20,6 +20,13 @@ if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
   apt_install "${missing[@]}" || echo "scripts/test.sh: could not install ${missing[*]}; those tests will say so" >&2
 fi
 
+# Static checks first (seconds; a failure stops the run before the suite's minutes): the engine's
+# layering and Dagster boundary (import-linter), types (mypy, strict on the engine), lint (ruff).
+echo "==> static checks: lint-imports, mypy, ruff"
+lint-imports --no-cache >/dev/null || { lint-imports --no-cache; exit 1; }
+mypy
+ruff check --quiet .
+
 run_pytest() {
   set +e
   python -m pytest "$@"

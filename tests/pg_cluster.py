@@ -57,7 +57,7 @@ def _run(install: Path, user: str | None, *args: str, password: str | None = Non
     if password:
         env["PGPASSWORD"] = password
     result = subprocess.run([str(install / "bin" / args[0]), *args[1:]], user=user, text=True, env=env,
-                            capture_output=True, timeout=120)
+                            capture_output=True, timeout=120, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
     return result.stdout

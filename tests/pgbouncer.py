@@ -62,10 +62,11 @@ logfile = {folder / "pgbouncer.log"}
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if process.poll() is not None or time.monotonic() > deadline:
                     log = (folder / "pgbouncer.log").read_text() if (folder / "pgbouncer.log").exists() else ""
-                    raise RuntimeError(f"pgbouncer did not start: {process.stderr.read() if process.stderr else ''}{log}")
+                    stderr = process.stderr.read() if process.stderr else ""
+                    raise RuntimeError(f"pgbouncer did not start: {stderr}{log}") from exc
                 time.sleep(0.1)
         yield f"postgresql://{user}@127.0.0.1:{port}/{{database}}"
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pipeline.errors import ConfigError
@@ -46,7 +48,7 @@ def test_chunks_cover_the_whole_text(name: str, tokenizer, chunking_config) -> N
     for chunk in chunks:
         for i in range(chunk.char_start, chunk.char_end):
             covered[i] = True
-    uncovered = "".join(ch for ch, ok in zip(text, covered) if not ok)
+    uncovered = "".join(ch for ch, ok in zip(text, covered, strict=True) if not ok)
     assert uncovered.strip() == "", f"text outside every chunk: {uncovered[:80]!r}"
 
 
@@ -54,11 +56,11 @@ def test_overlap_shares_text_between_neighbours(tokenizer, embedder: Embedder) -
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, overlap_tokens=24)
     [chunks] = chunk_texts([ADVERSARIAL["prose"]], tokenizer, config)
     assert len(chunks) > 2
-    for left, right in zip(chunks, chunks[1:]):
+    for left, right in itertools.pairwise(chunks):
         assert right.char_start < left.char_end, "consecutive chunks overlap"
     [plain] = chunk_texts([ADVERSARIAL["prose"]], tokenizer,
                           ChunkingConfig(max_seq_length=embedder.info.max_seq_length, overlap_tokens=0))
-    for left, right in zip(plain, plain[1:]):
+    for left, right in itertools.pairwise(plain):
         assert right.char_start >= left.char_end
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from dagster import DagsterInstance, Definitions, build_schedule_context, materialize
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.definitions import defs
 from pipeline.storage import db
 from resources import (
@@ -38,7 +38,7 @@ def test_daily_schedule_targets_the_days_partition() -> None:
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 0 * * *", "UTC")
     with DagsterInstance.ephemeral() as instance:
         context = build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 3, 7, 0, 30, tzinfo=dt.timezone.utc))
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 3, 7, 0, 30, tzinfo=dt.UTC))
         [request] = list(schedule.evaluate_tick(context).run_requests or [])
     assert request.partition_key == "2026-03-07"
 
@@ -85,9 +85,7 @@ def test_lost_database_connection_asks_dagster_to_retry(migrated, tmp_path) -> N
     from dagster import RetryRequested
 
     unreachable = PostgresResource(database_url=f"postgresql://postgres@/docvec?host={tmp_path}&connect_timeout=2")
-    with pytest.raises(RetryRequested):
-        with unreachable.connect():
-            pass
-    with pytest.raises(RetryRequested):
-        with PostgresResource(home=str(migrated.home)).connect() as conn:
-            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    with pytest.raises(RetryRequested), unreachable.connect():
+        pass
+    with pytest.raises(RetryRequested), PostgresResource(home=str(migrated.home)).connect() as conn:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")

@@ -7,7 +7,7 @@ import json
 import pytest
 from dagster import materialize
 
-from assets.index import vector_index
+from assets import vector_index
 from pipeline.cli.main import main
 from pipeline.errors import ConfigError
 from pipeline.query import evaluation

@@ -14,7 +14,7 @@ from dagster import materialize
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.errors import DatabaseSetupError
 from pipeline.indexing import builds
@@ -148,7 +148,6 @@ def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_land
     """DOCVEC_SEARCH_DATABASE_URL sends `docvec search` to a hot standby (pg_basebackup -R) while
     ingestion keeps writing to the primary."""
     from pipeline.ingest.chunking import ChunkingConfig
-
     from tests.pg_cluster import start_replica
 
     primary = start_cluster(tmp_path / "primary")

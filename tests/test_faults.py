@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from dagster import DagsterEventType, materialize
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.errors import DatabaseUnavailableError
 from pipeline.indexing import builds
@@ -129,10 +129,9 @@ def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedde
 
 
 def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migrated, embedder) -> None:
-    from pipeline.indexing.policy import IndexSettings
-
     from benchmarks.concurrency_benchmark import search_during
     from benchmarks.index_benchmark import clustered
+    from pipeline.indexing.policy import IndexSettings
     from pipeline.records import synthetic_day
     from pipeline.storage import retention
     from tests.conftest import fresh_database

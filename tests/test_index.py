@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from dagster import materialize
 
-from assets.index import vector_index as vector_index_asset
+from assets import vector_index as vector_index_asset
 from benchmarks.index_benchmark import clustered
 from pipeline.errors import ConfigError
 from pipeline.indexing import builds

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from dagster import materialize
 
-from assets.index import vector_index as vector_index_asset
+from assets import vector_index as vector_index_asset
 from benchmarks.index_benchmark import clustered
 from pipeline.errors import ConfigError
 from pipeline.indexing import builds, sealing
@@ -54,7 +54,7 @@ def test_aligned_blocks_and_names() -> None:
     assert layout.partition_name(first) == f"chunks_{first:%Y%m%d}"
     assert layout.parse_partition_name(layout.partition_name(first, last)) == (first, last)
     assert layout.parse_partition_name("chunks_stage_20260501") is None
-    for bad in (dict(block_days=0), dict(seal_after_days=0)):
+    for bad in ({"block_days": 0}, {"seal_after_days": 0}):
         with pytest.raises(ConfigError):
             LayoutSettings(**bad)
 
@@ -87,7 +87,7 @@ def d(offset: int) -> str:
 ])
 def test_plan_sealing(stored, today, settings, expected) -> None:
     groups = layout.plan_sealing(stored, dt.date.fromisoformat(today), B0 - dt.timedelta(days=30), settings)
-    assert [[p.first.isoformat() for p in g][:1] + [g[-1].last.isoformat()] for g in groups] == expected
+    assert [[*[p.first.isoformat() for p in g][:1], g[-1].last.isoformat()] for g in groups] == expected
 
 
 def test_plan_sealing_leaves_expired_days_to_retention() -> None:
@@ -100,7 +100,7 @@ def test_plan_sealing_leaves_expired_days_to_retention() -> None:
 def five_days(migrated, embedder):
     """A database of its own with five days of one aligned block and today, clustered real-size vectors."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_probe")
-    vectors = {day: clustered(ROWS, seed=day.toordinal()) for day in DAYS + [TODAY]}
+    vectors = {day: clustered(ROWS, seed=day.toordinal()) for day in [*DAYS, TODAY]}
     batches = {day: synthetic_day(day, v, embedder.info.name, embedder.info.revision, documents=40,
                                   doc_prefix=f"doc-{day:%d}") for day, v in vectors.items()}
     with db.connect(isolated) as conn:
@@ -139,11 +139,12 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
         assert {day: chunk_ids(conn, day) for day in DAYS} == ids_before, "sealing moves rows, loses none"
         sealed = [[h.chunk_id for h in search.search_vector(conn, q, model_id, k=10)] for q in queries]
         assert [s[0] for s in sealed] == [e[0] for e in exact]
-        assert np.mean([len(set(s) & set(e)) / 10 for s, e in zip(sealed, exact)]) >= 0.95
+        assert np.mean([len(set(s) & set(e)) / 10 for s, e in zip(sealed, exact, strict=True)]) >= 0.95
         plan = search.explain_vector(conn, queries[0], model_id)
         assert index.name in plan and not any(f" on {layout.partition_name(day)} " in plan for day in DAYS), plan
         assert sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING) == [], "idempotent"
-        assert ingest_days.has_fingerprint(conn, DAYS[1], batches[DAYS[1]].fingerprint), "a sealed day is still known unchanged"
+        assert ingest_days.has_fingerprint(conn, DAYS[1], batches[DAYS[1]].fingerprint), \
+            "a sealed day is still known unchanged"
         assert "sealed" in next(s.index for s in status.day_statuses(conn, [DAYS[1]]))
 
         # A sealed day reloaded with new content: the block is rebuilt around it, its other days untouched.
@@ -189,7 +190,8 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
 def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
     """Parallel backfills seal, reload and index the same partitions. A reader whose snapshot still
     lists a partition dropped since plans without it (CI caught ``int(None)`` on its size); an index
-    upkeep or retention trim of a partition sealed meanwhile leaves it to the seal or the next run; and a reload waiting for an index
+    upkeep or retention trim of a partition sealed meanwhile leaves it to the seal or the next run; and a reload
+    waiting for an index
     build on its partition does not block searches while it waits."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_race")
     race_days = [FIRST, FIRST + dt.timedelta(days=1)]

@@ -17,7 +17,8 @@ def test_copy_round_trip_is_exact(conn: psycopg.Connection) -> None:
         conn.execute("CREATE TEMP TABLE copy_probe (id text, body text, meta jsonb, embedding vector(384))")
         stats = copy_rows(conn.cursor(), "copy_probe", ["id", "body", "meta", "embedding"],
                           ["text", "text", "jsonb", "vector"], rows)
-        back = conn.execute("SELECT id, body, meta, embedding FROM copy_probe ORDER BY (split_part(id, '-', 2))::int").fetchall()
+        back = conn.execute("SELECT id, body, meta, embedding FROM copy_probe "
+                            "ORDER BY (split_part(id, '-', 2))::int").fetchall()
     assert stats.rows == 500 and stats.seconds > 0
     assert [r[0] for r in back] == [r[0] for r in rows]
     assert [r[1] for r in back] == [r[1] for r in rows]

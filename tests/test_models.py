@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from dagster import build_sensor_context, materialize
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, DimensionMismatchError
 from pipeline.ingest import landing, stages
-from pipeline.ingest.embedding import ModelInfo
 from pipeline.query import search, search_model
+from pipeline.records import ModelInfo
 from pipeline.storage import db, model_lifecycle, model_registry
 from resources import (
     DayBatchIOManager,
@@ -26,7 +26,7 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from schedules.sensors import embedding_model_sensor
+from schedules import embedding_model_sensor
 from tests.conftest import SAMPLE_END, fresh_database
 
 DAYS = [SAMPLE_END - dt.timedelta(days=1), SAMPLE_END]
@@ -139,10 +139,10 @@ def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycl
         with pytest.raises(ConfigError, match="no previously served"):
             model_lifecycle.rollback(conn)
         wide = ModelInfo(name="wide-model", revision="x", dim=768, max_seq_length=512, normalized=True, device="cpu")
-        with pytest.raises(DimensionMismatchError, match="768-d.*vector\\(384\\)"):
-            model_registry.register(conn, wide).id
+        with pytest.raises(DimensionMismatchError, match=r"768-d.*vector\(384\)"):
+            model_registry.register(conn, wide)
         served = model_registry.serving(conn)
-        with pytest.raises(DimensionMismatchError, match="768 dimensions.*have 384"):
+        with pytest.raises(DimensionMismatchError, match=r"768 dimensions.*have 384"):
             search.search_vector(conn, np.ones(768, dtype=np.float32), served.id, k=3)
 
 
@@ -177,7 +177,7 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
 
 
 def test_the_model_sensor_skips_when_nothing_changed_or_the_database_is_down(lifecycle) -> None:
-    settings, resources = lifecycle
+    _settings, resources = lifecycle
     assert _run(resources, DAYS[0], "torch").success
     same = embedding_model_sensor(build_sensor_context(resources={
         "embedder": EmbedderResource(), "postgres": resources["postgres"]}))

@@ -8,8 +8,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_schedule_context, materialize
 
-from assets.ingest import raw_documents
-from assets.retention import retention
+from assets import raw_documents, retention
 from pipeline.errors import ConfigError
 from pipeline.records import synthetic_day
 from pipeline.settings import Settings
@@ -116,7 +115,7 @@ def test_retention_schedule_requests_a_run() -> None:
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("15 1 * * *", "UTC")
     with DagsterInstance.ephemeral() as instance:
         context = build_schedule_context(instance=instance,
-                                         scheduled_execution_time=dt.datetime(2026, 6, 30, 1, 15, tzinfo=dt.timezone.utc))
+                                         scheduled_execution_time=dt.datetime(2026, 6, 30, 1, 15, tzinfo=dt.UTC))
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert len(requests) == 1 and requests[0].job_name in (None, "enforce_retention")
 

@@ -82,7 +82,7 @@ def test_parallel_runs_over_overlapping_day_ranges_load_every_day_once(migrated,
             for i in range(3)]
     outputs = [run.communicate(timeout=900)[0] for run in runs]
     elapsed = time.monotonic() - started
-    for run, output in zip(runs, outputs):
+    for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output[-4000:]
         assert "RUN_SUCCESS" in output
     for output in outputs:  # each step ran in a process of its own

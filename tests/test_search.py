@@ -80,7 +80,7 @@ def test_per_document_limit_and_context_window(conn, migrated, tmp_path, embedde
     assert len(chunks.chunks) >= 4
     stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
 
-    options = dict(k=5, since=day, until=day)
+    options = {"k": 5, "since": day, "until": day}
     several = search.search(conn, embedder, "lighthouse keeper oil level", mode="hybrid", **options)
     assert len({h.doc_id for h in several}) == 1 and len(several) > 1, "one document, many chunks"
     one = search.search(conn, embedder, "lighthouse keeper oil level", mode="hybrid", per_doc=1, **options)

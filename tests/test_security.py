@@ -13,7 +13,7 @@ from dagster._serdes import serialize_value
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from assets.ingest import chunk_embeddings, document_chunks, raw_documents, vector_store
+from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings

@@ -46,7 +46,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             label = f"{embedder.info.name}@{embedder.info.revision}"
             model_id = search_model.search_model_id(conn, embedder, args.query)
             vector = embedder.encode([args.query])[0]
-        options: dict[str, Any] = dict(k=args.k, since=args.since, until=args.until, filters=filters)
+        options: dict[str, Any] = {"k": args.k, "since": args.since, "until": args.until, "filters": filters}
         hits = search.search_embedded(conn, args.query, vector, model_id, tuning=tuning, mode=args.mode,
                                       per_doc=args.per_doc, window=args.window, **options)
         if args.explain:  # the same vector: the query is embedded once

@@ -80,7 +80,8 @@ def _poll_progress(conninfo: str, index_relname: str, log: ProgressLog, stop: th
                 """, (index_relname,)).fetchone()
             if row:
                 phase, blocks_done, blocks_total, tuples_done, tuples_total = row
-                done = f"{tuples_done:,}/{tuples_total:,} tuples" if tuples_total else f"{blocks_done:,}/{blocks_total:,} blocks"
+                done = (f"{tuples_done:,}/{tuples_total:,} tuples" if tuples_total
+                        else f"{blocks_done:,}/{blocks_total:,} blocks")
                 log(f"building {index_relname}: {phase}, {done}")
 
 
@@ -141,11 +142,11 @@ def _setting(conn: psycopg.Connection[Any], name: str) -> str:
     return str(row[0]) if row else "unknown"
 
 
-def maintain_partition(conn: psycopg.Connection[Any], partition: str, settings: IndexSettings = IndexSettings(),
+def maintain_partition(conn: psycopg.Connection[Any], partition: str, settings: IndexSettings | None = None,
                        log: ProgressLog = no_log, *, pooled: bool = False) -> IndexOutcome:
     stats = partition_stats(conn, partition)
     existing = catalog.existing_vector_index(conn, partition)
-    plan = plan_index(stats, existing.state if existing else IndexState(), settings)
+    plan = plan_index(stats, existing.state if existing else IndexState(), settings or IndexSettings())
     log(f"{partition}: {plan.action.value} {plan.kind.value} — {plan.reason}")
     if plan.action == Action.KEEP and existing is not None and existing.state.search_params != plan.spec.search_params:
         # Built before search parameters were recorded, or by a rebuild that copied the index without

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pipeline.errors import ConfigError
 from pipeline.storage.vector_indexes import (
@@ -30,7 +30,7 @@ from pipeline.storage.vector_indexes import (
 __all__ = ["Action", "IndexKind", "IndexPlan", "IndexSettings", "IndexState", "PartitionStats", "plan_index"]
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     KEEP = "keep"  # what is there (index or exact scan) is right
     CREATE = "create"
     REBUILD = "rebuild"
@@ -74,7 +74,7 @@ def ivfflat_lists(rows: int) -> int:
 
 
 def ivfflat_probes(lists: int) -> int:
-    return max(1, min(lists, int(math.ceil(math.sqrt(lists)))))
+    return max(1, min(lists, math.ceil(math.sqrt(lists))))
 
 
 def _search_params(kind: IndexKind, params: dict[str, int], settings: IndexSettings) -> tuple[tuple[str, int], ...]:
@@ -95,7 +95,8 @@ def plan_index(stats: PartitionStats, current: IndexState, settings: IndexSettin
 
     kind = settings.preferred
     reason_kind = f"{kind.value} preferred"
-    if kind == IndexKind.HNSW and hnsw_build_bytes(stats.rows, stats.dim, settings.hnsw_m) > stats.maintenance_work_mem_bytes:
+    graph_bytes = hnsw_build_bytes(stats.rows, stats.dim, settings.hnsw_m)
+    if kind == IndexKind.HNSW and graph_bytes > stats.maintenance_work_mem_bytes:
         kind, reason_kind = IndexKind.IVFFLAT, "HNSW graph would not fit maintenance_work_mem"
     if kind == IndexKind.HNSW:
         params: tuple[tuple[str, int], ...] = (("m", settings.hnsw_m), ("ef_construction", settings.hnsw_ef_construction))

@@ -15,25 +15,17 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 CHARS_PER_TOKEN_CAP = 16  # real text runs at ~4 characters per word piece
 SENTENCE_END = frozenset(".!?;:。！？；…")
 PARAGRAPH, SENTENCE, LINE, WORD, NONE = 4, 3, 2, 1, 0
 _PARAGRAPH_GAP = re.compile(r"\n[ \t]*\n")
-
-
-class Encoding(Protocol):
-    offsets: list[tuple[int, int]]
-    tokens: list[str]
-
-    def __len__(self) -> int: ...
-
-
-class FastTokenizer(Protocol):
-    def encode_batch(self, inputs: list[str], add_special_tokens: bool = ...) -> list[Encoding]: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ def chunk_id(doc_id: str, seq: int, content_sha256: str) -> str:
 
 def _break_strength(text: str, offsets: Sequence[tuple[int, int]], i: int) -> int:
     """How good a place is the start of token ``i`` to begin a new chunk."""
-    prev_start, prev_end = offsets[i - 1]
+    _prev_start, prev_end = offsets[i - 1]
     gap = text[prev_end:offsets[i][0]]
     if not gap:
         return NONE
@@ -129,20 +121,20 @@ def _windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap
     return windows
 
 
-def chunk_texts(documents: Sequence[str], tokenizer: FastTokenizer, config: ChunkingConfig) -> list[list[Chunk]]:
+def chunk_texts(documents: Sequence[str], tokenizer: Tokenizer, config: ChunkingConfig) -> list[list[Chunk]]:
     """Chunk many documents in one tokenizer call (the Rust tokenizer runs them in parallel)."""
     encodings = tokenizer.encode_batch(list(documents), add_special_tokens=False)
     planned: list[list[tuple[int, int]]] = []
-    for text, encoding in zip(documents, encodings):
+    for text, encoding in zip(documents, encodings, strict=True):
         offsets = encoding.offsets
         spans = []
         for start, end in _windows(text, offsets, config.budget, config.overlap_tokens):
             spans.append((offsets[start][0], offsets[end - 1][1]))
         planned.append(spans)
-    return [_verified(text, spans, tokenizer, config) for text, spans in zip(documents, planned)]
+    return [_verified(text, spans, tokenizer, config) for text, spans in zip(documents, planned, strict=True)]
 
 
-def _verified(text: str, spans: list[tuple[int, int]], tokenizer: FastTokenizer,
+def _verified(text: str, spans: list[tuple[int, int]], tokenizer: Tokenizer,
               config: ChunkingConfig) -> list[Chunk]:
     """Re-tokenize each chunk as the model will see it; split any that would be truncated."""
     limit, max_chars = config.budget, config.max_chars
@@ -152,7 +144,7 @@ def _verified(text: str, spans: list[tuple[int, int]], tokenizer: FastTokenizer,
         texts = [text[a:b] for a, b in pending]
         counts = [len(e) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
         retry: list[tuple[int, int]] = []
-        for (a, b), count in zip(pending, counts):
+        for (a, b), count in zip(pending, counts, strict=True):
             if (count <= limit and b - a <= max_chars) or b - a <= 1:
                 chunks.append(Chunk(seq=0, text=text[a:b], token_count=count, char_start=a, char_end=b))
             else:  # rare: tokenization at the cut differed from the whole-document one, or [UNK] giants

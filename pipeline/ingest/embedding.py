@@ -143,8 +143,8 @@ class Embedder:
         self.info = ModelInfo(
             name=name,
             revision=revision,
-            dim=int(dim),
-            max_seq_length=int(self.model.max_seq_length),
+            dim=dim,
+            max_seq_length=int(self.model.max_seq_length or self.model.tokenizer.model_max_length),
             normalized=normalize,
             device=self.device,
         )
@@ -204,7 +204,7 @@ class Embedder:
         return vectors
 
 
-_cache: dict[tuple[str, str, int, bool, str], Embedder] = {}
+_cache: dict[tuple[str, str, int | None, bool, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -16,7 +17,6 @@ from pipeline.errors import DatabaseSetupError
 from pipeline.ingest import landing, readers
 from pipeline.ingest.chunking import (
     ChunkingConfig,
-    FastTokenizer,
     chunk_id,
     chunk_texts,
 )
@@ -33,6 +33,9 @@ from pipeline.records import (
     SourceState,
 )
 from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
@@ -105,7 +108,7 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, c
     return batch, fingerprint, False
 
 
-def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: ChunkingConfig,
+def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
                     unchanged: bool = False) -> DayChunks:
     """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward."""
@@ -119,7 +122,7 @@ def chunk_documents(batch: DayDocuments, tokenizer: FastTokenizer, config: Chunk
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
     documents, chunks, counts = [], [], {}
     dead = list(batch.dead_letters)
-    for document, pieces in zip(batch.documents, per_document):
+    for document, pieces in zip(batch.documents, per_document, strict=True):
         if max_chunks_per_document is not None and len(pieces) > max_chunks_per_document:
             dead.append(DeadLetter(
                 document.source_uri, batch.day, "chunk",
@@ -165,7 +168,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         for row, chunk in enumerate(batch.chunks):
             if chunk.content_sha256 in known:
                 vectors[row] = known[chunk.content_sha256]
-        for rows, vector in zip(todo.values(), fresh):
+        for rows, vector in zip(todo.values(), fresh, strict=True):
             vectors[rows] = vector
     if run_vectors is not None:
         for content_sha256, rows in todo.items():

@@ -85,7 +85,7 @@ def _size(n: int) -> str:
 
 
 def _setting_bytes(conn: psycopg.Connection, name: str) -> int:
-    value, unit = conn.execute("SELECT setting::bigint, unit FROM pg_settings WHERE name = %s", (name,)).fetchone()
+    value, unit = one(conn, "SELECT setting::bigint, unit FROM pg_settings WHERE name = %s", (name,))
     scale = {"8kB": 8192, "kB": 1024, "MB": MiB, "B": 1}.get(unit or "B", 1)
     return int(value) * scale
 
@@ -179,7 +179,8 @@ def format_report(report: Report) -> str:
         lines.append(f"  {mark} {s.name:<21} {_size(s.current_bytes):>10}   {_size(s.recommended_bytes):>10}  {s.why}")
     lines += ["", f"vector indexes ({len([i for i in report.indexes if i.kind in ('hnsw', 'ivfflat')])}):"]
     if not report.indexes:
-        lines.append("  none: every partition is searched by exact scan (the policy indexes partitions past its row threshold)")
+        lines.append("  none: every partition is searched by exact scan "
+                     "(the policy indexes partitions past its row threshold)")
     for i in report.indexes:
         grown = f", built at {i.rows_at_build:,} rows" if i.rows_at_build is not None else ""
         lines.append(f"  {'ok     ' if i.valid else 'INVALID'} {i.index} ({i.kind}) on {i.partition}: "
@@ -191,7 +192,8 @@ def format_report(report: Report) -> str:
     if report.statements is None:
         lines.append(f"  {report.statements_hint}")
     for st in report.statements or []:
-        lines.append(f"  {st['total_ms']:>10.1f} ms total {st['calls']:>7} calls {st['mean_ms']:>9.3f} ms mean  {st['query']}")
+        lines.append(f"  {st['total_ms']:>10.1f} ms total {st['calls']:>7} calls {st['mean_ms']:>9.3f} ms mean  "
+                     f"{st['query']}")
     problems = report.problems
     lines += ["", f"problems: {len(problems)}"] + [f"  - {p}" for p in problems]
     return "\n".join(lines)

@@ -50,10 +50,7 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
     for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
         held_by = holding[day]
         index = indexes[held_by.table] if held_by else None
-        if index is None:
-            state = "exact scan"
-        else:
-            state = f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
+        state = "exact scan" if index is None else f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
         if held_by is not None and held_by.is_block:
             state += f", sealed {held_by.first:%m-%d}..{held_by.last:%m-%d}"
         statuses.append(DayStatus(day, documents, chunks, embedded, reused, int(dead), state, loaded_at))

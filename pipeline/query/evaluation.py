@@ -20,6 +20,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
 from pipeline.query import search
 from pipeline.query.hits import SearchHit
+from pipeline.storage.db import value
 
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
 
@@ -86,7 +87,8 @@ def scores_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[
 
 def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[LabelledQuery],
              modes: Sequence[str] = search.MODES, k: int = 5,
-             tuning: search.SearchTuning = search.SearchTuning()) -> list[ModeScores]:
+             tuning: search.SearchTuning | None = None) -> list[ModeScores]:
+    tuning = tuning or search.SearchTuning()
     results = []
     for mode in modes:
         per_query = []
@@ -147,5 +149,5 @@ def labelled_set_for(conn: psycopg.Connection, path: str | None) -> tuple[list[L
         return load_queries(Path(path)), path
     queries = sample_queries()
     wanted = sorted({doc for q in queries for doc in q.expected_doc_ids})
-    present = conn.execute("SELECT count(DISTINCT doc_id) FROM documents WHERE doc_id = ANY(%s)", (wanted,)).fetchone()[0]
+    present = value(conn, "SELECT count(DISTINCT doc_id) FROM documents WHERE doc_id = ANY(%s)", (wanted,))
     return (queries, "the sample corpus's labelled set") if present == len(wanted) else None

@@ -27,7 +27,8 @@ def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k
 
 def limit_per_document(hits: Sequence[SearchHit], per_doc: int | None, k: int) -> list[SearchHit]:
     """At most ``per_doc`` hits of each document (the best ones), then the first ``k``, re-ranked."""
-    kept, seen = [], Counter()
+    kept: list[SearchHit] = []
+    seen: Counter[str] = Counter()
     for hit in hits:
         if per_doc is not None and seen[hit.doc_id] >= per_doc:
             continue

@@ -244,16 +244,18 @@ def search_embedded(conn: psycopg.Connection, query: str, vector: np.ndarray | N
         raise ConfigError(f"search mode must be one of {', '.join(MODES)}, got {mode!r}")
     if per_doc is not None and per_doc < 1:
         raise ConfigError(f"per_doc must be >= 1, got {per_doc}")
-    if vector is None and mode != "text":
-        raise ConfigError(f"{mode} search needs the query's vector")
+    if not query.strip():
+        raise ConfigError("the search query is empty")
     # Fetch more than k when something is cut afterwards (fusion, per-document limits).
     pool = k if mode == "vector" and per_doc is None else max(k, tuning.candidates, k * 4)
-    options = dict(since=since, until=until, filters=filters)
-    if mode == "vector":
-        hits = search_vector(conn, vector, model_id, k=pool, tuning=tuning, **options)
-    elif mode == "text":
-        hits = search_text(conn, query, model_id, k=pool, **options)
+    if mode == "text":
+        hits = search_text(conn, query, model_id, k=pool, since=since, until=until, filters=filters)
     else:
-        hits = fuse(search_vector(conn, vector, model_id, k=pool, tuning=tuning, **options),
-                    search_text(conn, query, model_id, k=pool, **options), tuning.rrf_k)
+        if vector is None:
+            raise ConfigError(f"{mode} search needs the query's vector")
+        nearest = search_vector(conn, vector, model_id, k=pool, since=since, until=until, filters=filters,
+                                tuning=tuning)
+        hits = nearest if mode == "vector" else fuse(
+            nearest, search_text(conn, query, model_id, k=pool, since=since, until=until, filters=filters),
+            tuning.rrf_k)
     return with_context(conn, limit_per_document(hits, per_doc, k), window, model_id)

@@ -33,7 +33,8 @@ def partitions(conn: psycopg.Connection[Any]) -> list[StoredPartition]:
     """Every docvec partition of ``chunks``, oldest first; partitions named otherwise are not ours and
     are never touched."""
     rows = conn.execute(
-        f"SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) FROM {_PARTITIONS} WHERE {_OF_CHUNKS}"
+        "SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) "
+        f"FROM {_PARTITIONS} WHERE {_OF_CHUNKS}"
     ).fetchall()
     found = []
     for name, tuples, size in rows:

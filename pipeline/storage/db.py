@@ -55,7 +55,7 @@ def redact(url: str) -> str:
     """The URL with any password masked, for logs and messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is still never echoed with its secret
+    except Exception:  # noqa: BLE001 - whatever fails to parse, the URL is never echoed with its secret
         return "<unparsable database URL>"
 
 
@@ -124,7 +124,7 @@ def ensure_vector_extension(conn: psycopg.Connection) -> str:
                 "pgvector is available but not installed in this database and this user may not install it: "
                 "ask a superuser to run `CREATE EXTENSION vector;` in it."
             ) from exc
-    version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+    version = str(value(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
     if tuple(int(part) for part in version.split(".")[:3]) < MIN_PGVECTOR:
         raise DatabaseSetupError(
             f"pgvector {version} is too old: docvec needs >= {'.'.join(map(str, MIN_PGVECTOR))} "
@@ -187,9 +187,8 @@ def connection_guard(doing: str) -> Iterator[None]:
 
 def require_create_privilege(conn: psycopg.Connection, schema: str = "public") -> None:
     """Migrations create tables and partitions: say which GRANT is missing instead of failing mid-way."""
-    user, database, allowed = conn.execute(
-        "SELECT current_user, current_database(), has_schema_privilege(%s, 'CREATE')", (schema,)
-    ).fetchone()
+    user, database, allowed = one(
+        conn, "SELECT current_user, current_database(), has_schema_privilege(%s, 'CREATE')", (schema,))
     if not allowed:
         raise DatabaseSetupError(
             f"user {user} may not create tables in schema {schema} of database {database}. Run the migration "

@@ -32,7 +32,8 @@ class LayoutSettings:
         if not 1 <= self.block_days <= 366:
             raise ConfigError(f"block_days must be 1..366 (1 keeps one partition per day), got {self.block_days}")
         if self.seal_after_days < 1:
-            raise ConfigError(f"seal_after_days must be >= 1 (today's day is still being loaded), got {self.seal_after_days}")
+            raise ConfigError("seal_after_days must be >= 1 (today's day is still being loaded), "
+                              f"got {self.seal_after_days}")
 
 
 @dataclass(frozen=True)

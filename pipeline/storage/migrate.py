@@ -20,6 +20,7 @@ from pipeline.storage.db import (
     ensure_vector_extension,
     recreate_database,
     require_create_privilege,
+    value,
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -77,7 +78,7 @@ def head_revision() -> str:
 
 def require_current_schema(conn: psycopg.Connection) -> None:
     """Fail early, and say what to run, when the database is behind (or ahead of) this code."""
-    exists = conn.execute("SELECT to_regclass('docvec_alembic_version')").fetchone()[0]
+    exists = value(conn, "SELECT to_regclass('docvec_alembic_version')")
     current = conn.execute("SELECT version_num FROM docvec_alembic_version").fetchone() if exists else None
     version = current[0] if current else None
     if version != head_revision():

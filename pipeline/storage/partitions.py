@@ -116,7 +116,8 @@ def create_stage(conn: psycopg.Connection[Any], first: dt.date, last: dt.date) -
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
     conn.execute(
         sql.SQL(
-            "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING CONSTRAINTS, "
+            "CREATE TABLE {stage} (LIKE chunks INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE "
+            "INCLUDING CONSTRAINTS, "
             "CONSTRAINT {check} CHECK (ingest_date >= {lo} AND ingest_date < {hi}))"
         ).format(stage=sql.Identifier(stage), check=sql.Identifier(f"{stage}_range"),
                  lo=sql.Literal(first), hi=sql.Literal(last + dt.timedelta(days=1)))

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -29,7 +29,7 @@ def no_log(_: str) -> None:
     """A ProgressLog that drops its lines."""
 
 
-class IndexKind(str, Enum):
+class IndexKind(StrEnum):
     NONE = "none"
     HNSW = "hnsw"
     IVFFLAT = "ivfflat"
@@ -138,7 +138,8 @@ def reset_build_resources(conn: psycopg.Connection[Any]) -> None:
 
 def create_index_sql(name: str, table: str, spec: IndexSpec, *, concurrently: bool) -> sql.Composed:
     with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in spec.params)
-    return sql.SQL("CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})").format(
+    statement = "CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})"
+    return sql.SQL(statement).format(
         concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""), name=sql.Identifier(name),
         table=sql.Identifier(table), am=sql.SQL(spec.kind.value), params=with_params)
 
