@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
-from dagster import ConfigurableResource, RetryRequested
+from dagster import ConfigurableResource, Failure, RetryRequested
 from pydantic import Field
 
-from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
+from pipeline.errors import ContentionError, DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import Settings, load_settings
 from pipeline.storage import db, migrate
 
@@ -21,24 +22,36 @@ class PostgresResource(ConfigurableResource):
     pgbouncer: bool | None = Field(
         default=None, description="True when database_url points at PgBouncer in transaction mode (no prepared statements)"
     )
-    retries: int = Field(default=3, ge=0, description="step retries after a lost or refused connection")
+    retries: int = Field(default=3, ge=0, description="step retries after a lost connection, a server restart, "
+                         "a serialization failure or a deadlock")
     retry_wait_seconds: float = Field(default=10.0, ge=0, description="wait before each such retry")
 
     def settings(self) -> Settings:
         return load_settings(home=self.home, database_url=self.database_url, pgbouncer=self.pgbouncer)
 
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        """A checked connection. A lost or refused connection (server restart, failover, network) asks
-        Dagster to retry the step a few times instead of failing the run."""
-        retry = RetryRequested(max_retries=self.retries, seconds_to_wait=self.retry_wait_seconds)
+    def connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """A checked connection. What a retry can get past (connection lost or refused, the server
+        shutting down or restarting, a serialization failure or deadlock, another run holding the
+        partition) asks Dagster to retry the step a few times; any other database error (a full disk,
+        a cancelled statement, a missing privilege) fails the step at once with the server's message."""
         try:
             with db.connect(self.settings()) as conn:
                 migrate.require_current_schema(conn)
                 yield conn
-        except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
-            raise retry from exc
+        except (DatabaseUnavailableError, ContentionError) as exc:
+            raise self._retry() from exc
         except DatabaseSetupError as exc:
-            if isinstance(exc.__cause__, psycopg.OperationalError):
-                raise retry from exc
+            if db.is_transient(exc.__cause__):  # the connection itself was refused
+                raise self._retry() from exc
             raise
+        except psycopg.Error as exc:
+            if db.is_transient(exc):
+                raise self._retry() from exc
+            message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+            raise Failure(description=f"PostgreSQL refused the work ({exc.sqlstate or 'no SQLSTATE'} "
+                                      f"{type(exc).__name__}): {message}. A retry would fail the same way.",
+                          allow_retries=False) from exc
+
+    def _retry(self) -> RetryRequested:
+        return RetryRequested(max_retries=self.retries, seconds_to_wait=self.retry_wait_seconds)

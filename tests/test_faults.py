@@ -10,7 +10,7 @@ import time
 
 import psycopg
 import pytest
-from dagster import DagsterEventType, materialize
+from dagster import DagsterEventType, Failure, RetryRequested, materialize
 
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
@@ -158,3 +158,34 @@ def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migra
         assert result.short_results == 0, f"{result.name}: a search came back with fewer than k rows"
     assert [len(r.latencies_ms) > 0 for r in results] == [True, True, True], "searches ran during every phase"
     db.drop_database(migrated, "docvec_search_under_load")
+
+
+@pytest.mark.parametrize("errcode,retried", [
+    ("disk_full", False),  # 53100: the disk stays full
+    ("query_canceled", False),  # 57014: a statement timeout cancels it again
+    ("insufficient_privilege", False),  # 42501: a GRANT is missing
+    ("serialization_failure", True),  # 40001: another transaction won; this one may succeed next time
+    ("deadlock_detected", True),  # 40P01
+])
+def test_only_errors_a_retry_can_get_past_are_retried(migrated, errcode, retried) -> None:
+    """The server raises each error for real (PL/pgSQL RAISE with that SQLSTATE); the resource turns
+    it into a step retry only where retrying can help, else into a failure carrying the server's words."""
+    resource = PostgresResource(home=str(migrated.home), retries=2, retry_wait_seconds=0)
+    expected = RetryRequested if retried else Failure
+    with pytest.raises(expected) as raised, resource.connect() as conn:
+        conn.execute(f"DO $$ BEGIN RAISE EXCEPTION 'probe of {errcode}' USING ERRCODE = '{errcode}'; END $$")
+    if not retried:
+        assert f"probe of {errcode}" in raised.value.description and "would fail the same way" in raised.value.description
+
+
+def test_a_cancelled_statement_fails_fast_and_a_killed_session_is_retried(migrated) -> None:
+    resource = PostgresResource(home=str(migrated.home), retries=2, retry_wait_seconds=0)
+    with pytest.raises(Failure, match="canceling statement due to statement timeout"), resource.connect() as conn:
+        conn.execute("SET statement_timeout = '50ms'")
+        conn.execute("SELECT pg_sleep(2)")
+    # An administrator (or a failover) terminating the session: the connection is gone, a retry reconnects.
+    with pytest.raises(RetryRequested), resource.connect() as conn, db.connect(migrated) as admin:
+        pid = conn.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.2)
+        conn.execute("SELECT 1")

@@ -7,6 +7,7 @@ import datetime as dt
 import psycopg
 import pytest
 from dagster import DagsterInstance, build_schedule_context, materialize
+from pydantic import ValidationError
 
 from assets import raw_documents, retention
 from pipeline.errors import ConfigError
@@ -133,5 +134,5 @@ def test_backfilling_a_day_older_than_the_window_is_refused(migrated: Settings, 
 
 
 def test_unknown_timezone_is_refused() -> None:
-    with pytest.raises(Exception, match="unknown timezone"):
+    with pytest.raises(ValidationError, match="unknown timezone"):
         RetentionResource(timezone="Mars/Olympus")

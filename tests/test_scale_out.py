@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import validate_run_config
-from dagster._config import process_config
-from dagster._core.errors import DagsterInvalidConfigError
-from dagster._core.instance.config import dagster_instance_config
-from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster import DagsterInvalidConfigError, QueuedRunCoordinator, job, op, validate_run_config
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from tests.conftest import day_folder
@@ -28,16 +24,31 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def validate_against(schema: object, config: dict) -> None:
+    """Validate ``config`` against a Dagster config schema (a run launcher's or coordinator's
+    ``config_type()``) through public API only: as the config of a one-op job."""
+    @op(name="probe", config_schema=schema)
+    def probe() -> None: ...
+
+    @job
+    def holder() -> None:
+        probe()
+
+    validate_run_config(holder, {"ops": {"probe": {"config": config}}})
+
+
 def test_kubernetes_instance_and_run_configs_validate(monkeypatch) -> None:
     from dagster_k8s import K8sRunLauncher
     from dagster_k8s.job import UserDefinedDagsterK8sConfig
 
     from deploy.kubernetes.definitions import defs
 
-    instance, _ = dagster_instance_config(str(DEPLOY / "kubernetes"))
+    instance = _yaml(DEPLOY / "kubernetes" / "dagster.yaml")
     for section, cls in (("run_launcher", K8sRunLauncher), ("run_coordinator", QueuedRunCoordinator)):
-        result = process_config(cls.config_type(), instance[section]["config"])
-        assert result.success, (section, [e.message for e in result.errors or []])
+        assert instance[section]["class"] == cls.__name__
+        validate_against(cls.config_type(), instance[section]["config"])
+    with pytest.raises(DagsterInvalidConfigError, match="job_namepsace"):  # a typo fails the check
+        validate_against(K8sRunLauncher.config_type(), {**instance["run_launcher"]["config"], "job_namepsace": "x"})
 
     job = defs.resolve_job_def("ingest_daily")
     run_config = _yaml(DEPLOY / "kubernetes" / "run_config.yaml")

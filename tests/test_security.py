@@ -8,8 +8,7 @@ import uuid
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, materialize
-from dagster._serdes import serialize_value
+from dagster import DagsterInstance, materialize, serialize_value
 from psycopg import sql
 from sqlalchemy.engine import make_url
 

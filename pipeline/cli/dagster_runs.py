@@ -22,8 +22,16 @@ DAEMON_FRESH_SECONDS = 60
 CONSOLE_AT_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+# Dagster's CLI warns on every call that `asset materialize` is superseded by `dg launch` (a separate
+# package) and that a parameter it passes itself is in beta: noise for someone running docvec.
+QUIET_DAGSTER_CLI = ("ignore:Function `asset_materialize_command` is superseded,"
+                     "ignore:Parameter `include_sources`")
+
+
 def environment(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **dagster_environment(settings)}
+    inherited = os.environ.get("PYTHONWARNINGS")
+    quiet = f"{inherited},{QUIET_DAGSTER_CLI}" if inherited else QUIET_DAGSTER_CLI
+    return {**os.environ, **dagster_environment(settings), "PYTHONWARNINGS": quiet}
 
 
 def executable(name: str) -> str:

