@@ -114,7 +114,7 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in run logs
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar per load is log noise
 
         path = resolve_model_path(model)
         self.device = choose_device(device) if backend == "torch" else "cpu"

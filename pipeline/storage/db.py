@@ -145,7 +145,7 @@ _RETRYABLE_SQLSTATES = frozenset({
 })
 
 
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException | None) -> bool:
     """Whether retrying the work may succeed: the connection was lost or refused (libpq reports those
     without a SQLSTATE, or in class 08), or the server said so by its SQLSTATE (see above)."""
     if not isinstance(exc, psycopg.Error):

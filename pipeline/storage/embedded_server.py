@@ -68,7 +68,7 @@ def start_embedded_server(pgdata: Path) -> str:
             server.ensure_pgdata_inited()
             _configure_new_cluster(pgdata)
         server.start()
-        uri = server.get_uri()
+        uri = str(server.get_uri())
         _server_uris[pgdata] = uri
         log.info("embedded PostgreSQL running at %s", uri)
         return uri
