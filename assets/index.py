@@ -1,11 +1,15 @@
 """The vector index of each partition, decided by the index policy from the data, and the sealing of
 days that no longer change into multi-day blocks with one index each."""
 
+from typing import Any
+
+import psycopg
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    JsonMetadataValue,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -97,7 +101,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
                 invalid.append(kept.invalid_index)
             if kept.insane_vectors:
                 insane[partition.table] = kept.insane_vectors
-        retrieval = _retrieval_check(conn, embedder, config)
+        retrieval, measurement = _retrieval_check(context, conn, embedder, config)
     low = {table: round(r, 3) for table, r in recalls.items() if r < config.min_recall_at_10}
     return MaterializeResult(
         metadata={
@@ -113,6 +117,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             "build_seconds": round(sum(o.build_seconds for o in outcomes), 3),
             "index_bytes": MetadataValue.int(sum(o.size_bytes for o in outcomes)),
             "min_recall_at_10": round(min(recalls.values()), 4) if recalls else 1.0,
+            **({RETRIEVAL_RECORD: MetadataValue.json(measurement)} if measurement else {}),
         },
         check_results=[
             AssetCheckResult(check_name="recall_at_10", passed=not low,
@@ -128,21 +133,44 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
     )
 
 
-def _retrieval_check(conn, embedder: EmbedderResource, config: IndexPolicyConfig) -> AssetCheckResult:
-    """Search quality as a user sees it, measured after the indexes changed."""
+RETRIEVAL_RECORD = "retrieval_measurement"
+
+
+def _retrieval_check(context: AssetExecutionContext, conn: psycopg.Connection[Any], embedder: EmbedderResource,
+                     config: IndexPolicyConfig) -> tuple[AssetCheckResult, dict[str, Any] | None]:
+    """Search quality as a user sees it, measured after the indexes changed. When nothing that search
+    reads changed since the last measurement (same store version, same labelled set and threshold),
+    that measurement is reported again, naming its run, and the model is not even loaded."""
     chosen = evaluation.labelled_set_for(conn, config.eval_queries)
     if chosen is None:
         return AssetCheckResult(check_name="retrieval_quality", passed=True, description=(
-            "no labelled queries for this corpus: set eval_queries to a JSONL file (see `docvec eval`)"))
+            "no labelled queries for this corpus: set eval_queries to a JSONL file (see `docvec eval`)")), None
     queries, source = chosen
+    version = ":".join([evaluation.store_version(conn), evaluation.queries_version(queries),
+                        str(config.min_retrieval_recall_at_5)])
+    previous = _previous_measurement(context)
+    if previous is not None and previous.get("version") == version:
+        return AssetCheckResult(
+            check_name="retrieval_quality", passed=bool(previous["passed"]), description=previous["description"],
+            metadata={**previous["metadata"], "measured_in_run": previous["run_id"],
+                      "remeasured": False}), previous
     scores = {s.mode: s for s in evaluation.evaluate(conn, embedder.get(), queries, modes=("hybrid", "vector"))}
     hybrid = scores["hybrid"]
     passed = hybrid.recall_at_k >= config.min_retrieval_recall_at_5
-    return AssetCheckResult(
-        check_name="retrieval_quality", passed=passed,
-        description=None if passed else (f"hybrid recall@5 {hybrid.recall_at_k:.3f} is below "
-                                         f"{config.min_retrieval_recall_at_5}; misses: {'; '.join(hybrid.misses)}"),
-        metadata={"labelled_set": source, "queries": hybrid.queries,
-                  **{f"{mode}_{name}": getattr(s, name) for mode, s in scores.items()
-                     for name in ("recall_at_k", "mrr", "ndcg_at_10")},
-                  "threshold_recall_at_5": config.min_retrieval_recall_at_5})
+    description = None if passed else (f"hybrid recall@5 {hybrid.recall_at_k:.3f} is below "
+                                       f"{config.min_retrieval_recall_at_5}; misses: {'; '.join(hybrid.misses)}")
+    figures = {"labelled_set": source, "queries": hybrid.queries,
+               **{f"{mode}_{name}": getattr(s, name) for mode, s in scores.items()
+                  for name in ("recall_at_k", "mrr", "ndcg_at_10")},
+               "threshold_recall_at_5": config.min_retrieval_recall_at_5}
+    record = {"version": version, "passed": passed, "description": description, "metadata": figures,
+              "run_id": context.run.run_id}
+    return AssetCheckResult(check_name="retrieval_quality", passed=passed, description=description,
+                            metadata={**figures, "measured_in_run": context.run.run_id, "remeasured": True}), record
+
+
+def _previous_measurement(context: AssetExecutionContext) -> dict[str, Any] | None:
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    materialization = event.asset_materialization if event else None
+    recorded = materialization.metadata.get(RETRIEVAL_RECORD) if materialization else None
+    return recorded.value if isinstance(recorded, JsonMetadataValue) and isinstance(recorded.value, dict) else None

@@ -23,6 +23,7 @@ from assets.partitions import daily_partitions, partition_days, single_run_backf
 from pipeline.errors import ConfigError
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.embedding import Embedder
 from pipeline.ops import status
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
 from pipeline.storage import (
@@ -113,21 +114,22 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
     """Token-aware chunks cut with the embedding model's own tokenizer: never over its max_seq_length,
     split at paragraph, sentence, line or word boundaries, with configurable overlap. Chunk ids are
     deterministic (document id, position, content hash). A day whose files, failures, settings and
-    model all match what is stored is marked unchanged and goes through the rest untouched."""
-    model = embedder.get()
-    settings = ChunkingConfig(max_seq_length=model.info.max_seq_length, max_tokens=config.max_tokens,
-                              overlap_tokens=config.overlap_tokens)
-    tokenizer = model.backend_tokenizer()
+    model all match what is stored is marked unchanged and goes through the rest untouched (the model
+    is loaded only when some day must be chunked)."""
     batches: dict[str, DayChunks] = {}
     lines = []
     with postgres.connect() as conn:
+        info = embedder.planning_info(conn)
+        settings = ChunkingConfig(max_seq_length=info.max_seq_length, max_tokens=config.max_tokens,
+                                  overlap_tokens=config.overlap_tokens)
         for key, read in raw_documents.items():
             batch, fingerprint, unchanged = stages.plan_day(
-                conn, read, source.root(), settings, model.info, patterns=source.patterns,
+                conn, read, source.root(), settings, info, patterns=source.patterns,
                 max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
                 force=config.force)
-            batches[key] = stages.chunk_documents(batch, tokenizer, settings, source.max_chunks_per_document,
-                                                  fingerprint=fingerprint, unchanged=unchanged)
+            batches[key] = stages.unchanged_chunks(batch, fingerprint) if unchanged else stages.chunk_documents(
+                batch, embedder.get().backend_tokenizer(), settings, source.max_chunks_per_document,
+                fingerprint=fingerprint)
             lines.append(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite" if unchanged
                          else f"{key}: {len(batches[key].chunks)} chunks from {len(batches[key].documents)} documents")
     _log_days(context, lines)
@@ -152,12 +154,17 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
                      document_chunks: Mapping[str, DayChunks]) -> Output[dict[str, DayEmbeddings]]:
     """Vectors for every chunk from the local sentence-transformers model (CUDA when present, fp16 there),
     in length-sorted batches. Content this model already embedded (same chunk hash) reuses the stored
-    vector, so unchanged text is never embedded twice."""
-    model = embedder.get()
+    vector, so unchanged text is never embedded twice; a run of unchanged days never loads the model."""
     batches: dict[str, DayEmbeddings] = {}
-    run_vectors: dict = {}  # text repeated across this run's days is embedded once
+    run_vectors: dict[str, Any] = {}  # text repeated across this run's days is embedded once
+    model: Embedder | None = None
     with postgres.connect() as conn:
+        info = embedder.recorded_info(conn)
         for key, batch in document_chunks.items():
+            if batch.unchanged and info is not None:
+                batches[key] = stages.unchanged_embeddings(batch, info)
+                continue
+            model = model or embedder.get()
             started = time.perf_counter()
 
             def progress(done: int, total: int, key: str = key, started: float = started) -> None:
@@ -176,11 +183,11 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
         "reused": sum(b.reused for b in values),
         "seconds": round(seconds, 3),
         "chunks_per_second": round(embedded / seconds, 1) if seconds and embedded else 0.0,
-        "model": model.info.name,
-        "model_revision": model.info.revision,
-        "dimension": model.info.dim,
-        "device": model.device,
-        "batch_size": str(model.batch_size or f"up to {model.tokens_per_batch} padded tokens"),
+        "model": model.info.name if model else embedder.model,
+        "model_revision": model.info.revision if model else embedder.identity()[1],
+        "dimension": model.info.dim if model else (info.dim if info else 0),
+        "device": model.device if model else "not loaded: nothing to embed",
+        "batch_size": str(model.batch_size or f"up to {model.tokens_per_batch} padded tokens") if model else "-",
     })
 
 

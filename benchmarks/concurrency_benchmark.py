@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
 from pipeline.records import ModelInfo, synthetic_day
-from pipeline.settings import load_settings
-from pipeline.storage import db, layout, migrate, model_registry, retention
+from pipeline.storage import db, layout, model_registry, retention
 
 DATABASE = "docvec_bench_concurrency"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -85,6 +85,7 @@ def search_during(settings, model_id: int, queries: np.ndarray,
                         searcher.short.get(name, 0)) for name, seconds in timings]
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows-per-day", type=int, default=30_000)
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     args = parser.parse_args()
 
-    settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, DATABASE)
+    settings = scratch_settings(DATABASE, MODEL.dim)
     days = [TODAY - dt.timedelta(days=back) for back in range(args.days, 0, -1)]
     with db.connect(settings) as conn:
         model_id = model_registry.register(conn, MODEL).id
@@ -125,7 +126,7 @@ def main() -> None:
               f"{stats[0]:>8.1f} {stats[1]:>8.1f} {stats[2]:>8.1f}")
         if r.errors:
             print(f"  first error: {r.errors[0]}")
-    db.drop_database(load_settings(), DATABASE)
+    drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

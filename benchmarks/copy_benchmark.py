@@ -6,7 +6,7 @@
 3. one INSERT per row (what most hand-rolled loaders do).
 
 Usage: ``python -m benchmarks.copy_benchmark [--rows 50000] [--per-row-rows 5000] [--repeats 3]``
-Uses the configured database (embedded by default) and drops its scratch tables afterwards.
+Works in a scratch database (``docvec_bench_copy``) on the configured server, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 
-from pipeline.settings import load_settings
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.storage import db
 from pipeline.storage.loader import copy_rows
+
+DATABASE = "docvec_bench_copy"
 
 DIM = 384
 TABLE_SQL = "CREATE TABLE {name} (chunk_id text, text text, embedding vector(384))"
@@ -83,13 +85,14 @@ def best_of(repeats: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--per-row-rows", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    settings = load_settings()
+    settings = scratch_settings(DATABASE)
     rows = make_rows(args.rows)
     # Not autocommit: each method commits once at its end, as a batch loader would.
     with db.connect(settings, autocommit=False) as conn:
@@ -124,6 +127,8 @@ def main() -> None:
     print(f"ratio COPY / executemany:      {r_copy / r_many:6.2f}x  (target >= 1.5x)")
     print(f"ratio COPY / per-row INSERT:   {r_copy / r_row:6.2f}x  (target >= 25x)")
     print(f"COPY vectors alone:            {r_vec:,.0f} rows/s  (target >= 150,000 rows/s)")
+
+    drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline import sample_corpus
 from pipeline.ingest import readers, stages
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import list_days
-from pipeline.settings import load_settings
-from pipeline.storage import db, migrate
+from pipeline.storage import db
 
 DATABASE = "docvec_bench_embedding"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -146,17 +146,18 @@ def memory_child(chunks: int, batch_size: int | None) -> None:
     day = DayChunks(day=dt.date(2026, 1, 1), documents=[], chunks=records, chunk_counts={}, dead_letters=[],
                     seconds=0.0, fingerprint="memory")
     before = peak_rss_mib()
-    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE + "_memory")
+    settings = scratch_settings(DATABASE + "_memory", embedder.info.dim)
     started = time.perf_counter()
     with db.connect(settings) as conn:
         result = stages.embed_chunks(day, embedder, conn)
     seconds = time.perf_counter() - started
-    db.drop_database(load_settings(), DATABASE + "_memory")
+    drop_scratch(DATABASE + "_memory")
     print(json.dumps({"chunks": chunks, "embedded": result.embedded, "seconds": seconds,
                       "rss_after_model_mib": after_load, "rss_with_chunks_mib": before, "peak_rss_mib": peak_rss_mib(),
                       "text_bytes": sum(len(r.text) for r in records)}))
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=2)
@@ -180,7 +181,7 @@ def main() -> None:
         import torch
 
         print(f"GPU: {torch.cuda.get_device_name()} (fp16)")
-    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE)
+    settings = scratch_settings(DATABASE, embedder.info.dim)
     with tempfile.TemporaryDirectory() as tmp:
         landing = Path(tmp) / "landing"
         write_long_corpus(landing, args.days, args.docs_per_day, dt.date.today())
@@ -238,7 +239,7 @@ def main() -> None:
         print(f"   {backend:<10} {rate:6.1f} chunks/s {rate / reference_rate:5.2f}x  cosine mean {cosine.mean():.4f} "
               f"min {cosine.min():.4f}  top-10 overlap {overlap:.3f}  recall@5 {recall:.3f} MRR {mrr:.3f}"
               f"  (revision {model.info.revision})")
-    db.drop_database(load_settings(), DATABASE)
+    drop_scratch(DATABASE)
 
     # 3. Memory of a 100k-chunk day's embedding step, in a fresh process.
     if args.memory_chunks:

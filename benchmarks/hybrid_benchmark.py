@@ -22,13 +22,14 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.errors import DocvecError
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import fusion, search
 from pipeline.records import ModelInfo, synthetic_day
 from pipeline.settings import load_settings
-from pipeline.storage import db, layout, migrate, model_registry
+from pipeline.storage import db, layout, model_registry
 
 DATABASE = "docvec_bench_hybrid"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -111,6 +112,7 @@ def measure(settings, model_id: int, queries: int, words: list[str], days: int) 
     return timings
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
@@ -128,7 +130,7 @@ def main() -> None:
         reused = settings is not None
         started = time.perf_counter()
         if settings is None:
-            settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, name)
+            settings = scratch_settings(name, MODEL.dim)
             load(settings, rows, days, words)
         with db.connect(settings) as conn:
             model_id = model_registry.register(conn, MODEL).id
@@ -140,7 +142,7 @@ def main() -> None:
                          f"{lat.mean():>8.1f}   "
                          + ("(loaded earlier)" if reused else f"(load + index {load_seconds:.0f} s)"))
         if not args.reuse:
-            db.drop_database(load_settings(), name)
+            drop_scratch(name)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; day partitions, HNSW above 20k rows/day, GIN on "
           f"every day; {args.queries} queries, k=10, hybrid = vector + text top-50 fused (RRF k=60)")
     print(f"{'rows':>10} {'days':>5} {'mode':<7} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")

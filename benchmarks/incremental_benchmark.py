@@ -21,13 +21,14 @@ from pathlib import Path
 from dagster import DagsterInstance, Definitions
 
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline import sample_corpus
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import list_days
-from pipeline.settings import Settings, load_settings
-from pipeline.storage import db, migrate
+from pipeline.settings import Settings
+from pipeline.storage import db
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -96,6 +97,7 @@ def print_table(title: str, rows: list[tuple[str, float, dict[str, int]]]) -> No
           f"{rows[1][2]['embedded']} embedded)")
 
 
+@benchmark_main
 def main() -> None:
     import argparse
 
@@ -103,8 +105,8 @@ def main() -> None:
     parser.add_argument("--notes-per-topic-per-day", type=int, default=5)
     args = parser.parse_args()
     embedder = load_embedder()
-    settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE)
-    engine_settings = migrate.migrated_scratch_database(load_settings(), embedder.info.dim, DATABASE + "_engine")
+    settings = scratch_settings(DATABASE, embedder.info.dim)
+    engine_settings = scratch_settings(DATABASE + "_engine", embedder.info.dim)
     with tempfile.TemporaryDirectory() as tmp:
         landing = Path(tmp) / "landing"
         engine_landing = Path(tmp) / "engine-landing"
@@ -142,7 +144,7 @@ def main() -> None:
     print(f"one-day-changed rerun embedded {dagster_rows[2][2]['embedded']} chunks through Dagster and "
           f"{engine_rows[2][2]['embedded']} alone (the edited notes: {len(edited)})")
     for name in (DATABASE, DATABASE + "_engine"):
-        db.drop_database(load_settings(), name)
+        drop_scratch(name)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ one index per partition, with partitions of 1 day or of ``--blocks`` days each (
 
 Usage: ``python -m benchmarks.index_benchmark [--sizes 10000 100000] [--queries 100] [--days 10] [--blocks 1 5]``
 ``--layout-only`` skips the single-table rows.
-Uses the configured database (embedded by default); scratch tables are dropped afterwards.
+Works in a scratch database (``docvec_bench_index``) on the configured server, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing.policy import IndexKind, ivfflat_lists, ivfflat_probes
-from pipeline.settings import load_settings
 from pipeline.storage import db
 from pipeline.storage.loader import copy_rows
 from pipeline.storage.vector_indexes import AnnSettings, IndexSpec, apply_ann_settings, create_index_sql
+
+DATABASE = "docvec_bench_index"
 
 DIM = 384
 
@@ -81,6 +83,7 @@ def build(conn, table: str, kind: IndexKind, rows: int) -> tuple[float, int, int
     return seconds, int(size), ivfflat_probes(ivfflat_lists(rows))
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -94,7 +97,8 @@ def main() -> None:
           f"{args.queries} queries; k=10; HNSW m=16 ef_construction=64 ef_search=64; "
           "IVFFlat lists=rows/1000, probes=sqrt(lists)")
     print(f"{'rows':>9} {'method':<10} {'build s':>8} {'size MB':>8} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    with db.connect(load_settings()) as conn:
+    settings = scratch_settings(DATABASE)
+    with db.connect(settings) as conn:
         try:
             for rows in [] if args.layout_only else args.sizes:
                 conn.execute("DROP TABLE IF EXISTS bench_index")
@@ -145,6 +149,8 @@ def main() -> None:
                       f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", flush=True)
         finally:
             conn.execute("DROP TABLE IF EXISTS bench_index, bench_layout")
+
+    drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ import time
 import numpy as np
 
 from benchmarks.index_benchmark import clustered
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
 from pipeline.records import ModelInfo, synthetic_day
-from pipeline.settings import load_settings
-from pipeline.storage import catalog, days, db, migrate, model_registry, retention
+from pipeline.storage import catalog, days, db, model_registry, retention
 from pipeline.storage.layout import LayoutSettings
 
 DATABASE = "docvec_bench_layout"
@@ -76,6 +76,7 @@ def describe(conn) -> str:
     return f"{len(parts)} partitions ({indexed} indexed, {sum(p.is_block for p in parts)} blocks)"
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=300_000)
@@ -94,7 +95,7 @@ def main() -> None:
           f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW ef_search 64); policy: "
           f"HNSW above {policy.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
           f"seal after {sealed_layout.seal_after_days}")
-    settings = migrate.migrated_scratch_database(load_settings(), MODEL.dim, DATABASE)
+    settings = scratch_settings(DATABASE, MODEL.dim)
     queries = clustered(args.queries, seed=10_000)
     try:
         with db.connect(settings) as conn:
@@ -138,7 +139,7 @@ def main() -> None:
             p50, p99, recall = measure(conn, model_id, queries)
             print(f"after     {describe(conn):<40} {'':21}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}")
     finally:
-        db.drop_database(load_settings(), DATABASE)
+        drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ owes), at N and 10·N rows per day, side by side in one run.
 Usage: ``python -m benchmarks.retention_benchmark [--rows 10000] [--with-hnsw]``
 ``--with-hnsw`` adds an HNSW index to the flat table first (slow to build: keep --rows small), to show
 what the VACUUM after a DELETE costs when pgvector must repair its graph.
-Uses the configured database (embedded by default) and drops its scratch tables afterwards.
+Works in a scratch database (``docvec_bench_retention``) on the configured server, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import time
 
 import numpy as np
 
-from pipeline.settings import load_settings
+from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.storage import db
 from pipeline.storage.loader import copy_rows
+
+DATABASE = "docvec_bench_retention"
 
 DIM = 384
 BASE_DAY = dt.date(2026, 1, 10)
@@ -36,6 +38,7 @@ def fill(conn, table: str, day: dt.date, n: int, seed: int) -> None:
         copy_rows(conn.cursor(), table, ["id", "ingest_date", "embedding"], ["text", "date", "vector"], rows)
 
 
+@benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000, help="N: rows of the small day (the large one has 10·N)")
@@ -44,7 +47,7 @@ def main() -> None:
     n = args.rows
     days = {"N": (BASE_DAY, n), "10N": (BASE_DAY + dt.timedelta(days=1), 10 * n)}
     other = BASE_DAY + dt.timedelta(days=2)
-    settings = load_settings()
+    settings = scratch_settings(DATABASE)
     with db.connect(settings) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_ret_parted, bench_ret_flat")
         conn.execute("CREATE TABLE bench_ret_parted (id text, ingest_date date, embedding vector(384)) "
@@ -92,6 +95,8 @@ def main() -> None:
     print(f"ratio 10N/N, DETACH+DROP:    {large[1] / small[1]:6.2f}  (target ~1: flat)")
     print(f"ratio 10N/N, DELETE+VACUUM:  {(large[2] + large[3]) / (small[2] + small[3]):6.2f}")
     print(f"DELETE+VACUUM / DROP at 10N: {(large[2] + large[3]) / large[1]:6.1f}x")
+
+    drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

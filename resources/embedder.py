@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
+import psycopg
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -9,6 +13,8 @@ from pipeline.ingest.embedding import (
     load_embedder,
     model_identity,
 )
+from pipeline.records import ModelInfo
+from pipeline.storage import model_registry
 
 
 class EmbedderResource(ConfigurableResource):
@@ -29,3 +35,14 @@ class EmbedderResource(ConfigurableResource):
     def identity(self) -> tuple[str, str]:
         """(name, revision) its vectors are stored under, without loading the model."""
         return model_identity(self.model, self.backend)
+
+    def recorded_info(self, conn: psycopg.Connection[Any]) -> ModelInfo | None:
+        """What the store recorded of the configured model when it first embedded here (dimension,
+        sequence length), so a run that embeds nothing can plan without loading it; None if it never did."""
+        name, revision = self.identity()
+        recorded = model_registry.recorded_info(conn, name, revision)
+        return replace(recorded, normalized=self.normalize) if recorded else None
+
+    def planning_info(self, conn: psycopg.Connection[Any]) -> ModelInfo:
+        """``recorded_info``, or the loaded model's when the store has none yet."""
+        return self.recorded_info(conn) or self.get().info

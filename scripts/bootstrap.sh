@@ -19,7 +19,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing docvec into .venv (first run takes a few minutes)"
   # The CPU build of torch first: sentence-transformers would otherwise pull a multi-GB CUDA build.
-  # Elsewhere than this workplace, set DOCVEC_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.
+  # Where pip would pick a CUDA build of torch, set DOCVEC_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.
   python -m pip install -q ${DOCVEC_TORCH_INDEX_URL:+--index-url "$DOCVEC_TORCH_INDEX_URL"} "torch==2.13.0"
   python -m pip install -q -e ".[test]"
   echo "$want" > "$stamp"

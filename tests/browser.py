@@ -34,6 +34,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serves(port: int, seconds: float) -> bool:
+    """Whether a Dagster webserver answers on ``port`` within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return True
+        except OSError:
+            time.sleep(1)
+    return False
+
+
 class Browser:
     def __init__(self) -> None:
         executable = chromium_path()

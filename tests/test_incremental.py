@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +16,11 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
-from pipeline.ingest import stages
+from pipeline.ingest import landing, stages
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import layout
-from tests.conftest import day_folder
+from tests.conftest import SAMPLE_END, day_folder, fresh_database
 
 
 def script(settings: Settings, landing: Path, day: dt.date, *extra: str) -> subprocess.Popen[str]:
@@ -208,3 +209,28 @@ def test_touched_files_are_read_once_and_settings_changes_still_rebuild(conn, mi
     assert load.chunks > 1 and day_rows(conn, day) == (load.chunks, load.chunks)
     forced, load = _load_scanned(conn, tmp_path, day, embedder, smaller, force=True)
     assert not forced.files_read and not load.unchanged and day_rows(conn, day) == (load.chunks, load.chunks)
+
+
+def test_an_unchanged_rerun_loads_no_model_and_reuses_the_last_measurement(migrated, embedder, sample_landing,
+                                                                            tmp_path) -> None:
+    """The whole ingest DAG twice in fresh processes on one Dagster instance: the first run embeds and
+    measures retrieval quality; the rerun finds every day unchanged and never imports torch or
+    sentence-transformers (which cost seconds), reporting the earlier measurement with its run."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_unchanged_rerun")
+    sample_days = landing.list_days(sample_landing)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "DOCVEC_HOME": str(tmp_path / "home")}
+    (tmp_path / "dagster").mkdir()
+    command = [sys.executable, "-m", "tests.materialize_script", isolated.database_url, str(sample_landing),
+               str(sample_days[0]), str(sample_days[-1]), SAMPLE_END.isoformat()]
+
+    def run() -> dict:
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, rerun = run(), run()
+    assert first["heavy_modules"] and first["days_unchanged"] == 0 and first["retrieval_remeasured"] is True
+    assert rerun["success"] and rerun["days_unchanged"] == len(sample_days)
+    assert rerun["heavy_modules"] == [], "nothing to embed, so no model was loaded"
+    assert rerun["retrieval_passed"] == first["retrieval_passed"] and rerun["retrieval_remeasured"] is False

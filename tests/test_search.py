@@ -13,7 +13,8 @@ from pipeline.query import fusion, hits, search
 from tests.conftest import SAMPLE_END
 
 
-@pytest.mark.parametrize("query,expected", sample_corpus.LABELLED_QUERIES)
+@pytest.mark.parametrize("query,expected", [(q, d) for q, d, tag in sample_corpus.corpus().labelled
+                                            if tag == "general"])
 def test_labelled_query_finds_its_document(loaded_sample, conn, embedder, query: str, expected: str) -> None:
     hits = search.search(conn, embedder, query, k=3, mode="vector")
     assert hits[0].doc_id == expected, [(h.doc_id, round(h.similarity, 3)) for h in hits]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
-from tests.browser import Browser, chromium_path, free_port
+from tests.browser import Browser, chromium_path, free_port, serves
 from tests.conftest import day_folder
 
 pytestmark = pytest.mark.browser
@@ -53,14 +53,7 @@ def dagster_dev(migrated):
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
          "-p", str(port), "-h", "127.0.0.1"],
         cwd=migrated.home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                break
-        except OSError:
-            time.sleep(1)
-    else:
+    if not serves(port, 120):
         os.killpg(process.pid, signal.SIGTERM)
         pytest.fail("dagster dev did not answer within 120 s")
     yield port

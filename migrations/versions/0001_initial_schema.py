@@ -22,6 +22,19 @@ depends_on: str | Sequence[str] | None = None
 NOW = sa.text("now()")
 
 
+def _required(*columns: tuple[str, sa.types.TypeEngine | type]) -> list[sa.Column]:
+    """NOT NULL columns, in the order given (which is the tables' column order)."""
+    return [sa.Column(name, kind, nullable=False) for name, kind in columns]
+
+
+def _metadata() -> sa.Column:
+    return sa.Column("metadata", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"))
+
+
+def _created_at() -> sa.Column:
+    return sa.Column("created_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False)
+
+
 def upgrade() -> None:
     dim = migration_embedding_dim()
     op.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -29,26 +42,19 @@ def upgrade() -> None:
     op.create_table(
         "embedding_models",
         sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
-        sa.Column("name", sa.Text, nullable=False),
-        sa.Column("revision", sa.Text, nullable=False),
-        sa.Column("dim", sa.Integer, nullable=False),
-        sa.Column("normalized", sa.Boolean, nullable=False),
-        sa.Column("max_seq_length", sa.Integer, nullable=False),
-        sa.Column("created_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False),
+        *_required(("name", sa.Text), ("revision", sa.Text), ("dim", sa.Integer), ("normalized", sa.Boolean),
+                   ("max_seq_length", sa.Integer)),
+        _created_at(),
         sa.UniqueConstraint("name", "revision", name="embedding_models_name_revision_key"),
         sa.CheckConstraint("dim > 0", name="embedding_models_dim_positive"),
     )
 
     op.create_table(
         "documents",
-        sa.Column("ingest_date", sa.Date, nullable=False),
-        sa.Column("doc_id", sa.Text, nullable=False),
-        sa.Column("source_uri", sa.Text, nullable=False),
-        sa.Column("content_sha256", sa.Text, nullable=False),
-        sa.Column("bytes", sa.BigInteger, nullable=False),
-        sa.Column("chunk_count", sa.Integer, nullable=False),
-        sa.Column("metadata", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("created_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False),
+        *_required(("ingest_date", sa.Date), ("doc_id", sa.Text), ("source_uri", sa.Text), ("content_sha256", sa.Text),
+                   ("bytes", sa.BigInteger), ("chunk_count", sa.Integer)),
+        _metadata(),
+        _created_at(),
         sa.PrimaryKeyConstraint("ingest_date", "doc_id", name="documents_pkey"),
     )
     # Search keeps only each document's latest version: max(ingest_date) per doc_id.
@@ -56,17 +62,12 @@ def upgrade() -> None:
 
     op.create_table(
         "chunks",
-        sa.Column("ingest_date", sa.Date, nullable=False),
-        sa.Column("chunk_id", sa.Text, nullable=False),
-        sa.Column("doc_id", sa.Text, nullable=False),
-        sa.Column("seq", sa.Integer, nullable=False),
-        sa.Column("text", sa.Text, nullable=False),
-        sa.Column("token_count", sa.Integer, nullable=False),
-        sa.Column("content_sha256", sa.Text, nullable=False),
-        sa.Column("metadata", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        *_required(("ingest_date", sa.Date), ("chunk_id", sa.Text), ("doc_id", sa.Text), ("seq", sa.Integer),
+                   ("text", sa.Text), ("token_count", sa.Integer), ("content_sha256", sa.Text)),
+        _metadata(),
         sa.Column("model_id", sa.Integer, sa.ForeignKey("embedding_models.id"), nullable=False),
         sa.Column("embedding", VECTOR(dim), nullable=False),
-        sa.Column("created_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False),
+        _created_at(),
         sa.PrimaryKeyConstraint("ingest_date", "chunk_id", name="chunks_pkey"),
         postgresql_partition_by="RANGE (ingest_date)",
     )

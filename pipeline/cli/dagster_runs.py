@@ -4,6 +4,7 @@ the CLI face, which may use Dagster)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,11 +56,17 @@ def run(args: Sequence[str], settings: Settings, *, capture: bool = False) -> su
 
 def replace_process(args: Sequence[str], settings: Settings) -> NoReturn:
     """Become a Dagster command (``exec``): a service manager's SIGTERM then reaches Dagster itself, which
-    stops its webserver, daemon and code servers, instead of a parent that dies and leaves them running."""
+    stops its webserver, daemon and code servers, instead of a parent that dies and leaves them running.
+
+    Dagster maps SIGTERM to whatever SIGINT does. A process started in the background by a
+    non-interactive shell, or by a supervisor that ignores SIGINT, inherits SIGINT ignored (SIG_IGN is
+    kept across exec), and Dagster then ignores SIGTERM too; so both go back to their defaults first."""
     command = [executable("dagster"), *args]
     print("$ " + " ".join(command), flush=True)
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chdir(settings.home)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
     os.execvpe(command[0], command, environment(settings))
 
 
@@ -97,6 +104,11 @@ def wait_for_backfill(backfill_id: str, expected_runs: int, environment: Mapping
                 if daemon is not None and daemon.poll() is not None:
                     print(f"the Dagster daemon exited with code {daemon.returncode}", file=sys.stderr)
                     return 1
+                if daemon is None and not _daemon_running(instance):
+                    # The daemon whose heartbeat was seen has stopped since (a `dagster dev` just closed):
+                    # nobody would dequeue the runs.
+                    print("the Dagster daemon that was running has stopped: starting one", flush=True)
+                    daemon = start_daemon()
                 if time.monotonic() > deadline:
                     print(f"backfill {backfill_id} still running after {timeout:.0f} s; its runs go on in Dagster",
                           file=sys.stderr)

@@ -75,7 +75,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if code != 0:
         print(f"materialization failed (exit {code})", file=sys.stderr)
         return code
-    args.query = args.query or sample_corpus.LABELLED_QUERIES[1][0]
+    args.query = args.query or sample_corpus.demo_query()
     return cmd_search(args, settings)
 
 

@@ -99,6 +99,9 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, c
              force: bool = False) -> tuple[DayDocuments, str, bool]:
     """Decide whether the day must be rebuilt: returns its documents (read now when the scan skipped
     them but settings, model or ``force`` call for a rebuild), its fingerprint, and ``unchanged``."""
+    # Refused here, before anything is skipped as unchanged: a rolled-back model's days would be
+    # invisible to search, so a run configured with it fails whether or not it would embed anything.
+    model_lifecycle.require_buildable(conn, model.name, model.revision)
     fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
     if not force and is_unchanged(conn, batch.day, fingerprint):
         return batch, fingerprint, True
@@ -108,15 +111,19 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, c
     return batch, fingerprint, False
 
 
+def unchanged_chunks(batch: DayDocuments, fingerprint: str) -> DayChunks:
+    """An unchanged day through the chunking step: nothing to chunk, only its fingerprint carried."""
+    return DayChunks(day=batch.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[], seconds=0.0,
+                     fingerprint=fingerprint, unchanged=True, source=batch.source)
+
+
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
                     unchanged: bool = False) -> DayChunks:
     """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward."""
-    started = time.perf_counter()
     if unchanged:
-        return DayChunks(day=batch.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[],
-                         seconds=time.perf_counter() - started, fingerprint=fingerprint, unchanged=True,
-                         source=batch.source)
+        return unchanged_chunks(batch, fingerprint)
+    started = time.perf_counter()
     if not batch.files_read:
         raise ValueError(f"{batch.day}: its files were not read (signature unchanged); read them before chunking")
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
@@ -140,6 +147,15 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
                      dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
                      source=batch.source)
+
+
+def unchanged_embeddings(batch: DayChunks, model: ModelInfo) -> DayEmbeddings:
+    """An unchanged day through the embedding step: no vectors, only which model its stored ones are of
+    (so the model need not even be loaded)."""
+    return DayEmbeddings(
+        day=batch.day, documents=[], chunks=[], chunk_counts={}, vectors=np.empty((0, model.dim), dtype=np.float32),
+        model_name=model.name, model_revision=model.revision, dim=model.dim, embedded=0, reused=0, dead_letters=[],
+        seconds=0.0, device=model.device, fingerprint=batch.fingerprint, unchanged=True, source=batch.source)
 
 
 def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,

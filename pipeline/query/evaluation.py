@@ -8,11 +8,13 @@ distinct documents, and a document counts when it is in ``expected_doc_ids``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -20,6 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
 from pipeline.query import search
 from pipeline.query.hits import SearchHit
+from pipeline.storage import catalog, ingest_days, model_registry
 from pipeline.storage.db import value
 
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
@@ -140,6 +143,23 @@ def sample_queries() -> list[LabelledQuery]:
 
     return [LabelledQuery(q["query"], tuple(q["expected_doc_ids"]), tuple(q["tags"]))
             for q in sample_corpus.labelled_queries()]
+
+
+def queries_version(queries: Sequence[LabelledQuery]) -> str:
+    """Changes whenever the labelled set does."""
+    payload = sorted((q.query, sorted(q.expected_doc_ids), sorted(q.tags)) for q in queries)
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def store_version(conn: psycopg.Connection[Any]) -> str:
+    """Changes whenever search over this store could rank differently: a day loaded, a partition sealed,
+    trimmed or dropped, a vector index built or replaced, another model served. A retrieval measurement
+    taken at one version holds for as long as the version stays."""
+    serving = model_registry.serving(conn)
+    parts = [f"{p.table}:{p.rows}:{index.name if (index := catalog.existing_vector_index(conn, p.table)) else '-'}"
+             for p in catalog.partitions(conn)]
+    payload = [serving.id if serving else None, str(ingest_days.last_load(conn)), parts]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def labelled_set_for(conn: psycopg.Connection, path: str | None) -> tuple[list[LabelledQuery], str] | None:

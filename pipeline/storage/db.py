@@ -64,6 +64,19 @@ def connect_kwargs(settings: Settings) -> dict[str, object]:
     return {"prepare_threshold": None} if settings.pgbouncer else {}
 
 
+@contextmanager
+def server_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the server's maintenance database (to create or drop databases);
+    a server that cannot be reached is a ``DatabaseSetupError`` naming it, without its password."""
+    base = server_url(settings)
+    try:
+        conn = psycopg.connect(base, autocommit=True, **connect_kwargs(settings))  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        raise DatabaseSetupError(f"cannot reach PostgreSQL at {redact(base)}: {exc}") from exc
+    with conn:
+        yield conn
+
+
 def ensure_databases(settings: Settings) -> None:
     """Create the ``docvec`` and ``dagster`` databases where we own the server and they are missing."""
     wanted: list[str] = []
@@ -73,35 +86,32 @@ def ensure_databases(settings: Settings) -> None:
         wanted.append(DAGSTER_DATABASE)
     if not wanted:
         return
-    base = server_url(settings)
-    try:
-        with psycopg.connect(base, autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
-            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for name in wanted:
-                if name not in existing:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                    log.info("created database %s", name)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise DatabaseSetupError(
-            f"cannot create database(s) {', '.join(wanted)} on {redact(base)}: {exc}. "
-            "Create them as a superuser, or set DAGSTER_DATABASE_URL to an existing database for Dagster."
-        ) from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseSetupError(f"cannot reach PostgreSQL at {redact(base)}: {exc}") from exc
+    with server_connection(settings) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in wanted:
+            if name in existing:
+                continue
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise DatabaseSetupError(
+                    f"cannot create database {name} on {redact(server_url(settings))}: {exc}. Create it as a "
+                    "superuser, or set DAGSTER_DATABASE_URL to an existing database for Dagster."
+                ) from exc
+            log.info("created database %s", name)
 
 
 def recreate_database(settings: Settings, name: str) -> str:
     """Drop (forcibly) and create database ``name`` on the configured server; return its URL.
     For tests and benchmarks that need tables of their own."""
-    drop_database(settings, name)
-    base = server_url(settings)
-    with psycopg.connect(base, autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+    with server_connection(settings) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return with_database(base, name)
+    return with_database(server_url(settings), name)
 
 
 def drop_database(settings: Settings, name: str) -> None:
-    with psycopg.connect(server_url(settings), autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+    with server_connection(settings) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

@@ -101,3 +101,9 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
     """Delete the records of days before ``horizon`` except the ``keep`` days."""
     conn.execute("DELETE FROM ingest_days WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))",
                  (horizon, list(keep)))
+
+
+def last_load(conn: psycopg.Connection[Any]) -> dt.datetime | None:
+    """When any day was last loaded (by any model)."""
+    row = conn.execute("SELECT max(loaded_at) FROM ingest_days").fetchone()
+    return row[0] if row else None
