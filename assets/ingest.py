@@ -65,11 +65,14 @@ def _log_days(context: AssetExecutionContext, lines: list[str]) -> None:
 @asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
 def raw_documents(context: AssetExecutionContext, source: SourceResource, postgres: PostgresResource,
                   retention_window: RetentionResource) -> Output[dict[str, DayDocuments]]:
-    """Source files of each ingest day, read and validated: UTF-8 text, Markdown (front matter becomes
-    metadata) and HTML (scripts and styles dropped). Bad files (binary, invalid UTF-8, empty, too large,
-    links escaping the landing directory) become dead letters that name the file and the fix; the rest
-    of the day goes on. A day whose files have the same names, sizes, inodes and change times as when it
-    was last loaded is not read again. Days older than the retention window are refused."""
+    """Source documents of each ingest day, read with their structure (title, heading path, page or
+    slide): PDF, Word, PowerPoint, Excel, EPUB, HTML (main content only), Markdown (front matter becomes
+    metadata) and plain text. Non-text formats are parsed in parallel worker processes, each file under
+    a time and memory limit. Bad files (no reader for the format, encrypted, scanned, corrupt, too large,
+    binary, invalid UTF-8, empty, links escaping the landing directory) become dead letters that name
+    the file and the fix; the rest of the day goes on. A day whose files have the same names, sizes,
+    inodes and change times as when it was last loaded is not read again. Days older than the retention
+    window are refused."""
     root = source.root()
     run_days = partition_days(context)
     today = retention_window.today()
@@ -82,7 +85,8 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
     lines = []
     with postgres.connect() as conn:
         for day in run_days:
-            batch = stages.scan_documents(conn, root, day, source.patterns, source.max_file_bytes)
+            batch = stages.scan_documents(conn, root, day, source.patterns, source.max_file_bytes,
+                                          source.parse_limits())
             _log_dead_letters(context, batch.dead_letters)
             lines.append(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters"
                          if batch.files_read else f"{day}: {batch.files_seen} files unchanged since the last load, not read")
@@ -126,7 +130,7 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
             batch, fingerprint, unchanged = stages.plan_day(
                 conn, read, source.root(), settings, info, patterns=source.patterns,
                 max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
-                force=config.force)
+                force=config.force, limits=source.parse_limits())
             batches[key] = stages.unchanged_chunks(batch, fingerprint) if unchanged else stages.chunk_documents(
                 batch, embedder.get().backend_tokenizer(), settings, source.max_chunks_per_document,
                 fingerprint=fingerprint)

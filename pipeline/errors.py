@@ -1,5 +1,7 @@
 """Errors that carry a message fit for a person: what went wrong, where, and what to do."""
 
+from __future__ import annotations
+
 
 class DocvecError(Exception):
     """Base of docvec's own errors."""
@@ -38,3 +40,16 @@ class InvalidVectorError(DocvecError):
 class ContentionError(DocvecError):
     """Other runs kept changing what this one waited for (a partition being sealed or trimmed over and
     over); retrying later may succeed."""
+
+
+class UnreadableDocument(DocvecError):
+    """A reader could not turn a file into text: ``reason`` says what is wrong with it, ``fix`` what to
+    do. The caller names the file and dead-letters it."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(f"{reason}. {fix}")
+        self.reason = reason
+        self.fix = fix
+
+    def __reduce__(self) -> tuple[type[UnreadableDocument], tuple[str, str]]:
+        return type(self), (self.reason, self.fix)  # crosses process boundaries from the parse workers

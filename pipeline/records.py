@@ -32,6 +32,21 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Section:
+    """Where a stretch of a document's text sits, from ``start`` (a character offset into the text) up
+    to the next section's start: its heading path (outermost first), and its page or slide."""
+    start: int
+    path: tuple[str, ...] = ()
+    page: int | None = None
+    slide: int | None = None
+    heading: bool = False  # the stretch opens with a heading: the best place to start a chunk
+
+    @property
+    def label(self) -> str:
+        return " > ".join(self.path)
+
+
+@dataclass(frozen=True)
 class SourceDocument:
     doc_id: str  # path relative to its day folder: the same document across days
     source_uri: str  # path relative to the landing root: this version of it
@@ -39,7 +54,8 @@ class SourceDocument:
     text: str
     content_sha256: str
     bytes: int
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # title, format, front matter, pages…
+    sections: tuple[Section, ...] = ()  # ordered by start; empty: one untitled stretch
 
 
 @dataclass(frozen=True)

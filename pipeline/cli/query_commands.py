@@ -68,12 +68,28 @@ def _one_line(text: str, width: int = 160) -> str:
     return flat if len(flat) <= width else flat[:width - 3] + "..."
 
 
+def where(hit: SearchHit) -> str:
+    """Where a hit is: ``manual.pdf p. 12 · Indexes > Partial Indexes``, ``deck.pptx slide 4 · …``, or
+    ``notes.md#3`` (its chunk number) for a document without pages or sections."""
+    meta = hit.metadata
+    place = ""
+    if isinstance(meta.get("page"), int):
+        last = meta.get("last_page")
+        place = f" p. {meta['page']}" + (f"–{last}" if isinstance(last, int) and last != meta["page"] else "")
+    elif isinstance(meta.get("slide"), int):
+        place = f" slide {meta['slide']}"
+    section = meta.get("section")
+    if not place and not section:
+        return f"{hit.doc_id}#{hit.seq}"
+    return f"{hit.doc_id}{place}" + (f" · {section}" if section else "")
+
+
 def format_hit(hit: SearchHit, *, fused: bool) -> str:
     """A hit as `docvec search` prints it: rank, scores, where it came from, a snippet, its context."""
     scores = [f"similarity {hit.similarity:.3f}" if hit.similarity is not None else "",
               f"text {hit.text_score:.3f}" if hit.text_score is not None else "",
               f"fused {hit.score:.4f}" if fused else ""]
-    lines = [f"{hit.rank:>3}. {'  '.join(part for part in scores if part)}  {hit.ingest_date}  {hit.doc_id}#{hit.seq}",
+    lines = [f"{hit.rank:>3}. {'  '.join(part for part in scores if part)}  {hit.ingest_date}  {where(hit)}",
              f"     {_one_line(hit.text)}"]
     lines += [f"       #{n['seq']}: {_one_line(n['text'])}" for n in hit.context or [] if n["seq"] != hit.seq]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ limit becomes one [UNK] token, which would otherwise let a single token carry a 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 CHARS_PER_TOKEN_CAP = 16  # real text runs at ~4 characters per word piece
 SENTENCE_END = frozenset(".!?;:。！？；…")
-PARAGRAPH, SENTENCE, LINE, WORD, NONE = 4, 3, 2, 1, 0
+HEADING, PARAGRAPH, SENTENCE, LINE, WORD, NONE = 5, 4, 3, 2, 1, 0
 _PARAGRAPH_GAP = re.compile(r"\n[ \t]*\n")
 
 
@@ -92,26 +93,32 @@ def _break_strength(text: str, offsets: Sequence[tuple[int, int]], i: int) -> in
     return WORD
 
 
-def _windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap: int) -> list[tuple[int, int]]:
+def _windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap: int,
+             headings: frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """Token windows ``[start, end)``. A window ends at the best break in its last half (paragraph >
+    sentence > line > word), or at a heading anywhere in its last three quarters: a chunk then holds
+    one section, and the next starts at the heading, without overlap into the section before."""
     n = len(offsets)
     windows: list[tuple[int, int]] = []
     start = 0
     while start < n:
         end = min(start + budget, n)
-        if end < n:
-            best, best_strength = end, NONE
-            for cut in range(end, start + budget // 2, -1):
-                strength = _break_strength(text, offsets, cut)
+        best_strength = NONE
+        if end < n or any(start < h < end for h in headings):
+            best = end
+            for cut in range(end - (end == n), start + budget // 4, -1):
+                strength = HEADING if cut in headings else (
+                    _break_strength(text, offsets, cut) if cut > start + budget // 2 and end < n else NONE)
                 if strength > best_strength:
                     best, best_strength = cut, strength
-                    if strength == PARAGRAPH:
+                    if strength == HEADING:
                         break
             end = best
         windows.append((start, end))
         if end >= n:
             break
         next_start = end
-        if overlap:
+        if overlap and best_strength != HEADING:
             next_start = end - overlap
             for j in range(end - overlap, end):
                 if _break_strength(text, offsets, j) >= WORD:
@@ -121,14 +128,23 @@ def _windows(text: str, offsets: Sequence[tuple[int, int]], budget: int, overlap
     return windows
 
 
-def chunk_texts(documents: Sequence[str], tokenizer: Tokenizer, config: ChunkingConfig) -> list[list[Chunk]]:
-    """Chunk many documents in one tokenizer call (the Rust tokenizer runs them in parallel)."""
+def heading_tokens(offsets: Sequence[tuple[int, int]], heading_starts: Sequence[int]) -> frozenset[int]:
+    """The first token at or after each heading's character offset."""
+    token_starts = [start for start, _ in offsets]
+    return frozenset(i for i in (bisect.bisect_left(token_starts, at) for at in heading_starts) if 0 < i < len(offsets))
+
+
+def chunk_texts(documents: Sequence[str], tokenizer: Tokenizer, config: ChunkingConfig,
+                headings: Sequence[Sequence[int]] | None = None) -> list[list[Chunk]]:
+    """Chunk many documents in one tokenizer call (the Rust tokenizer runs them in parallel).
+    ``headings``: per document, the character offsets where a heading begins (preferred cuts)."""
     encodings = tokenizer.encode_batch(list(documents), add_special_tokens=False)
     planned: list[list[tuple[int, int]]] = []
-    for text, encoding in zip(documents, encodings, strict=True):
+    for index, (text, encoding) in enumerate(zip(documents, encodings, strict=True)):
         offsets = encoding.offsets
+        cuts = heading_tokens(offsets, headings[index]) if headings else frozenset()
         spans = []
-        for start, end in _windows(text, offsets, config.budget, config.overlap_tokens):
+        for start, end in _windows(text, offsets, config.budget, config.overlap_tokens, cuts):
             spans.append((offsets[start][0], offsets[end - 1][1]))
         planned.append(spans)
     return [_verified(text, spans, tokenizer, config) for text, spans in zip(documents, planned, strict=True)]

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from pipeline.errors import ConfigError
 
-DEFAULT_PATTERNS: tuple[str, ...] = ("*.txt", "*.md", "*.markdown", "*.html", "*.htm")
-DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
+# Every file of a day folder: one no reader knows becomes a dead letter saying so, never silently
+# skipped. Hidden files and folders (.DS_Store, .git, editor swap files) are not documents.
+DEFAULT_PATTERNS: tuple[str, ...] = ("*",)
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+_HIDDEN = re.compile(r"\.[^.]")  # ".git", ".DS_Store", ".~lock.x.docx#"; not a name like "..%2fx.md"
 
 
 def day_folder(landing_dir: Path, day: dt.date) -> Path:
@@ -48,7 +52,8 @@ def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DE
     for pattern in patterns:
         for path in folder.rglob(pattern):
             # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
-            if path not in seen and (path.is_symlink() or not path.is_dir()):
+            hidden = any(_HIDDEN.match(part) for part in path.relative_to(folder).parts)
+            if path not in seen and not hidden and (path.is_symlink() or not path.is_dir()):
                 seen.add(path)
     yield from sorted(seen)
 

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
 
 from pipeline.errors import DatabaseSetupError
-from pipeline.ingest import landing, readers
+from pipeline.ingest import landing, reading
 from pipeline.ingest.chunking import (
     ChunkingConfig,
     chunk_id,
     chunk_texts,
 )
 from pipeline.ingest.embedding import Embedder, ProgressCallback
+from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.records import (
     ChunkRecord,
     DayChunks,
@@ -39,13 +41,14 @@ if TYPE_CHECKING:
 
 
 def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
-    """Read and validate every file of the day."""
+                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES,
+                   limits: ParseLimits | None = None) -> DayDocuments:
+    """Read and validate every file of the day (non-text formats parsed in workers under ``limits``)."""
     started = time.perf_counter()
     landing.require_landing_dir(landing_dir)
     # Taken before reading, so a file changed while it is being read makes the next run read again.
     signature = landing.day_signature(landing_dir, day, patterns)
-    result = readers.read_day(landing_dir, day, patterns, max_file_bytes)
+    result = reading.read_day(landing_dir, day, patterns, max_file_bytes, limits)
     return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
                         files_seen=result.files_seen, seconds=time.perf_counter() - started,
                         source=SourceState(signature, content_fingerprint(result.documents, result.dead_letters)))
@@ -53,7 +56,8 @@ def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = la
 
 def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
                    patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES) -> DayDocuments:
+                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES,
+                   limits: ParseLimits | None = None) -> DayDocuments:
     """Like ``read_documents``, but when the day folder's signature equals the one the stored day was
     built from, open no file and carry the stored content fingerprint instead (an unchanged rerun then
     costs one ``stat`` per file)."""
@@ -63,7 +67,7 @@ def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
     signature = landing.files_signature(landing.day_folder(landing_dir, day), files)
     stored = ingest_days.stored_source(conn, day)
     if stored is None or stored.signature != signature:
-        return read_documents(landing_dir, day, patterns, max_file_bytes)
+        return read_documents(landing_dir, day, patterns, max_file_bytes, limits)
     return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
                         seconds=time.perf_counter() - started, source=stored, files_read=False)
 
@@ -96,7 +100,7 @@ def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bo
 def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, config: ChunkingConfig,
              model: ModelInfo, *, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
              max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
-             force: bool = False) -> tuple[DayDocuments, str, bool]:
+             force: bool = False, limits: ParseLimits | None = None) -> tuple[DayDocuments, str, bool]:
     """Decide whether the day must be rebuilt: returns its documents (read now when the scan skipped
     them but settings, model or ``force`` call for a rebuild), its fingerprint, and ``unchanged``."""
     # Refused here, before anything is skipped as unchanged: a rolled-back model's days would be
@@ -106,7 +110,7 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, c
     if not force and is_unchanged(conn, batch.day, fingerprint):
         return batch, fingerprint, True
     if not batch.files_read:
-        batch = read_documents(landing_dir, batch.day, patterns, max_file_bytes)
+        batch = read_documents(landing_dir, batch.day, patterns, max_file_bytes, limits)
         fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
     return batch, fingerprint, False
 
@@ -126,7 +130,8 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
     started = time.perf_counter()
     if not batch.files_read:
         raise ValueError(f"{batch.day}: its files were not read (signature unchanged); read them before chunking")
-    per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config)
+    per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config,
+                               [[s.start for s in d.sections if s.heading] for d in batch.documents])
     documents, chunks, counts = [], [], {}
     dead = list(batch.dead_letters)
     for document, pieces in zip(batch.documents, per_document, strict=True):
@@ -142,11 +147,35 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
             chunks.append(ChunkRecord(
                 chunk_id=chunk_id(document.doc_id, piece.seq, piece.content_sha256),
                 doc_id=document.doc_id, seq=piece.seq, text=piece.text, token_count=piece.token_count,
-                content_sha256=piece.content_sha256, metadata=document.metadata,
+                content_sha256=piece.content_sha256,
+                metadata=chunk_metadata(document, piece.char_start, piece.char_end),
             ))
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
                      dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
                      source=batch.source)
+
+
+def chunk_metadata(document: SourceDocument, start: int, end: int) -> dict[str, Any]:
+    """The document's metadata plus where the chunk sits: the section it belongs to (its heading path),
+    and its page or slide. A chunk opening with the overlap of the section before belongs to the section
+    that begins within its first quarter."""
+    metadata = dict(document.metadata)
+    sections = document.sections
+    if not sections:
+        return metadata
+    starts = [s.start for s in sections]
+    index = max(0, bisect.bisect_right(starts, start + (end - start) // 4) - 1)
+    section = sections[index]
+    if section.path:
+        metadata["section"] = section.label
+    if section.page is not None:
+        metadata["page"] = sections[max(0, bisect.bisect_right(starts, start) - 1)].page
+        last_page = sections[max(0, bisect.bisect_left(starts, end) - 1)].page
+        if last_page is not None and last_page != metadata["page"]:
+            metadata["last_page"] = last_page
+    if section.slide is not None:
+        metadata["slide"] = section.slide
+    return metadata
 
 
 def unchanged_embeddings(batch: DayChunks, model: ModelInfo) -> DayEmbeddings:

@@ -30,6 +30,7 @@ _VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 
 
 MODES = ("vector", "text", "hybrid")
+_NUMBER = re.compile(r"-?\d{1,15}")
 TEXT_SEARCH_CONFIG = "english"  # the generated column's configuration (migration 0005)
 
 
@@ -83,8 +84,16 @@ def _conditions(model_id: int, since: dt.date | None, until: dt.date | None,
         conditions.append(sql.SQL("c.ingest_date <= %(until)s"))
         params["until"] = until
     if filters:
-        conditions.append(sql.SQL("c.metadata @> %(filters)s::jsonb"))
-        params["filters"] = json.dumps(dict(filters))
+        text_values = {key: value for key, value in filters.items() if not _NUMBER.fullmatch(value)}
+        if text_values:
+            conditions.append(sql.SQL("c.metadata @> %(filters)s::jsonb"))
+            params["filters"] = json.dumps(text_values)
+        # A number (page=12) matches the number readers store, or the same digits as text (front matter).
+        for n, (key, value) in enumerate((k, v) for k, v in filters.items() if k not in text_values):
+            conditions.append(sql.SQL("(c.metadata @> %({a})s::jsonb OR c.metadata @> %({b})s::jsonb)").format(
+                a=sql.SQL(f"number_{n}"), b=sql.SQL(f"digits_{n}")))
+            params[f"number_{n}"] = json.dumps({key: int(value)})
+            params[f"digits_{n}"] = json.dumps({key: value})
     return conditions, params
 
 

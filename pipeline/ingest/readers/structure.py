@@ -1,0 +1,91 @@
+"""What every reader returns: a document's text with its structure (title, heading path per stretch,
+page or slide), assembled block by block so that offsets and sections always agree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.records import Section
+
+_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+# Permalink anchors that documentation generators append to headings (Sphinx, MkDocs, GitHub).
+_PERMALINK = re.compile(r"\s*[¶#§🔗]\s*$")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    text: str
+    title: str | None
+    sections: tuple[Section, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def clean_line_text(text: str) -> str:
+    """Text of one block: Windows line ends and runs of spaces flattened, soft hyphens and form feeds
+    dropped, blank-line runs shortened, ends trimmed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "").replace("\x02", "")
+    text = "\n".join(_SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
+    return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+def heading_text(text: str) -> str:
+    return _PERMALINK.sub("", " ".join(text.split()))
+
+
+class Builder:
+    """Appends blocks (paragraphs, tables, headings) separated by blank lines, and opens a section
+    wherever the heading path, page or slide changes."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._length = 0
+        self._sections: list[Section] = []
+        self._path: list[tuple[int, str]] = []  # (level, heading)
+        self._page: int | None = None
+        self._slide: int | None = None
+        self._pending_heading = False
+        self.first_heading: str | None = None
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self._path)
+
+    def page(self, number: int) -> None:
+        self._page = number
+
+    def slide(self, number: int) -> None:
+        self._slide = number
+        self._path = []
+
+    def heading(self, level: int, text: str) -> None:
+        """A heading of ``level`` (1 outermost): it closes deeper and equal headings, and its own text
+        opens the new section."""
+        text = heading_text(text)
+        if not text:
+            return
+        self._path = [(lvl, t) for lvl, t in self._path if lvl < level] + [(level, text)]
+        self.first_heading = self.first_heading or text
+        self._pending_heading = True
+        self.block(text)
+
+    def block(self, text: str) -> None:
+        text = clean_line_text(text)
+        if not text:
+            return
+        if self._parts:
+            self._parts.append("\n\n")
+            self._length += 2
+        current = Section(self._length, self.path, self._page, self._slide, heading=self._pending_heading)
+        last = self._sections[-1] if self._sections else None
+        if (last is None or self._pending_heading or (last.path, last.page, last.slide)
+                != (current.path, current.page, current.slide)):
+            self._sections.append(current)
+        self._pending_heading = False
+        self._parts.append(text)
+        self._length += len(text)
+
+    def build(self, title: str | None, metadata: dict[str, Any] | None = None) -> Parsed:
+        return Parsed("".join(self._parts), title, tuple(self._sections), dict(metadata or {}))
