@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.errors import BadInputError, UnreadableDocument
 from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, day_folder, iter_day_files
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
-from pipeline.ingest.readers import IN_PROCESS, parse, reader_for
+from pipeline.ingest.readers import IN_PROCESS, parse, require_reader
 from pipeline.ingest.readers.structure import Parsed
 from pipeline.records import DeadLetter, SourceDocument
 
@@ -56,7 +56,7 @@ def check_file(path: Path, landing_dir: Path, day: dt.date, max_bytes: int = DEF
         raise BadInputError(source_uri, f"resolves outside the landing directory ({real})",
                             "copy the file into the day folder instead of linking to it")
     try:
-        reader_for(path.name)
+        require_reader(path.name)
         info = real.stat()
         if not stat.S_ISREG(info.st_mode):
             # Opening a FIFO would block the whole run; a device could be endless.
