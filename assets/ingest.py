@@ -73,7 +73,7 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
     the file and the fix; the rest of the day goes on. A day whose files have the same names, sizes,
     inodes and change times as when it was last loaded is not read again. Days older than the retention
     window are refused."""
-    root = source.root()
+    root = source.landing()
     run_days = partition_days(context)
     today = retention_window.today()
     for day in run_days:
@@ -101,7 +101,7 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
         "bytes": sum(d.bytes for b in values for d in b.documents),
         "dead_letters": sum(len(b.dead_letters) for b in values),
         "seconds": round(sum(b.seconds for b in values), 3),
-        "landing_dir": MetadataValue.path(str(root)),
+        "landing": root.url,
     })
 
 
@@ -128,7 +128,7 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
                                   overlap_tokens=config.overlap_tokens)
         for key, read in raw_documents.items():
             batch, fingerprint, unchanged = stages.plan_day(
-                conn, read, source.root(), settings, info, patterns=source.patterns,
+                conn, read, source.landing(), settings, info, patterns=source.patterns,
                 max_file_bytes=source.max_file_bytes, max_chunks_per_document=source.max_chunks_per_document,
                 force=config.force, limits=source.parse_limits())
             batches[key] = stages.unchanged_chunks(batch, fingerprint) if unchanged else stages.chunk_documents(

@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline import sample_corpus
-from pipeline.ingest import reading, stages
+from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import list_days
@@ -59,7 +59,7 @@ def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
     tokenizer = embedder.backend_tokenizer()
     texts = []
     for day in list_days(landing):
-        documents = reading.read_day(landing, day).documents
+        documents = stages.read_documents(landing, day).documents
         texts += [piece.text for pieces in chunk_texts([d.text for d in documents], tokenizer, config) for piece in pieces]
     return texts
 
@@ -213,7 +213,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sample_corpus.write_sample_corpus(Path(tmp))
         corpus = [(d.doc_id, piece.text) for day in list_days(Path(tmp))
-                  for d in reading.read_day(Path(tmp), day).documents
+                  for d in stages.read_documents(Path(tmp), day).documents
                   for piece in chunk_texts([d.text], embedder.backend_tokenizer(),
                                            ChunkingConfig(max_seq_length=embedder.info.max_seq_length))[0]]
     doc_ids = np.array([doc for doc, _ in corpus])

@@ -7,6 +7,8 @@ Environment variables are read only when these functions are called (never at im
 * ``DAGSTER_DATABASE_URL`` – Dagster's storage database (default: database ``dagster`` on the same server)
 * ``DOCVEC_PGBOUNCER`` – ``1`` when ``DATABASE_URL`` points at PgBouncer in transaction mode
 * ``DOCVEC_SEARCH_DATABASE_URL`` – where searches go (a read replica); default: ``DATABASE_URL``
+* ``DOCVEC_LANDING_DIR`` – the landing zone: a path or an ``s3://``, ``gs://``, ``az://`` URL; default
+  ``$DOCVEC_HOME/landing``
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ class Settings:
     dagster_database_url: str | None
     pgbouncer: bool
     search_database_url: str | None = None
+    landing_url: str | None = None
+
+    @property
+    def landing(self) -> str:
+        """Where ingest days land: ``DOCVEC_LANDING_DIR``, else the local default."""
+        return self.landing_url or str(self.landing_dir)
 
     @property
     def pgdata(self) -> Path:
@@ -34,6 +42,7 @@ class Settings:
 
     @property
     def landing_dir(self) -> Path:
+        """The local default landing directory (the demo's sample corpus goes there)."""
         return self.home / "landing"
 
     @property
@@ -62,4 +71,5 @@ def load_settings(
         dagster_database_url=os.environ.get("DAGSTER_DATABASE_URL") or None,
         pgbouncer=_truthy(os.environ.get("DOCVEC_PGBOUNCER")) if pgbouncer is None else pgbouncer,
         search_database_url=os.environ.get("DOCVEC_SEARCH_DATABASE_URL") or None,
+        landing_url=os.environ.get("DOCVEC_LANDING_DIR") or None,
     )

@@ -1,19 +1,25 @@
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS
+from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, Landing
+from pipeline.ingest.object_storage import StorageOptions, open_landing
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.settings import load_settings
 
 
 class SourceResource(ConfigurableResource):
-    """The landing directory: one ``YYYY-MM-DD/`` folder per ingest day, and how its files are read."""
+    """The landing zone: one ``YYYY-MM-DD/`` folder (or key prefix) per ingest day, on local disk or in
+    object storage, and how its files are read. Credentials for object storage come from the
+    provider's standard chain (environment variables, profile, instance role) unless given here,
+    preferably as Dagster ``EnvVar``s; they never show in logs, metadata or dead letters."""
 
-    landing_dir: str | None = Field(default=None, description="empty = $DOCVEC_HOME/landing")
+    landing_dir: str | None = Field(default=None, description=(
+        "a path or file:// URL, or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix "
+        "(abfs://); empty = $DOCVEC_LANDING_DIR, else $DOCVEC_HOME/landing"))
     patterns: list[str] = Field(default=list(DEFAULT_PATTERNS), description="file globs read in each day folder")
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1, description="larger files are dead-lettered")
     max_chunks_per_document: int = Field(default=10_000, ge=1, description="documents with more chunks are dead-lettered")
@@ -23,10 +29,27 @@ class SourceResource(ConfigurableResource):
     parse_memory_mb: int = Field(default=ParseLimits.memory_mb, ge=256, description=(
         "address space a parse worker may use for one file; a file that needs more is dead-lettered"))
     parse_workers: int = Field(default=ParseLimits.workers, ge=0, description="parse workers; 0 = one per CPU core")
+    endpoint_url: str | None = Field(default=None, description=(
+        "object storage endpoint for MinIO or another S3-compatible store, e.g. http://minio:9000"))
+    region: str | None = Field(default=None, description="the bucket's region (S3)")
+    anonymous: bool = Field(default=False, description="read a public bucket without credentials")
+    access_key_id: str | None = Field(default=None, description=(
+        "S3 access key id (Azure: account name); empty = the provider's credential chain. Use EnvVar"))
+    secret_access_key: str | None = Field(default=None, description=(
+        "S3 secret access key (Azure: account key); empty = the provider's credential chain. Use EnvVar"))
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "further options for the fsspec filesystem (s3fs, gcsfs, adlfs), e.g. {\"profile\": \"ingest\"}"))
+    storage_retries: int = Field(default=5, ge=1, description=(
+        "attempts for a listing or download that fails transiently (throttling, timeout, 5xx)"))
 
     def parse_limits(self) -> ParseLimits:
         return ParseLimits(seconds=self.parse_timeout_seconds, memory_mb=self.parse_memory_mb,
                            workers=self.parse_workers)
 
-    def root(self) -> Path:
-        return Path(self.landing_dir).expanduser().resolve() if self.landing_dir else load_settings().landing_dir
+    def url(self) -> str:
+        return self.landing_dir or load_settings().landing
+
+    def landing(self) -> Landing:
+        return open_landing(self.url(), StorageOptions(
+            endpoint_url=self.endpoint_url, region=self.region, anonymous=self.anonymous, key=self.access_key_id,
+            secret=self.secret_access_key, extra=self.storage_options, retries=self.storage_retries))

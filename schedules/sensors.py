@@ -30,22 +30,27 @@ from schedules.ingest import ingest_job
 @sensor(job=ingest_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.STOPPED)
 def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
                    retention_window: RetentionResource) -> SensorResult:
-    """Watches the landing directory: a day folder that appears, or whose files change (names, sizes,
-    modification times), requests an ingest run of that day. Days outside the retention window or
-    before the first partition are ignored."""
-    root = source.root()
+    """Watches the landing zone (a directory or an object-storage prefix): a day folder that appears, or
+    whose files change (names, sizes, inode and change times on disk; ETags or generations in a
+    bucket), requests an ingest run of that day, from listings alone. Days outside the retention
+    window or before the first partition are ignored."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     today = retention_window.today()
     horizon = retention.oldest_kept_day(today, retention_window.window_days)
     first = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
-    requests, current = [], {}
-    for day in landing.list_days(root) if root.is_dir() else []:
-        if day < max(horizon, first) or day > today:
-            continue
-        key = day.isoformat()
-        current[key] = landing.day_signature(root, day, source.patterns)
-        if seen.get(key) != current[key]:
-            requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
+    try:
+        store = source.landing()
+        days = store.days()
+        requests, current = [], {}
+        for day in days:
+            if day < max(horizon, first) or day > today:
+                continue
+            key = day.isoformat()
+            current[key] = landing.signature(store.files(day, source.patterns))
+            if seen.get(key) != current[key]:
+                requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
+    except DocvecError as exc:  # not there yet, unreachable, or refused: said, and tried again next tick
+        return SensorResult(skip_reason=SkipReason(f"cannot list the landing zone: {exc}"), cursor=context.cursor)
     return SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import corpora
 from pipeline.cli.main import main
-from pipeline.ingest import reading, stages
+from pipeline.ingest import stages
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
 from pipeline.query import search
 from pipeline.storage import db, dead_letters
@@ -84,7 +84,7 @@ def zip_bomb_docx(target: Path, paragraphs: int) -> Path:
 
 
 def test_every_format_keeps_its_structure(real_day) -> None:
-    read = reading.read_day(real_day, DAY)
+    read = stages.read_documents(real_day, DAY)
     docs = {d.doc_id: d for d in read.documents}
     assert set(docs) == {"tutorial/controlflow.pdf", "libtasn1.pdf", "datastructures.docx", "errors.pptx",
                          "classes.epub", "datasets.xlsx", "tutorial/inputoutput.html"}
@@ -120,7 +120,7 @@ def test_every_format_keeps_its_structure(real_day) -> None:
 
 
 def test_every_bad_document_is_a_dead_letter_naming_the_fix(real_day) -> None:
-    read = reading.read_day(real_day, DAY)
+    read = stages.read_documents(real_day, DAY)
     letters = {d.source_uri.rsplit("/", 1)[1]: f"{d.error}. {d.detail}" for d in read.dead_letters}
     expected = {
         "encrypted.pdf": "password-protected",

@@ -1,15 +1,21 @@
-"""The landing directory: one sub-folder per ingest day (``YYYY-MM-DD/``); which files each day holds,
-and a signature of them that changes whenever a file does, read from the listing alone."""
+"""The landing zone: one folder (or key prefix) per ingest day (``YYYY-MM-DD/``) on local disk or in
+object storage (``object_storage.py``). It says which files each day holds, gives a signature of
+them from the listing alone (changed whenever a file is), and hands each file over as a checked
+local file to parse: the file itself on disk, a bounded download from object storage."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+import stat
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from pipeline.errors import ConfigError
+from pipeline.errors import BadInputError, ConfigError, UnreadableDocument
+from pipeline.ingest.readers import require_reader
 
 # Every file of a day folder: one no reader knows becomes a dead letter saying so, never silently
 # skipped. Hidden files and folders (.DS_Store, .git, editor swap files) are not documents.
@@ -18,60 +24,171 @@ DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 _HIDDEN = re.compile(r"\.[^.]")  # ".git", ".DS_Store", ".~lock.x.docx#"; not a name like "..%2fx.md"
 
 
-def day_folder(landing_dir: Path, day: dt.date) -> Path:
-    return landing_dir / day.isoformat()
+@dataclass(frozen=True)
+class LandingFile:
+    """A file of a day as the listing shows it."""
+    rel: str  # its path below the day folder: the document's id
+    size: int
+    stamp: str  # what changes when its bytes do: inode and times on disk, ETag or generation in a bucket
+    location: str  # where the landing finds it: a local path, or the object's key
 
 
-def require_landing_dir(landing_dir: Path) -> Path:
-    if not landing_dir.is_dir():
-        raise ConfigError(
-            f"landing directory {landing_dir} does not exist. Create it with one YYYY-MM-DD/ folder per day, "
-            "set the source resource's landing_dir (or DOCVEC_LANDING_DIR), or run `docvec sample-corpus`."
-        )
-    return landing_dir
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that passed every check before parsing, as a local file to parse."""
+    path: Path
+    doc_id: str  # its path below the day folder
+    source_uri: str  # its path below the landing root
+    size: int
+    content_sha256: str
 
 
-def list_days(landing_dir: Path) -> list[dt.date]:
-    """The ingest days present in the landing directory, oldest first."""
-    days = []
-    for child in require_landing_dir(landing_dir).iterdir():
-        try:
-            days.append(dt.date.fromisoformat(child.name))
-        except ValueError:
-            continue
-        if not child.is_dir():
-            days.pop()
-    return sorted(days)
+def visible(rel: str, patterns: Sequence[str]) -> bool:
+    parts = PurePosixPath(rel).parts
+    return not any(_HIDDEN.match(part) for part in parts) and any(PurePosixPath(rel).match(p) for p in patterns)
 
 
-def iter_day_files(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> Iterator[Path]:
-    folder = day_folder(landing_dir, day)
-    if not folder.is_dir():
-        return
-    seen: set[Path] = set()
-    for pattern in patterns:
-        for path in folder.rglob(pattern):
-            # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
-            hidden = any(_HIDDEN.match(part) for part in path.relative_to(folder).parts)
-            if path not in seen and not hidden and (path.is_symlink() or not path.is_dir()):
-                seen.add(path)
-    yield from sorted(seen)
-
-
-def day_signature(landing_dir: Path, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> str:
-    """A cheap change detector for a day folder: names, sizes, inodes, modification and change times (no
-    file is read). The change time moves on any write, rename or chmod and cannot be set back by tools that
-    preserve mtimes (``rsync -t``, ``touch -d``), so equal signatures mean the same bytes in practice."""
-    return files_signature(day_folder(landing_dir, day), iter_day_files(landing_dir, day, patterns))
-
-
-def files_signature(folder: Path, files: Iterable[Path]) -> str:
+def signature(files: Sequence[LandingFile]) -> str:
+    """A cheap change detector for a day: names and stamps, from the listing (no file is read)."""
     digest = hashlib.sha256()
-    for path in files:
-        try:
-            info = path.stat()
-            stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"
-        except OSError:
-            stamp = "unreadable"
-        digest.update(f"{path.relative_to(folder).as_posix()}\x1f{stamp}\n".encode())
+    for file in sorted(files, key=lambda f: f.rel):
+        digest.update(f"{file.rel}\x1f{file.stamp}\n".encode())
     return digest.hexdigest()[:32]
+
+
+def require_format(source_uri: str, name: str) -> None:
+    try:
+        require_reader(name)
+    except UnreadableDocument as exc:
+        raise BadInputError(source_uri, exc.reason, exc.fix) from exc
+
+
+def too_large(source_uri: str, size: int, max_bytes: int) -> BadInputError:
+    return BadInputError(source_uri, f"is {size:,} bytes, over the {max_bytes:,}-byte limit",
+                         "split it into smaller files or raise the source's max_file_bytes")
+
+
+class Landing(ABC):
+    """Where ingest days land. ``url`` names it in messages (never with a credential)."""
+
+    url: str
+
+    @abstractmethod
+    def days(self) -> list[dt.date]:
+        """The ingest days present, oldest first."""
+
+    @abstractmethod
+    def files(self, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[LandingFile]:
+        """The day's files (one listing), sorted by path."""
+
+    @abstractmethod
+    def check(self, day: dt.date, file: LandingFile, max_bytes: int, staging: Path) -> CheckedFile:
+        """The file as a local file to parse, after every check that needs no parser (``BadInputError``
+        naming it and the fix otherwise). Downloads go below ``staging``."""
+
+    def source_uri(self, day: dt.date, file: LandingFile) -> str:
+        return f"{day.isoformat()}/{file.rel}"
+
+
+class LocalLanding(Landing):
+    """A local directory. Files are checked where they are: links must resolve inside the landing
+    directory, FIFOs and devices are refused before anything opens them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.url = str(self.root)
+
+    def require(self) -> Path:
+        if not self.root.is_dir():
+            raise ConfigError(
+                f"landing directory {self.root} does not exist. Create it with one YYYY-MM-DD/ folder per day, "
+                "set the source resource's landing_dir (or DOCVEC_LANDING_DIR), or run `docvec sample-corpus`."
+            )
+        return self.root
+
+    def folder(self, day: dt.date) -> Path:
+        return self.root / day.isoformat()
+
+    def days(self) -> list[dt.date]:
+        found = []
+        for child in self.require().iterdir():
+            try:
+                day = dt.date.fromisoformat(child.name)
+            except ValueError:
+                continue
+            if child.is_dir():
+                found.append(day)
+        return sorted(found)
+
+    def _paths(self, day: dt.date, patterns: Sequence[str]) -> Iterator[Path]:
+        folder = self.folder(day)
+        if not folder.is_dir():
+            return
+        seen: set[Path] = set()
+        for pattern in patterns:
+            for path in folder.rglob(pattern):
+                # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
+                hidden = any(_HIDDEN.match(part) for part in path.relative_to(folder).parts)
+                if path not in seen and not hidden and (path.is_symlink() or not path.is_dir()):
+                    seen.add(path)
+        yield from sorted(seen)
+
+    def files(self, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[LandingFile]:
+        self.require()
+        folder = self.folder(day)
+        listed = []
+        for path in self._paths(day, patterns):
+            # Size, inode, modification and change times: the change time moves on any write, rename or
+            # chmod and cannot be set back by tools that preserve mtimes (rsync -t, touch -d).
+            try:
+                info = path.stat()
+                stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"
+                size = info.st_size
+            except OSError:
+                stamp, size = "unreadable", 0
+            listed.append(LandingFile(path.relative_to(folder).as_posix(), size, stamp, str(path)))
+        return listed
+
+    def check(self, day: dt.date, file: LandingFile, max_bytes: int, staging: Path) -> CheckedFile:
+        path = Path(file.location)
+        source_uri = self.source_uri(day, file)
+        real = path.resolve()
+        if not real.is_relative_to(self.root):
+            raise BadInputError(source_uri, f"resolves outside the landing directory ({real})",
+                                "copy the file into the day folder instead of linking to it")
+        require_format(source_uri, path.name)
+        try:
+            info = real.stat()
+            if not stat.S_ISREG(info.st_mode):
+                # Opening a FIFO would block the whole run; a device could be endless.
+                raise BadInputError(source_uri, "is not a regular file (a FIFO, socket or device)",
+                                    "remove it from the landing directory; only regular files are ingested")
+            if info.st_size > max_bytes:
+                raise too_large(source_uri, info.st_size, max_bytes)
+            digest = hashlib.sha256()
+            with real.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except PermissionError as exc:
+            raise BadInputError(source_uri, "cannot be read (permission denied)",
+                                "make it readable by the user running docvec") from exc
+        except FileNotFoundError as exc:
+            raise BadInputError(source_uri, "vanished or is a broken link", "restore it or remove the link") from exc
+        return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest())
+
+
+LandingRoot = Landing | Path | str
+
+
+def as_landing(root: LandingRoot) -> Landing:
+    """A landing from what callers hold: one already opened, a local path, or a URL (``s3://…``,
+    ``gs://…``, ``az://…``, ``file://…``) opened with the environment's credentials."""
+    if isinstance(root, Landing):
+        return root
+    from pipeline.ingest.object_storage import open_landing
+
+    return open_landing(str(root))
+
+
+def list_days(root: LandingRoot) -> list[dt.date]:
+    return as_landing(root).days()

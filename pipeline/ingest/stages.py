@@ -8,7 +8,6 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from pipeline.ingest.chunking import (
     chunk_texts,
 )
 from pipeline.ingest.embedding import Embedder, ProgressCallback
+from pipeline.ingest.landing import LandingFile, LandingRoot
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.records import (
     ChunkRecord,
@@ -40,34 +40,35 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 
-def read_documents(landing_dir: Path, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES,
-                   limits: ParseLimits | None = None) -> DayDocuments:
-    """Read and validate every file of the day (non-text formats parsed in workers under ``limits``)."""
+def read_documents(root: LandingRoot, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
+                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None,
+                   files: Sequence[LandingFile] | None = None) -> DayDocuments:
+    """Read and validate every file of the day (non-text formats parsed in workers under ``limits``).
+    ``files``: the day's listing, when the caller already has it."""
     started = time.perf_counter()
-    landing.require_landing_dir(landing_dir)
-    # Taken before reading, so a file changed while it is being read makes the next run read again.
-    signature = landing.day_signature(landing_dir, day, patterns)
-    result = reading.read_day(landing_dir, day, patterns, max_file_bytes, limits)
+    source = landing.as_landing(root)
+    # Listed before reading, so a file changed while it is being read makes the next run read again.
+    listed = list(files) if files is not None else source.files(day, patterns)
+    result = reading.read_day(source, day, listed, max_file_bytes, limits)
     return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
                         files_seen=result.files_seen, seconds=time.perf_counter() - started,
-                        source=SourceState(signature, content_fingerprint(result.documents, result.dead_letters)))
+                        source=SourceState(landing.signature(listed),
+                                           content_fingerprint(result.documents, result.dead_letters)))
 
 
-def scan_documents(conn: psycopg.Connection, landing_dir: Path, day: dt.date,
+def scan_documents(conn: psycopg.Connection, root: LandingRoot, day: dt.date,
                    patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
                    max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES,
                    limits: ParseLimits | None = None) -> DayDocuments:
-    """Like ``read_documents``, but when the day folder's signature equals the one the stored day was
-    built from, open no file and carry the stored content fingerprint instead (an unchanged rerun then
-    costs one ``stat`` per file)."""
+    """Like ``read_documents``, but when the day's signature (from one listing) equals the one the stored
+    day was built from, open no file and carry the stored content fingerprint instead: an unchanged
+    rerun costs one listing, locally or in object storage."""
     started = time.perf_counter()
-    landing.require_landing_dir(landing_dir)
-    files = list(landing.iter_day_files(landing_dir, day, patterns))
-    signature = landing.files_signature(landing.day_folder(landing_dir, day), files)
+    source = landing.as_landing(root)
+    files = source.files(day, patterns)
     stored = ingest_days.stored_source(conn, day)
-    if stored is None or stored.signature != signature:
-        return read_documents(landing_dir, day, patterns, max_file_bytes, limits)
+    if stored is None or stored.signature != landing.signature(files):
+        return read_documents(source, day, patterns, max_file_bytes, limits, files=files)
     return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
                         seconds=time.perf_counter() - started, source=stored, files_read=False)
 
@@ -97,7 +98,7 @@ def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bo
     return ingest_days.has_fingerprint(conn, day, fingerprint)
 
 
-def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, config: ChunkingConfig,
+def plan_day(conn: psycopg.Connection, batch: DayDocuments, root: LandingRoot, config: ChunkingConfig,
              model: ModelInfo, *, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
              max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
              force: bool = False, limits: ParseLimits | None = None) -> tuple[DayDocuments, str, bool]:
@@ -110,7 +111,7 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, landing_dir: Path, c
     if not force and is_unchanged(conn, batch.day, fingerprint):
         return batch, fingerprint, True
     if not batch.files_read:
-        batch = read_documents(landing_dir, batch.day, patterns, max_file_bytes, limits)
+        batch = read_documents(root, batch.day, patterns, max_file_bytes, limits)
         fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
     return batch, fingerprint, False
 

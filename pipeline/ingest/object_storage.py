@@ -1,0 +1,235 @@
+"""Landing zones in object storage through fsspec: S3 and S3-compatible stores such as MinIO (s3fs),
+Google Cloud Storage (gcsfs), Azure Blob Storage and ADLS Gen2 (adlfs). Listings give each object's
+key, size and ETag or generation, so an unchanged day downloads nothing. A changed day downloads only
+the objects it must read, streamed to a staging file and never over ``max_file_bytes``. Credentials
+come from the provider's usual chain (environment, profile, instance role) or from the options;
+they never appear in a message, a log line or a dead letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import fsspec
+
+from pipeline.errors import BadInputError, ConfigError, DocvecError
+from pipeline.ingest.landing import (
+    DEFAULT_PATTERNS,
+    CheckedFile,
+    Landing,
+    LandingFile,
+    LocalLanding,
+    require_format,
+    too_large,
+    visible,
+)
+
+T = TypeVar("T")
+# protocol -> (fsspec implementation package, docvec extra)
+PROTOCOLS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+             "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure")}
+_TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.EREMOTEIO, errno.ECONNRESET,
+                               errno.ECONNABORTED, errno.EPIPE})
+_BLOCK = 8 * 1024 * 1024
+
+
+class StorageUnavailable(DocvecError):
+    """Object storage kept failing transiently (throttling, timeouts, 5xx) after every retry."""
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach the store. ``key``/``secret`` (or the provider's own chain when empty) never show in
+    a repr; ``extra`` goes to the fsspec filesystem as is."""
+    endpoint_url: str | None = None  # MinIO, Ceph, R2, a local test server
+    region: str | None = None
+    anonymous: bool = False
+    key: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    retries: int = 5  # attempts for a transient error, with exponential backoff
+    backoff_seconds: float = 0.5
+
+    def fsspec_kwargs(self, protocol: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if protocol in ("s3", "s3a"):
+            client: dict[str, Any] = {}
+            if self.endpoint_url:
+                client["endpoint_url"] = self.endpoint_url
+            if self.region:
+                client["region_name"] = self.region
+            kwargs.update(anon=self.anonymous, client_kwargs=client)
+            if self.key or self.secret:
+                kwargs.update(key=self.key, secret=self.secret)
+        elif protocol in ("gs", "gcs"):
+            if self.anonymous:
+                kwargs["token"] = "anon"
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+        else:  # Azure
+            if self.key:
+                kwargs["account_name"] = self.key
+            if self.secret:
+                kwargs["account_key"] = self.secret
+            if self.anonymous:
+                kwargs["anon"] = True
+        kwargs.update(self.extra)
+        return kwargs
+
+
+def _replaced_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean an object changed between its listing and its read (s3fs checks the ETag)."""
+    try:
+        from s3fs.utils import FileExpired
+    except ImportError:
+        return ()
+    return (FileExpired,)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, *_replaced_types())):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
+
+
+def retrying(operation: Callable[[], T], what: str, options: StorageOptions) -> T:
+    """``operation``, retried with exponential backoff while it fails transiently; then one clear error."""
+    for attempt in range(1, options.retries + 1):
+        try:
+            return operation()
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            if attempt == options.retries:
+                raise StorageUnavailable(
+                    f"{what} failed {options.retries} times in a row ({type(exc).__name__}: {exc}); the store is "
+                    "throttling or unavailable: retry the run later") from exc
+            time.sleep(options.backoff_seconds * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RemoteLanding(Landing):
+    """A bucket (or container) and prefix, through an fsspec filesystem."""
+
+    def __init__(self, url: str, fs: Any, root: str, options: StorageOptions) -> None:
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.options = options
+
+    def _call(self, operation: Callable[[], T], what: str) -> T:
+        try:
+            return retrying(operation, what, self.options)
+        except PermissionError as exc:
+            raise ConfigError(
+                f"{what}: access denied by the store ({_first_line(exc)}). Check the credentials docvec runs with "
+                "(for S3: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role; or the source "
+                "resource's access_key_id/secret_access_key) and that they may list and read this prefix.") from exc
+        except FileNotFoundError as exc:
+            bucket = self.root.split("/", 1)[0]
+            raise ConfigError(
+                f"{what}: the bucket or container {bucket!r} does not exist ({_first_line(exc)}). Create it, or fix "
+                "the source resource's landing_dir (and endpoint_url for MinIO or another S3-compatible store).") from exc
+
+    def days(self) -> list[dt.date]:
+        self.fs.invalidate_cache()  # fsspec caches listings per process; a landing zone changes
+        entries = self._call(lambda: self.fs.ls(self.root, detail=True), f"listing {self.url}")
+        found = set()
+        for entry in entries:
+            if entry.get("type") == "directory":
+                try:
+                    found.add(dt.date.fromisoformat(PurePosixPath(entry["name"]).name))
+                except ValueError:
+                    continue
+        return sorted(found)
+
+    def prefix(self, day: dt.date) -> str:
+        return f"{self.root}/{day.isoformat()}"
+
+    def files(self, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[LandingFile]:
+        prefix = self.prefix(day)
+        # Whole cache: clearing a prefix leaves its subfolders' entries, whose stale ETags a later read of
+        # a replaced object would then trip over.
+        self.fs.invalidate_cache()
+        listing = self._call(lambda: self.fs.find(prefix, detail=True, withdirs=False),
+                             f"listing {self.url}/{day.isoformat()}/")
+        files = []
+        for key, info in listing.items():
+            if info.get("type", "file") != "file" or not key.startswith(prefix + "/"):
+                continue
+            rel = key[len(prefix) + 1:]  # the object's key below the day: an id, never a local path
+            if not visible(rel, patterns):
+                continue
+            version = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("version_id") or ""
+            modified = info.get("LastModified") or info.get("last_modified") or info.get("updated") or ""
+            files.append(LandingFile(rel, int(info.get("size") or 0), f"{info.get('size')}\x1f{version}\x1f{modified}",
+                                     key))
+        return sorted(files, key=lambda f: f.rel)
+
+    def check(self, day: dt.date, file: LandingFile, max_bytes: int, staging: Path) -> CheckedFile:
+        source_uri = self.source_uri(day, file)
+        require_format(source_uri, PurePosixPath(file.rel).name)
+        if file.size > max_bytes:
+            raise too_large(source_uri, file.size, max_bytes)
+        # The staging name comes from a hash of the key, never from the key: "../", "/etc/…" or odd
+        # characters in a key cannot reach outside the staging folder.
+        target = staging / (hashlib.sha256(file.location.encode()).hexdigest()[:24] + PurePosixPath(file.rel).suffix)
+        gone: tuple[type[BaseException], ...] = (FileNotFoundError, *_replaced_types())
+        try:
+            digest, size = retrying(lambda: self._download(file.location, target, max_bytes, source_uri),
+                                    f"reading {self.url}/{source_uri}", self.options)
+        except gone as exc:
+            raise BadInputError(source_uri, "was deleted or replaced while the day was being read",
+                                "rerun the day once uploads to it have finished") from exc
+        except PermissionError as exc:
+            raise BadInputError(source_uri, f"cannot be read (access denied: {_first_line(exc)})",
+                                "allow docvec's credentials to read the objects of the landing prefix") from exc
+        return CheckedFile(target, file.rel, source_uri, size, digest)
+
+    def _download(self, key: str, target: Path, max_bytes: int, source_uri: str) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self.fs.open(key, "rb", block_size=_BLOCK) as remote, target.open("wb") as local:
+            for block in iter(lambda: remote.read(_BLOCK), b""):
+                size += len(block)
+                if size > max_bytes:  # it grew since it was listed
+                    raise too_large(source_uri, size, max_bytes)
+                digest.update(block)
+                local.write(block)
+        return digest.hexdigest(), size
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def open_landing(url: str, options: StorageOptions | None = None) -> Landing:
+    """The landing at ``url``: a local path or ``file://`` URL, or an object-storage URL (the protocol's
+    fsspec package must be installed: ``pip install 'docvec[s3]'``, ``[gcs]`` or ``[azure]``)."""
+    parts = urlsplit(url)
+    protocol = parts.scheme.lower()
+    if protocol in ("", "file") or (len(protocol) == 1 and url[1:3] in (":\\", ":/")):  # a path (or C:\)
+        return LocalLanding(Path(parts.path if protocol == "file" else url))
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"landing_dir {url!r}: docvec reads local paths and s3://, gs://, az:// or abfs:// URLs")
+    if parts.username or parts.password:
+        raise ConfigError("landing_dir must not carry credentials in the URL: use the provider's environment "
+                          "variables or the source resource's access_key_id/secret_access_key (Dagster EnvVar)")
+    package, extra = PROTOCOLS[protocol]
+    try:
+        fs = fsspec.filesystem(protocol, **(options or StorageOptions()).fsspec_kwargs(protocol))
+    except ImportError as exc:
+        raise ConfigError(f"reading {protocol}:// needs {package}: pip install 'docvec[{extra}]'") from exc
+    root = f"{parts.netloc}{parts.path}".rstrip("/")
+    if not parts.netloc:
+        raise ConfigError(f"landing_dir {url!r} names no bucket or container")
+    return RemoteLanding(f"{protocol}://{root}", fs, root, options or StorageOptions())
