@@ -88,7 +88,8 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
             batch = stages.scan_documents(conn, root, day, source.patterns, source.max_file_bytes,
                                           source.parse_limits())
             _log_dead_letters(context, batch.dead_letters)
-            lines.append(f"{day}: {len(batch.documents)} documents, {len(batch.dead_letters)} dead letters"
+            kept = f", {len(batch.kept)} unchanged files kept without reading them" if batch.kept else ""
+            lines.append(f"{day}: {len(batch.documents)} documents read{kept}, {len(batch.dead_letters)} dead letters"
                          if batch.files_read else f"{day}: {batch.files_seen} files unchanged since the last load, not read")
             batches[day.isoformat()] = batch
     _log_days(context, lines)
@@ -98,6 +99,7 @@ def raw_documents(context: AssetExecutionContext, source: SourceResource, postgr
         "days_not_read": sum(not b.files_read for b in values),
         "files": sum(b.files_seen for b in values),
         "documents": sum(len(b.documents) for b in values),
+        "documents_kept": sum(len(b.kept) for b in values),
         "bytes": sum(d.bytes for b in values for d in b.documents),
         "dead_letters": sum(len(b.dead_letters) for b in values),
         "seconds": round(sum(b.seconds for b in values), 3),

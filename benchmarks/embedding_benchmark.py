@@ -32,7 +32,7 @@ from pipeline import sample_corpus
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import Embedder, load_embedder
-from pipeline.ingest.landing import list_days
+from pipeline.ingest.landing_zone import list_days
 from pipeline.storage import db
 
 DATABASE = "docvec_bench_embedding"

@@ -26,7 +26,7 @@ from pipeline import sample_corpus
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
-from pipeline.ingest.landing import list_days
+from pipeline.ingest.landing_zone import list_days
 from pipeline.settings import Settings
 from pipeline.storage import db
 from resources import (

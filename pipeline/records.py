@@ -56,6 +56,15 @@ class SourceDocument:
     bytes: int
     metadata: dict[str, Any] = field(default_factory=dict)  # title, format, front matter, pages…
     sections: tuple[Section, ...] = ()  # ordered by start; empty: one untitled stretch
+    stamp: str = ""  # the file's listing stamp when it was read (see landing.LandingFile)
+
+
+@dataclass(frozen=True)
+class KeptDocument:
+    """A document of a changed day whose file has the same listing stamp as at its last load: not read
+    again; its stored chunks and ``documents`` row stay as they are."""
+    doc_id: str
+    content_sha256: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class DayDocuments:
     seconds: float
     source: SourceState = SourceState()
     files_read: bool = True  # False: the signature matched the stored day's, so no file was opened
+    kept: tuple[KeptDocument, ...] = ()  # unchanged files of a changed day: not read, their chunks kept
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class DayChunks:
     fingerprint: str = ""
     unchanged: bool = False  # same input as the stored day: nothing to chunk, embed or rewrite
     source: SourceState = SourceState()
+    kept: tuple[KeptDocument, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class DayEmbeddings:
     fingerprint: str = ""
     unchanged: bool = False
     source: SourceState = SourceState()
+    kept: tuple[KeptDocument, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ class DayLoad:
     table_bytes: int
     unchanged: bool = False
     carried_chunks: int = 0  # rows of the old partition kept as they were: other days of a block, other models
+    kept_chunks: int = 0  # this day's rows of documents whose files did not change (included in ``chunks``)
     partition: str = ""  # the partition that holds the day: its own, or the sealed block it was merged into
 
     @property

@@ -6,7 +6,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, Landing
-from pipeline.ingest.object_storage import StorageOptions, open_landing
+from pipeline.ingest.landing_zone import open_landing
+from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.settings import load_settings
 

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from pipeline import sample_corpus
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.settings import Settings, load_settings
@@ -96,7 +96,7 @@ def loaded_sample(migrated: Settings, sample_landing: Path, embedder: Embedder, 
 
     with db.connect(migrated) as conn:
         tokenizer = embedder.backend_tokenizer()
-        for day in landing.list_days(sample_landing):
+        for day in landing_zone.list_days(sample_landing):
             chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), tokenizer, chunking_config)
             stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
     return sample_landing

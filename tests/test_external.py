@@ -19,7 +19,7 @@ from pipeline.cli import main as cli
 from pipeline.errors import DatabaseSetupError
 from pipeline.indexing import builds
 from pipeline.indexing.policy import Action, IndexSettings
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import catalog, db, layout, migrate, model_registry
@@ -160,7 +160,7 @@ def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_land
         migrate.upgrade(settings, embedder.info.dim)
         config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
         with db.connect(settings) as conn:
-            day = landing.list_days(sample_landing)[-1]
+            day = landing_zone.list_days(sample_landing)[-1]
             chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
             stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
             primary_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]

@@ -16,7 +16,7 @@ from assets import chunk_embeddings, document_chunks, raw_documents, vector_stor
 from pipeline.cli import main as cli
 from pipeline.errors import DatabaseUnavailableError
 from pipeline.indexing import builds
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.query import search, search_model
 from pipeline.settings import Settings
 from pipeline.storage import days, db, layout, migrate, model_registry, partitions
@@ -52,7 +52,7 @@ def restart(cluster: Cluster) -> None:
 
 def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_landing, tmp_path) -> None:
     cluster, settings = own_server
-    day = landing.list_days(sample_landing)[-1]
+    day = landing_zone.list_days(sample_landing)[-1]
     resources = {
         "postgres": PostgresResource(database_url=settings.database_url, retry_wait_seconds=1),
         "embedder": EmbedderResource(),
@@ -106,7 +106,7 @@ def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedde
     cluster, settings = own_server
     from pipeline.ingest.chunking import ChunkingConfig
 
-    day = landing.list_days(sample_landing)[-1]
+    day = landing_zone.list_days(sample_landing)[-1]
     with db.connect(settings) as conn:
         chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(),
                                         ChunkingConfig(max_seq_length=embedder.info.max_seq_length))

@@ -202,23 +202,31 @@ def test_unchanged_documents_are_not_read_again_and_an_edit_reembeds_only_what_c
     corpora.print_to_pdf(corpora.python_docs() / "tutorial" / "controlflow.html", folder / "controlflow.pdf")
     tokenizer = embedder.backend_tokenizer()
 
-    def run(conn) -> tuple[bool, int, int, list[str]]:
+    def run(conn):
         scanned = stages.scan_documents(conn, landing, DAY)
         batch, fingerprint, unchanged = stages.plan_day(conn, scanned, landing, chunking_config, embedder.info)
         if unchanged:
-            return scanned.files_read, 0, 0, []
+            return scanned, None, None
         chunks = stages.chunk_documents(batch, tokenizer, chunking_config, fingerprint=fingerprint)
         embedded = stages.embed_chunks(chunks, embedder, conn)
-        stages.load_embeddings(conn, embedded)
-        return scanned.files_read, embedded.embedded, embedded.reused, [c.chunk_id for c in chunks.chunks]
+        return batch, embedded, stages.load_embeddings(conn, embedded)
 
     with db.connect(isolated) as conn:
-        read, embedded, _, first_ids = run(conn)
-        assert read and embedded == len(first_ids) > 40
-        assert run(conn)[0] is False, "an unchanged day's PDF and Word files are not even opened"
-        # The Word file is edited at its end: only its last chunks are new; the PDF is untouched.
+        _, first, first_load = run(conn)
+        first_ids = {doc_id: [c.chunk_id for c in first.chunks if c.doc_id == doc_id] for doc_id in
+                     ("datastructures.docx", "controlflow.pdf")}
+        assert first.embedded == len(first.chunks) > 40 and first_load.chunks == len(first.chunks)
+        assert run(conn)[0].files_read is False, "an unchanged day's PDF and Word files are not even opened"
+        # The Word file is edited at its end: it alone is read again, and only its last chunks are new;
+        # the PDF is neither read nor re-chunked, and keeps its stored chunks.
         source.write_text(source.read_text() + "\n\nA closing paragraph added in the edit, about deques.\n")
         corpora.pandoc(source, folder / "datastructures.docx")
-        read, embedded, reused, ids = run(conn)
-        assert read and 1 <= embedded <= 3 and reused >= len(first_ids) - 3, (embedded, reused)
-        assert len(set(ids) & set(first_ids)) >= len(first_ids) - 3, "unchanged chunks keep their ids"
+        batch, embedded, load = run(conn)
+        assert [d.doc_id for d in batch.documents] == ["datastructures.docx"]
+        assert [k.doc_id for k in batch.kept] == ["controlflow.pdf"]
+        assert 1 <= embedded.embedded <= 3 and embedded.reused >= len(first_ids["datastructures.docx"]) - 3
+        assert load.kept_chunks == len(first_ids["controlflow.pdf"])
+        assert load.chunks == len(embedded.chunks) + load.kept_chunks
+        again = {c.chunk_id for c in embedded.chunks}
+        assert len(again & set(first_ids["datastructures.docx"])) >= len(first_ids["datastructures.docx"]) - 3, \
+            "unchanged chunks keep their ids"

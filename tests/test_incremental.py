@@ -16,7 +16,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import layout
@@ -217,7 +217,7 @@ def test_an_unchanged_rerun_loads_no_model_and_reuses_the_last_measurement(migra
     measures retrieval quality; the rerun finds every day unchanged and never imports torch or
     sentence-transformers (which cost seconds), reporting the earlier measurement with its run."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_unchanged_rerun")
-    sample_days = landing.list_days(sample_landing)
+    sample_days = landing_zone.list_days(sample_landing)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "DOCVEC_HOME": str(tmp_path / "home")}
     (tmp_path / "dagster").mkdir()
     command = [sys.executable, "-m", "tests.materialize_script", isolated.database_url, str(sample_landing),

@@ -15,7 +15,7 @@ from dagster import build_sensor_context, materialize
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, DimensionMismatchError
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.query import search, search_model
 from pipeline.records import ModelInfo
 from pipeline.storage import db, model_lifecycle, model_registry
@@ -159,7 +159,7 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
                         dagster_database_url=scratch.database_url, pgbouncer=False)
     sample_corpus.write_sample_corpus(settings.landing_dir, end=dt.date.today(), days=2)
     with db.connect(settings) as conn:
-        for day in landing.list_days(settings.landing_dir):
+        for day in landing_zone.list_days(settings.landing_dir):
             chunks = stages.chunk_documents(stages.read_documents(settings.landing_dir, day),
                                            embedder.backend_tokenizer(), chunking_config)
             stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))

@@ -12,14 +12,15 @@ import pytest
 from dagster import build_sensor_context, materialize
 
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
+from benchmarks.s3_server import REGION, S3Server, s3_server
 from pipeline import sample_corpus
 from pipeline.ingest import stages
-from pipeline.ingest.object_storage import StorageOptions, StorageUnavailable, open_landing
+from pipeline.ingest.landing_zone import open_landing
+from pipeline.ingest.object_storage import StorageOptions, StorageUnavailable
 from pipeline.storage import db, model_registry
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules import landing_sensor
 from tests.conftest import fresh_database
-from tests.s3_server import REGION, S3Server, s3_server
 
 BUCKET, PREFIX = "docvec-landing", "teams/docs"
 END = dt.date(2026, 3, 7)
@@ -100,8 +101,12 @@ def test_an_edited_object_reembeds_its_changed_chunks_and_a_deleted_one_loses_th
     s3.log.reset()
     result = run(resources, DAYS[1], DAYS[2])
     assert result.success
-    embedded = meta(result, "chunk_embeddings")
-    assert embedded["embedded"] == 1 and embedded["reused"] >= 1, embedded
+    assert s3.log.counts["object_get"] == 1, "of two changed days, only the edited object is downloaded"
+    read = meta(result, "raw_documents")
+    assert read["documents"] == 1 and read["documents_kept"] == sum(
+        1 for k in objects if k.startswith((f"{PREFIX}/{DAYS[1]}/", f"{PREFIX}/{DAYS[2]}/"))) - 2
+    assert meta(result, "chunk_embeddings")["embedded"] == 1, "the edited note's one new chunk"
+    assert meta(result, "vector_store")["chunks"] == meta(result, "vector_store")["documents"]
     with db.connect(isolated) as conn:
         served = model_registry.serving(conn).id
         gone = conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s AND doc_id = %s AND model_id = %s",

@@ -16,7 +16,7 @@ from assets import chunk_embeddings, document_chunks, raw_documents, vector_stor
 from pipeline.cli import main as cli
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
-from pipeline.ingest import landing, stages
+from pipeline.ingest import landing_zone, stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.query import search
 from pipeline.settings import Settings
@@ -58,7 +58,7 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
     roles, password = login_roles
     base = fresh_database(migrated, embedder.info.dim, "docvec_roles_probe")
     loader, reader = as_role(base, roles["loader"], password), as_role(base, roles["reader"], password)
-    days = landing.list_days(sample_landing)[-2:]
+    days = landing_zone.list_days(sample_landing)[-2:]
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
 
     with db.connect(loader) as conn:  # ingest, rebuild a day, index it, drop a day by retention

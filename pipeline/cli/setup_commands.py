@@ -12,7 +12,7 @@ from pipeline import sample_corpus
 from pipeline.cli import dagster_runs
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment, write_env_file
 from pipeline.cli.query_commands import cmd_search
-from pipeline.ingest import landing
+from pipeline.ingest import landing_zone
 from pipeline.ingest.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.settings import Settings
 from pipeline.storage import db, embedded_server, migrate
@@ -65,7 +65,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     cmd_up(args, settings)
     end = args.end or dt.date.today()
     counts = sample_corpus.write_sample_corpus(settings.landing_dir, end=end)
-    days = landing.list_days(settings.landing_dir)
+    days = landing_zone.list_days(settings.landing_dir)
     first, last = days[0], days[-1]
     print(f"sample corpus: {counts['documents']} documents in {len(days)} day folders under {settings.landing_dir}")
     code = dagster_runs.run(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",

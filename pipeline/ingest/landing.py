@@ -41,11 +41,17 @@ class CheckedFile:
     source_uri: str  # its path below the landing root
     size: int
     content_sha256: str
+    stamp: str = ""  # the listing stamp it was checked with
 
 
 def visible(rel: str, patterns: Sequence[str]) -> bool:
     parts = PurePosixPath(rel).parts
     return not any(_HIDDEN.match(part) for part in parts) and any(PurePosixPath(rel).match(p) for p in patterns)
+
+
+def unchanged(file: LandingFile, stored_stamp: str | None) -> bool:
+    """Whether the file is exactly as when it was last loaded (its listing stamp is the same)."""
+    return bool(stored_stamp) and file.stamp == stored_stamp and file.stamp != "unreadable"
 
 
 def signature(files: Sequence[LandingFile]) -> str:
@@ -174,21 +180,4 @@ class LocalLanding(Landing):
                                 "make it readable by the user running docvec") from exc
         except FileNotFoundError as exc:
             raise BadInputError(source_uri, "vanished or is a broken link", "restore it or remove the link") from exc
-        return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest())
-
-
-LandingRoot = Landing | Path | str
-
-
-def as_landing(root: LandingRoot) -> Landing:
-    """A landing from what callers hold: one already opened, a local path, or a URL (``s3://…``,
-    ``gs://…``, ``az://…``, ``file://…``) opened with the environment's credentials."""
-    if isinstance(root, Landing):
-        return root
-    from pipeline.ingest.object_storage import open_landing
-
-    return open_landing(str(root))
-
-
-def list_days(root: LandingRoot) -> list[dt.date]:
-    return as_landing(root).days()
+        return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest(), file.stamp)

@@ -15,9 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
-
-import fsspec
 
 from pipeline.errors import BadInputError, ConfigError, DocvecError
 from pipeline.ingest.landing import (
@@ -25,7 +22,6 @@ from pipeline.ingest.landing import (
     CheckedFile,
     Landing,
     LandingFile,
-    LocalLanding,
     require_format,
     too_large,
     visible,
@@ -193,7 +189,7 @@ class RemoteLanding(Landing):
         except PermissionError as exc:
             raise BadInputError(source_uri, f"cannot be read (access denied: {_first_line(exc)})",
                                 "allow docvec's credentials to read the objects of the landing prefix") from exc
-        return CheckedFile(target, file.rel, source_uri, size, digest)
+        return CheckedFile(target, file.rel, source_uri, size, digest, file.stamp)
 
     def _download(self, key: str, target: Path, max_bytes: int, source_uri: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
@@ -210,26 +206,3 @@ class RemoteLanding(Landing):
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def open_landing(url: str, options: StorageOptions | None = None) -> Landing:
-    """The landing at ``url``: a local path or ``file://`` URL, or an object-storage URL (the protocol's
-    fsspec package must be installed: ``pip install 'docvec[s3]'``, ``[gcs]`` or ``[azure]``)."""
-    parts = urlsplit(url)
-    protocol = parts.scheme.lower()
-    if protocol in ("", "file") or (len(protocol) == 1 and url[1:3] in (":\\", ":/")):  # a path (or C:\)
-        return LocalLanding(Path(parts.path if protocol == "file" else url))
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"landing_dir {url!r}: docvec reads local paths and s3://, gs://, az:// or abfs:// URLs")
-    if parts.username or parts.password:
-        raise ConfigError("landing_dir must not carry credentials in the URL: use the provider's environment "
-                          "variables or the source resource's access_key_id/secret_access_key (Dagster EnvVar)")
-    package, extra = PROTOCOLS[protocol]
-    try:
-        fs = fsspec.filesystem(protocol, **(options or StorageOptions()).fsspec_kwargs(protocol))
-    except ImportError as exc:
-        raise ConfigError(f"reading {protocol}:// needs {package}: pip install 'docvec[{extra}]'") from exc
-    root = f"{parts.netloc}{parts.path}".rstrip("/")
-    if not parts.netloc:
-        raise ConfigError(f"landing_dir {url!r} names no bucket or container")
-    return RemoteLanding(f"{protocol}://{root}", fs, root, options or StorageOptions())

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,8 @@ from pipeline.ingest.chunking import (
     chunk_texts,
 )
 from pipeline.ingest.embedding import Embedder, ProgressCallback
-from pipeline.ingest.landing import LandingFile, LandingRoot
+from pipeline.ingest.landing import LandingFile
+from pipeline.ingest.landing_zone import LandingRoot, as_landing
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.records import (
     ChunkRecord,
@@ -30,6 +31,7 @@ from pipeline.records import (
     DayEmbeddings,
     DayLoad,
     DeadLetter,
+    KeptDocument,
     ModelInfo,
     SourceDocument,
     SourceState,
@@ -42,18 +44,24 @@ if TYPE_CHECKING:
 
 def read_documents(root: LandingRoot, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
                    max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None,
-                   files: Sequence[LandingFile] | None = None) -> DayDocuments:
-    """Read and validate every file of the day (non-text formats parsed in workers under ``limits``).
-    ``files``: the day's listing, when the caller already has it."""
+                   files: Sequence[LandingFile] | None = None,
+                   stored: Mapping[str, tuple[str, str]] | None = None) -> DayDocuments:
+    """Read and validate the day's files (non-text formats parsed in workers under ``limits``).
+    ``files``: the day's listing, when the caller already has it. ``stored``: the day's stored
+    documents ({doc_id: (stamp, content hash)}): a file with the same stamp is kept, not read."""
     started = time.perf_counter()
-    source = landing.as_landing(root)
+    source = as_landing(root)
     # Listed before reading, so a file changed while it is being read makes the next run read again.
     listed = list(files) if files is not None else source.files(day, patterns)
-    result = reading.read_day(source, day, listed, max_file_bytes, limits)
+    known = stored or {}
+    kept = tuple(KeptDocument(f.rel, known[f.rel][1]) for f in listed
+                 if f.rel in known and landing.unchanged(f, known[f.rel][0]))
+    kept_ids = {k.doc_id for k in kept}
+    result = reading.read_day(source, day, [f for f in listed if f.rel not in kept_ids], max_file_bytes, limits)
     return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
-                        files_seen=result.files_seen, seconds=time.perf_counter() - started,
+                        files_seen=len(listed), seconds=time.perf_counter() - started, kept=kept,
                         source=SourceState(landing.signature(listed),
-                                           content_fingerprint(result.documents, result.dead_letters)))
+                                           content_fingerprint(result.documents, result.dead_letters, kept)))
 
 
 def scan_documents(conn: psycopg.Connection, root: LandingRoot, day: dt.date,
@@ -64,19 +72,24 @@ def scan_documents(conn: psycopg.Connection, root: LandingRoot, day: dt.date,
     day was built from, open no file and carry the stored content fingerprint instead: an unchanged
     rerun costs one listing, locally or in object storage."""
     started = time.perf_counter()
-    source = landing.as_landing(root)
+    source = as_landing(root)
     files = source.files(day, patterns)
     stored = ingest_days.stored_source(conn, day)
     if stored is None or stored.signature != landing.signature(files):
-        return read_documents(source, day, patterns, max_file_bytes, limits, files=files)
+        # A changed day: only its changed files are read (plan_day checks the kept ones may stay).
+        return read_documents(source, day, patterns, max_file_bytes, limits, files=files,
+                              stored=days.stored_documents(conn, day))
     return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
                         seconds=time.perf_counter() - started, source=stored, files_read=False)
 
 
-def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter]) -> str:
-    """The day's file contents and failures, order-independent."""
+def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter],
+                        kept: Sequence[KeptDocument] = ()) -> str:
+    """The day's file contents and failures, order-independent (kept documents count by their stored
+    content hash, so keeping or re-reading an unchanged file gives the same fingerprint)."""
     payload = {
-        "documents": sorted((d.doc_id, d.content_sha256) for d in documents),
+        "documents": sorted([(d.doc_id, d.content_sha256) for d in documents]
+                            + [(k.doc_id, k.content_sha256) for k in kept]),
         "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in dead_letters),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -110,10 +123,21 @@ def plan_day(conn: psycopg.Connection, batch: DayDocuments, root: LandingRoot, c
     fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
     if not force and is_unchanged(conn, batch.day, fingerprint):
         return batch, fingerprint, True
-    if not batch.files_read:
+    if not batch.files_read or (batch.kept and (force or not _may_keep(conn, batch.day, config, model,
+                                                                        max_chunks_per_document))):
         batch = read_documents(root, batch.day, patterns, max_file_bytes, limits)
         fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
     return batch, fingerprint, False
+
+
+def _may_keep(conn: psycopg.Connection, day: dt.date, config: ChunkingConfig, model: ModelInfo,
+              max_chunks_per_document: int | None) -> bool:
+    """Stored chunks of unchanged files may stay only if this model made them with these settings."""
+    stored = model_registry.lookup(conn, model.name, model.revision)
+    return stored is not None and ingest_days.settings_fingerprint_matches(
+        conn, day, stored.id, lambda content: day_fingerprint(
+            DayDocuments(day, [], [], 0, 0.0, SourceState(content_fingerprint=content)), config, model,
+            max_chunks_per_document))
 
 
 def unchanged_chunks(batch: DayDocuments, fingerprint: str) -> DayChunks:
@@ -153,7 +177,7 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
             ))
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
                      dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
-                     source=batch.source)
+                     source=batch.source, kept=batch.kept)
 
 
 def chunk_metadata(document: SourceDocument, start: int, end: int) -> dict[str, Any]:
@@ -224,7 +248,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         vectors=vectors, model_name=embedder.info.name, model_revision=embedder.info.revision,
         dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
         dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
-        fingerprint=batch.fingerprint, unchanged=batch.unchanged, source=batch.source,
+        fingerprint=batch.fingerprint, unchanged=batch.unchanged, source=batch.source, kept=batch.kept,
     )
 
 

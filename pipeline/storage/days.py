@@ -29,8 +29,9 @@ from pipeline.storage import (
 from pipeline.storage.db import value
 from pipeline.storage.loader import copy_rows
 
-DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata")
-DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb")
+DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata",
+                    "source_stamp")
+DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb", "text")
 
 
 def reusable_vectors(conn: psycopg.Connection[Any], model_id: int,
@@ -89,7 +90,8 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         )
         stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.CHUNK_TYPES, rows, freeze=True)
         copy_seconds = time.perf_counter() - copy_started
-        replaced = carried = 0
+        replaced = carried = kept = 0
+        kept_ids = [d.doc_id for d in batch.kept]
         if target is not None:
             replaced = partitions.rows_of(conn, target.table, day, model_id)
             # The other days of a block stay exactly as they were, and so do other models' vectors of
@@ -97,22 +99,30 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
             # rollback).
             carried = partitions.carry_rows(conn, stage, target.table, sql.SQL("ingest_date <> %s OR model_id = ANY(%s)"),
                                             (day, model_lifecycle.carried_model_ids(conn, model_id)))
+            # And so do this model's chunks of the day's documents whose files did not change.
+            kept = partitions.carry_rows(conn, stage, target.table,
+                                         sql.SQL("ingest_date = %s AND model_id = %s AND doc_id = ANY(%s)"),
+                                         (day, model_id, kept_ids)) if kept_ids else 0
+        elif kept_ids:
+            raise DatabaseSetupError(f"{day}: documents were kept from a load that is not stored; rerun it with force")
         keep_index = partitions.same_index(catalog.index_spec_of(conn, target.table)) if target and target.is_block else None
         partition = partitions.swap_in(conn, stage, first, last, [target] if target else [], keep_index)
 
         model_lifecycle.activate_first(conn, model_id)  # a new store serves its first model from its first day
-        conn.execute("DELETE FROM documents WHERE ingest_date = %s", (day,))
+        conn.execute("DELETE FROM documents WHERE ingest_date = %s AND NOT (doc_id = ANY(%s))", (day, kept_ids))
         copy_rows(cursor, "documents", DOCUMENT_COLUMNS, DOCUMENT_TYPES, (
-            (day, d.doc_id, d.source_uri, d.content_sha256, d.bytes, batch.chunk_counts.get(d.doc_id, 0), d.metadata)
+            (day, d.doc_id, d.source_uri, d.content_sha256, d.bytes, batch.chunk_counts.get(d.doc_id, 0), d.metadata,
+             d.stamp or None)
             for d in batch.documents
         ))
         dead_letters.record(conn, day, batch.dead_letters)
         # Search's latest-version anti join plans from these statistics; keep them current per day.
         conn.execute("ANALYZE documents")
-        ingest_days.record_load(conn, batch, model_id, stats.rows)
+        ingest_days.record_load(conn, batch, model_id, documents=len(batch.documents) + len(kept_ids),
+                                chunks=stats.rows + kept)
         table_bytes = catalog.relation_size(conn, partition)
-    return DayLoad(day=day, documents=len(batch.documents), chunks=stats.rows, replaced_chunks=int(replaced),
-                   carried_chunks=int(carried), partition=partition,
+    return DayLoad(day=day, documents=len(batch.documents) + len(kept_ids), chunks=stats.rows + kept,
+                   replaced_chunks=int(replaced), carried_chunks=int(carried), kept_chunks=kept, partition=partition,
                    dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
                    seconds=time.perf_counter() - started, table_bytes=table_bytes)
 
@@ -142,6 +152,13 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
 
 def chunk_count(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> int:
     return int(value(conn, "SELECT count(*) FROM chunks WHERE ingest_date = %s AND model_id = %s", (day, model_id)))
+
+
+def stored_documents(conn: psycopg.Connection[Any], day: dt.date) -> dict[str, tuple[str, str]]:
+    """The day's stored documents that recorded their listing stamp: {doc_id: (stamp, content_sha256)}."""
+    return {doc_id: (stamp, sha) for doc_id, stamp, sha in conn.execute(
+        "SELECT doc_id, source_stamp, content_sha256 FROM documents WHERE ingest_date = %s AND source_stamp IS NOT NULL",
+        (day,))}
 
 
 def documents_before(conn: psycopg.Connection[Any], horizon: dt.date) -> list[dt.date]:

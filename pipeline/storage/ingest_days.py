@@ -5,7 +5,7 @@ skip a day, and which days a model's vectors cover."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -14,7 +14,8 @@ from pipeline.records import DayEmbeddings, SourceState
 from pipeline.storage import catalog
 
 
-def record_load(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: int, chunks: int) -> None:
+def record_load(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: int, *, documents: int,
+                chunks: int) -> None:
     """Record a day just loaded (inside the load's transaction)."""
     conn.execute(
         """
@@ -27,7 +28,7 @@ def record_load(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
             source_signature = EXCLUDED.source_signature, content_fingerprint = EXCLUDED.content_fingerprint,
             loaded_at = now()
         """,
-        (batch.day, batch.fingerprint, model_id, len(batch.documents), chunks, batch.embedded, batch.reused,
+        (batch.day, batch.fingerprint, model_id, documents, chunks, batch.embedded, batch.reused,
          len(batch.dead_letters), batch.source.signature or None, batch.source.content_fingerprint or None),
     )
 
@@ -40,6 +41,17 @@ def record_signature(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
         "AND model_id = %s AND source_signature IS DISTINCT FROM %s",
         (source.signature, source.content_fingerprint, day, model_id, source.signature),
     )
+
+
+def settings_fingerprint_matches(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
+                                 fingerprint_of: Callable[[str], str]) -> bool:
+    """Whether this model's stored load of the day was made with today's settings: its fingerprint is
+    what ``fingerprint_of`` (content fingerprint → day fingerprint, with today's settings) gives for
+    the content it was made from."""
+    row = conn.execute("SELECT fingerprint, content_fingerprint FROM ingest_days WHERE ingest_date = %s AND model_id = %s "
+                       f"AND content_fingerprint IS NOT NULL AND {catalog.partition_exists_sql('ingest_date')}",
+                       (day, model_id)).fetchone()
+    return row is not None and bool(row[0] == fingerprint_of(row[1]))
 
 
 def counts(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> tuple[int, int, int] | None:

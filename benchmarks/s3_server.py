@@ -1,4 +1,4 @@
-"""A real S3-compatible server for the tests: moto's standalone server (the same WSGI application as
+"""A real S3-compatible server for tests and benchmarks: moto's standalone server (the same WSGI application as
 ``moto_server``) on 127.0.0.1, with request signatures checked against IAM access keys it issues, and
 reached over HTTP by real clients (s3fs, boto3). A thin WSGI layer in front counts the requests by
 kind, and can answer the next few object reads with 503 SlowDown, as a throttled store does."""
@@ -6,6 +6,7 @@ kind, and can answer the next few object reads with 503 SlowDown, as a throttled
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -14,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.browser import free_port
-
 REGION = "us-east-1"
 # Requests allowed before signatures are checked: enough to create the IAM user, its policy and its key.
 BOOTSTRAP_ACTIONS = 4
 ALLOW_S3 = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class RequestLog:
