@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -147,6 +148,30 @@ def test_a_parser_that_hangs_or_balloons_is_stopped_and_the_rest_is_parsed(real_
     slow, parsed = parse_files([bomb, good], ParseLimits(seconds=1, memory_mb=8192, workers=2))
     assert "longer than the parse time limit of 1 s" in str(slow)
     assert not isinstance(parsed, Exception) and "Data Structures" in parsed.text
+
+
+def _parse_in_daemon(path: str, answer) -> None:
+    outcome = parse_files([Path(path)], ParseLimits(seconds=60, workers=1))[0]
+    answer.send(str(outcome) if isinstance(outcome, Exception) else outcome.text[:200])
+
+
+def test_files_parse_inside_a_daemonic_process_as_celery_runs_steps(real_day) -> None:
+    """Celery's prefork pool runs each step in a daemonic process, where multiprocessing refuses to start
+    children: the parse workers must start there too."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    step = context.Process(target=_parse_in_daemon, args=(str(real_day / DAY.isoformat() / "datastructures.docx"),
+                                                          sender), daemon=True)
+    step.start()
+    deadline = time.monotonic() + 120
+    while not receiver.poll(0.5) and step.is_alive() and time.monotonic() < deadline:
+        pass
+    assert receiver.poll(0), f"the daemonic process gave no answer (exit code {step.exitcode})"
+    text = receiver.recv()
+    step.join(30)
+    assert "Data Structures" in text, text
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,9 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import socket
+import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -78,9 +81,37 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
         conn.send((outcome, outcome is over_limit))
 
 
+class _Subprocess:
+    """A parse worker started as a plain ``python -m pipeline.ingest.parse_pool`` child, talking over a
+    socket pair: what a daemonic process can start. Celery's prefork pool runs each task (a Dagster
+    step) in a daemonic billiard process, where multiprocessing refuses to start children, and its fork
+    server cannot pickle billiard's authkey. Slower to start (each imports the parsers, ~1 s)."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        parent, child = socket.socketpair()
+        with child:
+            self.popen = subprocess.Popen([sys.executable, "-m", "pipeline.ingest.parse_pool", str(child.fileno()),
+                                           str(memory_bytes)], pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+        self.conn = Connection(parent.detach())
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+
 @dataclass
 class _Worker:
-    process: BaseProcess
+    process: BaseProcess | _Subprocess
     conn: Connection
     job: int | None = None
     started: float = 0.0
@@ -94,9 +125,12 @@ class _Pool:
         self.workers = [self._start() for _ in range(workers)]
 
     def _start(self) -> _Worker:
+        memory_bytes = self.limits.memory_mb * 2**20
+        if multiprocessing.current_process().daemon:
+            started = _Subprocess(memory_bytes)
+            return _Worker(started, started.conn)
         parent, child = self.context.Pipe()
-        process = self.context.Process(target=_serve, args=(child, self.limits.memory_mb * 2**20), daemon=True,
-                                       name="docvec-parse")
+        process = self.context.Process(target=_serve, args=(child, memory_bytes), daemon=True, name="docvec-parse")
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -160,3 +194,9 @@ def parse_files(paths: Sequence[Path], limits: ParseLimits) -> list[Outcome]:
         pool.close()
     return [outcome if outcome is not None else UnreadableDocument("was not parsed", _COMPLETE_FIX)
             for outcome in outcomes]
+
+
+if __name__ == "__main__":  # a worker started by _Subprocess: the socket's descriptor, the memory limit
+    for module in _PRELOAD:
+        __import__(module)
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
