@@ -23,6 +23,7 @@ from assets.partitions import daily_partitions, partition_days, single_run_backf
 from pipeline.errors import ConfigError
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.context import HEADER_TOKENS
 from pipeline.ingest.embedding import Embedder
 from pipeline.ops import status
 from pipeline.records import DayChunks, DayDocuments, DayEmbeddings
@@ -117,8 +118,10 @@ class ChunkingSettings(Config):
 def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, embedder: EmbedderResource,
                     source: SourceResource, postgres: PostgresResource,
                     raw_documents: Mapping[str, DayDocuments]) -> Output[dict[str, DayChunks]]:
-    """Token-aware chunks cut with the embedding model's own tokenizer: never over its max_seq_length,
-    split at paragraph, sentence, line or word boundaries, with configurable overlap. Chunk ids are
+    """Token-aware chunks cut with the embedding model's own tokenizer: never over its max_seq_length
+    (header included), split at heading, paragraph, sentence, line or word boundaries, with configurable
+    overlap. Each chunk gets its contextual header (title > section path, embedded with it but stored
+    apart), its BM25 terms and weights, and a prior below 1 when it is a list of links. Chunk ids are
     deterministic (document id, position, content hash). A day whose files, failures, settings and
     model all match what is stored is marked unchanged and goes through the rest untouched (the model
     is loaded only when some day must be chunked)."""
@@ -127,7 +130,8 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
     with postgres.connect() as conn:
         info = embedder.planning_info(conn)
         settings = ChunkingConfig(max_seq_length=info.max_seq_length, max_tokens=config.max_tokens,
-                                  overlap_tokens=config.overlap_tokens)
+                                  overlap_tokens=config.overlap_tokens,
+                                  reserved_tokens=HEADER_TOKENS if embedder.contextual_headers else 0)
         for key, read in raw_documents.items():
             batch, fingerprint, unchanged = stages.plan_day(
                 conn, read, source.landing(), settings, info, patterns=source.patterns,
@@ -135,7 +139,7 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
                 force=config.force, limits=source.parse_limits())
             batches[key] = stages.unchanged_chunks(batch, fingerprint) if unchanged else stages.chunk_documents(
                 batch, embedder.get().backend_tokenizer(), settings, source.max_chunks_per_document,
-                fingerprint=fingerprint)
+                fingerprint=fingerprint, contextual=embedder.contextual_headers)
             lines.append(f"{key}: unchanged since its last load; nothing to chunk, embed or rewrite" if unchanged
                          else f"{key}: {len(batches[key].chunks)} chunks from {len(batches[key].documents)} documents")
     _log_days(context, lines)

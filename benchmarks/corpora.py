@@ -43,8 +43,9 @@ def require_package(package: str, probe: Path) -> None:
 
 
 def _installed_python_docs() -> Path | None:
-    found = sorted(Path("/usr/share/doc").glob("python3.*/html/index.html"))
-    return found[-1].parent if found else None
+    # Resolved: Debian links python3.X-venv and python3.X-dev to python3.X's folder.
+    found = sorted({index.resolve().parent for index in Path("/usr/share/doc").glob("python3.*/html/index.html")})
+    return found[-1] if found else None
 
 
 def python_docs() -> Path:
@@ -64,6 +65,37 @@ def python_doc_pages(limit: int | None = None) -> list[Path]:
     pages = [page for section in PYTHON_DOCS_SECTIONS for page in sorted((root / section).glob("*.html"))
              if page.name != "index.html"]
     return pages[:limit] if limit else pages
+
+
+# The retrieval evaluation corpus (benchmarks/retrieval_benchmark.py, benchmarks/eval/python-docs.jsonl):
+# every guide, a hundred-odd library modules people use daily, and the pages that list every term (the
+# general index, the table of contents, the module index, the glossary): the noise a manual brings.
+PYTHON_EVAL_GUIDES = ("tutorial", "howto", "faq", "using", "reference")
+PYTHON_EVAL_LIBRARY = (
+    "abc argparse array asyncio-eventloop asyncio-queue asyncio-subprocess asyncio-task base64 bisect calendar "
+    "cmd codecs collections concurrent.futures configparser constants contextlib copy csv ctypes curses dataclasses "
+    "datetime decimal difflib doctest email.message enum errno exceptions filecmp fnmatch fractions functions "
+    "functools gc getpass gettext glob gzip hashlib heapq hmac html.parser http.client http.server importlib "
+    "inspect io itertools json locale logging logging.handlers math mmap multiprocessing operator os os.path "
+    "pathlib pdb pickle platform pprint queue random re sched secrets selectors shlex shutil signal site socket "
+    "sqlite3 ssl stat statistics stdtypes string struct subprocess sys sysconfig tarfile tempfile textwrap "
+    "threading time timeit tomllib traceback typing unicodedata unittest unittest.mock urllib.parse "
+    "urllib.request uuid venv warnings weakref xml.etree.elementtree zipapp zipfile zoneinfo"
+).split()
+
+
+def python_eval_pages() -> list[Path]:
+    """The pages of the retrieval evaluation corpus (see PYTHON_EVAL_LIBRARY), as installed."""
+    root = python_docs()
+    guides = [page for section in PYTHON_EVAL_GUIDES for page in sorted((root / section).glob("*.html"))]
+    library = [root / "library" / f"{name}.html" for name in PYTHON_EVAL_LIBRARY]
+    listings = [*sorted(p for p in root.glob("genindex-*.html") if p.name != "genindex-all.html"),
+                root / "contents.html", root / "py-modindex.html", root / "glossary.html"]
+    missing = [p for p in library + listings if not p.is_file()]
+    if missing:
+        raise CorpusUnavailable(f"{root} lacks {', '.join(p.name for p in missing[:5])}: "
+                                "install the Debian package python3-doc")
+    return guides + library + listings
 
 
 def write_days(pages: Sequence[Path], landing: Path, days: int, end: dt.date, root: Path | None = None) -> list[dt.date]:

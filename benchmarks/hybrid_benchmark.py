@@ -1,14 +1,20 @@
 """Latency of each search mode (vector, text, hybrid) over day-partitioned synthetic chunks, at several
-sizes, side by side in one run. Indexes follow docvec's policy (days over 20k rows get HNSW; every day
-has its GIN index on the generated tsvector column), queried through docvec's own search functions.
+sizes, side by side in one run with the text mode docvec had before BM25 (``ts_rank_cd`` over a stored
+``tsvector`` column with its GIN index, all words first and then any word: migrations 0005-0007).
+
+The store is laid out as docvec lays it out: each day loaded by its day swap, indexed by the policy
+(HNSW above 5,000 rows), then days older than two sealed into 10-day blocks with their own HNSW index;
+queried through docvec's own search functions, latest-version filter included. The old text mode runs
+its own SQL over the same rows, with the generated column added to ``chunks`` as migration 0005 did.
 
 Synthetic data: clustered 384-d vectors (see index_benchmark) and text drawn from a 5,000-word Zipf
-vocabulary, ~60 words a chunk, with one identifier (``ERR-nnnnn``) in one chunk out of five. Queries: 3
-vocabulary words of rank 100-5,000 (content words; the 100 commonest play the stopwords), plus an identifier
-in half of them. The text and vectors are unrelated, so this
-measures speed, not quality (quality: `docvec eval`).
+vocabulary, ~60 words a chunk, with one identifier (``ERR-nnnnnnn``) in one chunk out of five. Queries: 3
+vocabulary words of rank 100-5,000 (content words; the 100 commonest play the stopwords), plus an
+identifier in half of them. The text and vectors are unrelated, so this measures speed, not quality
+(quality: benchmarks/retrieval_benchmark.py). The chunks are recorded under the bundled model's name, so
+``benchmarks/serve_benchmark.py`` can serve the same databases (``--reuse`` keeps them).
 
-Usage: ``python -m benchmarks.hybrid_benchmark [--sizes 100000 1000000] [--days 10 30] [--queries 100]``
+Usage: ``python -m benchmarks.hybrid_benchmark [--sizes 100000 1000000] [--days 10 30] [--queries 100] [--reuse]``
 """
 
 from __future__ import annotations
@@ -18,22 +24,30 @@ import datetime as dt
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
+import psycopg
 
 from benchmarks.index_benchmark import clustered
-from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
-from pipeline.errors import DocvecError
-from pipeline.indexing import builds
+from benchmarks.server import benchmark_main, drop_scratch, existing_scratch, scratch_settings
+from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
-from pipeline.query import fusion, search
+from pipeline.ingest.embedding import model_identity
+from pipeline.query import search
 from pipeline.records import ModelInfo, synthetic_day
-from pipeline.settings import load_settings
-from pipeline.storage import db, layout, model_registry
+from pipeline.settings import Settings
+from pipeline.storage import days, db, layout, model_registry
 
 DATABASE = "docvec_bench_hybrid"
-MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
 FIRST_DAY = dt.date(2026, 1, 1)
+OLD_TEXT = "text, ts_rank_cd (before)"
+
+
+def bundled_model() -> ModelInfo:
+    """The bundled model's identity (its vectors here are synthetic: only their shape matters)."""
+    name, revision = model_identity()
+    return ModelInfo(name=name, revision=revision, dim=384, max_seq_length=256, normalized=True, device="cpu")
 
 
 def vocabulary(size: int = 5_000) -> list[str]:
@@ -54,60 +68,79 @@ def texts(n: int, seed: int, words: list[str]) -> list[str]:
     return out
 
 
-def load(settings, rows: int, days: int, words: list[str]) -> int:
-    per_day = rows // days
+def load(settings: Settings, rows: int, day_count: int, words: list[str]) -> None:
+    per_day = rows // day_count
     policy = IndexSettings()
+    model = bundled_model()
+    last = FIRST_DAY + dt.timedelta(days=day_count - 1)
     with db.connect(settings) as conn:
-        model_id = model_registry.register(conn, MODEL).id
-        for n in range(days):
+        model_id = model_registry.register(conn, model).id
+        for n in range(day_count):
             day = FIRST_DAY + dt.timedelta(days=n)
-            batch = synthetic_day(day, clustered(per_day, seed=n), MODEL.name, MODEL.revision,
+            batch = synthetic_day(day, clustered(per_day, seed=n), model.name, model.revision,
                                   texts=texts(per_day, n, words), documents=per_day // 4, doc_prefix=f"d{n}")
             days.replace_day(conn, batch, model_id)
             builds.maintain_partition(conn, layout.partition_name(day), policy)
+        sealing.seal_days(conn, last, FIRST_DAY, layout.LayoutSettings(), policy)
+        # The text column docvec had before BM25 (migration 0005), for the side-by-side text mode.
+        conn.execute("ALTER TABLE chunks ADD COLUMN text_search tsvector "
+                     "GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED")
+        conn.execute("CREATE INDEX chunks_text_search_idx ON chunks USING gin (text_search)")
         conn.execute("VACUUM ANALYZE chunks")
-    return model_id
 
 
-def reusable(name: str, rows: int):
-    """Settings for an already loaded benchmark database of ``rows`` chunks, if there is one."""
-    from pipeline.settings import Settings
-
-    base = load_settings()
-    url = db.with_database(db.server_url(base), name)
-    try:
-        settings = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=False)
-        with db.connect(settings) as conn:
-            loaded = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-    except DocvecError:  # no such database yet: build it
+def reusable(name: str, rows: int, day_count: int) -> Settings | None:
+    """Settings for an already loaded benchmark database of ``rows`` chunks over ``day_count`` days (as
+    ``load`` stores them: a whole number per day), if there is one."""
+    settings = existing_scratch(name)
+    if settings is None:
         return None
-    return settings if loaded >= rows - rows % 1000 else None
+    with db.connect(settings) as conn:
+        loaded = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    return settings if loaded == rows // day_count * day_count else None
 
 
-def measure(settings, model_id: int, queries: int, words: list[str], days: int) -> dict[str, list[float]]:
+def old_text_search(conn: psycopg.Connection[Any], query: str, model_id: int, k: int = 10) -> list[Any]:
+    """docvec's text mode before BM25, as it was: every word first, then any word when too few."""
+    rows: list[Any] = []
+    for tsquery in ("plainto_tsquery('english', %(q)s)",
+                    "replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')::tsquery"):
+        found = conn.execute(
+            f"""SELECT c.chunk_id, ts_rank_cd(c.text_search, q.query) AS score
+                FROM chunks c, (SELECT {tsquery} AS query) q
+                WHERE c.text_search @@ q.query AND c.model_id = %(m)s AND NOT EXISTS
+                      (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id AND d.ingest_date > c.ingest_date)
+                ORDER BY score DESC, c.chunk_id LIMIT %(k)s""", {"q": query, "m": model_id, "k": k}).fetchall()
+        rows += [r for r in found if r not in rows][:k - len(rows)]
+        if len(rows) >= k:
+            break
+    return rows
+
+
+def phrases(queries: int, words: list[str], day_count: int) -> list[str]:
     rng = np.random.default_rng(7)
-    vectors = clustered(queries, seed=99)
-    phrases = []
+    out = []
     for i in range(queries):
         terms = [words[j] for j in rng.integers(100, 5_000, size=3)]  # content words, not the commonest
         if i % 2:
-            terms.append(f"ERR-{int(rng.integers(0, days)) * 1_000_000 + int(rng.integers(0, 1_000)) * 5:07d}")
-        phrases.append(" ".join(terms))
+            terms.append(f"ERR-{int(rng.integers(0, day_count)) * 1_000_000 + int(rng.integers(0, 1_000)) * 5:07d}")
+        out.append(" ".join(terms))
+    return out
+
+
+def measure(settings: Settings, model_id: int, queries: int, words: list[str],
+            day_count: int) -> dict[str, list[float]]:
+    vectors = clustered(queries, seed=99)
     tuning = search.SearchTuning()
-    pool = max(10, tuning.candidates)
-    timings: dict[str, list[float]] = {mode: [] for mode in search.MODES}
+    timings: dict[str, list[float]] = {mode: [] for mode in (*search.MODES, OLD_TEXT)}
     with db.connect(settings, for_search=True) as conn:
-        for vector, phrase in zip(vectors, phrases, strict=True):
-            for mode in search.MODES:
+        for vector, phrase in zip(vectors, phrases(queries, words, day_count), strict=True):
+            for mode in timings:
                 started = time.perf_counter()
-                if mode == "vector":
-                    search.search_vector(conn, vector, model_id, k=10, tuning=tuning)
-                elif mode == "text":
-                    search.search_text(conn, phrase, model_id, k=10)
+                if mode == OLD_TEXT:
+                    old_text_search(conn, phrase, model_id)
                 else:
-                    fusion.limit_per_document(fusion.fuse(
-                        search.search_vector(conn, vector, model_id, k=pool, tuning=tuning),
-                        search.search_text(conn, phrase, model_id, k=pool), tuning.rrf_k), None, 10)
+                    search.search_embedded(conn, phrase, vector, model_id, k=10, mode=mode, tuning=tuning)
                 timings[mode].append((time.perf_counter() - started) * 1000)
     return timings
 
@@ -124,28 +157,31 @@ def main() -> None:
         parser.error("give one --days value per --sizes value")
     words = vocabulary()
     lines = []
-    for rows, days in zip(args.sizes, args.days, strict=True):
+    for rows, day_count in zip(args.sizes, args.days, strict=True):
         name = f"{DATABASE}_{rows}"
-        settings = reusable(name, rows) if args.reuse else None
+        settings = reusable(name, rows, day_count) if args.reuse else None
         reused = settings is not None
         started = time.perf_counter()
         if settings is None:
-            settings = scratch_settings(name, MODEL.dim)
-            load(settings, rows, days, words)
+            settings = scratch_settings(name, 384)
+            load(settings, rows, day_count, words)
         with db.connect(settings) as conn:
-            model_id = model_registry.register(conn, MODEL).id
+            model_id = model_registry.register(conn, bundled_model()).id
+            partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'chunks'::regclass").fetchone()[0]
         load_seconds = time.perf_counter() - started
-        timings = measure(settings, model_id, args.queries, words, days)
+        timings = measure(settings, model_id, args.queries, words, day_count)
+        p50 = {mode: float(np.percentile(np.array(values[1:]), 50)) for mode, values in timings.items()}
         for mode, values in timings.items():
             lat = np.array(values[1:])  # the first query warms the caches
-            lines.append(f"{rows:>10,} {days:>5} {mode:<7} {np.percentile(lat, 50):>8.1f} {np.percentile(lat, 99):>8.1f} "
-                         f"{lat.mean():>8.1f}   "
-                         + ("(loaded earlier)" if reused else f"(load + index {load_seconds:.0f} s)"))
+            lines.append(f"{rows:>10,} {day_count:>5} {partitions:>5} {mode:<26} {np.percentile(lat, 50):>8.1f} "
+                         f"{np.percentile(lat, 99):>8.1f} {lat.mean():>8.1f}   "
+                         + ("(loaded earlier)" if reused else f"(load + index + seal {load_seconds:.0f} s)"))
+        lines.append(f"{'':>10} BM25 text p50 / ts_rank_cd text p50 = {p50['text'] / p50[OLD_TEXT]:.2f}")
         if not args.reuse:
             drop_scratch(name)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; day partitions, HNSW above 20k rows/day, GIN on "
-          f"every day; {args.queries} queries, k=10, hybrid = vector + text top-50 fused (RRF k=60)")
-    print(f"{'rows':>10} {'days':>5} {'mode':<7} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; days sealed into 10-day blocks after 2 days, "
+          f"HNSW above 5,000 rows; {args.queries} queries, k=10, hybrid = vector + BM25 top-50 fused by document")
+    print(f"{'rows':>10} {'days':>5} {'parts':>5} {'mode':<26} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     print("\n".join(lines))
 
 

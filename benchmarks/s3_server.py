@@ -6,7 +6,6 @@ kind, and can answer the next few object reads with 503 SlowDown, as a throttled
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -15,16 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from benchmarks.server import free_port
+
 REGION = "us-east-1"
 # Requests allowed before signatures are checked: enough to create the IAM user, its policy and its key.
 BOOTSTRAP_ACTIONS = 4
 ALLOW_S3 = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RequestLog:

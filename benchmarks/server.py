@@ -5,6 +5,7 @@ benchmark so that nothing touches the data docvec serves."""
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,27 @@ def scratch_settings(name: str, dim: int = EMBEDDING_DIM) -> Settings:
     return migrate.migrated_scratch_database(load_settings(), dim, name)
 
 
+def existing_scratch(name: str) -> Settings | None:
+    """Settings for scratch database ``name`` left by an earlier run (``--reuse``), if it exists."""
+    base = load_settings()
+    url = db.with_database(db.server_url(base), name)
+    settings = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=base.pgbouncer)
+    try:
+        with db.connect(settings):
+            return settings
+    except DocvecError:  # no such database
+        return None
+
+
 def drop_scratch(name: str) -> None:
     db.drop_database(load_settings(), name)
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def benchmark_main(main: Callable[[], None]) -> Callable[[], None]:

@@ -11,13 +11,30 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.lexical.bm25 import LexicalEntry, chunk_term_counts, entries
+
 # int8 vectors are not the fp32 ones: the onnx-int8 backend records its vectors under this revision suffix.
 INT8_REVISION_SUFFIX = "+int8"
+# Chunks embedded with their contextual header (title > section path; pipeline/ingest/context.py) are
+# not the chunks embedded bare: recorded under this suffix, bumped whenever the header recipe changes,
+# so a new recipe is a new revision that goes through a shadow build and never mixes with old vectors.
+CONTEXT_REVISION_SUFFIX = "+ctx1"
 
 
 def backend_of_revision(revision: str) -> str:
     """The backend that makes a stored revision's vectors (onnx makes torch's, so it is never needed)."""
     return "onnx-int8" if revision.endswith(INT8_REVISION_SUFFIX) else "torch"
+
+
+def is_contextual_revision(revision: str) -> bool:
+    """Whether a stored revision's chunks were embedded with the current contextual-header recipe."""
+    return revision.removesuffix(INT8_REVISION_SUFFIX).endswith(CONTEXT_REVISION_SUFFIX)
+
+
+def recorded_revision(files_revision: str, backend: str, contextual: bool) -> str:
+    """The revision vectors are stored under: the model files' hash, the header recipe, the backend."""
+    return (files_revision + (CONTEXT_REVISION_SUFFIX if contextual else "")
+            + (INT8_REVISION_SUFFIX if backend == "onnx-int8" else ""))
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,15 @@ class Section:
 
 
 @dataclass(frozen=True)
+class LinkBlock:
+    """A block of a document (``start``..``end``, character offsets) and the share of its characters
+    that are link text: an index, a table of contents or a navigation list is nearly all links."""
+    start: int
+    end: int
+    share: float
+
+
+@dataclass(frozen=True)
 class SourceDocument:
     doc_id: str  # path relative to its day folder: the same document across days
     source_uri: str  # path relative to the landing root: this version of it
@@ -57,6 +83,7 @@ class SourceDocument:
     metadata: dict[str, Any] = field(default_factory=dict)  # title, format, front matter, pages…
     sections: tuple[Section, ...] = ()  # ordered by start; empty: one untitled stretch
     stamp: str = ""  # the file's listing stamp when it was read (see landing.LandingFile)
+    links: tuple[LinkBlock, ...] = ()  # blocks holding link text, ordered by start
 
 
 @dataclass(frozen=True)
@@ -84,8 +111,11 @@ class ChunkRecord:
     seq: int
     text: str
     token_count: int
-    content_sha256: str
+    content_sha256: str  # of what the model embeds: the contextual header and the text
     metadata: dict[str, Any]
+    context: str = ""  # the contextual header embedded before the text ("" when embedded bare)
+    lexical: LexicalEntry | None = None  # BM25 terms and weights; None: not found by text search
+    prior: float = 1.0  # search weight: below 1 for link and term lists (pipeline/lexical/listing.py)
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,7 @@ class DayChunks:
     unchanged: bool = False  # same input as the stored day: nothing to chunk, embed or rewrite
     source: SourceState = SourceState()
     kept: tuple[KeptDocument, ...] = ()
+    contextual: bool = True  # chunks carry contextual headers, to be embedded with them
 
 
 @dataclass(frozen=True)
@@ -170,9 +201,11 @@ def synthetic_day(day: dt.date, vectors: np.ndarray, model_name: str, model_revi
     chunk ``i`` belongs to ``{doc_prefix}-{i % documents}.md`` and has text ``texts[i]`` or a placeholder."""
     count = min(documents, len(vectors))
     doc_ids = [f"{doc_prefix}-{d}.md" for d in range(count)]
+    chunk_texts = [texts[i] if texts else f"synthetic chunk {i}" for i in range(len(vectors))]
+    lexical = entries([chunk_term_counts(text) for text in chunk_texts])
     chunks = [ChunkRecord(chunk_id=f"{day:%Y%m%d}-{i}", doc_id=doc_ids[i % count], seq=i // count,
-                          text=texts[i] if texts else f"synthetic chunk {i}", token_count=4,
-                          content_sha256=f"{day:%Y%m%d}{i:056x}", metadata=metadata(i) if metadata else {})
+                          text=chunk_texts[i], token_count=4, content_sha256=f"{day:%Y%m%d}{i:056x}",
+                          metadata=metadata(i) if metadata else {}, lexical=lexical[i])
               for i in range(len(vectors))]
     docs = [SourceDocument(doc_id=doc_id, source_uri=f"{day}/{doc_id}", ingest_date=day, text="",
                            content_sha256=doc_id, bytes=0) for doc_id in doc_ids]

@@ -27,14 +27,17 @@ class EmbedderResource(ConfigurableResource):
     normalize: bool = Field(default=True, description="unit-length vectors, so cosine = dot product")
     backend: str = Field(default="torch", description="torch (CPU or CUDA, fp16 on CUDA), onnx (ONNX Runtime, CPU) "
                          "or onnx-int8 (int8 weights, faster on CPU; recorded as its own model revision)")
+    contextual_headers: bool = Field(default=True, description="embed each chunk after its header (document title "
+                                     "> section path), stored apart from its text; part of the model revision, so "
+                                     "switching it is a shadow build")
 
     def get(self) -> Embedder:
         return load_embedder(self.model, device=self.device, batch_size=self.batch_size, normalize=self.normalize,
-                             backend=self.backend)
+                             backend=self.backend, contextual=self.contextual_headers)
 
     def identity(self) -> tuple[str, str]:
         """(name, revision) its vectors are stored under, without loading the model."""
-        return model_identity(self.model, self.backend)
+        return model_identity(self.model, self.backend, self.contextual_headers)
 
     def recorded_info(self, conn: psycopg.Connection[Any]) -> ModelInfo | None:
         """What the store recorded of the configured model when it first embedded here (dimension,

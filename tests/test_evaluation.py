@@ -15,13 +15,18 @@ from resources import EmbedderResource, PostgresResource, RetentionResource
 from tests.conftest import SAMPLE_END
 
 
-def test_hybrid_beats_vector_on_identifiers_and_keeps_recall_elsewhere(loaded_sample, conn, embedder) -> None:
+def test_every_mode_answers_the_sample_set(loaded_sample, conn, embedder) -> None:
+    """The sample corpus's labelled set: BM25 alone puts every identifier query's page first, and hybrid
+    loses nothing to either branch. Before document-level relative fusion, hybrid lost "repair a flat
+    tubeless tire while riding" (recall@5 0.9 by chunk-level RRF: BM25's near-misses outvoted the vector
+    branch's clear first page); before contextual headers and BM25 it reached MRR 0.960 here."""
     scores = {s.mode: s for s in evaluation.evaluate(conn, embedder, evaluation.sample_queries())}
-    hybrid, vector = scores["hybrid"].by_tag, scores["vector"].by_tag
-    better = [m for m in ("recall_at_k", "mrr", "ndcg_at_10") if hybrid["identifier"][m] > vector["identifier"][m]]
-    worse = [m for m in ("recall_at_k", "mrr", "ndcg_at_10") if hybrid["identifier"][m] < vector["identifier"][m]]
-    assert better and not worse, (hybrid["identifier"], vector["identifier"])
-    assert hybrid["general"]["recall_at_k"] >= vector["general"]["recall_at_k"] - 0.02
+    hybrid, vector, text = scores["hybrid"].by_tag, scores["vector"].by_tag, scores["text"].by_tag
+    assert text["identifier"]["mrr"] == 1.0, text["identifier"]
+    assert scores["hybrid"].recall_at_k == 1.0 and scores["hybrid"].mrr >= 0.99, scores["hybrid"]
+    for tag in ("identifier", "general"):
+        for metric in ("recall_at_k", "mrr", "ndcg_at_10"):
+            assert hybrid[tag][metric] >= max(vector[tag][metric], text[tag][metric]) - 0.02, (tag, metric, scores)
     for s in scores.values():
         assert 0 <= s.recall_at_k <= 1 and 0 <= s.mrr <= 1 and 0 <= s.ndcg_at_10 <= 1 and s.queries == 20
 

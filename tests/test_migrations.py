@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
+from pipeline.lexical.terms import term_id
+from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import migrate
+from pipeline.storage import db, migrate
 from tests.conftest import fresh_database
 
 TABLES = {"embedding_models", "documents", "chunks", "dead_letters"}
@@ -84,17 +88,49 @@ def test_no_migration_hard_codes_the_vector_dimension() -> None:
             assert "migration_embedding_dim()" in source, f"{path.name} must take the dimension from the model"
 
 
-def test_every_day_partition_gets_the_full_text_column_and_its_gin_index(loaded_sample, conn) -> None:
+def test_every_day_partition_gets_the_lexical_index_and_its_statistics(loaded_sample, conn) -> None:
     partitions = conn.execute(
         "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'chunks'::regclass").fetchall()
     assert partitions
     for (partition,) in partitions:
         gin = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s "
-                           "AND indexdef LIKE '%%USING gin (text_search)%%'",
-                           (partition,)).fetchone()[0]
+                           "AND indexdef LIKE '%%USING gin (lexical_terms)%%'", (partition,)).fetchone()[0]
         assert gin == 1, partition
-    generated = conn.execute("SELECT attgenerated FROM pg_attribute WHERE attrelid = 'chunks'::regclass "
-                             "AND attname = 'text_search'").fetchone()[0]
-    assert generated == "s", "a stored generated column: every load path fills it"
-    sample = conn.execute("SELECT text_search::text FROM chunks WHERE doc_id = 'runbooks/err-4471.md' LIMIT 1").fetchone()[0]
-    assert "'-4471'" in sample and "'err'" in sample
+    assert conn.execute("SELECT count(*) FROM chunks WHERE lexical IS NULL OR lexical_terms IS NULL").fetchone()[0] == 0
+    terms, weights = conn.execute("SELECT lexical_terms, lexical FROM chunks WHERE doc_id = 'runbooks/err-4471.md' "
+                                  "LIMIT 1").fetchone()
+    assert term_id("err-4471") in terms and term_id("4471") in terms  # the identifier whole and by its parts
+    assert sorted(terms) == weights.indices() and all(w > 0 for w in weights.values())
+    # The statistics are exactly a recount of the stored terms, per model and day.
+    recount = conn.execute("""SELECT c.model_id, c.ingest_date, t, count(*) FROM chunks c, unnest(c.lexical_terms) t
+                              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
+    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term >= 0 "
+                          "ORDER BY 1, 2, 3").fetchall()
+    assert stored == recount
+    per_day = conn.execute("SELECT model_id, ingest_date, df FROM term_stats WHERE term = -1 ORDER BY 1, 2").fetchall()
+    counted = conn.execute("SELECT model_id, ingest_date, count(*) FROM chunks GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    assert per_day == counted
+
+
+def test_upgrading_a_store_indexes_its_chunks_for_bm25(migrated: Settings, embedder) -> None:
+    """Chunks stored before 0008 are given their BM25 entries and statistics by the upgrade itself."""
+    probe = fresh_database(migrated, embedder.info.dim, "docvec_migration_lexical")
+    migrate.downgrade(probe, embedder.info.dim, "0007")
+    with psycopg.connect(probe.database_url) as conn:
+        model = conn.execute("INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length) "
+                             "VALUES ('m', '1', %s, true, 256) RETURNING id", (embedder.info.dim,)).fetchone()[0]
+        conn.execute("CREATE TABLE chunks_20260101 PARTITION OF chunks FOR VALUES FROM ('2026-01-01') TO ('2026-01-02')")
+        vector = "[" + ",".join(["0.05"] * embedder.info.dim) + "]"
+        for n, (text, title) in enumerate([("Call reconcile_ledger_batch nightly.", "Ledger runbook"),
+                                           ("Nothing about ledgers here.", "Other")]):
+            conn.execute("INSERT INTO chunks (ingest_date, chunk_id, doc_id, seq, text, token_count, content_sha256, "
+                         "metadata, model_id, embedding) VALUES ('2026-01-01', %s, %s, 0, %s, 8, %s, %s, %s, %s)",
+                         (f"c{n}", f"d{n}.md", text, f"h{n}", json.dumps({"title": title}), model, vector))
+    migrate.upgrade(probe, embedder.info.dim)
+    with db.connect(probe) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE lexical IS NULL").fetchone()[0] == 0
+        df = dict(conn.execute("SELECT term, df FROM term_stats WHERE model_id = %s", (model,)).fetchall())
+        assert df[-1] == 2 and df[term_id("reconcile_ledger_batch")] == 1 and df[term_id("ledger")] == 2
+        hits = search.search_text(conn, "reconcile_ledger_batch", model)
+        # The identifier whole in d0; only one of its parts ("ledgers") in d1.
+        assert [h.doc_id for h in hits] == ["d0.md", "d1.md"] and hits[0].score > 3 * hits[1].score

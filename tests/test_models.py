@@ -15,7 +15,7 @@ from dagster import build_sensor_context, materialize
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.cli import main as cli
 from pipeline.errors import ConfigError, DimensionMismatchError
-from pipeline.ingest import landing_zone, stages
+from pipeline.ingest import context, landing_zone, stages
 from pipeline.query import search, search_model
 from pipeline.records import ModelInfo
 from pipeline.storage import db, model_lifecycle, model_registry
@@ -186,3 +186,37 @@ def test_the_model_sensor_skips_when_nothing_changed_or_the_database_is_down(lif
         "embedder": EmbedderResource(backend="onnx-int8"),
         "postgres": PostgresResource(database_url="postgresql://docvec@127.0.0.1:9/none", retries=0)}))
     assert "cannot check the embedding models" in down.skip_message
+
+
+def test_contextual_headers_are_their_own_revision_built_in_the_shadow(lifecycle, embedder) -> None:
+    """A store built with bare chunks (the recipe before contextual headers) moves to headed chunks the
+    way any model change does: a shadow set beside the served one, one switch, never mixed."""
+    settings, resources = lifecycle
+
+    def run(day: dt.date, contextual: bool):
+        return materialize(ASSETS, resources={**resources, "embedder": EmbedderResource(contextual_headers=contextual)},
+                           partition_key=day.isoformat(), raise_on_error=False)
+
+    for day in DAYS:
+        assert run(day, False).success
+    with db.connect(settings) as conn:
+        bare = model_registry.serving(conn)
+        assert not bare.contextual and not bare.revision.endswith("+ctx1")
+        assert run(DAYS[0], True).success
+        headed = model_registry.find(conn, f"{bare.name}@{bare.revision}+ctx1")
+        assert model_registry.serving(conn).id == bare.id, "still serving the bare chunks mid-build"
+        rows = conn.execute("""SELECT b.text, b.context, h.text, h.context, h.metadata FROM chunks b
+                               JOIN chunks h ON h.ingest_date = b.ingest_date AND h.doc_id = b.doc_id AND h.seq = b.seq
+                               WHERE b.model_id = %s AND h.model_id = %s""", (bare.id, headed.id)).fetchall()
+        assert rows and all(b_context == "" for _, b_context, *_ in rows)
+        assert all(h_context == context.header(meta.get("title"), meta.get("section")) and h_context
+                   for *_, h_context, meta in rows), "each headed chunk records the header it was embedded with"
+        assert all(b_text == h_text for b_text, _, h_text, *_ in rows), "the stored text is the same clean text"
+        assert run(DAYS[1], True).success
+        assert model_registry.serving(conn).id == headed.id
+        served = search_model.serving_embedder(conn)
+        assert served.contextual and served.info.revision == headed.revision
+        hits = search.search(conn, served, QUERY, k=10, mode="hybrid")
+        ids = {h.chunk_id for h in hits}
+        stored = conn.execute("SELECT DISTINCT model_id FROM chunks WHERE chunk_id = ANY(%s)", (list(ids),)).fetchall()
+        assert hits and _no_duplicate_chunks(hits) and {m for (m,) in stored} >= {headed.id}

@@ -54,8 +54,8 @@ def test_text_mode_matches_exact_identifiers_and_hybrid_keeps_both_scores(loaded
     hybrid = search.search(conn, embedder, "ERR-4714", k=5, mode="hybrid")
     assert hybrid[0].doc_id == "runbooks/err-4714.md"
     assert hybrid[0].similarity is not None and hybrid[0].text_score is not None, "found by both branches"
-    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
-    assert hybrid[0].score == pytest.approx(2 / (search.SearchTuning.rrf_k + 1), rel=0.05)
+    assert [h.document_score for h in hybrid] == sorted((h.document_score for h in hybrid), reverse=True)
+    assert hybrid[0].document_score == pytest.approx(1.0), "first in both branches: both normalised scores 1"
 
 
 @pytest.mark.parametrize("mode", search.MODES)
@@ -102,12 +102,33 @@ def test_reciprocal_rank_fusion() -> None:
 
     vector = [hit("a", 1, similarity=0.9), hit("b", 2, similarity=0.8), hit("c", 3, similarity=0.7)]
     text = [hit("c", 1, text_score=0.5), hit("d", 2, text_score=0.4)]
-    fused = fusion.fuse(vector, text, rrf_k=60)
+    fused = fusion.fuse(vector, text, rrf_k=60, method="rrf")
     assert [h.chunk_id for h in fused] == ["c", "a", "b", "d"]
-    assert fused[0].score == pytest.approx(1 / 63 + 1 / 61)
+    assert fused[0].score == pytest.approx(1 / 63 + 1 / 61) == fused[0].document_score
     assert (fused[0].similarity, fused[0].text_score) == (0.7, 0.5)
     assert fused[3].similarity is None and fused[3].text_score == 0.4
     assert [h.rank for h in fused] == [1, 2, 3, 4]
+
+
+def test_relative_fusion_ranks_documents_then_their_chunks() -> None:
+    def hit(doc: str, chunk: str, rank: int, **scores) -> hits.SearchHit:
+        return hits.SearchHit(rank=rank, similarity=scores.get("similarity"), doc_id=doc, ingest_date=SAMPLE_END,
+                              seq=0, chunk_id=chunk, text=chunk, metadata={}, text_score=scores.get("text_score"))
+
+    # The vector branch is sure of page P (0.8 against 0.4-0.5); BM25 prefers Q's chunks by a little.
+    vector = [hit("P", "p1", 1, similarity=0.8), hit("Q", "q1", 2, similarity=0.5), hit("P", "p2", 3, similarity=0.45),
+              hit("R", "r1", 4, similarity=0.4)]
+    text = [hit("Q", "q1", 1, text_score=10.0), hit("Q", "q2", 2, text_score=9.5), hit("R", "r1", 3, text_score=7.0),
+            hit("P", "p2", 4, text_score=6.0)]
+    fused = fusion.fuse(vector, text, vector_weight=0.6)
+    # Best chunk per document, min-max normalised per branch: vector P 1, Q 0.25, R 0; text Q 1, R 0.25, P 0.
+    # P: 0.6 * 1 = 0.6; Q: 0.6 * 0.25 + 0.4 * 1 = 0.55; R: 0.4 * 0.25 = 0.1.
+    assert [(h.doc_id, h.chunk_id) for h in fused] == [("P", "p1"), ("P", "p2"), ("Q", "q1"), ("Q", "q2"), ("R", "r1")]
+    assert [h.document_score for h in fused] == pytest.approx([0.6, 0.6, 0.55, 0.55, 0.1])
+    # By rank alone (RRF), Q's two first places in BM25 beat P's clear lead in the vector branch.
+    assert fusion.fuse(vector, text, method="rrf")[0].doc_id == "Q"
+    with pytest.raises(ConfigError, match="fusion must be one of"):
+        fusion.fuse(vector, text, method="borda")
 
 
 def test_unknown_mode_is_refused(loaded_sample, conn, embedder) -> None:

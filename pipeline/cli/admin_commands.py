@@ -104,16 +104,16 @@ def _build_model(args: argparse.Namespace, settings: Settings, conn: psycopg.Con
     switches search to it when done."""
     if args.reference:
         stored = model_registry.find(conn, args.reference)
-        name, backend = stored.name, stored.backend
+        name, backend, contextual = stored.name, stored.backend, stored.contextual
     else:
-        name, backend = args.model or DEFAULT_MODEL, args.backend
-    embedder = load_embedder(name, backend=backend)
+        name, backend, contextual = args.model or DEFAULT_MODEL, args.backend, True
+    embedder = load_embedder(name, backend=backend, contextual=contextual)
     missing = model_lifecycle.missing_days(conn, embedder.info.name, embedder.info.revision)
     if not missing:
         print(f"{embedder.info.name}@{embedder.info.revision} already covers every stored day")
         return 0
     print(f"embedding {len(missing)} stored days with {embedder.info.name} ({backend}): {missing[0]} … {missing[-1]}")
-    config = {"resources": {"embedder": {"config": {"model": name, "backend": backend}}},
+    config = {"resources": {"embedder": {"config": {"model": name, "backend": backend, "contextual_headers": contextual}}},
               **dagster_runs.CONSOLE_AT_INFO}
     return dagster_runs.run(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
                              "--partition-range", f"{missing[0]}...{missing[-1]}", "--config-json", json.dumps(config)],

@@ -17,6 +17,7 @@ from pipeline.cli.admin_commands import (
     cmd_status,
 )
 from pipeline.cli.query_commands import cmd_eval, cmd_search
+from pipeline.cli.serve_command import cmd_serve
 from pipeline.cli.setup_commands import (
     cmd_demo,
     cmd_dev,
@@ -27,6 +28,7 @@ from pipeline.cli.setup_commands import (
 )
 from pipeline.errors import DocvecError
 from pipeline.ingest.embedding import DEFAULT_MODEL
+from pipeline.query.fusion import FUSIONS, VECTOR_WEIGHT
 from pipeline.query.search import MODES
 from pipeline.settings import load_settings
 from pipeline.storage.retention import DEFAULT_WINDOW_DAYS
@@ -54,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("down", help=cmd_down.__doc__).set_defaults(func=cmd_down)
 
+    p = sub.add_parser("serve", help="serve read-only search over HTTP (JSON API, OpenAPI docs at /docs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--pool-size", type=int, default=8,
+                   help="database connections at most (default 8; a hybrid search uses two at once)")
+    p.add_argument("--encode-threads", type=int, default=1,
+                   help="CPU threads per query encode (default 1: concurrent requests share the cores)")
+    p.add_argument("--db-timeout", type=float, default=5.0,
+                   help="seconds a request waits for a database connection before answering 503 (default 5)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
     p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
     p.add_argument("--revision", default="head")
     p.add_argument("--downgrade", metavar="REV", help="downgrade to REV (e.g. base) instead")
@@ -77,9 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "built and its recall checked for)")
         p.add_argument("--probes", type=int, help="IVFFlat lists per query (default: as recorded on the index)")
         p.add_argument("--mode", choices=MODES, default="hybrid",
-                       help="vector, text (full-text) or hybrid (both, reciprocal rank fusion; default)")
-        p.add_argument("--rrf-k", type=int, default=60, help="fusion constant (default 60)")
+                       help="vector, text (BM25) or hybrid (both, fused by document; default)")
+        p.add_argument("--fusion", choices=FUSIONS, default="relative",
+                       help="hybrid: relative (normalised scores, weighted; default) or rrf (reciprocal rank)")
+        p.add_argument("--vector-weight", type=float, default=VECTOR_WEIGHT,
+                       help=f"relative fusion: the vector branch's share (default {VECTOR_WEIGHT})")
+        p.add_argument("--rrf-k", type=int, default=60, help="rrf fusion constant (default 60)")
         p.add_argument("--per-doc", type=int, metavar="N", help="at most N results per document")
+        p.add_argument("--documents", action="store_true",
+                       help="rank documents (best chunk each, with the document's score) instead of chunks")
         p.add_argument("--window", type=int, default=0, metavar="N", help="show N neighbouring chunks on each side")
         return with_query_model(p)
 

@@ -35,7 +35,8 @@ def _text_search_model(args: argparse.Namespace, conn: psycopg.Connection[Any]) 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     filters = search.parse_filters(args.filter or [])
-    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k)
+    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k,
+                                 fusion=args.fusion, vector_weight=args.vector_weight)
     with db.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
         if args.mode == "text":
@@ -48,7 +49,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             vector = embedder.encode([args.query])[0]
         options: dict[str, Any] = {"k": args.k, "since": args.since, "until": args.until, "filters": filters}
         hits = search.search_embedded(conn, args.query, vector, model_id, tuning=tuning, mode=args.mode,
-                                      per_doc=args.per_doc, window=args.window, **options)
+                                      per_doc=1 if args.documents else args.per_doc, window=args.window, **options)
         if args.explain:  # the same vector: the query is embedded once
             if vector is not None:
                 print(search.explain_vector(conn, vector, model_id, tuning=tuning, **options))
@@ -89,6 +90,8 @@ def format_hit(hit: SearchHit, *, fused: bool) -> str:
     scores = [f"similarity {hit.similarity:.3f}" if hit.similarity is not None else "",
               f"text {hit.text_score:.3f}" if hit.text_score is not None else "",
               f"fused {hit.score:.4f}" if fused else ""]
+    if hit.document_score is not None:
+        scores.append(f"document {hit.document_score:.4f}")
     lines = [f"{hit.rank:>3}. {'  '.join(part for part in scores if part)}  {hit.ingest_date}  {where(hit)}",
              f"     {_one_line(hit.text)}"]
     lines += [f"       #{n['seq']}: {_one_line(n['text'])}" for n in hit.context or [] if n["seq"] != hit.seq]

@@ -35,6 +35,7 @@ class ChunkingConfig:
     max_tokens: int | None = None  # a tighter cap than the model's, if wanted
     overlap_tokens: int = 32
     special_tokens: int = 2
+    reserved_tokens: int = 0  # room left in every chunk for its contextual header (ingest/context.py)
 
     def __post_init__(self) -> None:
         if self.overlap_tokens < 0:
@@ -48,8 +49,13 @@ class ChunkingConfig:
 
     @property
     def budget(self) -> int:
-        limit = self.max_seq_length - self.special_tokens
+        limit = self.max_seq_length - self.special_tokens - self.reserved_tokens
         return min(limit, self.max_tokens) if self.max_tokens else limit
+
+    @property
+    def model_room(self) -> int:
+        """Word pieces the model reads of one input (its limit less [CLS]/[SEP]): a chunk and its header."""
+        return self.max_seq_length - self.special_tokens
 
     @property
     def max_chars(self) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.onnx_backend import OnnxEncoder, prepared_model, require_backend
-from pipeline.records import INT8_REVISION_SUFFIX, ModelInfo
+from pipeline.records import ModelInfo, recorded_revision
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -52,6 +52,16 @@ def choose_device(requested: str = "auto") -> str:
     return "cpu"
 
 
+def set_encode_threads(threads: int) -> None:
+    """Threads one CPU encode may use (torch's intra-op pool). A search server encodes many short
+    queries at once, so one thread each beats every encode spreading over every core."""
+    if threads < 1:
+        raise ConfigError(f"encode threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _directory_revision(path: Path) -> str:
     """Content hash of a local model directory: the same weights give the same revision on any machine."""
     digest = hashlib.sha256()
@@ -83,14 +93,13 @@ def default_tokens_per_batch(device: str, backend: str) -> int:
     return 4 * 256 if backend != "torch" else 8 * 256
 
 
-def model_identity(model: str = DEFAULT_MODEL, backend: str = "torch") -> tuple[str, str]:
+def model_identity(model: str = DEFAULT_MODEL, backend: str = "torch", contextual: bool = True) -> tuple[str, str]:
     """(name, revision) that the model's vectors are recorded under, without loading it: cheap enough
-    for a sensor to check every few minutes."""
+    for a sensor to check every few minutes. ``contextual``: chunks are embedded with their header."""
     require_backend(backend)
     path = Path(resolve_model_path(model))
     revision = _directory_revision(path) if path.is_dir() else "unknown"
-    return (DEFAULT_MODEL if model in BUNDLED_MODEL_NAMES else model,
-            revision + INT8_REVISION_SUFFIX if backend == "onnx-int8" else revision)
+    return (DEFAULT_MODEL if model in BUNDLED_MODEL_NAMES else model, recorded_revision(revision, backend, contextual))
 
 
 class Embedder:
@@ -99,10 +108,12 @@ class Embedder:
     ``backend`` is ``torch`` (sentence-transformers; fp16 on CUDA), ``onnx`` (ONNX Runtime on CPU, same
     vectors as torch to 1e-6) or ``onnx-int8`` (int8 weights: faster on CPU, cosine ~0.99 to fp32). int8
     vectors are not the fp32 ones, so ``onnx-int8`` is recorded as its own model revision and never mixed
-    with, or reused for, the fp32 model's vectors."""
+    with, or reused for, the fp32 model's vectors. ``contextual``: chunks are embedded with their
+    contextual header (pipeline/ingest/context.py), also recorded in the revision; queries never are."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int | None = None,
-                 normalize: bool = True, backend: str = "torch", export_dir: Path | None = None) -> None:
+                 normalize: bool = True, backend: str = "torch", export_dir: Path | None = None,
+                 contextual: bool = True) -> None:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
         require_backend(backend)
@@ -136,12 +147,14 @@ class Embedder:
         dim = self.model.get_embedding_dimension()
         if not dim:
             raise ConfigError(f"model {model!r} does not report an embedding dimension")
-        name, revision = model_identity(model, backend)
+        name, revision = model_identity(model, backend, contextual)
         self.backend = backend
+        self.contextual = contextual
         self._onnx: OnnxEncoder | None = None
         if backend != "torch":
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-            cache = (export_dir or _default_export_dir()) / f"{slug}-{revision.removesuffix(INT8_REVISION_SUFFIX)}"
+            files_revision = model_identity(model, "torch", contextual=False)[1]
+            cache = (export_dir or _default_export_dir()) / f"{slug}-{files_revision}"
             self._onnx = OnnxEncoder(prepared_model(self.model, backend, cache), self.model)
         self.info = ModelInfo(
             name=name,
@@ -207,18 +220,19 @@ class Embedder:
         return vectors
 
 
-_cache: dict[tuple[str, str, int | None, bool, str], Embedder] = {}
+_cache: dict[tuple[str, str, int | None, bool, str, bool], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 def load_embedder(model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int | None = None,
-                  normalize: bool = True, backend: str = "torch") -> Embedder:
+                  normalize: bool = True, backend: str = "torch", contextual: bool = True) -> Embedder:
     """Process-wide cache: loading a model costs seconds, so each process loads each model once."""
-    key = (model, device, batch_size, normalize, backend)
+    key = (model, device, batch_size, normalize, backend, contextual)
     with _cache_lock:
         if key not in _cache:
             started = time.perf_counter()
-            _cache[key] = Embedder(model, device=device, batch_size=batch_size, normalize=normalize, backend=backend)
+            _cache[key] = Embedder(model, device=device, batch_size=batch_size, normalize=normalize, backend=backend,
+                                   contextual=contextual)
             log.info("loaded %s (%s) on %s in %.1f s", model, backend, _cache[key].device,
                      time.perf_counter() - started)
         return _cache[key]

@@ -39,7 +39,7 @@ def to_document(checked: CheckedFile, day: dt.date, parsed: Parsed) -> SourceDoc
         metadata["title"] = parsed.title
     return SourceDocument(doc_id=checked.doc_id, source_uri=checked.source_uri, ingest_date=day, text=parsed.text,
                           content_sha256=checked.content_sha256, bytes=checked.size, metadata=metadata,
-                          sections=parsed.sections, stamp=checked.stamp)
+                          sections=parsed.sections, stamp=checked.stamp, links=parsed.links)
 
 
 def read_day(landing: Landing, day: dt.date, files: Sequence[LandingFile],

@@ -13,17 +13,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import psycopg
 
-from pipeline.errors import DatabaseSetupError
-from pipeline.ingest import landing, reading
+from pipeline.errors import ConfigError, DatabaseSetupError
+from pipeline.ingest import context, landing, reading
 from pipeline.ingest.chunking import (
+    Chunk,
     ChunkingConfig,
     chunk_id,
     chunk_texts,
+    sha256_text,
 )
 from pipeline.ingest.embedding import Embedder, ProgressCallback
 from pipeline.ingest.landing import LandingFile
 from pipeline.ingest.landing_zone import LandingRoot, as_landing
 from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.lexical import bm25, listing
 from pipeline.records import (
     ChunkRecord,
     DayChunks,
@@ -32,6 +35,7 @@ from pipeline.records import (
     DayLoad,
     DeadLetter,
     KeptDocument,
+    LinkBlock,
     ModelInfo,
     SourceDocument,
     SourceState,
@@ -40,6 +44,12 @@ from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+
+# What a day's stored BM25 entries and list priors were computed with (pipeline/lexical): bump it when
+# tokenizing, weighting or the prior change, and every day is rebuilt on its next run (its vectors are
+# reused: the text the model sees is the same).
+LEXICAL_RECIPE = "bm25-1"
 
 
 def read_documents(root: LandingRoot, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
@@ -103,6 +113,7 @@ def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInf
         "content": batch.source.content_fingerprint,
         "chunking": [config.budget, config.overlap_tokens, max_chunks_per_document],
         "model": [model.name, model.revision, model.normalized],
+        "lexical": LEXICAL_RECIPE,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -148,8 +159,11 @@ def unchanged_chunks(batch: DayDocuments, fingerprint: str) -> DayChunks:
 
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
-                    unchanged: bool = False) -> DayChunks:
-    """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward."""
+                    unchanged: bool = False, contextual: bool = True) -> DayChunks:
+    """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward. Each chunk
+    gets its metadata (title, section, page), its BM25 entry and its list prior; with ``contextual``
+    also its header, which gets the room the chunk leaves (``config.reserved_tokens`` guarantees some).
+    ``contextual`` must match the embedder's (``Embedder.contextual``): the model embeds what is cut here."""
     if unchanged:
         return unchanged_chunks(batch, fingerprint)
     started = time.perf_counter()
@@ -157,7 +171,8 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
         raise ValueError(f"{batch.day}: its files were not read (signature unchanged); read them before chunking")
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config,
                                [[s.start for s in d.sections if s.heading] for d in batch.documents])
-    documents, chunks, counts = [], [], {}
+    documents, counts = [], {}
+    pieces_of: list[tuple[SourceDocument, Chunk, dict[str, Any], str]] = []
     dead = list(batch.dead_letters)
     for document, pieces in zip(batch.documents, per_document, strict=True):
         if max_chunks_per_document is not None and len(pieces) > max_chunks_per_document:
@@ -169,15 +184,33 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
         documents.append(document)
         counts[document.doc_id] = len(pieces)
         for piece in pieces:
-            chunks.append(ChunkRecord(
-                chunk_id=chunk_id(document.doc_id, piece.seq, piece.content_sha256),
-                doc_id=document.doc_id, seq=piece.seq, text=piece.text, token_count=piece.token_count,
-                content_sha256=piece.content_sha256,
-                metadata=chunk_metadata(document, piece.char_start, piece.char_end),
-            ))
+            metadata = chunk_metadata(document, piece.char_start, piece.char_end)
+            header = context.fit(context.header(metadata.get("title"), metadata.get("section")), tokenizer,
+                                 config.model_room - piece.token_count) if contextual else ""
+            pieces_of.append((document, piece, metadata, header))
+    lexical = bm25.entries([bm25.chunk_term_counts(piece.text, metadata.get("title"), metadata.get("section"))
+                            for _, piece, metadata, _ in pieces_of])
+    chunks = [
+        ChunkRecord(
+            chunk_id=chunk_id(document.doc_id, piece.seq, piece.content_sha256),
+            doc_id=document.doc_id, seq=piece.seq, text=piece.text, token_count=piece.token_count,
+            content_sha256=sha256_text(context.embedded_text(header, piece.text)) if header else piece.content_sha256,
+            metadata=metadata, context=header, lexical=entry,
+            prior=listing.prior(link_share(piece.char_start, piece.char_end, document.links)),
+        )
+        for (document, piece, metadata, header), entry in zip(pieces_of, lexical, strict=True)
+    ]
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
                      dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
-                     source=batch.source, kept=batch.kept)
+                     source=batch.source, kept=batch.kept, contextual=contextual)
+
+
+def link_share(start: int, end: int, links: Sequence[LinkBlock]) -> float:
+    """The share of ``start``..``end`` of a document that is link text (from its readers' link blocks)."""
+    if end <= start or not links:
+        return 0.0
+    linked = sum(max(0, min(end, block.end) - max(start, block.start)) * block.share for block in links)
+    return linked / (end - start)
 
 
 def chunk_metadata(document: SourceDocument, start: int, end: int) -> dict[str, Any]:
@@ -220,6 +253,10 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
     ``run_vectors`` (content hash → vector) carries what earlier days of the same run embedded but have
     not stored yet, so text repeated across the days of one run is embedded once; it is updated here."""
     started = time.perf_counter()
+    if batch.chunks and batch.contextual != embedder.contextual:
+        raise ConfigError(f"{batch.day}: chunks were cut {'with' if batch.contextual else 'without'} contextual headers "
+                          f"but the embedder records {embedder.info.revision}: chunk with contextual="
+                          f"{embedder.contextual}, as the embedder resource's contextual_headers says")
     model_lifecycle.require_buildable(conn, embedder.info.name, embedder.info.revision)
     model_id = model_registry.register(conn, embedder.info).id
     hashes = [c.content_sha256 for c in batch.chunks]
@@ -230,7 +267,8 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         if chunk.content_sha256 not in known:
             todo.setdefault(chunk.content_sha256, []).append(row)
     firsts = [rows[0] for rows in todo.values()]
-    fresh = embedder.encode([batch.chunks[row].text for row in firsts], progress=progress)
+    fresh = embedder.encode([context.embedded_text(batch.chunks[row].context, batch.chunks[row].text)
+                             for row in firsts], progress=progress)
     if len(firsts) == len(batch.chunks):
         vectors = fresh  # all new and distinct, already in chunk order: no second day-sized array
     else:

@@ -1,4 +1,4 @@
-"""Retrieval evaluation on labelled queries: recall@k, MRR and nDCG@10 per search mode.
+"""Retrieval evaluation on labelled queries: recall@k, hit@1, hit@k, MRR and nDCG@10 per search mode.
 
 A labelled file is JSONL, one query per line:
 ``{"query": "what does ERR-4471 mean", "expected_doc_ids": ["runbooks/err-4471.md"], "tags": ["identifier"]}``
@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
 from pipeline.query import search
 from pipeline.query.hits import SearchHit
+from pipeline.query.search_model import search_model_id
 from pipeline.storage import catalog, ingest_days, model_registry
 from pipeline.storage.db import value
 
@@ -42,6 +43,8 @@ class ModeScores:
     mrr: float
     ndcg_at_10: float
     queries: int
+    hit_at_1: float = 0.0  # share of queries whose first document is an expected one
+    hit_at_k: float = 0.0  # share with an expected document in the first k
     by_tag: dict[str, dict[str, float]] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)  # queries whose documents were not in the top k
 
@@ -88,18 +91,30 @@ def scores_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[
     return recall, reciprocal, dcg / ideal
 
 
+def hits_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[float, float]:
+    """hit@1 and hit@k for one query: is an expected document first, or in the first k."""
+    relevant = set(expected)
+    return float(bool(ranked) and ranked[0] in relevant), float(bool(relevant & set(ranked[:k])))
+
+
 def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[LabelledQuery],
              modes: Sequence[str] = search.MODES, k: int = 5,
              tuning: search.SearchTuning | None = None) -> list[ModeScores]:
     tuning = tuning or search.SearchTuning()
+    vectors = embedder.encode([q.query for q in queries]) if any(m != "text" for m in modes) else None
+    model_id = search_model_id(conn, embedder, queries[0].query) if queries else 0
     results = []
     for mode in modes:
         per_query = []
         by_tag: dict[str, list[tuple[float, float, float]]] = {}
+        hit_rows: list[tuple[float, float]] = []
         misses = []
-        for labelled in queries:
-            hits = search.search(conn, embedder, labelled.query, k=RANKED, mode=mode, per_doc=1, tuning=tuning)
-            triple = scores_for(ranked_documents(hits), labelled.expected_doc_ids, k)
+        for n, labelled in enumerate(queries):
+            hits = search.search_embedded(conn, labelled.query, None if vectors is None else vectors[n], model_id,
+                                          k=RANKED, mode=mode, per_doc=1, tuning=tuning)
+            ranked = ranked_documents(hits)
+            triple = scores_for(ranked, labelled.expected_doc_ids, k)
+            hit_rows.append(hits_for(ranked, labelled.expected_doc_ids, k))
             per_query.append(triple)
             for tag in labelled.tags or ("untagged",):
                 by_tag.setdefault(tag, []).append(triple)
@@ -107,21 +122,22 @@ def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[Lab
                 misses.append(labelled.query)
         results.append(ModeScores(
             mode=mode, recall_at_k=_mean(per_query, 0), mrr=_mean(per_query, 1), ndcg_at_10=_mean(per_query, 2),
-            queries=len(per_query), misses=misses,
+            queries=len(per_query), misses=misses, hit_at_1=_mean(hit_rows, 0), hit_at_k=_mean(hit_rows, 1),
             by_tag={tag: {"recall_at_k": _mean(rows, 0), "mrr": _mean(rows, 1), "ndcg_at_10": _mean(rows, 2),
                           "queries": len(rows)} for tag, rows in sorted(by_tag.items())},
         ))
     return results
 
 
-def _mean(rows: Sequence[tuple[float, float, float]], column: int) -> float:
+def _mean(rows: Sequence[tuple[float, ...]], column: int) -> float:
     return round(sum(row[column] for row in rows) / len(rows), 4) if rows else 0.0
 
 
 def format_scores(scores: Sequence[ModeScores], k: int) -> str:
-    lines = [f"{'mode':<8} {'queries':>7} {f'recall@{k}':>9} {'MRR':>7} {'nDCG@10':>8}"]
+    lines = [f"{'mode':<8} {'queries':>7} {f'recall@{k}':>9} {'hit@1':>6} {f'hit@{k}':>6} {'MRR':>7} {'nDCG@10':>8}"]
     for s in scores:
-        lines.append(f"{s.mode:<8} {s.queries:>7} {s.recall_at_k:>9.3f} {s.mrr:>7.3f} {s.ndcg_at_10:>8.3f}")
+        lines.append(f"{s.mode:<8} {s.queries:>7} {s.recall_at_k:>9.3f} {s.hit_at_1:>6.3f} {s.hit_at_k:>6.3f} "
+                     f"{s.mrr:>7.3f} {s.ndcg_at_10:>8.3f}")
     tags = sorted({tag for s in scores for tag in s.by_tag})
     if len(tags) > 1:
         lines.append("")

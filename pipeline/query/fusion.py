@@ -1,28 +1,96 @@
-"""Combining ranked lists: reciprocal rank fusion of the vector and text branches, and per-document
-limits."""
+"""Combining ranked lists: the vector and text branches fused by document, and per-document limits.
+
+Fusion ranks documents, not chunks: each branch scores a document by its best chunk, the branches'
+document scores are combined, and a document's chunks follow it, best first by the same combination at
+chunk level. Two combinations:
+
+- ``relative`` (the default): each branch's scores min-max normalised over its candidates, then
+  ``vector_weight · vector + (1 − vector_weight) · text``. Unlike ranks, normalised scores keep how far
+  ahead a branch's best candidate is, so one confident branch is not outvoted by the other's near-misses.
+- ``rrf``: reciprocal rank fusion, ``Σ 1 / (rrf_k + rank)`` over the branches.
+
+Measured on benchmarks/eval/python-docs.jsonl (77 questions; benchmarks/retrieval_sweep.py, exact
+vectors): fusing chunks by RRF put the right page first for 78% of the questions, below the vector branch
+alone (82%); fusing documents by RRF 83%, by relative scores 87%. vector_weight 0.6 is the middle of
+the plateau 0.5-0.7 (MRR@10 0.911, 0.916, 0.923; 0.4 and 0.8 fall to 0.878 and 0.907), so a corpus that
+leans either way stays on it. On the sample corpus's labelled set only relative fusion kept every
+question's page in the top 5."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.query.hits import SearchHit
 
+FUSIONS = ("relative", "rrf")
+VECTOR_WEIGHT = 0.6
 
-def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k: int = 60) -> list[SearchHit]:
-    """Reciprocal rank fusion: each hit scores ``sum(1 / (rrf_k + rank))`` over the lists that found it,
-    and keeps both its similarity and its text score. Ties go to the higher vector similarity."""
-    fused: dict[str, dict[str, Any]] = {}
-    for hits, field in ((vector_hits, "similarity"), (text_hits, "text_score")):
-        for hit in hits:
-            entry = fused.setdefault(hit.chunk_id, {"hit": hit, "score": 0.0, "similarity": None, "text_score": None})
-            entry["score"] += 1.0 / (rrf_k + hit.rank)
-            entry[field] = getattr(hit, field)
-    ordered = sorted(fused.values(), key=lambda e: (-e["score"], -(e["similarity"] or -1.0), e["hit"].chunk_id))
-    return [replace(e["hit"], rank=i + 1, similarity=e["similarity"], text_score=e["text_score"], score=e["score"])
-            for i, e in enumerate(ordered)]
+
+def _normalised(scores: dict[str, float]) -> dict[str, float]:
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    return {key: (value - low) / (high - low) if high > low else 1.0 for key, value in scores.items()}
+
+
+def _best(hits: Sequence[SearchHit], key: Callable[[SearchHit], str],
+          value: Callable[[SearchHit], float]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for hit in hits:
+        best[key(hit)] = max(best.get(key(hit), float("-inf")), value(hit))
+    return best
+
+
+def _ranks(hits: Sequence[SearchHit], key: Callable[[SearchHit], str]) -> dict[str, int]:
+    ranks: dict[str, int] = {}
+    for hit in hits:
+        ranks.setdefault(key(hit), len(ranks) + 1)
+    return ranks
+
+
+def _combined(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], key: Callable[[SearchHit], str],
+              method: str, rrf_k: int, vector_weight: float) -> defaultdict[str, float]:
+    combined: defaultdict[str, float] = defaultdict(float)
+    if method == "rrf":
+        for hits in (vector_hits, text_hits):
+            for item, rank in _ranks(hits, key).items():
+                combined[item] += 1.0 / (rrf_k + rank)
+        return combined
+    for hits, weight, value in ((vector_hits, vector_weight, lambda h: h.similarity or 0.0),
+                                (text_hits, 1.0 - vector_weight, lambda h: h.text_score or 0.0)):
+        for item, normalised in _normalised(_best(hits, key, value)).items():
+            combined[item] += weight * normalised
+    return combined
+
+
+def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k: int = 60, *,
+         method: str = "relative", vector_weight: float = VECTOR_WEIGHT) -> list[SearchHit]:
+    """The branches' hits fused by document, then by chunk (see the module docstring). Each hit keeps
+    its similarity and text score; ``score`` is its chunk's fused score and ``document_score`` its
+    document's, which orders the hits. Ties go to the higher vector similarity."""
+    if method not in FUSIONS:
+        raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {method!r}")
+    if not 0.0 <= vector_weight <= 1.0:
+        raise ConfigError(f"vector_weight must be between 0 and 1, got {vector_weight}")
+    documents = _combined(vector_hits, text_hits, lambda h: h.doc_id, method, rrf_k, vector_weight)
+    chunks_fused = _combined(vector_hits, text_hits, lambda h: h.chunk_id, method, rrf_k, vector_weight)
+    chunks: dict[str, SearchHit] = {}
+    similarity: dict[str, float] = {}
+    text_score: dict[str, float] = {}
+    for hit in (*vector_hits, *text_hits):
+        chunks.setdefault(hit.chunk_id, hit)
+        if hit.similarity is not None:
+            similarity[hit.chunk_id] = hit.similarity
+        if hit.text_score is not None:
+            text_score[hit.chunk_id] = hit.text_score
+    ordered = sorted(chunks.values(), key=lambda h: (-documents[h.doc_id], h.doc_id, -chunks_fused[h.chunk_id],
+                                                     -similarity.get(h.chunk_id, -1.0), h.chunk_id))
+    return [replace(hit, rank=i + 1, similarity=similarity.get(hit.chunk_id), text_score=text_score.get(hit.chunk_id),
+                    score=chunks_fused[hit.chunk_id], document_score=documents[hit.doc_id])
+            for i, hit in enumerate(ordered)]
 
 
 def limit_per_document(hits: Sequence[SearchHit], per_doc: int | None, k: int) -> list[SearchHit]:

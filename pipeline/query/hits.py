@@ -17,6 +17,7 @@ class SearchHit:
     chunk_id: str
     text: str
     metadata: dict[str, Any]
-    text_score: float | None = None  # ts_rank_cd; None when only the vector branch found it
-    score: float = 0.0  # what the mode ranks by: similarity, text score, or the fused RRF score
+    text_score: float | None = None  # BM25 (times the chunk's list prior); None when only the vector branch found it
+    score: float = 0.0  # what the mode ranks by: similarity, text score, or the chunk's fused RRF score
     context: list[dict[str, Any]] | None = None  # neighbouring chunks (seq, text) when a window was asked
+    document_score: float | None = None  # hybrid: the document's fused RRF score, which orders the hits

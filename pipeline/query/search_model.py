@@ -52,7 +52,7 @@ def serving_embedder(conn: psycopg.Connection[Any]) -> Embedder:
     """The served model, loaded locally (same backend), after checking that its files are the ones that
     made the stored vectors."""
     serving = served_model(conn)
-    embedder = load_embedder(serving.name, backend=serving.backend)
+    embedder = load_embedder(serving.name, backend=serving.backend, contextual=serving.contextual)
     if embedder.info.revision != serving.revision:
         raise ConfigError(
             f"search serves {serving.label}, but the local copy of {serving.name} is revision "

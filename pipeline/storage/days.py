@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector import SparseVector
 from psycopg import sql
 
 from pipeline.errors import (
@@ -18,6 +19,8 @@ from pipeline.errors import (
     DimensionMismatchError,
     InvalidVectorError,
 )
+from pipeline.lexical.bm25 import LexicalEntry
+from pipeline.lexical.terms import TERM_SPACE
 from pipeline.records import DayEmbeddings, DayLoad, SourceState
 from pipeline.storage import (
     catalog,
@@ -25,6 +28,7 @@ from pipeline.storage import (
     ingest_days,
     model_lifecycle,
     partitions,
+    term_stats,
 )
 from pipeline.storage.db import value
 from pipeline.storage.loader import copy_rows
@@ -47,6 +51,12 @@ def reusable_vectors(conn: psycopg.Connection[Any], model_id: int,
         (model_id, list(set(content_hashes))),
     ).fetchall()
     return {sha: vector.to_numpy() for sha, vector in rows}
+
+
+def _lexical_columns(entry: LexicalEntry | None) -> tuple[list[int] | None, SparseVector | None]:
+    if entry is None:
+        return None, None
+    return list(entry.term_ids), SparseVector(dict(zip(entry.term_ids, entry.weights, strict=True)), TERM_SPACE)
 
 
 def _validate_vectors(batch: DayEmbeddings, column_dim: int) -> None:
@@ -85,20 +95,22 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         cursor = conn.cursor()
         copy_started = time.perf_counter()
         rows = (
-            (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v)
+            (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v,
+             c.context, *_lexical_columns(c.lexical), c.prior)
             for c, v in zip(batch.chunks, batch.vectors, strict=True)
         )
         stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.CHUNK_TYPES, rows, freeze=True)
         copy_seconds = time.perf_counter() - copy_started
         replaced = carried = kept = 0
         kept_ids = [d.doc_id for d in batch.kept]
+        other_models = model_lifecycle.carried_model_ids(conn, model_id)
         if target is not None:
             replaced = partitions.rows_of(conn, target.table, day, model_id)
             # The other days of a block stay exactly as they were, and so do other models' vectors of
             # this day (the serving set while this is a shadow build, or the previous model kept for
             # rollback).
             carried = partitions.carry_rows(conn, stage, target.table, sql.SQL("ingest_date <> %s OR model_id = ANY(%s)"),
-                                            (day, model_lifecycle.carried_model_ids(conn, model_id)))
+                                            (day, other_models))
             # And so do this model's chunks of the day's documents whose files did not change.
             kept = partitions.carry_rows(conn, stage, target.table,
                                          sql.SQL("ingest_date = %s AND model_id = %s AND doc_id = ANY(%s)"),
@@ -116,6 +128,7 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
             for d in batch.documents
         ))
         dead_letters.record(conn, day, batch.dead_letters)
+        term_stats.refresh_day(conn, day, model_id, kept_models=other_models)
         # Search's latest-version anti join plans from these statistics; keep them current per day.
         conn.execute("ANALYZE documents")
         ingest_days.record_load(conn, batch, model_id, documents=len(batch.documents) + len(kept_ids),
@@ -147,6 +160,7 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
     deleted = conn.execute("DELETE FROM documents WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))",
                            (horizon, list(keep))).rowcount
     ingest_days.forget_before(conn, horizon, keep)
+    term_stats.forget_before(conn, horizon, keep)
     return deleted
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -17,6 +17,9 @@ from sqlalchemy.engine import make_url
 from pipeline.errors import DatabaseSetupError, DatabaseUnavailableError
 from pipeline.settings import DAGSTER_DATABASE, DOCVEC_DATABASE, Settings
 from pipeline.storage.embedded_server import start_embedded_server
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +235,24 @@ def connect(settings: Settings, *, autocommit: bool = True, for_search: bool = F
     finally:
         conn.close()
 
+
+
+def search_pool(settings: Settings, *, min_size: int = 1, max_size: int = 8, timeout: float = 5.0) -> ConnectionPool:
+    """A pool of search connections for a long-running reader (``docvec serve``): the search URL
+    (``DOCVEC_SEARCH_DATABASE_URL``, a replica or the reader role) when set, pgvector's types registered,
+    every transaction read-only (except through PgBouncer, where session settings do not stick: give
+    the pool a reader role there). Each connection is checked before it is handed out, so a restarted
+    or failed-over server is reconnected to; while none can be had, ``getconn`` raises ``PoolTimeout``
+    after ``timeout`` seconds. Opened by the caller (``pool.open()``) and closed by it."""
+    from psycopg_pool import ConnectionPool
+
+    url = settings.search_database_url or docvec_url(settings)
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        register_vector(conn)
+        if not settings.pgbouncer:
+            conn.execute("SET default_transaction_read_only = on")
+
+    return ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+                          kwargs={"autocommit": True, **connect_kwargs(settings)}, configure=configure,
+                          check=ConnectionPool.check_connection, name="docvec-search")

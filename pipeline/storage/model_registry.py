@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pipeline.errors import ConfigError, DimensionMismatchError
-from pipeline.records import ModelInfo, backend_of_revision
+from pipeline.records import ModelInfo, backend_of_revision, is_contextual_revision
 from pipeline.storage.catalog import chunks_dimension
 
 
@@ -32,6 +32,11 @@ class StoredModel:
     @property
     def backend(self) -> str:
         return backend_of_revision(self.revision)
+
+    @property
+    def contextual(self) -> bool:
+        """Its chunks were embedded with contextual headers."""
+        return is_contextual_revision(self.revision)
 
 
 _COLUMNS = "id, name, revision, dim, activated_at, retired_at"

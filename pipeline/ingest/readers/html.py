@@ -26,6 +26,14 @@ def _text(element: Any) -> str:
     return "".join(element.itertext())
 
 
+def _link_share(element: Any, text: str) -> float:
+    """How much of a block's text is link text (``ref`` elements): ~1 for an index or a table of
+    contents, ~0.1 for prose with cross-references."""
+    linked = sum(len(" ".join(_text(ref).split())) for ref in element.iter("ref"))
+    visible = len(" ".join(text.split()))
+    return linked / visible if visible else 0.0
+
+
 def _walk(element: Any, builder: Builder) -> None:
     for child in element:
         tag = child.tag
@@ -34,18 +42,21 @@ def _walk(element: Any, builder: Builder) -> None:
             builder.heading(int(rend[1]) if rend[1:].isdigit() else 2, _text(child))
         elif tag == "table":
             rows = [" | ".join(" ".join(_text(cell).split()) for cell in row) for row in child.iter("row")]
-            builder.block("\n".join(row for row in rows if row.strip(" |")))
+            text = "\n".join(row for row in rows if row.strip(" |"))
+            builder.block(text, _link_share(child, text))
         elif tag == "list":
-            builder.block("\n".join(f"- {' '.join(_text(item).split())}" for item in child.iter("item")))
+            text = "\n".join(f"- {' '.join(_text(item).split())}" for item in child.iter("item"))
+            builder.block(text, _link_share(child, text))
         elif tag in _BLOCKS:
-            builder.block(_text(child))
+            text = _text(child)
+            builder.block(text, _link_share(child, text))
         else:
             _walk(child, builder)
 
 
 def read_html(path: Path) -> Parsed:
     html = decode_text(path.read_bytes())
-    extracted = trafilatura.bare_extraction(html, include_tables=True, include_formatting=False, include_links=False,
+    extracted = trafilatura.bare_extraction(html, include_tables=True, include_formatting=False, include_links=True,
                                             include_comments=False, favor_recall=True, with_metadata=True,
                                             config=_CONFIG)
     if isinstance(extracted, dict):  # only with as_dict=True; never here
@@ -61,4 +72,4 @@ def read_html(path: Path) -> Parsed:
     author = getattr(extracted, "author", None)
     metadata = {"author": author} if author else {}
     # The page's own heading names it better than a <title> that carries the site's name as well.
-    return Parsed(parsed.text, builder.first_heading or page_title, parsed.sections, metadata)
+    return Parsed(parsed.text, builder.first_heading or page_title, parsed.sections, metadata, parsed.links)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.records import Section
+from pipeline.records import LinkBlock, Section
 
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -21,6 +21,7 @@ class Parsed:
     title: str | None
     sections: tuple[Section, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    links: tuple[LinkBlock, ...] = ()  # blocks with link text, where the format has links
 
 
 def clean_line_text(text: str) -> str:
@@ -47,6 +48,7 @@ class Builder:
         self._page: int | None = None
         self._slide: int | None = None
         self._pending_heading = False
+        self._links: list[LinkBlock] = []
         self.first_heading: str | None = None
 
     @property
@@ -71,13 +73,16 @@ class Builder:
         self._pending_heading = True
         self.block(text)
 
-    def block(self, text: str) -> None:
+    def block(self, text: str, link_share: float = 0.0) -> None:
+        """A block of text; ``link_share``: the fraction of its characters that are link text."""
         text = clean_line_text(text)
         if not text:
             return
         if self._parts:
             self._parts.append("\n\n")
             self._length += 2
+        if link_share > 0:
+            self._links.append(LinkBlock(self._length, self._length + len(text), round(min(link_share, 1.0), 3)))
         current = Section(self._length, self.path, self._page, self._slide, heading=self._pending_heading)
         last = self._sections[-1] if self._sections else None
         if (last is None or self._pending_heading or (last.path, last.page, last.slide)
@@ -88,4 +93,4 @@ class Builder:
         self._length += len(text)
 
     def build(self, title: str | None, metadata: dict[str, Any] | None = None) -> Parsed:
-        return Parsed("".join(self._parts), title, tuple(self._sections), dict(metadata or {}))
+        return Parsed("".join(self._parts), title, tuple(self._sections), dict(metadata or {}), tuple(self._links))

@@ -1,0 +1,241 @@
+"""Retrieval quality on a real manual nobody here wrote, side by side in one run: a plain peer-like
+pipeline and docvec, on the same pages, the same model and the same labelled questions.
+
+Corpus: the pages of the Python documentation listed in ``benchmarks/corpora.py`` (every guide, 108
+library modules, and the index, contents, module-index and glossary pages), as Debian's python3-doc
+ships them. Questions: ``benchmarks/eval/python-docs.jsonl``, 77 written by reading those pages (40
+in plain words, 30 naming an identifier, 7 short keyword queries), answered by document.
+
+- **peer**: what a plain pipeline does: fixed windows of 256 word pieces (32 shared), no titles, MiniLM
+  vectors (exact cosine), PostgreSQL full text (``ts_rank_cd`` over ``to_tsvector('english')``, any
+  word of the query), chunk-level reciprocal rank fusion (k 60). It gets docvec's text extraction (main
+  content, no navigation), so the comparison is about chunking, indexing and ranking only.
+- **docvec**: ingested through its own stages (heading-aware chunks with contextual headers, BM25 with
+  field weights, list priors), day partition indexed by its own policy (HNSW here), searched by its
+  own search functions; ``--ablate`` adds docvec without contextual headers (a second embedding pass).
+
+Metrics per question: the ranked list of distinct documents; MRR over the first 10, hit@1, hit@5.
+
+Usage: ``python -m benchmarks.retrieval_benchmark [--ablate] [--queries FILE]``; it works in scratch
+databases (``docvec_bench_retrieval*``) and a temporary landing folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from benchmarks import corpora
+from benchmarks.server import benchmark_main, drop_scratch, existing_scratch, scratch_settings
+from pipeline.indexing import builds
+from pipeline.ingest import stages
+from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
+from pipeline.ingest.context import HEADER_TOKENS
+from pipeline.ingest.embedding import Embedder, load_embedder
+from pipeline.query import evaluation, search
+from pipeline.query.search_model import search_model_id
+from pipeline.settings import Settings
+from pipeline.storage import db, layout, model_registry
+from pipeline.storage.db import value
+from pipeline.storage.loader import copy_rows
+
+DATABASE = "docvec_bench_retrieval"
+QUERIES = Path(__file__).parent / "eval" / "python-docs.jsonl"
+DAY = dt.date(2026, 1, 5)
+CANDIDATES = 50
+Ranker = Callable[[int, evaluation.LabelledQuery], list[str]]
+
+
+def load_docvec(settings: Settings, landing: Path, embedder: Embedder) -> tuple[int, int, float]:
+    """Ingest the day through docvec's stages; returns (model id, chunks, seconds)."""
+    started = time.perf_counter()
+    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length,
+                            reserved_tokens=HEADER_TOKENS if embedder.contextual else 0)
+    with db.connect(settings) as conn:
+        documents = stages.read_documents(landing, DAY)
+        chunks = stages.chunk_documents(documents, embedder.backend_tokenizer(), config, contextual=embedder.contextual)
+        stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
+        builds.maintain_partition(conn, layout.partition_name(DAY))
+        conn.execute("VACUUM ANALYZE chunks")
+        model_id = search_model_id(conn, embedder, "x")
+    return model_id, len(chunks.chunks), time.perf_counter() - started
+
+
+def load_peer(conn: psycopg.Connection[Any], landing: Path, embedder: Embedder) -> tuple[int, float]:
+    """The peer's table: fixed windows of the same extracted text, no titles; returns (chunks, seconds)."""
+    started = time.perf_counter()
+    documents = stages.read_documents(landing, DAY).documents
+    windows = chunk_texts([d.text for d in documents], embedder.backend_tokenizer(),
+                          ChunkingConfig(max_seq_length=embedder.info.max_seq_length))
+    rows = [(d.doc_id, piece.text) for d, pieces in zip(documents, windows, strict=True) for piece in pieces]
+    vectors = embedder.encode([text for _, text in rows])
+    conn.execute("DROP TABLE IF EXISTS peer_chunks")
+    conn.execute(f"""CREATE TABLE peer_chunks (id serial, doc_id text, text text, embedding vector({embedder.info.dim}),
+                     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)""")
+    with conn.cursor() as cursor:
+        copy_rows(cursor, "peer_chunks", ("doc_id", "text", "embedding"), ("text", "text", "vector"),
+                  ((doc, text, vector) for (doc, text), vector in zip(rows, vectors, strict=True)))
+    conn.execute("CREATE INDEX ON peer_chunks USING gin (tsv)")
+    conn.execute("CREATE INDEX ON peer_chunks USING hnsw (embedding vector_cosine_ops)")
+    conn.execute("ANALYZE peer_chunks")
+    conn.commit()
+    return len(rows), time.perf_counter() - started
+
+
+def _distinct(doc_ids: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(doc_ids))
+
+
+# Any word of the query (plainto_tsquery ANDs them), ranked by cover density.
+PEER_TEXT = """SELECT id, doc_id FROM peer_chunks,
+                      (SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query) q
+               WHERE tsv @@ q.query ORDER BY ts_rank_cd(tsv, q.query) DESC, id LIMIT %s"""
+
+
+def peer_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray) -> dict[str, Ranker]:
+    def vector_chunks(n: int, _q: evaluation.LabelledQuery) -> list[str]:
+        conn.execute("SET hnsw.ef_search = 100")
+        return [r[0] for r in conn.execute("SELECT doc_id FROM peer_chunks ORDER BY embedding <=> %s LIMIT %s",
+                                           (vectors[n], CANDIDATES))]
+
+    def text_chunks(_n: int, q: evaluation.LabelledQuery) -> list[str]:
+        return [doc for _, doc in chunk_ids(PEER_TEXT, (q.query, CANDIDATES))]
+
+    def chunk_ids(sql_text: str, params: tuple[Any, ...]) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in conn.execute(sql_text, params)]
+
+    def hybrid(n: int, q: evaluation.LabelledQuery) -> list[str]:
+        conn.execute("SET hnsw.ef_search = 100")
+        vector = chunk_ids("SELECT id, doc_id FROM peer_chunks ORDER BY embedding <=> %s LIMIT %s",
+                           (vectors[n], CANDIDATES))
+        text = chunk_ids(PEER_TEXT, (q.query, CANDIDATES))
+        scores: dict[int, float] = {}
+        doc_of: dict[int, str] = {}
+        for ranked in (vector, text):
+            for rank, (chunk, doc) in enumerate(ranked, start=1):
+                scores[chunk] = scores.get(chunk, 0.0) + 1.0 / (60 + rank)
+                doc_of[chunk] = doc
+        return _distinct([doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])])
+
+    return {"vector": lambda n, q: _distinct(vector_chunks(n, q)), "text": lambda n, q: _distinct(text_chunks(n, q)),
+            "hybrid": hybrid}
+
+
+def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id: int) -> dict[str, Ranker]:
+    def ranker(mode: str, tuning: search.SearchTuning) -> Ranker:
+        def rank(n: int, q: evaluation.LabelledQuery) -> list[str]:
+            hits = search.search_embedded(conn, q.query, None if mode == "text" else vectors[n], model_id, k=10,
+                                          mode=mode, per_doc=1, tuning=tuning)
+            return evaluation.ranked_documents(hits)
+        return rank
+
+    def rrf_by_chunk(n: int, q: evaluation.LabelledQuery) -> list[str]:
+        """Fusion as before this change and as the peer does it: chunk ranks, then first chunk per page."""
+        vector = search.search_vector(conn, vectors[n], model_id, k=CANDIDATES)
+        text = search.search_text(conn, q.query, model_id, k=CANDIDATES)
+        scores: dict[str, float] = {}
+        doc_of: dict[str, str] = {}
+        for ranked in (vector, text):
+            for hit in ranked:
+                scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (60 + hit.rank)
+                doc_of[hit.chunk_id] = hit.doc_id
+        return _distinct([doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])])
+
+    default = search.SearchTuning()
+    return {"vector": ranker("vector", default), "text": ranker("text", default), "hybrid": ranker("hybrid", default),
+            "hybrid, rrf by document": ranker("hybrid", search.SearchTuning(fusion="rrf")),
+            "hybrid, rrf by chunk": rrf_by_chunk}
+
+
+def measure(rankers: dict[str, Ranker], queries: Sequence[evaluation.LabelledQuery]) -> list[dict[str, Any]]:
+    rows = []
+    for name, rank in rankers.items():
+        per_query, seconds = [], []
+        by_tag: dict[str, list[float]] = {}
+        for n, q in enumerate(queries):
+            started = time.perf_counter()
+            ranked = rank(n, q)
+            seconds.append(time.perf_counter() - started)
+            _, reciprocal, _ = evaluation.scores_for(ranked, q.expected_doc_ids, 5)
+            first, top5 = evaluation.hits_for(ranked, q.expected_doc_ids, 5)
+            per_query.append((reciprocal, first, top5))
+            for tag in q.tags or ("untagged",):
+                by_tag.setdefault(tag, []).append(reciprocal)
+        rows.append({"name": name, "mrr": statistics.fmean(r[0] for r in per_query),
+                     "hit1": statistics.fmean(r[1] for r in per_query), "hit5": statistics.fmean(r[2] for r in per_query),
+                     "by_tag": {t: statistics.fmean(v) for t, v in sorted(by_tag.items())},
+                     "p50_ms": statistics.median(seconds) * 1000})
+    return rows
+
+
+def print_rows(system: str, rows: Sequence[dict[str, Any]]) -> None:
+    for r in rows:
+        tags = "  ".join(f"{t} {v:.3f}" for t, v in r["by_tag"].items())
+        print(f"{system:<22} {r['name']:<24} {r['mrr']:>6.3f} {r['hit1']:>6.3f} {r['hit5']:>6.3f} "
+              f"{r['p50_ms']:>7.1f}   {tags}")
+
+
+@benchmark_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=Path, default=QUERIES)
+    parser.add_argument("--ablate", action="store_true", help="also docvec without contextual headers")
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded databases, and reuse them when present")
+    args = parser.parse_args()
+    queries = evaluation.load_queries(args.queries)
+    pages = corpora.python_eval_pages()
+    variants = [("docvec", True)] + ([("docvec, no headers", False)] if args.ablate else [])
+    results: list[tuple[str, list[dict[str, Any]]]] = []
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp) / "landing"
+        corpora.write_days(pages, landing, 1, DAY)
+        for n, (label, contextual) in enumerate(variants):
+            name = f"{DATABASE}_{n}"
+            embedder = load_embedder(contextual=contextual)
+            settings = existing_scratch(name) if args.reuse else None
+            with db.connect(settings) if settings else nullcontext() as conn:
+                model_id = model_registry.registered(conn, embedder.info) if conn else None
+            if settings is None or model_id is None:
+                settings = scratch_settings(name)
+                model, chunks, seconds = load_docvec(settings, landing, embedder)
+                notes.append(f"{label}: {chunks:,} chunks, ingested in {seconds:.0f} s")
+            else:
+                model = model_id.id
+                notes.append(f"{label}: loaded by an earlier run")
+            vectors = embedder.encode([q.query for q in queries])
+            with db.connect(settings) as conn:
+                results.append((label, measure(docvec_rankers(conn, vectors, model), queries)))
+                if n == 0:
+                    if not (args.reuse and value(conn, "SELECT to_regclass('peer_chunks') IS NOT NULL")):
+                        peer_chunks, peer_seconds = load_peer(conn, landing, embedder)
+                        notes.append(f"peer: {peer_chunks:,} chunks, embedded and loaded in {peer_seconds:.0f} s")
+                    results.insert(0, ("peer (256-token windows)", measure(peer_rankers(conn, vectors), queries)))
+            if not args.reuse:
+                drop_scratch(name)
+    root = corpora.python_docs()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; corpus: {len(pages)} pages of {root}; "
+          f"{len(queries)} questions ({args.queries.name}); {'; '.join(notes)}")
+    print(f"{'system':<22} {'mode':<24} {'MRR@10':>6} {'hit@1':>6} {'hit@5':>6} {'p50 ms':>7}   MRR by tag")
+    for system, rows in results:
+        print_rows(system, rows)
+    peer_hybrid = next(r for r in results[0][1] if r["name"] == "hybrid")
+    docvec = {r["name"]: r for r in results[1][1]}
+    print(f"docvec hybrid - peer hybrid: MRR@10 {docvec['hybrid']['mrr'] - peer_hybrid['mrr']:+.3f}, "
+          f"hit@1 {docvec['hybrid']['hit1'] - peer_hybrid['hit1']:+.3f}; docvec text MRR@10 {docvec['text']['mrr']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Each constant of docvec's ranking varied alone around its default, the others fixed, on the
+evaluation corpus of benchmarks/retrieval_benchmark.py: BM25's k1 and b, the title and section weights,
+the list prior, the share of chunks above which a term stops selecting candidates (without the floor
+that keeps small stores unpruned), and hybrid fusion (method and vector weight). This is what chose them; RESULTS.md keeps
+its output.
+
+It reads the chunks (text, title, section, prior, vector) that ``retrieval_benchmark --reuse`` left in
+``docvec_bench_retrieval_0``, and scores in memory with docvec's own code: the tokenizer and weights of
+pipeline/lexical, the fusion of pipeline/query/fusion.py, the metrics of pipeline/query/evaluation.py.
+Vectors are ranked exactly here (the benchmark goes through the HNSW index), so its vector figures can
+differ from the benchmark's by the index's recall.
+
+Usage: ``python -m benchmarks.retrieval_benchmark --reuse`` once, then ``python -m benchmarks.retrieval_sweep``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from benchmarks.retrieval_benchmark import DATABASE, QUERIES
+from benchmarks.server import benchmark_main, existing_scratch
+from pipeline.ingest.embedding import load_embedder
+from pipeline.lexical import bm25
+from pipeline.query import evaluation, fusion
+from pipeline.query.hits import SearchHit
+from pipeline.query.search import CANDIDATE_FLOOR, CANDIDATE_TERM_SHARE
+from pipeline.storage import db, model_registry
+
+POOL = 50
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    text: str
+    title: str | None
+    section: str | None
+    prior: float
+
+
+def _hit(chunk: Chunk, rank: int, similarity: float | None = None, text_score: float | None = None) -> SearchHit:
+    return SearchHit(rank=rank, similarity=similarity, doc_id=chunk.doc_id, ingest_date=dt.date(2026, 1, 5), seq=0,
+                     chunk_id=chunk.chunk_id, text=chunk.text, metadata={}, text_score=text_score,
+                     score=similarity if similarity is not None else text_score or 0.0)
+
+
+class Lexical:
+    """BM25 over the chunks with the given constants, as docvec stores and scores it."""
+
+    def __init__(self, chunks: Sequence[Chunk], *, k1: float = bm25.K1, b: float = bm25.B,
+                 title_weight: int = bm25.TITLE_WEIGHT, section_weight: int = bm25.SECTION_WEIGHT) -> None:
+        counts = [bm25.chunk_term_counts(c.text, c.title, c.section, title_weight=title_weight,
+                                         section_weight=section_weight) for c in chunks]
+        self.postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        for row, entry in enumerate(bm25.entries(counts, k1=k1, b=b)):
+            for term, weight in zip(entry.term_ids, entry.weights, strict=True):
+                self.postings[term].append((row, weight))
+        self.chunks = chunks
+
+    def search(self, query: str, *, share: float = CANDIDATE_TERM_SHARE, floor: int = CANDIDATE_FLOOR,
+               use_prior: bool = True) -> list[SearchHit]:
+        n = len(self.chunks)
+        present = {t: len(self.postings[t]) for t in bm25.query_terms(query) if t in self.postings}
+        if not present:
+            return []
+        most = max(share * n, floor)
+        selective = [t for t, df in present.items() if df <= most] or [min(present, key=present.__getitem__)]
+        candidates = {row for t in selective for row, _ in self.postings[t]}
+        scores: dict[int, float] = defaultdict(float)
+        for term, df in present.items():
+            idf = bm25.idf(df, n)
+            for row, weight in self.postings[term]:
+                if row in candidates:
+                    scores[row] += idf * weight
+        ranked = sorted(scores, key=lambda r: -scores[r] * (self.chunks[r].prior if use_prior else 1.0))[:POOL]
+        return [_hit(self.chunks[r], i + 1, text_score=scores[r] * (self.chunks[r].prior if use_prior else 1.0))
+                for i, r in enumerate(ranked)]
+
+
+def scores(ranked_lists: Sequence[list[str]], queries: Sequence[evaluation.LabelledQuery]) -> tuple[float, float]:
+    rows = [(evaluation.scores_for(r, q.expected_doc_ids, 5)[1], evaluation.hits_for(r, q.expected_doc_ids, 5)[0])
+            for r, q in zip(ranked_lists, queries, strict=True)]
+    return statistics.fmean(r[0] for r in rows), statistics.fmean(r[1] for r in rows)
+
+
+@benchmark_main
+def main() -> None:
+    settings = existing_scratch(f"{DATABASE}_0")
+    if settings is None:
+        raise SystemExit("run `python -m benchmarks.retrieval_benchmark --reuse` first: it loads the corpus")
+    embedder = load_embedder()
+    with db.connect(settings) as conn:
+        model = model_registry.registered(conn, embedder.info)
+        if model is None:
+            raise SystemExit("the corpus there was embedded with another model revision: rerun the benchmark")
+        rows = conn.execute("SELECT chunk_id, doc_id, text, metadata->>'title', metadata->>'section', prior, embedding "
+                            "FROM chunks WHERE model_id = %s ORDER BY chunk_id", (model.id,)).fetchall()
+    chunks = [Chunk(*row[:6]) for row in rows]
+    matrix = np.stack([row[6].to_numpy() for row in rows])
+    queries = evaluation.load_queries(QUERIES)
+    query_vectors = embedder.encode([q.query for q in queries])
+    vector_hits: list[list[SearchHit]] = []
+    for similarities in query_vectors @ matrix.T:
+        top = np.argsort(-similarities)[:POOL]
+        vector_hits.append([_hit(chunks[i], r + 1, similarity=float(similarities[i])) for r, i in enumerate(top)])
+
+    def evaluate(lexical: Lexical, **options: Any) -> str:
+        method = options.pop("method", "relative")
+        weight = options.pop("vector_weight", fusion.VECTOR_WEIGHT)
+        text_hits = [lexical.search(q.query, **options) for q in queries]
+        text = scores([evaluation.ranked_documents(h) for h in text_hits], queries)
+        hybrid = scores([evaluation.ranked_documents(fusion.limit_per_document(
+            fusion.fuse(v, t, method=method, vector_weight=weight), 1, 10))
+            for v, t in zip(vector_hits, text_hits, strict=True)], queries)
+        return f"{text[0]:>9.3f} {hybrid[0]:>10.3f} {hybrid[1]:>11.3f}"
+
+    default = Lexical(chunks)
+    vector = scores([evaluation.ranked_documents(h) for h in vector_hits], queries)
+    print(f"{len(chunks):,} chunks, {len(queries)} questions; vector alone (exact): MRR@10 {vector[0]:.3f}, "
+          f"hit@1 {vector[1]:.3f}")
+    print(f"{'constant':<26} {'value':>8} {'text MRR':>9} {'hybrid MRR':>10} {'hybrid hit1':>11}")
+    print(f"{'(all defaults)':<26} {'':>8} {evaluate(default)}")
+    for name, values in (("k1", (0.9, 1.5, 2.0)), ("b", (0.5, 0.9))):
+        for value in values:
+            print(f"{'BM25 ' + name:<26} {value:>8} {evaluate(Lexical(chunks, **{name: value}))}")
+    for title, section in ((0, 0), (1, 1), (2, 1), (5, 3)):
+        print(f"{'title, section weights':<26} {f'{title}, {section}':>8} "
+              f"{evaluate(Lexical(chunks, title_weight=title, section_weight=section))}")
+    print(f"{'list prior':<26} {'off':>8} {evaluate(default, use_prior=False)}")
+    for share in (1.0, 0.1, 0.05, 0.02):
+        print(f"{'candidate share, no floor':<26} {share:>8} {evaluate(default, share=share, floor=0)}")
+    print(f"{'fusion':<26} {'rrf':>8} {evaluate(default, method='rrf')}")
+    for weight in (0.4, 0.5, 0.7, 0.8):
+        print(f"{'vector weight':<26} {weight:>8} {evaluate(default, vector_weight=weight)}")
+    chunk_level = []
+    for v, t in zip(vector_hits, [default.search(q.query) for q in queries], strict=True):
+        fused: dict[str, float] = defaultdict(float)
+        doc_of = {}
+        for hits in (v, t):
+            for hit in hits:
+                fused[hit.chunk_id] += 1.0 / (60 + hit.rank)
+                doc_of[hit.chunk_id] = hit.doc_id
+        chunk_level.append(list(dict.fromkeys(doc_of[c] for c in sorted(fused, key=lambda c: -fused[c]))))
+    mrr, hit1 = scores(chunk_level, queries)
+    print(f"{'fusion':<26} {'rrf/chunk':>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
+
+
+if __name__ == "__main__":
+    main()
