@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetsDefinition,
     Config,
     Failure,
     MaterializeResult,
@@ -159,9 +160,8 @@ def document_chunks(context: AssetExecutionContext, config: ChunkingSettings, em
     })
 
 
-@asset(io_manager_key="batch_io_manager", kinds={"python"}, **COMMON)
-def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource,
-                     document_chunks: Mapping[str, DayChunks]) -> Output[dict[str, DayEmbeddings]]:
+def _chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource,
+                      document_chunks: Mapping[str, DayChunks]) -> Output[dict[str, DayEmbeddings]]:
     """Vectors for every chunk from the local sentence-transformers model (CUDA when present, fp16 there),
     in length-sorted batches. Content this model already embedded (same chunk hash) reuses the stored
     vector, so unchanged text is never embedded twice; a run of unchanged days never loads the model."""
@@ -199,6 +199,16 @@ def chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
         "device": model.device if model else "not loaded: nothing to embed",
         "batch_size": str(model.batch_size or f"up to {model.tokens_per_batch} padded tokens") if model else "-",
     })
+
+
+def embedding_asset(op_tags: Mapping[str, str] | None = None) -> AssetsDefinition:
+    """The ``chunk_embeddings`` asset, its step tagged with ``op_tags``: the one step worth placing on
+    other machines (a Celery queue of GPU workers: deploy/celery/gpu_definitions.py)."""
+    return asset(name="chunk_embeddings", io_manager_key="batch_io_manager", kinds={"python"},
+                 op_tags=dict(op_tags or {}), **COMMON)(_chunk_embeddings)
+
+
+chunk_embeddings = embedding_asset()
 
 
 def _sample_chunks(batches: Mapping[str, DayEmbeddings], limit: int = 5) -> str:

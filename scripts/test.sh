@@ -8,7 +8,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
 # Debian packages some tests drive: headless Chromium (web UI; printing real pages to PDF), PgBouncer
-# (transaction pooling), pandoc and qpdf (real Word/PowerPoint/EPUB files; an encrypted PDF), and the
+# (transaction pooling), Redis (the Celery broker of tests/test_celery.py), pandoc and qpdf (real
+# Word/PowerPoint/EPUB files; an encrypted PDF), and the
 # real documents themselves: the Python documentation and a TeX-typeset manual.
 apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 \
@@ -19,6 +20,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 command -v pandoc >/dev/null 2>&1 || missing+=(pandoc)
 command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/share/doc/python3.*/html/index.html >/dev/null 2>&1 || missing+=(python3-doc)
 [ -f /usr/share/doc/libtasn1-doc/libtasn1.pdf ] || missing+=(libtasn1-doc)
 if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

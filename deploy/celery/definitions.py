@@ -1,6 +1,6 @@
-"""Code location for Celery: the steps of each run go to Celery workers (``celery_executor``) on
-the default queue. To put embedding on GPU hosts, start their workers with ``-q gpu`` and give the
-``chunk_embeddings`` asset ``op_tags={"dagster-celery/queue": "gpu"}`` (docs/SCALING.md)."""
+"""Code location for Celery: the steps of each run go to Celery workers (``celery_executor``) on the
+default queue (``dagster``). ``deploy.celery.gpu_definitions`` sends the embedding step to the queue
+``gpu`` instead (docs/SCALING.md)."""
 
 from dagster_celery import celery_executor
 
