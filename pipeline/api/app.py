@@ -87,6 +87,11 @@ class Health(BaseModel):
     version: str = VERSION
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of a connection error: what the server or the pool said, without its context."""
+    return (str(exc).strip().splitlines() or ["no connection"])[0]
+
+
 def _hit(hit: SearchHit) -> Hit:
     return Hit(rank=hit.rank, doc_id=hit.doc_id, chunk_id=hit.chunk_id, ingest_date=hit.ingest_date, seq=hit.seq,
                text=hit.text, metadata=hit.metadata, score=hit.score, similarity=hit.similarity,
@@ -113,9 +118,8 @@ def create_app(searcher: Searcher) -> FastAPI:
         return JSONResponse(status_code=500, content={"detail": str(exc)})
 
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        reason = (str(exc).strip().splitlines() or ["no connection"])[0]
         return JSONResponse(status_code=503, headers={"Retry-After": "2"},
-                            content={"detail": f"the database is unavailable ({reason}); retry shortly"})
+                            content={"detail": f"the database is unavailable ({_reason(exc)}); retry shortly"})
 
     for error in (PoolTimeout, psycopg.OperationalError, DatabaseUnavailableError, DatabaseSetupError):
         app.add_exception_handler(error, unavailable)
@@ -168,8 +172,8 @@ def create_app(searcher: Searcher) -> FastAPI:
                 conn.execute("SELECT 1")
                 served = searcher.served(conn)
         except (PoolTimeout, psycopg.Error, DatabaseUnavailableError) as exc:
-            reason = (str(exc).strip().splitlines() or ["no connection"])[0]
-            return JSONResponse(status_code=503, content=Health(status="unavailable", database=reason).model_dump())
+            return JSONResponse(status_code=503,
+                                content=Health(status="unavailable", database=_reason(exc)).model_dump())
         except ConfigError as exc:  # reachable, but nothing is served yet
             return Health(status="ok", database="ok", model=None if "no embedding model" in str(exc) else str(exc))
         return Health(status="ok", database="ok", model=served.label)

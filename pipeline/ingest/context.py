@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipeline.lexical.bm25 import section_below_title
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -19,10 +21,7 @@ SEPARATOR = "\n\n"
 
 def header(title: str | None, section: str | None) -> str:
     """``Title > Section path``, without repeating the title when the path starts with it."""
-    path = section.split(" > ") if section else []
-    if title and (not path or path[0] != title):
-        path = [title, *path]
-    return " > ".join(part for part in path if part)
+    return " > ".join(part for part in (title, *section_below_title(title, section)) if part)
 
 
 def fit(text: str, tokenizer: Tokenizer, room: int) -> str:

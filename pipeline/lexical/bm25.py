@@ -37,12 +37,15 @@ class LexicalEntry:
     length: int  # weighted term count (title and section terms counted with their weight)
 
 
+def section_below_title(title: str | None, section: str | None) -> tuple[str, ...]:
+    """The section path's headings without the title, when the path repeats it as its first heading."""
+    path = tuple(section.split(" > ")) if section else ()
+    return path[1:] if title and path and path[0] == title else path
+
+
 def header_fields(title: str | None, section: str | None) -> tuple[str, str]:
-    """The title, and the section path without the title when the path repeats it as its first heading."""
-    path = section.split(" > ") if section else []
-    if title and path and path[0] == title:
-        path = path[1:]
-    return title or "", " ".join(path)
+    """The title, and the words of the section path below it."""
+    return title or "", " ".join(section_below_title(title, section))
 
 
 def chunk_term_counts(text: str, title: str | None = None, section: str | None = None, *,

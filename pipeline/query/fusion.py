@@ -29,6 +29,14 @@ FUSIONS = ("relative", "rrf")
 VECTOR_WEIGHT = 0.6
 
 
+def check_fusion(method: str, vector_weight: float) -> None:
+    """Refuse a fusion method or vector weight ``fuse`` does not take."""
+    if method not in FUSIONS:
+        raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {method!r}")
+    if not 0.0 <= vector_weight <= 1.0:
+        raise ConfigError(f"vector_weight must be between 0 and 1, got {vector_weight}")
+
+
 def _normalised(scores: dict[str, float]) -> dict[str, float]:
     if not scores:
         return {}
@@ -71,10 +79,7 @@ def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k
     """The branches' hits fused by document, then by chunk (see the module docstring). Each hit keeps
     its similarity and text score; ``score`` is its chunk's fused score and ``document_score`` its
     document's, which orders the hits. Ties go to the higher vector similarity."""
-    if method not in FUSIONS:
-        raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {method!r}")
-    if not 0.0 <= vector_weight <= 1.0:
-        raise ConfigError(f"vector_weight must be between 0 and 1, got {vector_weight}")
+    check_fusion(method, vector_weight)
     documents = _combined(vector_hits, text_hits, lambda h: h.doc_id, method, rrf_k, vector_weight)
     chunks_fused = _combined(vector_hits, text_hits, lambda h: h.chunk_id, method, rrf_k, vector_weight)
     chunks: dict[str, SearchHit] = {}

@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError, DimensionMismatchError
 from pipeline.ingest.embedding import Embedder
 from pipeline.lexical import bm25
 from pipeline.lexical.terms import TERM_SPACE
-from pipeline.query.fusion import FUSIONS, VECTOR_WEIGHT, fuse, limit_per_document
+from pipeline.query.fusion import VECTOR_WEIGHT, check_fusion, fuse, limit_per_document
 from pipeline.query.hits import SearchHit
 from pipeline.query.search_model import search_model_id
 from pipeline.storage import catalog, term_stats
@@ -61,10 +61,7 @@ class SearchTuning:
     def __post_init__(self) -> None:
         if self.rrf_k < 1 or self.candidates < 1:
             raise ConfigError(f"rrf_k and candidates must be >= 1, got {self.rrf_k} and {self.candidates}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if not 0.0 <= self.vector_weight <= 1.0:
-            raise ConfigError(f"vector_weight must be between 0 and 1, got {self.vector_weight}")
+        check_fusion(self.fusion, self.vector_weight)
         if (self.ef_search is not None and self.ef_search < 1) or (self.probes is not None and self.probes < 1):
             raise ConfigError(f"ef_search and probes must be >= 1, got {self.ef_search} and {self.probes}")
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector import SparseVector
 from psycopg import sql
 
 from pipeline.errors import (
@@ -19,8 +18,6 @@ from pipeline.errors import (
     DimensionMismatchError,
     InvalidVectorError,
 )
-from pipeline.lexical.bm25 import LexicalEntry
-from pipeline.lexical.terms import TERM_SPACE
 from pipeline.records import DayEmbeddings, DayLoad, SourceState
 from pipeline.storage import (
     catalog,
@@ -51,12 +48,6 @@ def reusable_vectors(conn: psycopg.Connection[Any], model_id: int,
         (model_id, list(set(content_hashes))),
     ).fetchall()
     return {sha: vector.to_numpy() for sha, vector in rows}
-
-
-def _lexical_columns(entry: LexicalEntry | None) -> tuple[list[int] | None, SparseVector | None]:
-    if entry is None:
-        return None, None
-    return list(entry.term_ids), SparseVector(dict(zip(entry.term_ids, entry.weights, strict=True)), TERM_SPACE)
 
 
 def _validate_vectors(batch: DayEmbeddings, column_dim: int) -> None:
@@ -96,7 +87,7 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         copy_started = time.perf_counter()
         rows = (
             (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v,
-             c.context, *_lexical_columns(c.lexical), c.prior)
+             c.context, *term_stats.lexical_columns(c.lexical), c.prior)
             for c, v in zip(batch.chunks, batch.vectors, strict=True)
         )
         stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.CHUNK_TYPES, rows, freeze=True)

@@ -12,12 +12,22 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
+from pgvector import SparseVector
+from pgvector.psycopg import register_vector
 
 from pipeline.lexical import bm25
 from pipeline.lexical.terms import TERM_SPACE
 from pipeline.storage.loader import copy_rows
 
 DAY_CHUNKS = -1  # term ids are >= 0: this row's df is the day's chunk count
+
+
+def lexical_columns(entry: bm25.LexicalEntry | None) -> tuple[list[int] | None, SparseVector | None]:
+    """A chunk's stored lexical columns: its term ids (``lexical_terms``, under the GIN index) and its
+    BM25 weights (``lexical``, a sparsevec over the term space); both NULL without an entry."""
+    if entry is None:
+        return None, None
+    return list(entry.term_ids), SparseVector(dict(zip(entry.term_ids, entry.weights, strict=True)), TERM_SPACE)
 
 
 def refresh_day(conn: psycopg.Connection[Any], day: dt.date, model_id: int, kept_models: Sequence[int] = ()) -> None:
@@ -63,28 +73,23 @@ def index_stored_chunks(conn: psycopg.Connection[Any]) -> int:
     groups = conn.execute("SELECT DISTINCT ingest_date, model_id FROM chunks WHERE lexical_terms IS NULL "
                           "ORDER BY 1, 2").fetchall()
     indexed = 0
-    conn.execute("CREATE TEMPORARY TABLE lexical_backfill (chunk_id text, terms int4[], weights text) ON COMMIT DROP")
+    register_vector(conn)  # the migration's connection: the sparsevec type for COPY
+    conn.execute("CREATE TEMPORARY TABLE lexical_backfill (chunk_id text, terms int4[], weights sparsevec) "
+                 "ON COMMIT DROP")
     for day, model_id in groups:
         rows = conn.execute("SELECT chunk_id, text, metadata->>'title', metadata->>'section' FROM chunks "
                             "WHERE ingest_date = %s AND model_id = %s", (day, model_id)).fetchall()
         entries = bm25.entries([bm25.chunk_term_counts(text, title, section) for _, text, title, section in rows])
         conn.execute("TRUNCATE lexical_backfill")
         with conn.cursor() as cursor:
-            copy_rows(cursor, "lexical_backfill", ("chunk_id", "terms", "weights"), ("text", "int4[]", "text"),
-                      ((chunk_id, list(entry.term_ids), sparsevec_text(entry))
-                       for (chunk_id, *_), entry in zip(rows, entries, strict=True)))
+            copy_rows(cursor, "lexical_backfill", ("chunk_id", "terms", "weights"), ("text", "int4[]", "sparsevec"),
+                      ((chunk_id, *lexical_columns(entry)) for (chunk_id, *_), entry in zip(rows, entries, strict=True)))
         conn.execute(
             """
-            UPDATE chunks c SET lexical_terms = b.terms, lexical = b.weights::sparsevec
+            UPDATE chunks c SET lexical_terms = b.terms, lexical = b.weights
             FROM lexical_backfill b
             WHERE c.ingest_date = %s AND c.model_id = %s AND c.chunk_id = b.chunk_id
             """, (day, model_id))
         indexed += len(rows)
         refresh_day(conn, day, model_id, kept_models=[m for _, m in groups])
     return indexed
-
-
-def sparsevec_text(entry: bm25.LexicalEntry) -> str:
-    """pgvector's text form of an entry's weights: ``{index:value,...}/dimensions``, 1-based."""
-    pairs = ",".join(f"{i + 1}:{w:.6g}" for i, w in zip(entry.term_ids, entry.weights, strict=True))
-    return f"{{{pairs}}}/{TERM_SPACE}"
