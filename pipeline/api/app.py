@@ -39,14 +39,13 @@ def _version() -> str:
 VERSION = _version()
 
 
-class SearchRequest(BaseModel):
-    """A search, as ``docvec search`` takes it."""
+class SearchOptions(BaseModel):
+    """Every option of ``docvec search`` but its metadata filters, with the bounds both routes check."""
     q: str = Field(min_length=1, max_length=2000, description="the query")
     k: int = Field(default=10, ge=1, le=100, description="results")
     mode: Literal["vector", "text", "hybrid"] = Field(default="hybrid", description="vector, text (BM25) or hybrid")
     since: dt.date | None = Field(default=None, description="only ingest days on or after this date")
     until: dt.date | None = Field(default=None, description="only ingest days on or before this date")
-    filters: dict[str, str] = Field(default_factory=dict, description="metadata that must match, e.g. {\"topic\": \"db\"}")
     per_doc: int | None = Field(default=None, ge=1, description="at most this many results per document")
     documents: bool = Field(default=False, description="rank documents: each one's best chunk and its score")
     window: int = Field(default=0, ge=0, le=10, description="neighbouring chunks returned on each side")
@@ -55,6 +54,16 @@ class SearchRequest(BaseModel):
     rrf_k: int = Field(default=60, ge=1, description="rrf fusion constant")
     ef_search: int | None = Field(default=None, ge=1, le=1000, description="HNSW candidates (default: as built)")
     probes: int | None = Field(default=None, ge=1, description="IVFFlat lists (default: as built)")
+
+
+class SearchRequest(SearchOptions):
+    """A search, as ``docvec search`` takes it (``POST /search``: a JSON body)."""
+    filters: dict[str, str] = Field(default_factory=dict, description="metadata that must match, e.g. {\"topic\": \"db\"}")
+
+
+class SearchQuery(SearchOptions):
+    """The same search as query parameters (``GET /search``): filters as repeatable ``KEY=VALUE``."""
+    filter: list[str] = Field(default_factory=list, description="KEY=VALUE, repeatable")
 
 
 class Hit(BaseModel):
@@ -147,19 +156,8 @@ def create_app(searcher: Searcher) -> FastAPI:
                               took_ms=round((time.perf_counter() - started) * 1000, 2))
 
     @app.get("/search", response_model=SearchResponse, summary="Search (query parameters)")
-    def search_get(q: Annotated[str, Query(min_length=1, max_length=2000, description="the query")],
-                   k: Annotated[int, Query(ge=1, le=100)] = 10, mode: Literal["vector", "text", "hybrid"] = "hybrid",
-                   since: dt.date | None = None, until: dt.date | None = None,
-                   filter: Annotated[list[str] | None, Query(description="KEY=VALUE, repeatable")] = None,
-                   per_doc: Annotated[int | None, Query(ge=1)] = None, documents: bool = False,
-                   window: Annotated[int, Query(ge=0, le=10)] = 0, fusion: Literal["relative", "rrf"] = "relative",
-                   vector_weight: Annotated[float, Query(ge=0, le=1)] = VECTOR_WEIGHT,
-                   rrf_k: Annotated[int, Query(ge=1)] = 60, ef_search: Annotated[int | None, Query(ge=1, le=1000)] = None,
-                   probes: Annotated[int | None, Query(ge=1)] = None) -> SearchResponse:
-        return run(SearchRequest(q=q, k=k, mode=mode, since=since, until=until,
-                                 filters=search.parse_filters(filter or []), per_doc=per_doc, documents=documents,
-                                 window=window, fusion=fusion, vector_weight=vector_weight, rrf_k=rrf_k,
-                                 ef_search=ef_search, probes=probes))
+    def search_get(params: Annotated[SearchQuery, Query()]) -> SearchResponse:
+        return run(SearchRequest(**params.model_dump(exclude={"filter"}), filters=search.parse_filters(params.filter)))
 
     @app.post("/search", response_model=SearchResponse, summary="Search (JSON body)")
     def search_post(request: SearchRequest) -> SearchResponse:
