@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from pipeline.settings import load_settings
-from pipeline.storage.db import connect_kwargs, docvec_url
+from pipeline.storage.connections import connect_kwargs
+from pipeline.storage.urls import docvec_url
 
 VERSION_TABLE = "docvec_alembic_version"
 

@@ -8,9 +8,9 @@ import psycopg
 from dagster import ConfigurableResource, Failure, RetryRequested
 from pydantic import Field
 
-from pipeline.errors import ContentionError, DatabaseSetupError, DatabaseUnavailableError
+from pipeline.errors import TransientError
 from pipeline.settings import Settings, load_settings
-from pipeline.storage import db, migrate
+from pipeline.storage import connections, migrate, sqlstate
 
 
 class PostgresResource(ConfigurableResource):
@@ -36,17 +36,13 @@ class PostgresResource(ConfigurableResource):
         partition) asks Dagster to retry the step a few times; any other database error (a full disk,
         a cancelled statement, a missing privilege) fails the step at once with the server's message."""
         try:
-            with db.connect(self.settings()) as conn:
+            with connections.connect(self.settings()) as conn:
                 migrate.require_current_schema(conn)
                 yield conn
-        except (DatabaseUnavailableError, ContentionError) as exc:
+        except TransientError as exc:  # connection refused or lost, another run holding the partition
             raise self._retry() from exc
-        except DatabaseSetupError as exc:
-            if db.is_transient(exc.__cause__):  # the connection itself was refused
-                raise self._retry() from exc
-            raise
         except psycopg.Error as exc:
-            if db.is_transient(exc):
+            if sqlstate.is_transient(exc):
                 raise self._retry() from exc
             message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
             raise Failure(description=f"PostgreSQL refused the work ({exc.sqlstate or 'no SQLSTATE'} "

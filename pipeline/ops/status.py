@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline.storage import catalog, layout, model_registry, retention
+from pipeline.storage import catalog, day_summaries, layout, retention
 
 
 @dataclass(frozen=True)
@@ -24,36 +24,20 @@ class DayStatus:
 
 def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) -> list[DayStatus]:
     """Per-day state; all days, or only ``days``."""
-    rows = conn.execute(
-        """
-        SELECT d.ingest_date,
-               (SELECT count(*) FROM documents x WHERE x.ingest_date = d.ingest_date),
-               (SELECT count(*) FROM chunks c WHERE c.ingest_date = d.ingest_date
-                                              AND c.model_id = %(model_id)s),
-               coalesce(i.embedded, 0), coalesce(i.reused, 0), i.loaded_at,
-               (SELECT count(*) FROM dead_letters l WHERE l.ingest_date = d.ingest_date AND l.resolved_at IS NULL)
-        FROM (SELECT ingest_date FROM ingest_days
-              UNION SELECT DISTINCT ingest_date FROM documents
-              UNION SELECT ingest_date FROM dead_letters WHERE resolved_at IS NULL) d
-        LEFT JOIN ingest_days i ON i.ingest_date = d.ingest_date AND i.model_id = %(model_id)s
-        WHERE %(days)s::date[] IS NULL OR d.ingest_date = ANY(%(days)s::date[])
-        ORDER BY d.ingest_date
-        """,
-        # The served model's view of each day (a shadow model's rows may sit beside it).
-        {"days": days, "model_id": serving.id if (serving := model_registry.serving(conn)) else None},
-    ).fetchall()
+    summaries = day_summaries.day_summaries(conn, days)
     statuses = []
     stored = catalog.partitions(conn)
-    holding = {row[0]: layout.holding(stored, row[0]) for row in rows}
+    holding = {s.day: layout.holding(stored, s.day) for s in summaries}
     # Read once per partition: the days of a sealed block share its index.
     indexes = {p.table: catalog.existing_vector_index(conn, p.table) for p in holding.values() if p}
-    for day, documents, chunks, embedded, reused, loaded_at, dead in rows:
-        held_by = holding[day]
+    for summary in summaries:
+        held_by = holding[summary.day]
         index = indexes[held_by.table] if held_by else None
         state = "exact scan" if index is None else f"{index.state.kind.value}{'' if index.state.valid else ' (INVALID)'}"
         if held_by is not None and held_by.is_block:
             state += f", sealed {held_by.first:%m-%d}..{held_by.last:%m-%d}"
-        statuses.append(DayStatus(day, documents, chunks, embedded, reused, int(dead), state, loaded_at))
+        statuses.append(DayStatus(summary.day, summary.documents, summary.chunks, summary.embedded, summary.reused,
+                                  summary.open_dead_letters, state, summary.loaded_at))
     return statuses
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 
-from pipeline.errors import DatabaseSetupError
-from pipeline.storage.db import one
+from pipeline.errors import PreconditionError
 from pipeline.storage.layout import StoredPartition, holding, parse_partition_name
+from pipeline.storage.queries import one
 from pipeline.storage.vector_indexes import (
     DEFAULT_EF_SEARCH,
     DEFAULT_PROBES,
@@ -72,7 +72,7 @@ def chunks_dimension(conn: psycopg.Connection[Any]) -> int:
         "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
     ).fetchone()
     if row is None:
-        raise DatabaseSetupError("table chunks does not exist: run `docvec migrate` first")
+        raise PreconditionError("table chunks does not exist: run `docvec migrate` first")
     return int(row[0])
 
 

@@ -14,9 +14,9 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import (
-    DatabaseSetupError,
     DimensionMismatchError,
     InvalidVectorError,
+    StoredStateError,
 )
 from pipeline.records import DayEmbeddings, DayLoad, SourceState
 from pipeline.storage import (
@@ -27,8 +27,8 @@ from pipeline.storage import (
     partitions,
     term_stats,
 )
-from pipeline.storage.db import value
 from pipeline.storage.loader import copy_rows
+from pipeline.storage.queries import value
 
 DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata",
                     "source_stamp")
@@ -107,7 +107,7 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
                                          sql.SQL("ingest_date = %s AND model_id = %s AND doc_id = ANY(%s)"),
                                          (day, model_id, kept_ids)) if kept_ids else 0
         elif kept_ids:
-            raise DatabaseSetupError(f"{day}: documents were kept from a load that is not stored; rerun it with force")
+            raise StoredStateError(f"{day}: documents were kept from a load that is not stored; rerun it with force")
         keep_index = partitions.same_index(catalog.index_spec_of(conn, target.table)) if target and target.is_block else None
         partition = partitions.swap_in(conn, stage, first, last, [target] if target else [], keep_index)
 
@@ -140,7 +140,7 @@ def unchanged_day(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
     row = ingest_days.counts(conn, day, model_id)
     held_by = catalog.partition_for(conn, day)
     if row is None or held_by is None:
-        raise DatabaseSetupError(f"{day} was judged unchanged but has no ingest_days row or partition: rerun it with force")
+        raise StoredStateError(f"{day} was judged unchanged but has no ingest_days row or partition: rerun it with force")
     return DayLoad(day=day, documents=row[0], chunks=row[1], replaced_chunks=0, dead_letters=row[2],
                    copy_seconds=0.0, seconds=0.0, table_bytes=held_by.bytes, partition=held_by.table, unchanged=True)
 

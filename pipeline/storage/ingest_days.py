@@ -5,7 +5,8 @@ skip a day, and which days a model's vectors cover."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -43,15 +44,20 @@ def record_signature(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
     )
 
 
-def settings_fingerprint_matches(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
-                                 fingerprint_of: Callable[[str], str]) -> bool:
-    """Whether this model's stored load of the day was made with today's settings: its fingerprint is
-    what ``fingerprint_of`` (content fingerprint → day fingerprint, with today's settings) gives for
-    the content it was made from."""
+@dataclass(frozen=True)
+class RecordedFingerprints:
+    """What a model's stored load of a day was built from: the day's ``fingerprint`` (contents and
+    recipe) and its ``content_fingerprint`` (contents alone)."""
+    fingerprint: str
+    content_fingerprint: str
+
+
+def recorded_fingerprints(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> RecordedFingerprints | None:
+    """The fingerprints this model's load of the day recorded, if its partition is there and both were."""
     row = conn.execute("SELECT fingerprint, content_fingerprint FROM ingest_days WHERE ingest_date = %s AND model_id = %s "
                        f"AND content_fingerprint IS NOT NULL AND {catalog.partition_exists_sql('ingest_date')}",
                        (day, model_id)).fetchone()
-    return row is not None and bool(row[0] == fingerprint_of(row[1]))
+    return RecordedFingerprints(str(row[0]), str(row[1])) if row else None
 
 
 def counts(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> tuple[int, int, int] | None:

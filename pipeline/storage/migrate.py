@@ -11,17 +11,12 @@ from alembic import command, context
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from pipeline.errors import ConfigError, DatabaseSetupError
+from pipeline.errors import ConfigError, PreconditionError
 from pipeline.settings import Settings
-from pipeline.storage.db import (
-    connect_kwargs,
-    docvec_url,
-    ensure_databases,
-    ensure_vector_extension,
-    recreate_database,
-    require_create_privilege,
-    value,
-)
+from pipeline.storage.admin import ensure_databases, ensure_vector_extension, recreate_database, require_create_privilege
+from pipeline.storage.connections import connect_kwargs
+from pipeline.storage.queries import value
+from pipeline.storage.urls import docvec_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "docvec_alembic_version"
@@ -72,7 +67,7 @@ def head_revision() -> str:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     head = ScriptDirectory.from_config(config).get_current_head()
     if head is None:
-        raise DatabaseSetupError(f"no migration scripts found in {MIGRATIONS_DIR}")
+        raise PreconditionError(f"no migration scripts found in {MIGRATIONS_DIR}")
     return head
 
 
@@ -82,7 +77,7 @@ def require_current_schema(conn: psycopg.Connection) -> None:
     current = conn.execute("SELECT version_num FROM docvec_alembic_version").fetchone() if exists else None
     version = current[0] if current else None
     if version != head_revision():
-        raise DatabaseSetupError(
+        raise PreconditionError(
             f"the database schema is at revision {version or 'none'} but this docvec expects {head_revision()}: "
             "run `docvec migrate` (or `docvec up`)"
         )

@@ -87,14 +87,14 @@ class SwitchOutcome:
 
 def _switch_to(conn: psycopg.Connection[Any], model: StoredModel, serving: StoredModel | None) -> SwitchOutcome:
     model_registry.mark_activated(conn, model.id)
-    return SwitchOutcome(serving=model_registry.find(conn, str(model.id)), switched_from=serving)
+    return SwitchOutcome(serving=model_registry.get(conn, model.id), switched_from=serving)
 
 
 def switch_if_complete(conn: psycopg.Connection[Any], model_id: int) -> SwitchOutcome:
     """Make ``model_id`` the serving model if it covers every stored day and was not rolled back."""
     with conn.transaction():
         _lock(conn)
-        model = model_registry.find(conn, str(model_id))
+        model = model_registry.get(conn, model_id)
         serving = model_registry.serving(conn)
         if serving is None:
             return _switch_to(conn, model, None)
@@ -118,11 +118,11 @@ def require_buildable(conn: psycopg.Connection[Any], name: str, revision: str) -
         )
 
 
-def activate(conn: psycopg.Connection[Any], reference: str, *, allow_incomplete: bool = False) -> SwitchOutcome:
-    """Serve the stored model ``reference`` now. Refused while it lacks stored days, unless told."""
+def activate(conn: psycopg.Connection[Any], model_id: int, *, allow_incomplete: bool = False) -> SwitchOutcome:
+    """Serve the stored model ``model_id`` now. Refused while it lacks stored days, unless told."""
     with conn.transaction():
         _lock(conn)
-        model = model_registry.find(conn, reference)
+        model = model_registry.get(conn, model_id)
         serving = model_registry.serving(conn)
         if serving is not None and serving.id == model.id:
             return SwitchOutcome(serving=serving)
@@ -144,7 +144,7 @@ def rollback(conn: psycopg.Connection[Any], *, allow_incomplete: bool = False) -
         if serving is None or previous is None:
             raise ConfigError("there is no previously served embedding model to roll back to "
                               "(`docvec model list` shows the history)")
-        outcome = activate(conn, str(previous.id), allow_incomplete=allow_incomplete)
+        outcome = activate(conn, previous.id, allow_incomplete=allow_incomplete)
         model_registry.mark_retired(conn, serving.id)
         return outcome
 

@@ -1,6 +1,7 @@
 """The ``embedding_models`` table: one row per (model name, revision) that ever embedded anything,
-with its dimension and when it was activated (served by search) or retired (rolled back). Every
-lookup of a model, by id, by name or by ``name@revision``, goes through ``find`` or ``lookup``."""
+with its dimension and when it was activated (served by search) or retired (rolled back). The engine
+looks a model up by its (name, revision) (``lookup``) or its id (``get``); a reference a person typed
+(an id, a name, or ``name@revision``) is resolved by ``resolve``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pipeline.errors import ConfigError, DimensionMismatchError
+from pipeline.errors import ConfigError, DimensionMismatchError, StoredStateError
 from pipeline.records import ModelInfo, backend_of_revision, is_contextual_revision
 from pipeline.storage.catalog import chunks_dimension
 
@@ -60,17 +61,26 @@ def lookup(conn: psycopg.Connection[Any], name: str, revision: str) -> StoredMod
     return found[0] if found else None
 
 
-def find(conn: psycopg.Connection[Any], reference: str) -> StoredModel:
-    """A stored model by id, ``name`` (the latest revision of it) or ``name@revision``."""
-    models = all_models(conn)
-    if reference.isdigit():
-        found = [m for m in models if m.id == int(reference)]
-    elif "@" in reference:
-        found = [m for m in models if m.label == reference]
-    else:
-        found = [m for m in models if m.name == reference][-1:]
+def get(conn: psycopg.Connection[Any], model_id: int) -> StoredModel:
+    """The stored model with this id (one the caller read from the store: its absence is inconsistent)."""
+    found = _select(conn, "WHERE id = %s", (model_id,))
     if not found:
-        known = ", ".join(f"{m.id} ({m.label})" for m in models) or "none"
+        raise StoredStateError(f"embedding model {model_id} is not registered")
+    return found[0]
+
+
+def resolve(conn: psycopg.Connection[Any], reference: str) -> StoredModel:
+    """The stored model a person referred to: by id, by ``name`` (its latest revision) or by
+    ``name@revision``; a ``ConfigError`` listing the stored models when none matches."""
+    name, at, revision = reference.partition("@")
+    if reference.isdigit():
+        found = _select(conn, "WHERE id = %s", (int(reference),))
+    elif at:
+        found = [model] if (model := lookup(conn, name, revision)) else []
+    else:
+        found = _select(conn, "WHERE name = %s ORDER BY id DESC LIMIT 1", (name,))
+    if not found:
+        known = ", ".join(f"{m.id} ({m.label})" for m in all_models(conn)) or "none"
         raise ConfigError(f"no stored embedding model matches {reference!r}; stored models: {known}")
     return found[0]
 

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from pipeline.errors import ContentionError
 from pipeline.storage import catalog, layout
-from pipeline.storage.db import value
 from pipeline.storage.layout import StoredPartition
+from pipeline.storage.queries import value
 from pipeline.storage.vector_indexes import (
     IndexSpec,
     PartitionStats,

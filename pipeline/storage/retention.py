@@ -20,8 +20,8 @@ from psycopg import sql
 
 from pipeline.errors import ConfigError
 from pipeline.storage import catalog, days, dead_letters, partitions
-from pipeline.storage.db import one
 from pipeline.storage.layout import StoredPartition
+from pipeline.storage.queries import one
 from pipeline.storage.vector_indexes import ProgressLog, no_log
 
 DEFAULT_WINDOW_DAYS = 30

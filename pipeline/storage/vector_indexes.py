@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline.storage.db import value
+from pipeline.storage.queries import value
 
 ProgressLog = Callable[[str], None]
 MAX_BUILD_MEMORY = 8 * 1024**3
@@ -60,6 +60,7 @@ class IndexState:
     model_id: int | None = None
     params: Params = ()
     search_params: Params = ()
+    recall_at_10: float | None = None  # measured with ``search_params`` after the build; None: not yet
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def parse_index(name: str, am: str, valid: bool, comment: str | None, options: l
     params = tuple(sorted((k, int(v)) for k, v in (o.split("=", 1) for o in options or [])))
     search = tuple(sorted((k, int(v)) for k, v in (recorded.get("search") or {}).items()))
     return ExistingIndex(name, IndexState(kind=IndexKind(am), valid=bool(valid), built_rows=int(recorded.get("rows", 0)),
-                                          model_id=recorded.get("model_id"), params=params, search_params=search))
+                                          model_id=recorded.get("model_id"), params=params, search_params=search,
+                                          recall_at_10=recorded.get("recall_at_10")))
 
 
 def index_name(partition: str, kind: IndexKind) -> str:
@@ -144,6 +146,11 @@ def create_index_sql(name: str, table: str, spec: IndexSpec, *, concurrently: bo
         table=sql.Identifier(table), am=sql.SQL(spec.kind.value), params=with_params)
 
 
+def create_index_concurrently(conn: psycopg.Connection[Any], name: str, table: str, spec: IndexSpec) -> None:
+    """Build the index while loads and searches go on (needs an autocommit connection)."""
+    conn.execute(create_index_sql(name, table, spec, concurrently=True))
+
+
 def drop_index_concurrently(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
@@ -158,6 +165,15 @@ def record_build(conn: psycopg.Connection[Any], name: str, stats: PartitionStats
     conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
         sql.Identifier(name), sql.Literal(json.dumps({"rows": stats.rows, "model_id": stats.model_id,
                                                      "search": dict(spec.search_params)}))))
+
+
+def record_recall(conn: psycopg.Connection[Any], name: str, recall_at_10: float) -> None:
+    """Add the recall@10 measured on the index to its build record (``record_build`` starts a new
+    record, without one, whenever what it holds changes)."""
+    comment = value(conn, "SELECT obj_description(to_regclass(%s), 'pg_class')", (name,))
+    recorded = json.loads(comment) if comment and comment.startswith("{") else {}
+    conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
+        sql.Identifier(name), sql.Literal(json.dumps({**recorded, "recall_at_10": round(recall_at_10, 4)}))))
 
 
 def build_on_new_table(conn: psycopg.Connection[Any], table: str, partition: str, spec: IndexSpec,
