@@ -7,12 +7,12 @@ import json
 import pytest
 from dagster import materialize
 
-from assets import vector_index
+from assets import vector_index, with_checks
 from pipeline.cli.main import main
 from pipeline.errors import ConfigError
 from pipeline.query import evaluation
 from resources import EmbedderResource, PostgresResource, RetentionResource
-from tests.conftest import SAMPLE_END
+from tests.support.sample import SAMPLE_END
 
 
 def test_every_mode_answers_the_sample_set(loaded_sample, conn, embedder) -> None:
@@ -45,6 +45,13 @@ def test_eval_cli_reads_a_users_file_and_names_a_bad_line(loaded_sample, migrate
     assert main(["--home", str(migrated.home), "eval", str(good), "--json", "--modes", "vector,hybrid"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [r["mode"] for r in report] == ["vector", "hybrid"] and all(r["recall_at_k"] == 1.0 for r in report)
+    # The ranking options of `docvec search` (derived from the same declaration) tune what eval measures.
+    assert main(["--home", str(migrated.home), "eval", str(good), "--json", "--modes", "text,hybrid",
+                 "--fusion", "rrf", "--candidates", "20"]) == 0
+    assert [r["mode"] for r in json.loads(capsys.readouterr().out)] == ["text", "hybrid"]
+    with pytest.raises(SystemExit):
+        main(["--home", str(migrated.home), "eval", str(good), "--fusion", "borda"])
+    assert "invalid choice: 'borda'" in capsys.readouterr().err
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"query": "fine", "expected_doc_ids": ["a.md"]}) + "\n{\"query\": \"no ids\"}\n")
@@ -56,15 +63,15 @@ def test_eval_cli_reads_a_users_file_and_names_a_bad_line(loaded_sample, migrate
 def test_retrieval_check_passes_on_the_sample_and_fails_below_its_threshold(loaded_sample, migrated, tmp_path) -> None:
     resources = {"postgres": PostgresResource(), "embedder": EmbedderResource(),
                  "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat())}
-    result = materialize([vector_index], resources=resources, partition_key=SAMPLE_END.isoformat(),
-                         selection=[vector_index])
+    result = materialize(with_checks(vector_index), resources=resources, partition_key=SAMPLE_END.isoformat())
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
     assert check.passed and check.metadata["hybrid_recall_at_k"].value >= 0.8
     assert check.metadata["labelled_set"].value == "the sample corpus's labelled set"
 
     impossible = tmp_path / "impossible.jsonl"
     impossible.write_text(json.dumps({"query": "special pawn capture rule", "expected_doc_ids": ["nowhere.md"]}) + "\n")
-    config = {"ops": {"vector_index": {"config": {"eval_queries": str(impossible)}}}}
-    result = materialize([vector_index], resources=resources, partition_key=SAMPLE_END.isoformat(), run_config=config)
+    config = {"ops": {"vector_index_retrieval_quality": {"config": {"eval_queries": str(impossible)}}}}
+    result = materialize(with_checks(vector_index), resources=resources, partition_key=SAMPLE_END.isoformat(),
+                         run_config=config)
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
     assert not check.passed and "special pawn capture rule" in check.description

@@ -8,15 +8,15 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from benchmarks.index_benchmark import clustered
 from pipeline.indexing import sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.lexical import bm25, listing
 from pipeline.lexical.terms import STOP_WORDS, term_id, terms
-from pipeline.query import search
-from pipeline.records import ModelInfo, synthetic_day
-from pipeline.storage import catalog, days, db, layout, model_registry, retention, term_stats
-from tests.conftest import fresh_database
+from pipeline.query import branches, search
+from pipeline.records import ModelInfo
+from pipeline.storage import catalog, connections, days, layout, model_registry, retention, term_stats
+from tests.support.databases import fresh_database
+from tests.support.vectors import clustered, synthetic_day
 
 MODEL = ModelInfo(name="lexical-test", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
 
@@ -75,17 +75,17 @@ def test_statistics_follow_loads_reloads_sealing_and_retention(migrated, embedde
     settings = fresh_database(migrated, embedder.info.dim, "docvec_lexical_stats")
     first = layout.aligned_block(dt.date(2026, 6, 1), 10)[0]
     dates = [first + dt.timedelta(days=n) for n in range(3)]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, MODEL).id
         days.replace_day(conn, _day(dates[0], ["the ledger batch", "a ledger entry", "bees and honey"], 0), model_id)
         days.replace_day(conn, _day(dates[1], ["ledger reconciliation", "honey harvest"], 1), model_id)
         assert _frequencies(conn, model_id, "ledger", "honey", "harvest") == (5, [3, 2, 1])
-        first_idf = search.lexical_query(conn, "ledger", model_id).weights.values()[0]
+        first_idf = branches.lexical_query(conn, "ledger", model_id).weights.values()[0]
 
         # Reloading a day replaces its statistics (its old terms go, its new ones count).
         days.replace_day(conn, _day(dates[1], ["honey harvest", "hive inspection", "smoker fuel"], 1), model_id)
         assert _frequencies(conn, model_id, "ledger", "honey", "hive") == (6, [2, 2, 1])
-        assert search.lexical_query(conn, "ledger", model_id).weights.values()[0] > first_idf, "rarer now"
+        assert branches.lexical_query(conn, "ledger", model_id).weights.values()[0] > first_idf, "rarer now"
 
         # Sealing days into a block moves rows, not statistics.
         days.replace_day(conn, _day(dates[2], ["ledger close"], 2), model_id)
@@ -110,7 +110,7 @@ def test_text_search_ranks_by_bm25_with_identifiers_and_titles(migrated, embedde
              "The ledger and the batch are reconciled by hand at month end.",
              "Batch jobs, ledgers and reconciliation: an overview of the finance tools.",
              "Nothing relevant: beekeeping notes about the spring honey flow."]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, MODEL).id
         days.replace_day(conn, _day(day, texts, 7), model_id)
         exact = search.search_text(conn, "reconcile_ledger_batch", model_id)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 
 from pipeline import sample_corpus
 from pipeline.errors import ConfigError
 from pipeline.ingest import stages
-from pipeline.query import fusion, hits, search
-from tests.conftest import SAMPLE_END
+from pipeline.query import branches, fusion, hits, request, search
+from pipeline.query.search_model import GivenModel
+from pipeline.query.service import PooledConnections, SearchService
+from pipeline.storage import connections
+from tests.support.fresh_process import run_light
+from tests.support.sample import SAMPLE_END
 
 
 @pytest.mark.parametrize("query,expected", [(q, d) for q, d, tag in sample_corpus.corpus().labelled
@@ -41,11 +46,11 @@ def test_filters_are_bound_parameters_not_sql(loaded_sample, conn, embedder) -> 
 @pytest.mark.parametrize("pairs", [["novalue"], ["=x"]])
 def test_bad_filters_are_refused(pairs) -> None:
     with pytest.raises(ConfigError, match="key=value"):
-        search.parse_filters(pairs)
+        request.parse_pairs(pairs)
 
 
 def test_parse_filters() -> None:
-    assert search.parse_filters(["topic=jazz", "author = ana"]) == {"topic": "jazz", "author": "ana"}
+    assert request.parse_pairs(["topic=jazz", "author = ana"]) == {"topic": "jazz", "author": "ana"}
 
 
 def test_text_mode_matches_exact_identifiers_and_hybrid_keeps_both_scores(loaded_sample, conn, embedder) -> None:
@@ -131,6 +136,87 @@ def test_relative_fusion_ranks_documents_then_their_chunks() -> None:
         fusion.fuse(vector, text, method="borda")
 
 
-def test_unknown_mode_is_refused(loaded_sample, conn, embedder) -> None:
-    with pytest.raises(ConfigError, match="vector, text, hybrid"):
+def test_unknown_mode_or_option_is_refused(loaded_sample, conn, embedder) -> None:
+    with pytest.raises(ConfigError, match="'vector', 'text' or 'hybrid'"):
         search.search(conn, embedder, "anything", mode="fuzzy")
+    with pytest.raises(ConfigError, match=r"unknown search option\(s\) tuning"):
+        search.search(conn, embedder, "anything", tuning=None)
+    with pytest.raises(ConfigError, match="the search query is empty"):
+        search.search(conn, embedder, "   ")
+
+
+def test_text_search_from_python_needs_no_model(migrated, loaded_sample) -> None:
+    """No model object, and in a fresh process neither torch nor sentence-transformers is imported."""
+    out = run_light("from pipeline.query import search\n"
+                    "from pipeline.settings import load_settings\n"
+                    "from pipeline.storage import connections\n"
+                    "with connections.connect(load_settings(), for_search=True) as conn:\n"
+                    "    hits = search.search(conn, None, 'ERR-4714', mode='text', k=3)\n"
+                    "print('FIRST', hits[0].doc_id, hits[0].similarity)\n", migrated.home)
+    assert "FIRST runbooks/err-4714.md None" in out, out
+
+
+def test_a_pooled_service_runs_the_text_branch_alongside_with_the_same_hits(migrated, loaded_sample, conn, embedder,
+                                                                            monkeypatch) -> None:
+    """The server's service runs a hybrid search's text branch on a second connection, in a thread of its
+    own; its hits are exactly those of the same search run one branch after the other."""
+    threads: list[str] = []
+    text_branch = branches.search_text
+
+    def watched(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return text_branch(*args, **kwargs)
+
+    monkeypatch.setattr(branches, "search_text", watched)
+    pool = connections.search_pool(migrated, min_size=2, max_size=2)
+    pool.open(wait=True)  # both connections ready: the branch never falls back for want of a spare one
+    pooled = SearchService(PooledConnections(pool), GivenModel(embedder))
+    sequential = SearchService.over(conn, embedder)
+    pooled.open()
+    try:
+        assert pooled.parallel_text and not sequential.parallel_text
+        for query, options in (("ledger batch rejected by the payment gateway", {}),
+                               ("ERR-4714", {"fusion": "rrf", "k": 5}),
+                               ("lighthouse keeper", {"per_doc": 1, "window": 1}),
+                               ("bees in winter", {"filters": {"topic": "beekeeping"}, "documents": True})):
+            threads.clear()
+            alongside = pooled.search_for(query, **options)
+            assert threads and all(name.startswith("docvec-branch") for name in threads), threads
+            threads.clear()
+            one_by_one = sequential.search_for(query, **options)
+            assert threads == [threading.current_thread().name]
+            assert alongside.hits == one_by_one.hits and alongside.hits, query
+            assert alongside.model == one_by_one.model == f"{embedder.info.name}@{embedder.info.revision}"
+    finally:
+        pooled.close()
+
+
+def test_hybrid_searches_on_a_full_pool_never_wait_for_a_second_connection(loaded_sample, migrated, conn,
+                                                                            embedder) -> None:
+    """Requests that each hold the pool's only connection must not wait for a second one (they would all
+    wait out the pool's timeout): the text branch then runs on the request's own connection, with the
+    same hits, while more requests than connections are in flight."""
+    pool = connections.search_pool(migrated, min_size=1, max_size=1, timeout=30)
+    service = SearchService(PooledConnections(pool), GivenModel(embedder))
+    service.open()
+    expected = SearchService.over(conn, embedder).search_for("bees in winter").hits
+    try:
+        results: list[list] = []
+        workers = [threading.Thread(target=lambda: results.append(service.search_for("bees in winter").hits))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert len(results) == 4 and all(hits == expected for hits in results)
+    finally:
+        service.close()
+
+
+def test_explain_shows_each_branch_plan_for_the_same_search(loaded_sample, conn, embedder) -> None:
+    service = SearchService.over(conn, embedder)
+    hybrid = service.search(request.request("ERR-4714", mode="hybrid"), explain=True)
+    assert len(hybrid.plans) == 2 and "'[384 dims]'::vector" in hybrid.plans[0] and hybrid.hits
+    text = service.search(request.request("ERR-4714", mode="text"), explain=True)
+    assert len(text.plans) == 1 and "dims" not in text.plans[0] and "lexical" in text.plans[0]
+    assert service.search(request.request("ERR-4714", mode="vector")).plans == ()

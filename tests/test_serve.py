@@ -21,8 +21,9 @@ import psycopg
 
 from pipeline.query import search
 from pipeline.settings import Settings
-from tests.pg_cluster import free_port
-from tests.tcp_relay import Relay
+from tests.support.databases import fresh_database
+from tests.support.network import free_port
+from tests.support.tcp_relay import Relay
 
 
 def call(base: str, path: str, params: dict[str, Any] | list[tuple[str, Any]] | None = None,
@@ -115,6 +116,20 @@ def test_serve_answers_every_search_option_over_http(loaded_sample, migrated, co
             "q", "k", "mode", "since", "until", "filter", "per_doc", "documents", "window", "fusion", "vector_weight",
             "rrf_k", "ef_search", "probes"}
         assert call(base, "/docs")[0] == 200
+
+
+def test_serve_answers_by_error_type_before_anything_is_served(migrated, embedder, tmp_path) -> None:
+    """A reachable store that serves nothing yet: healthy, no model; a search is the operator's to fix
+    (500 naming it, never 503 "unavailable"); a blank query is the client's (400)."""
+    empty = fresh_database(migrated, embedder.info.dim, "docvec_serve_nothing_served")
+    with serving(migrated, tmp_path, DATABASE_URL=str(empty.database_url)) as base:
+        status, health = call(base, "/healthz")
+        assert status == 200 and (health["status"], health["database"], health["model"]) == ("ok", "ok", None)
+        for params in ({"q": "anything"}, {"q": "anything", "mode": "text"}):
+            status, error = call(base, "/search", params)
+            assert status == 500 and "no embedding model is served yet" in error["detail"], (params, error)
+        status, error = call(base, "/search", body={"q": "   ", "k": 3}, method="POST")
+        assert status == 400 and "the search query is empty" in error["detail"], error
 
 
 def _server_socket(info: psycopg.ConnectionInfo) -> socket.socket:

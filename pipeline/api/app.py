@@ -1,32 +1,42 @@
-"""``docvec serve``: a read-only HTTP JSON search API. ``GET /search`` (query parameters) and ``POST
-/search`` (a JSON body) take every option of ``docvec search``; ``GET /healthz`` says whether the
-database answers and which model is served; OpenAPI at ``/openapi.json``, interactive docs at ``/docs``.
+"""``docvec serve``: a read-only HTTP JSON search API over the search service. ``GET /search`` (query
+parameters) and ``POST /search`` (a JSON body) take every option of ``docvec search``, both derived
+from ``SearchRequest``; ``GET /healthz`` says whether the database answers and which model is served;
+OpenAPI at ``/openapi.json``, interactive docs at ``/docs``.
 
-Errors are JSON ``{"detail": "..."}``: 422 for a request that does not validate, 400 for one the
-search refuses (an unknown filter form, an empty query), 503 while the database cannot be reached
-(the pool reconnects by itself when it is back), 500 for a server-side misconfiguration such as a
-missing model. There is no write path."""
+Errors are JSON ``{"detail": "..."}``, by the error's type: 422 for a request that does not validate,
+400 for one the search refuses (``ConfigError``: a filter without ``=``, a blank query), 503 with
+``Retry-After`` only while the database cannot be reached (``DatabaseUnavailableError``, a pool
+timeout, a lost connection; the pool reconnects by itself when it is back), 500 for what an operator
+must fix (``PreconditionError``: nothing served yet, the wrong model for the store; ``StoredStateError``).
+There is no write path."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import psycopg
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from pipeline.api.searcher import Searcher
-from pipeline.errors import ConfigError, DatabaseSetupError, DatabaseUnavailableError, DimensionMismatchError
-from pipeline.query import search
-from pipeline.query.fusion import VECTOR_WEIGHT
+from pipeline.api.query_parameters import from_query, query_parameters
+from pipeline.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    DocvecError,
+    NothingServedError,
+    PreconditionError,
+    StoredStateError,
+)
 from pipeline.query.hits import SearchHit
+from pipeline.query.request import SearchRequest
+from pipeline.query.service import SearchService
+from pipeline.storage.sqlstate import first_line, is_transient
 
 
 def _version() -> str:
@@ -37,33 +47,12 @@ def _version() -> str:
 
 
 VERSION = _version()
+RETRY_AFTER_SECONDS = 2
 
-
-class SearchOptions(BaseModel):
-    """Every option of ``docvec search`` but its metadata filters, with the bounds both routes check."""
-    q: str = Field(min_length=1, max_length=2000, description="the query")
-    k: int = Field(default=10, ge=1, le=100, description="results")
-    mode: Literal["vector", "text", "hybrid"] = Field(default="hybrid", description="vector, text (BM25) or hybrid")
-    since: dt.date | None = Field(default=None, description="only ingest days on or after this date")
-    until: dt.date | None = Field(default=None, description="only ingest days on or before this date")
-    per_doc: int | None = Field(default=None, ge=1, description="at most this many results per document")
-    documents: bool = Field(default=False, description="rank documents: each one's best chunk and its score")
-    window: int = Field(default=0, ge=0, le=10, description="neighbouring chunks returned on each side")
-    fusion: Literal["relative", "rrf"] = Field(default="relative", description="hybrid: how branches combine")
-    vector_weight: float = Field(default=VECTOR_WEIGHT, ge=0, le=1, description="relative fusion: vector share")
-    rrf_k: int = Field(default=60, ge=1, description="rrf fusion constant")
-    ef_search: int | None = Field(default=None, ge=1, le=1000, description="HNSW candidates (default: as built)")
-    probes: int | None = Field(default=None, ge=1, description="IVFFlat lists (default: as built)")
-
-
-class SearchRequest(SearchOptions):
-    """A search, as ``docvec search`` takes it (``POST /search``: a JSON body)."""
-    filters: dict[str, str] = Field(default_factory=dict, description="metadata that must match, e.g. {\"topic\": \"db\"}")
-
-
-class SearchQuery(SearchOptions):
-    """The same search as query parameters (``GET /search``): filters as repeatable ``KEY=VALUE``."""
-    filter: list[str] = Field(default_factory=list, description="KEY=VALUE, repeatable")
+if TYPE_CHECKING:
+    SearchQuery = BaseModel
+else:
+    SearchQuery = query_parameters(SearchRequest, "SearchQuery")
 
 
 class Hit(BaseModel):
@@ -96,84 +85,85 @@ class Health(BaseModel):
     version: str = VERSION
 
 
-def _reason(exc: Exception) -> str:
-    """The first line of a connection error: what the server or the pool said, without its context."""
-    return (str(exc).strip().splitlines() or ["no connection"])[0]
-
-
 def _hit(hit: SearchHit) -> Hit:
     return Hit(rank=hit.rank, doc_id=hit.doc_id, chunk_id=hit.chunk_id, ingest_date=hit.ingest_date, seq=hit.seq,
                text=hit.text, metadata=hit.metadata, score=hit.score, similarity=hit.similarity,
                text_score=hit.text_score, document_score=hit.document_score, context=hit.context)
 
 
-def create_app(searcher: Searcher) -> FastAPI:
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached now (the only case answered 503)."""
+    return isinstance(exc, DatabaseUnavailableError | PoolTimeout) or (
+        isinstance(exc, psycopg.Error) and is_transient(exc))
+
+
+def _warm(service: SearchService) -> None:
+    """Load the served model now, so the first request does not wait for it (best effort: a store that
+    is not reachable or not served yet is loaded from on the first request instead)."""
+    try:
+        service.embedder()
+    except (DocvecError, psycopg.Error, PoolTimeout):  # what /healthz and each request report
+        return
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """HTTP statuses by the error's type (see the module docstring); never by its message."""
+
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    async def failed(_request: Request, exc: Exception) -> JSONResponse:
+        if unreachable(exc):
+            return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                                content={"detail": f"the database is unavailable ({first_line(exc)}); retry shortly"})
+        return JSONResponse(status_code=500, content={"detail": first_line(exc, "internal error")})
+
+    app.add_exception_handler(ConfigError, refused)
+    for error in (PreconditionError, StoredStateError, DocvecError, PoolTimeout, psycopg.Error):
+        app.add_exception_handler(error, failed)
+
+
+def create_app(service: SearchService) -> FastAPI:
+    """The search API over ``service`` (opened when the app starts, closed when it stops)."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        searcher.open()
-        searcher.warm()
+        service.open()
+        _warm(service)
         yield
-        searcher.close()
+        service.close()
 
     app = FastAPI(title="docvec search", version=VERSION, lifespan=lifespan,
                   description="Read-only search over a docvec store: hybrid (vector + BM25), vector or text.")
+    _add_error_handlers(app)
 
-    @app.exception_handler(ConfigError)
-    async def refused(_request: Request, exc: ConfigError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
-
-    @app.exception_handler(DimensionMismatchError)
-    async def mismatched(_request: Request, exc: DimensionMismatchError) -> JSONResponse:
-        return JSONResponse(status_code=500, content={"detail": str(exc)})
-
-    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, headers={"Retry-After": "2"},
-                            content={"detail": f"the database is unavailable ({_reason(exc)}); retry shortly"})
-
-    for error in (PoolTimeout, psycopg.OperationalError, DatabaseUnavailableError, DatabaseSetupError):
-        app.add_exception_handler(error, unavailable)
-
-    def run(request: SearchRequest) -> SearchResponse:
-        started = time.perf_counter()
-        tuning = search.SearchTuning(ef_search=request.ef_search, probes=request.probes, rrf_k=request.rrf_k,
-                                     fusion=request.fusion, vector_weight=request.vector_weight)
-        per_doc = 1 if request.documents else request.per_doc
-        with searcher.connection() as conn:
-            served = searcher.served(conn)
-            text_hits = None
-            if request.mode == "hybrid":
-                pool = search.candidate_count(request.k, request.mode, per_doc, tuning)
-                branch = searcher.in_parallel(lambda text_conn: search.search_text(
-                    text_conn, request.q, served.id, k=pool, since=request.since, until=request.until,
-                    filters=request.filters))
-                text_hits = branch.result
-            vector = None if request.mode == "text" else searcher.embedder(conn, served).encode([request.q])[0]
-            hits = search.search_embedded(conn, request.q, vector, served.id, k=request.k, since=request.since,
-                                          until=request.until, filters=request.filters, tuning=tuning,
-                                          mode=request.mode, per_doc=per_doc, window=request.window,
-                                          text_hits=text_hits)
-        return SearchResponse(query=request.q, mode=request.mode, model=served.label, hits=[_hit(h) for h in hits],
-                              took_ms=round((time.perf_counter() - started) * 1000, 2))
+    def run(wanted: SearchRequest) -> SearchResponse:
+        result = service.search(wanted)
+        return SearchResponse(query=wanted.query, mode=result.mode, model=result.model, took_ms=result.took_ms,
+                              hits=[_hit(h) for h in result.hits])
 
     @app.get("/search", response_model=SearchResponse, summary="Search (query parameters)")
     def search_get(params: Annotated[SearchQuery, Query()]) -> SearchResponse:
-        return run(SearchRequest(**params.model_dump(exclude={"filter"}), filters=search.parse_filters(params.filter)))
+        """Search with the options as query parameters; metadata filters as repeatable ``filter=KEY=VALUE``."""
+        return run(from_query(SearchRequest, params))
 
     @app.post("/search", response_model=SearchResponse, summary="Search (JSON body)")
-    def search_post(request: SearchRequest) -> SearchResponse:
-        return run(request)
+    def search_post(wanted: SearchRequest) -> SearchResponse:
+        """Search with the options as a JSON body; metadata filters as a ``filters`` object."""
+        return run(wanted)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> Any:
+        """Whether the database answers, and the model search serves (null before anything is served)."""
         try:
-            with searcher.pool.connection(timeout=2.0) as conn:
-                conn.execute("SELECT 1")
-                served = searcher.served(conn)
-        except (PoolTimeout, psycopg.Error, DatabaseUnavailableError) as exc:
+            served: str | None = service.identify(timeout=2.0).label
+        except NothingServedError:
+            served = None
+        except (DatabaseUnavailableError, PoolTimeout, psycopg.OperationalError) as exc:
+            if not unreachable(exc):
+                raise
             return JSONResponse(status_code=503,
-                                content=Health(status="unavailable", database=_reason(exc)).model_dump())
-        except ConfigError as exc:  # reachable, but nothing is served yet
-            return Health(status="ok", database="ok", model=None if "no embedding model" in str(exc) else str(exc))
-        return Health(status="ok", database="ok", model=served.label)
+                                content=Health(status="unavailable", database=first_line(exc)).model_dump())
+        return Health(status="ok", database="ok", model=served)
 
     return app

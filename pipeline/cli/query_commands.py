@@ -1,66 +1,42 @@
-"""Commands that read the index: search and eval."""
+"""Commands that read the index: search and eval, both through the search service."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-import psycopg
-
-from pipeline.ingest.embedding import Embedder, load_embedder, model_identity
-from pipeline.query import evaluation, search, search_model
+from pipeline.cli.request_options import options_from, request_from
+from pipeline.query import evaluation
 from pipeline.query.hits import SearchHit
+from pipeline.query.request import SearchRequest
+from pipeline.query.search_model import ModelSource, NamedModel, ServedModel
+from pipeline.query.service import SearchService
 from pipeline.settings import Settings
-from pipeline.storage import db, migrate
+from pipeline.storage import connections, migrate
 
 
-def _search_embedder(args: argparse.Namespace, conn: psycopg.Connection[Any]) -> Embedder:
-    """The model named by --model/--backend, or else the one search serves."""
-    if args.model:
-        return load_embedder(args.model, backend=args.backend)
-    return search_model.serving_embedder(conn)
-
-
-def _text_search_model(args: argparse.Namespace, conn: psycopg.Connection[Any]) -> tuple[str, int]:
-    """Text mode reads stored rows only: the model whose rows to read, identified without loading it."""
-    if args.model:
-        name, revision = model_identity(args.model, args.backend)
-    else:
-        served = search_model.served_model(conn)
-        name, revision = served.name, served.revision
-    return f"{name}@{revision}", search_model.stored_model_id(conn, name, revision)
+def model_named_by(args: argparse.Namespace) -> ModelSource:
+    """The stored model named by --model/--backend, or else the one search serves; loaded only when a
+    query is embedded (text mode reads stored rows only)."""
+    return NamedModel(args.model, args.backend) if args.model else ServedModel()
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    filters = search.parse_filters(args.filter or [])
-    tuning = search.SearchTuning(ef_search=args.ef_search, probes=args.probes, rrf_k=args.rrf_k,
-                                 fusion=args.fusion, vector_weight=args.vector_weight)
-    with db.connect(settings, for_search=True) as conn:
+    """Search the store and print the hits (or JSON), with each branch's plan under --explain."""
+    wanted = request_from(args, SearchRequest)
+    with connections.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
-        if args.mode == "text":
-            label, model_id = _text_search_model(args, conn)
-            vector = None
-        else:
-            embedder = _search_embedder(args, conn)
-            label = f"{embedder.info.name}@{embedder.info.revision}"
-            model_id = search_model.search_model_id(conn, embedder, args.query)
-            vector = embedder.encode([args.query])[0]
-        options: dict[str, Any] = {"k": args.k, "since": args.since, "until": args.until, "filters": filters}
-        hits = search.search_embedded(conn, args.query, vector, model_id, tuning=tuning, mode=args.mode,
-                                      per_doc=1 if args.documents else args.per_doc, window=args.window, **options)
-        if args.explain:  # the same vector: the query is embedded once
-            if vector is not None:
-                print(search.explain_vector(conn, vector, model_id, tuning=tuning, **options))
-            if args.mode in ("text", "hybrid"):
-                print(search.explain_text(conn, args.query, model_id, **options))
+        result = SearchService.over(conn, model_named_by(args)).search(wanted, explain=args.explain)
+    for plan in result.plans:
+        print(plan)
+    hits = result.hits
     if args.json:
         print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
         return 0
-    print(f'query: "{args.query}"  ({len(hits)} results, {args.mode}; model {label})')
+    print(f'query: "{wanted.query}"  ({len(hits)} results, {wanted.mode}; model {result.model})')
     for hit in hits:
-        print(format_hit(hit, fused=args.mode == "hybrid"))
+        print(format_hit(hit, fused=wanted.mode == "hybrid"))
     return 0
 
 
@@ -101,12 +77,12 @@ def format_hit(hit: SearchHit, *, fused: bool) -> str:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """recall@k, MRR and nDCG@10 of each search mode on labelled queries (the sample set by default)."""
     queries = evaluation.load_queries(Path(args.queries)) if args.queries else evaluation.sample_queries()
-    with db.connect(settings, for_search=True) as conn:
+    with connections.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
-        embedder = _search_embedder(args, conn)
-        scores = evaluation.evaluate(conn, embedder, queries, modes=args.modes.split(","), k=args.k)
+        scores = evaluation.evaluate(conn, model_named_by(args), queries, modes=args.modes.split(","), k=args.cutoff,
+                                     **options_from(args, SearchRequest, only=evaluation.TUNING))
     if args.json:
         print(json.dumps([s.__dict__ for s in scores], indent=2))
     else:
-        print(evaluation.format_scores(scores, args.k))
+        print(evaluation.format_scores(scores, args.cutoff))
     return 0

@@ -20,13 +20,16 @@ import psycopg
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
-from pipeline.query import search
 from pipeline.query.hits import SearchHit
-from pipeline.query.search_model import search_model_id
-from pipeline.storage import catalog, ingest_days, model_registry
-from pipeline.storage.db import value
+from pipeline.query.request import MODES, request
+from pipeline.query.search_model import ModelSource
+from pipeline.query.service import SearchService
+from pipeline.storage import catalog, chunk_search, ingest_days, model_registry
 
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
+# The search options an evaluation may vary (``docvec eval --fusion rrf``): how results are ranked. The
+# query, mode, k and per-document limit are the evaluation's own.
+TUNING = ("fusion", "vector_weight", "rrf_k", "candidates", "ef_search", "probes")
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,15 @@ def hits_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[fl
     return float(bool(ranked) and ranked[0] in relevant), float(bool(relevant & set(ranked[:k])))
 
 
-def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[LabelledQuery],
-             modes: Sequence[str] = search.MODES, k: int = 5,
-             tuning: search.SearchTuning | None = None) -> list[ModeScores]:
-    tuning = tuning or search.SearchTuning()
-    vectors = embedder.encode([q.query for q in queries]) if any(m != "text" for m in modes) else None
-    model_id = search_model_id(conn, embedder, queries[0].query) if queries else 0
+def evaluate(conn: psycopg.Connection[Any], model: ModelSource | Embedder | None, queries: Sequence[LabelledQuery],
+             modes: Sequence[str] = MODES, k: int = 5, **options: Any) -> list[ModeScores]:
+    """Each mode's scores on ``queries``, searched through the search service on ``conn`` with ``model``
+    (a source, a loaded embedder, or None for the served model; loaded only when a mode embeds the
+    queries). Each query asks for the first ``RANKED`` documents, one chunk each; ``options`` are further
+    ``SearchRequest`` fields (fusion, ef_search, ...)."""
+    service = SearchService.over(conn, model)
+    requests = {mode: [request(q.query, mode=mode, k=RANKED, per_doc=1, **options) for q in queries] for mode in modes}
+    vectors = service.encode([q.query for q in queries]) if queries and any(m != "text" for m in modes) else None
     results = []
     for mode in modes:
         per_query = []
@@ -110,8 +116,7 @@ def evaluate(conn: psycopg.Connection, embedder: Embedder, queries: Sequence[Lab
         hit_rows: list[tuple[float, float]] = []
         misses = []
         for n, labelled in enumerate(queries):
-            hits = search.search_embedded(conn, labelled.query, None if vectors is None else vectors[n], model_id,
-                                          k=RANKED, mode=mode, per_doc=1, tuning=tuning)
+            hits = service.search(requests[mode][n], vector=None if vectors is None else vectors[n]).hits
             ranked = ranked_documents(hits)
             triple = scores_for(ranked, labelled.expected_doc_ids, k)
             hit_rows.append(hits_for(ranked, labelled.expected_doc_ids, k))
@@ -185,5 +190,5 @@ def labelled_set_for(conn: psycopg.Connection, path: str | None) -> tuple[list[L
         return load_queries(Path(path)), path
     queries = sample_queries()
     wanted = sorted({doc for q in queries for doc in q.expected_doc_ids})
-    present = value(conn, "SELECT count(DISTINCT doc_id) FROM documents WHERE doc_id = ANY(%s)", (wanted,))
+    present = chunk_search.documents_present(conn, wanted)
     return (queries, "the sample corpus's labelled set") if present == len(wanted) else None

@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal, get_args
 
 from pipeline.errors import ConfigError
 from pipeline.query.hits import SearchHit
 
-FUSIONS = ("relative", "rrf")
+Fusion = Literal["relative", "rrf"]
+FUSIONS: tuple[str, ...] = get_args(Fusion)
 VECTOR_WEIGHT = 0.6
+RRF_K = 60  # the constant of the original RRF paper (Cormack et al. 2009); larger flattens the top ranks' weight
 
 
 def check_fusion(method: str, vector_weight: float) -> None:
@@ -74,7 +77,7 @@ def _combined(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], 
     return combined
 
 
-def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k: int = 60, *,
+def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k: int = RRF_K, *,
          method: str = "relative", vector_weight: float = VECTOR_WEIGHT) -> list[SearchHit]:
     """The branches' hits fused by document, then by chunk (see the module docstring). Each hit keeps
     its similarity and text score; ``score`` is its chunk's fused score and ``document_score`` its

@@ -1,71 +1,148 @@
-"""Which model's vectors a search reads: the served one by default, or the one a caller names, and
-never two at once. Looking it up needs no model loaded; embedding the query does."""
+"""Which model's vectors a search reads: the served one by default, one a caller names, or the model
+of an embedder a caller already loaded; never two at once. A ``ModelSource`` identifies that model
+without loading it (all text mode needs) and loads it only when a query must be embedded."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from functools import cached_property
+from typing import Any, Protocol
 
-import numpy as np
 import psycopg
 
-from pipeline.errors import ConfigError, DimensionMismatchError
-from pipeline.ingest.embedding import Embedder, load_embedder
+from pipeline.errors import ConfigError, DimensionMismatchError, NothingServedError, PreconditionError
+from pipeline.ingest.embedding import Embedder, load_embedder, model_identity, set_encode_threads
 from pipeline.storage import model_registry
-from pipeline.storage.db import connection_guard
 from pipeline.storage.model_registry import StoredModel
+from pipeline.storage.sqlstate import connection_guard
 
 
 def served_model(conn: psycopg.Connection[Any]) -> StoredModel:
-    """The model search serves; an error saying what to do when nothing is served yet."""
+    """The model search serves; ``NothingServedError`` saying what to do when nothing is served yet."""
     with connection_guard("looking up the served model"):
         serving = model_registry.serving(conn)
     if serving is None:
-        raise ConfigError("no embedding model is served yet: ingest first (`docvec demo` or a materialization)")
+        raise NothingServedError("no embedding model is served yet: ingest first (`docvec demo` or a materialization)")
     return serving
 
 
-def stored_model_id(conn: psycopg.Connection[Any], name: str, revision: str) -> int:
-    """The id of a model's stored vectors, which a search of them must name (a search never compares
+def stored_model(conn: psycopg.Connection[Any], name: str, revision: str) -> StoredModel:
+    """The stored vectors of (name, revision), which a search of them must name (a search never compares
     vectors of two models); an error naming the served model when that model stored nothing here."""
     with connection_guard("looking up the search model"):
         stored = model_registry.lookup(conn, name, revision)
+        serving = None if stored else model_registry.serving(conn)
     if stored is None:
-        serving = model_registry.serving(conn)
         raise ConfigError(
             f"nothing in this database was embedded with {name}@{revision}: "
             + (f"search with the served model {serving.label} (leave out --model)" if serving else
                "ingest first (`docvec demo` or a materialization)")
         )
-    return stored.id
+    return stored
+
+
+def stored_model_of(conn: psycopg.Connection[Any], embedder: Embedder) -> StoredModel:
+    """The stored vectors a loaded embedder made: exactly its (name, revision), at its dimension."""
+    with connection_guard("looking up the search model"):
+        stored = model_registry.registered(conn, embedder.info)
+    return stored or stored_model(conn, embedder.info.name, embedder.info.revision)
 
 
 def search_model_id(conn: psycopg.Connection[Any], embedder: Embedder, query: str) -> int:
     """The id of the model whose vectors a search of ``query`` may use: exactly the embedder's."""
     if not query.strip():
         raise ConfigError("the search query is empty")
-    with connection_guard("looking up the search model"):
-        stored = model_registry.registered(conn, embedder.info)
-    return stored.id if stored else stored_model_id(conn, embedder.info.name, embedder.info.revision)
+    return stored_model_of(conn, embedder).id
 
 
-def serving_embedder(conn: psycopg.Connection[Any]) -> Embedder:
-    """The served model, loaded locally (same backend), after checking that its files are the ones that
-    made the stored vectors."""
-    serving = served_model(conn)
-    embedder = load_embedder(serving.name, backend=serving.backend, contextual=serving.contextual)
-    if embedder.info.revision != serving.revision:
-        raise ConfigError(
-            f"search serves {serving.label}, but the local copy of {serving.name} is revision "
+def verified_embedder(stored: StoredModel) -> Embedder:
+    """``stored``'s model, loaded locally (same backend and headers), after checking that its files are
+    the ones that made the stored vectors."""
+    embedder = load_embedder(stored.name, backend=stored.backend, contextual=stored.contextual)
+    if embedder.info.revision != stored.revision:
+        raise PreconditionError(
+            f"search reads {stored.label}, but the local copy of {stored.name} is revision "
             f"{embedder.info.revision}: restore the files that made the stored vectors, or serve another "
             "model (`docvec model list`, `docvec model activate`)"
         )
-    if embedder.info.dim != serving.dim:
-        raise DimensionMismatchError(f"{serving.label} is stored as {serving.dim}-d but the local model "
+    if embedder.info.dim != stored.dim:
+        raise DimensionMismatchError(f"{stored.label} is stored as {stored.dim}-d but the local model "
                                      f"produces {embedder.info.dim}-d vectors")
     return embedder
 
 
-def embed_query(conn: psycopg.Connection, embedder: Embedder, query: str) -> tuple[np.ndarray, int]:
-    """The query's vector and the id of the model that made it."""
-    model_id = search_model_id(conn, embedder, query)
-    return embedder.encode([query])[0], model_id
+def serving_embedder(conn: psycopg.Connection[Any]) -> Embedder:
+    """The served model, loaded locally and checked against the stored vectors."""
+    return verified_embedder(served_model(conn))
+
+
+class ModelSource(Protocol):
+    """Where a search's model comes from."""
+
+    def stored(self, conn: psycopg.Connection[Any]) -> StoredModel:
+        """The model whose stored vectors the search reads, identified without loading it."""
+        ...
+
+    def embedder(self, stored: StoredModel) -> Embedder:
+        """That model loaded, to embed a query (loaded once and kept)."""
+        ...
+
+
+class ServedModel:
+    """The model the store serves now, looked up on every search (a switch is seen at once) and loaded
+    again only when it changed. ``encode_threads``: CPU threads per query encode, set on each load
+    (a server's concurrent requests share the cores instead of each spreading over all of them)."""
+
+    def __init__(self, *, encode_threads: int | None = None) -> None:
+        self.encode_threads = encode_threads
+        self._lock = threading.Lock()
+        self._loaded: tuple[int, Embedder] | None = None
+
+    def stored(self, conn: psycopg.Connection[Any]) -> StoredModel:
+        return served_model(conn)
+
+    def embedder(self, stored: StoredModel) -> Embedder:
+        with self._lock:
+            if self._loaded is None or self._loaded[0] != stored.id:
+                if self.encode_threads is not None:
+                    set_encode_threads(self.encode_threads)
+                self._loaded = (stored.id, verified_embedder(stored))
+            return self._loaded[1]
+
+
+class NamedModel:
+    """A stored model a caller names (bundled name or local path, and backend): its identity comes from
+    its files, so text mode reads its rows without loading it."""
+
+    def __init__(self, model: str, backend: str = "torch") -> None:
+        self.model = model
+        self.backend = backend
+
+    @cached_property
+    def identity(self) -> tuple[str, str]:
+        """(name, revision) of the model's files: hashed once, not for every search."""
+        return model_identity(self.model, self.backend)
+
+    def stored(self, conn: psycopg.Connection[Any]) -> StoredModel:
+        return stored_model(conn, *self.identity)
+
+    def embedder(self, stored: StoredModel) -> Embedder:
+        return load_embedder(self.model, backend=self.backend)
+
+
+class GivenModel:
+    """An embedder the caller already loaded: the search reads exactly its vectors."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+
+    def stored(self, conn: psycopg.Connection[Any]) -> StoredModel:
+        return stored_model_of(conn, self._embedder)
+
+    def embedder(self, stored: StoredModel) -> Embedder:
+        return self._embedder
+
+
+def model_source(embedder: Embedder | None) -> ModelSource:
+    """The given embedder's model, or the served one when there is none."""
+    return ServedModel() if embedder is None else GivenModel(embedder)

@@ -1,0 +1,249 @@
+"""The one place a search is run, for every face (the Python API, ``docvec search``, ``docvec eval``,
+``docvec serve``): a ``SearchService`` knows where its connections come from (one connection, or a
+pool) and where its model comes from (``search_model.ModelSource``), and turns a ``SearchRequest``
+into a ``SearchResult``.
+
+The sequence: identify the model whose vectors to read (never loading it: text mode needs none), run
+the branches the mode asks for, fuse them (hybrid), keep at most ``per_doc`` hits of each document
+and the first ``k``, and add each hit's neighbouring chunks (``window``). With a pool, a hybrid
+search runs its text branch on a second connection while the query is embedded and the vector branch
+runs: both cost about the same, so it takes about as long as the slower branch, not their sum."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import psycopg
+
+from pipeline.errors import ConfigError
+from pipeline.ingest.embedding import Embedder
+from pipeline.query import branches
+from pipeline.query.fusion import fuse, limit_per_document
+from pipeline.query.hits import SearchHit
+from pipeline.query.request import SearchRequest, request
+from pipeline.query.search_model import ModelSource, model_source
+from pipeline.storage.model_registry import StoredModel
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+
+# Seconds a hybrid search's text branch waits for a connection of its own before it runs after the vector
+# branch on the request's connection instead: a full pool slows a search down, it never stalls it.
+SPARE_CONNECTION_WAIT = 0.1
+
+
+class ConnectionSource(Protocol):
+    """Where a service's connections come from. ``parallel``: whether it can hand out a second one
+    while the first is in use (a hybrid search's text branch then runs on it)."""
+
+    parallel: bool
+
+    def open(self) -> None:
+        """Start connecting (a pool); nothing for a connection the caller holds."""
+        ...
+
+    def connection(self, timeout: float | None = None) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection for one search (``timeout``: seconds to wait for one, where waiting is possible)."""
+        ...
+
+    def spare(self) -> AbstractContextManager[psycopg.Connection[Any] | None]:
+        """A second connection if one is free at once, else None: a branch never waits for one, since
+        requests that each hold one connection and wait for another could starve each other."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds."""
+        ...
+
+
+class OneConnection:
+    """A connection the caller opened and closes: every search runs on it, one branch after the other."""
+
+    parallel = False
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def open(self) -> None:
+        """The caller's connection is open already."""
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        yield self._conn
+
+    @contextmanager
+    def spare(self) -> Iterator[psycopg.Connection[Any] | None]:
+        yield None
+
+    def close(self) -> None:
+        """The caller's connection stays open: the caller closes it."""
+
+
+class PooledConnections:
+    """A pool's connections (``storage.connections.search_pool``): opened and closed with the service."""
+
+    parallel = True
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def open(self) -> None:
+        self.pool.open(wait=False)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        with self.pool.connection(timeout=timeout) as conn:
+            yield conn
+
+    @contextmanager
+    def spare(self) -> Iterator[psycopg.Connection[Any] | None]:
+        from psycopg_pool import PoolTimeout
+
+        try:
+            conn = self.pool.getconn(timeout=SPARE_CONNECTION_WAIT)
+        except PoolTimeout:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A search's hits, best first, and what produced them: the model (``name@revision``) whose vectors
+    were read, the mode, the time it took, and the query plans when asked for (``explain``)."""
+    hits: list[SearchHit]
+    model: str
+    mode: str
+    took_ms: float
+    plans: tuple[str, ...] = ()
+
+
+class SearchService:
+    """Runs searches (see the module docstring). ``parallel_text``: run a hybrid search's text branch on
+    a connection of its own; on by default when the connections come from a pool."""
+
+    def __init__(self, connections: ConnectionSource, model: ModelSource | None = None, *,
+                 parallel_text: bool | None = None, threads: int = 8) -> None:
+        if parallel_text and not connections.parallel:
+            raise ConfigError("a parallel text branch needs a second connection: give the service a pool")
+        self._connections = connections
+        self._model = model or model_source(None)
+        parallel = connections.parallel if parallel_text is None else parallel_text
+        self._branches = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docvec-branch") if parallel else None
+
+    @classmethod
+    def over(cls, conn: psycopg.Connection[Any], model: ModelSource | Embedder | None = None) -> SearchService:
+        """Searches on one connection the caller holds; ``model`` a source, a loaded embedder, or None
+        for the served model."""
+        source = model if model is None or not isinstance(model, Embedder) else model_source(model)
+        return cls(OneConnection(conn), source)
+
+    @property
+    def parallel_text(self) -> bool:
+        """Whether a hybrid search runs its text branch on a connection of its own."""
+        return self._branches is not None
+
+    def open(self) -> None:
+        """Start connecting (a pool opens in the background; a request waits for its connection)."""
+        self._connections.open()
+
+    def close(self) -> None:
+        """Stop the branch threads and release the connections."""
+        if self._branches is not None:
+            self._branches.shutdown(wait=False, cancel_futures=True)
+        self._connections.close()
+
+    def identify(self, timeout: float | None = None) -> StoredModel:
+        """The model a search would read now, without loading it."""
+        with self._connections.connection(timeout) as conn:
+            return self._model.stored(conn)
+
+    def embedder(self) -> Embedder:
+        """The model a search embeds queries with, loaded (and kept) now."""
+        return self._model.embedder(self.identify())
+
+    def encode(self, queries: Sequence[str]) -> np.ndarray:
+        """Queries embedded in one batch, for callers that search many (``vector=`` of ``search``)."""
+        return self.embedder().encode(list(queries))
+
+    def search_for(self, query: str, **options: Any) -> SearchResult:
+        """``search`` of ``SearchRequest(query=query, **options)``; an invalid option is a ``ConfigError``."""
+        return self.search(request(query, **options))
+
+    def search(self, wanted: SearchRequest, *, vector: np.ndarray | None = None, explain: bool = False) -> SearchResult:
+        """The hits for ``wanted``. ``vector``: the query already embedded by this service's model (a
+        caller searching many queries embeds them in one batch); ``explain``: also the plans of the
+        branches the mode runs (``EXPLAIN ANALYZE``, the same vector)."""
+        if not wanted.query.strip():
+            raise ConfigError("the search query is empty")
+        started = time.perf_counter()
+        with self._connections.connection() as conn:
+            stored = self._model.stored(conn)
+            pending = self._text_elsewhere(wanted, stored.id) if wanted.mode == "hybrid" else None
+            try:
+                if wanted.mode != "text" and vector is None:
+                    vector = self._model.embedder(stored).encode([wanted.query])[0]
+                hits = self._ranked(conn, wanted, stored.id, vector, pending)
+            finally:
+                if pending is not None:
+                    pending.cancel()  # a no-op once it ran; if the vector branch failed first, it never starts
+            hits = branches.with_context(conn, limit_per_document(hits, wanted.per_document, wanted.k), wanted.window,
+                                         stored.id)
+            plans = self._plans(conn, wanted, stored.id, vector) if explain else ()
+        return SearchResult(hits=hits, model=stored.label, mode=wanted.mode, plans=plans,
+                            took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def _ranked(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int, vector: np.ndarray | None,
+                pending: Future[list[SearchHit] | None] | None) -> list[SearchHit]:
+        """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``."""
+        if wanted.mode == "text" or vector is None:
+            return _text_branch(conn, wanted, model_id)
+        nearest = branches.search_vector(conn, vector, model_id, k=wanted.branch_size, since=wanted.since,
+                                         until=wanted.until, filters=wanted.filters, ef_search=wanted.ef_search,
+                                         probes=wanted.probes)
+        if wanted.mode == "vector":
+            return nearest
+        text = pending.result() if pending is not None else None
+        if text is None:  # no branch thread, or no spare connection for it
+            text = _text_branch(conn, wanted, model_id)
+        return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
+
+    def _text_elsewhere(self, wanted: SearchRequest, model_id: int) -> Future[list[SearchHit] | None] | None:
+        """The text branch started on a connection and thread of its own, when the service runs it so."""
+        if self._branches is None:
+            return None
+
+        def run() -> list[SearchHit] | None:
+            with self._connections.spare() as conn:
+                return None if conn is None else _text_branch(conn, wanted, model_id)
+        return self._branches.submit(run)
+
+    def _plans(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int,
+               vector: np.ndarray | None) -> tuple[str, ...]:
+        scope: dict[str, Any] = {"k": wanted.branch_size, "since": wanted.since, "until": wanted.until,
+                                 "filters": wanted.filters}
+        plans = []
+        if vector is not None and wanted.mode != "text":
+            plans.append(branches.explain_vector(conn, vector, model_id, ef_search=wanted.ef_search,
+                                                 probes=wanted.probes, **scope))
+        if wanted.mode != "vector":
+            plans.append(branches.explain_text(conn, wanted.query, model_id, **scope))
+        return tuple(plans)
+
+
+def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:
+    return branches.search_text(conn, wanted.query, model_id, k=wanted.branch_size, since=wanted.since,
+                                until=wanted.until, filters=wanted.filters)
