@@ -1,26 +1,25 @@
-"""The vector index of each partition, decided by the index policy from the data, and the sealing of
-days that no longer change into multi-day blocks with one index each."""
+"""The vector index of each partition, decided by the index policy from the data, the sealing of days
+that no longer change into multi-day blocks with one index each, and the checks of what search reads."""
 
 from typing import Any
 
-import psycopg
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     JsonMetadataValue,
     MaterializeResult,
-    MetadataValue,
     asset,
+    asset_check,
 )
 from pydantic import Field
 
-from assets.partitions import daily_partitions, partition_days, single_run_backfill
-from pipeline.indexing import builds, sealing
+from assets.partitions import checked_days, daily_partitions, partition_days, single_run_backfill
+from assets.reporting import check_result, dagster_metadata
 from pipeline.indexing.policy import IndexKind, IndexSettings
-from pipeline.query import evaluation
-from pipeline.storage import catalog, layout, retention
+from pipeline.ops import index_upkeep, store_checks
 from pipeline.storage.layout import LayoutSettings
 from resources import EmbedderResource, PostgresResource, RetentionResource
 
@@ -36,12 +35,8 @@ class IndexPolicyConfig(Config):
         "sealed days are merged into blocks of this many days, one vector index each (1: one partition per day)"))
     seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=1, description=(
         "a day is sealed (merged into its block) once it is older than this many days"))
-    min_recall_at_10: float = Field(default=0.95, ge=0, le=1)
-    recall_samples: int = Field(default=20, ge=1)
-    eval_queries: str | None = Field(
-        default=None, description="labelled JSONL for the retrieval check; empty = the sample set when it is loaded")
-    min_retrieval_recall_at_5: float = Field(default=0.8, ge=0, le=1,
-                                             description="the retrieval check fails below this hybrid recall@5")
+    recall_samples: int = Field(default=20, ge=1, description="stored vectors used as queries to measure a new "
+                                "index's recall@10 against an exact scan")
 
     def settings(self) -> IndexSettings:
         return IndexSettings(exact_max_rows=self.exact_max_rows, preferred=IndexKind(self.preferred),
@@ -59,118 +54,78 @@ class IndexPolicyConfig(Config):
     group_name="ingest",
     owners=["team:data-platform"],
     kinds={"postgres", "pgvector"},
-    check_specs=[
-        AssetCheckSpec("recall_at_10", asset="vector_index",
-                       description="indexed top-10 vs exact top-10 on stored vectors used as queries"),
-        AssetCheckSpec("index_valid", asset="vector_index", description="no invalid (failed) index is left"),
-        AssetCheckSpec("vectors_sane", asset="vector_index",
-                       description="no zero-length or wrong-dimension vectors (pgvector refuses NaN itself)"),
-        AssetCheckSpec("retrieval_quality", asset="vector_index",
-                       description="recall@5, MRR and nDCG@10 of hybrid and vector search on the labelled queries"),
-    ],
 )
 def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource,
-                 embedder: EmbedderResource, retention_window: RetentionResource) -> MaterializeResult:
+                 retention_window: RetentionResource) -> MaterializeResult:
     """Each partition's vector index, as the index policy decides from its row count, dimension and
     memory: an exact scan for small partitions, HNSW (m, ef_construction) or IVFFlat (lists from rows)
     above the threshold, rebuilt when invalid, stale or built for another model. First, days older than
     `seal_after_days` are sealed into blocks of `block_days` (one index per block instead of one per
     day: searches walk a few indexes, not thirty). Built with memory and parallel workers sized to fit,
-    CONCURRENTLY on live partitions; progress in the logs; recall measured."""
-    settings = config.settings()
-    pooled = postgres.settings().pgbouncer
-    today = retention_window.today()
-    outcomes, recalls, invalid, insane = [], {}, [], {}
+    CONCURRENTLY on live partitions; progress in the logs; each new index's recall measured and recorded."""
     with postgres.connect() as conn:
-        sealed = sealing.seal_days(conn, today, retention.oldest_kept_day(today, retention_window.window_days),
-                                   config.layout(), settings, log=context.log.info)
-        dim = catalog.chunks_dimension(conn)
-        stored = catalog.partitions(conn)
-        held = {p.table: p for p in (layout.holding(stored, day) for day in partition_days(context)) if p}
-        if not held:
-            context.log.info("no partition holds the run's days (nothing loaded), nothing to index")
-        for partition in held.values():
-            kept = builds.upkeep(conn, partition.table, settings, dim, recall_samples=config.recall_samples,
-                                       log=context.log.info, pooled=pooled)
-            if kept is None:
-                continue
-            outcomes.append(kept.outcome)
-            if kept.recall_at_10 is not None:
-                recalls[partition.table] = kept.recall_at_10
-            if kept.invalid_index:
-                invalid.append(kept.invalid_index)
-            if kept.insane_vectors:
-                insane[partition.table] = kept.insane_vectors
-        retrieval, measurement = _retrieval_check(context, conn, embedder, config)
-    low = {table: round(r, 3) for table, r in recalls.items() if r < config.min_recall_at_10}
-    return MaterializeResult(
-        metadata={
-            "partitions": len(outcomes),
-            "indexed_partitions": sum(1 for o in outcomes if o.index_name),
-            "exact_scan_partitions": sum(1 for o in outcomes if not o.index_name),
-            "sealed": MetadataValue.json({o.partition or "(retry next run)": list(o.merged) for o in sealed}),
-            "seal_seconds": round(sum(o.seconds for o in sealed), 3),
-            "actions": MetadataValue.json({o.partition: f"{o.plan.action.value} {o.plan.kind.value}: {o.plan.reason}"
-                                           for o in outcomes}),
-            "index_kinds": ", ".join(sorted({o.plan.kind.value for o in outcomes})) or "none",
-            "rows": sum(o.rows for o in outcomes),
-            "build_seconds": round(sum(o.build_seconds for o in outcomes), 3),
-            "index_bytes": MetadataValue.int(sum(o.size_bytes for o in outcomes)),
-            "min_recall_at_10": round(min(recalls.values()), 4) if recalls else 1.0,
-            **({RETRIEVAL_RECORD: MetadataValue.json(measurement)} if measurement else {}),
-        },
-        check_results=[
-            AssetCheckResult(check_name="recall_at_10", passed=not low,
-                             description=None if not low else f"recall@10 below {config.min_recall_at_10}: {low}",
-                             metadata={"recall_at_10": MetadataValue.json({d: round(r, 4) for d, r in recalls.items()}),
-                                       "threshold": config.min_recall_at_10}),
-            AssetCheckResult(check_name="index_valid", passed=not invalid,
-                             metadata={"invalid_indexes": MetadataValue.json(invalid)}),
-            AssetCheckResult(check_name="vectors_sane", passed=not insane,
-                             metadata={"bad_vectors_by_partition": MetadataValue.json(insane)}),
-            retrieval,
-        ],
-    )
+        report = index_upkeep.upkeep_indexes(
+            conn, partition_days(context), config.settings(), config.layout(), today=retention_window.today(),
+            window_days=retention_window.window_days, recall_samples=config.recall_samples,
+            pooled=bool(postgres.settings().pgbouncer), log=context.log.info)
+    return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 
-RETRIEVAL_RECORD = "retrieval_measurement"
+class RecallCheckConfig(Config):
+    min_recall_at_10: float = Field(default=0.95, ge=0, le=1, description="the check fails below this recall@10")
 
 
-def _retrieval_check(context: AssetExecutionContext, conn: psycopg.Connection[Any], embedder: EmbedderResource,
-                     config: IndexPolicyConfig) -> tuple[AssetCheckResult, dict[str, Any] | None]:
-    """Search quality as a user sees it, measured after the indexes changed. When nothing that search
-    reads changed since the last measurement (same store version, same labelled set and threshold),
-    that measurement is reported again, naming its run, and the model is not even loaded."""
-    chosen = evaluation.labelled_set_for(conn, config.eval_queries)
-    if chosen is None:
-        return AssetCheckResult(check_name="retrieval_quality", passed=True, description=(
-            "no labelled queries for this corpus: set eval_queries to a JSONL file (see `docvec eval`)")), None
-    queries, source = chosen
-    version = ":".join([evaluation.store_version(conn), evaluation.queries_version(queries),
-                        str(config.min_retrieval_recall_at_5)])
-    previous = _previous_measurement(context)
-    if previous is not None and previous.get("version") == version:
-        return AssetCheckResult(
-            check_name="retrieval_quality", passed=bool(previous["passed"]), description=previous["description"],
-            metadata={**previous["metadata"], "measured_in_run": previous["run_id"],
-                      "remeasured": False}), previous
-    scores = {s.mode: s for s in evaluation.evaluate(conn, embedder.get(), queries, modes=("hybrid", "vector"))}
-    hybrid = scores["hybrid"]
-    passed = hybrid.recall_at_k >= config.min_retrieval_recall_at_5
-    description = None if passed else (f"hybrid recall@5 {hybrid.recall_at_k:.3f} is below "
-                                       f"{config.min_retrieval_recall_at_5}; misses: {'; '.join(hybrid.misses)}")
-    figures = {"labelled_set": source, "queries": hybrid.queries,
-               **{f"{mode}_{name}": getattr(s, name) for mode, s in scores.items()
-                  for name in ("recall_at_k", "mrr", "ndcg_at_10")},
-               "threshold_recall_at_5": config.min_retrieval_recall_at_5}
-    record = {"version": version, "passed": passed, "description": description, "metadata": figures,
-              "run_id": context.run.run_id}
-    return AssetCheckResult(check_name="retrieval_quality", passed=passed, description=description,
-                            metadata={**figures, "measured_in_run": context.run.run_id, "remeasured": True}), record
+@asset_check(asset=vector_index, description="indexed top-10 vs exact top-10 on stored vectors used as queries")
+def recall_at_10(context: AssetCheckExecutionContext, config: RecallCheckConfig,
+                 postgres: PostgresResource) -> AssetCheckResult:
+    """The recall@10 of the index of each partition holding the run's days, as measured after its build."""
+    with postgres.connect() as conn:
+        return check_result(store_checks.recall_at_10(conn, checked_days(context), config.min_recall_at_10))
 
 
-def _previous_measurement(context: AssetExecutionContext) -> dict[str, Any] | None:
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    materialization = event.asset_materialization if event else None
-    recorded = materialization.metadata.get(RETRIEVAL_RECORD) if materialization else None
-    return recorded.value if isinstance(recorded, JsonMetadataValue) and isinstance(recorded.value, dict) else None
+@asset_check(asset=vector_index, description="no invalid (failed) index is left")
+def index_valid(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
+    """No partition holding the run's days keeps an index a failed build left invalid."""
+    with postgres.connect() as conn:
+        return check_result(store_checks.index_valid(conn, checked_days(context)))
+
+
+@asset_check(asset=vector_index, description="no zero-length or wrong-dimension vectors (pgvector refuses NaN itself)")
+def vectors_sane(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
+    """Every vector of the partitions holding the run's days has the column's dimension and a length."""
+    with postgres.connect() as conn:
+        return check_result(store_checks.vectors_sane(conn, checked_days(context)))
+
+
+class RetrievalCheckConfig(Config):
+    eval_queries: str | None = Field(
+        default=None, description="labelled JSONL for the retrieval check; empty = the sample set when it is loaded")
+    min_retrieval_recall_at_5: float = Field(default=0.8, ge=0, le=1,
+                                             description="the retrieval check fails below this hybrid recall@5")
+
+
+@asset_check(asset=vector_index,
+             description="recall@5, MRR and nDCG@10 of hybrid and vector search on the labelled queries")
+def retrieval_quality(context: AssetCheckExecutionContext, config: RetrievalCheckConfig, postgres: PostgresResource,
+                      embedder: EmbedderResource) -> AssetCheckResult:
+    """Search quality as a user sees it, after the indexes changed. When nothing search reads changed
+    since the last measurement (same store version, labelled set and threshold), that measurement is
+    reported again, naming its run, and the model is not even loaded."""
+    with postgres.connect() as conn:
+        return check_result(store_checks.retrieval_quality(
+            conn, embedder.get, config.eval_queries, config.min_retrieval_recall_at_5, run=context.run.run_id,
+            previous=_last_measurement(context)))
+
+
+def _last_measurement(context: AssetCheckExecutionContext) -> dict[str, Any] | None:
+    """The record of the last retrieval measurement this check reported (in an earlier run)."""
+    key = AssetCheckKey(vector_index.key, "retrieval_quality")
+    for record in context.instance.event_log_storage.get_asset_check_execution_history(key, limit=10):
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        recorded = evaluation.metadata.get(store_checks.RETRIEVAL_RECORD) if evaluation else None
+        if isinstance(recorded, JsonMetadataValue) and isinstance(recorded.value, dict):
+            return recorded.value
+    return None
+
+
+INDEX_CHECKS = [recall_at_10, index_valid, vectors_sane, retrieval_quality]

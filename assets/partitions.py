@@ -6,6 +6,7 @@ import datetime as dt
 import warnings
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetExecutionContext,
     BackfillPolicy,
     BetaWarning,
@@ -22,5 +23,13 @@ daily_partitions = DailyPartitionsDefinition(start_date="2026-01-01", end_offset
 single_run_backfill = BackfillPolicy.single_run()
 
 
-def partition_days(context: AssetExecutionContext) -> list[dt.date]:
+def partition_days(context: AssetExecutionContext | AssetCheckExecutionContext) -> list[dt.date]:
+    """The days of the run (one, or a range run as one)."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def checked_days(context: AssetCheckExecutionContext) -> list[dt.date] | None:
+    """The days a check answers for: the run's, when it runs with an ingest run; None (every stored
+    day) when it runs on its own."""
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    return partition_days(context) if partitioned else None

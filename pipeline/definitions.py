@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from dagster import Definitions, ExecutorDefinition, in_process_executor
 
-from assets import ALL_ASSETS, chunk_embeddings, embedding_asset
+from assets import ALL_ASSETS, ALL_CHECKS, chunk_embeddings, embedding_asset
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -27,7 +27,7 @@ from schedules import (
 
 def build_definitions(executor: ExecutorDefinition = in_process_executor,
                       embedding_op_tags: Mapping[str, str] | None = None) -> Definitions:
-    """docvec's assets, jobs, schedules, sensor and resources, run by ``executor``.
+    """docvec's assets and their checks, jobs, schedules, sensors and resources, run by ``executor``.
 
     The default runs each run in one process: the model loads once and serves every step and day of
     the run, and day-level parallelism comes from several runs at once (the run queue's
@@ -39,6 +39,7 @@ def build_definitions(executor: ExecutorDefinition = in_process_executor,
               for a in ALL_ASSETS]
     return Definitions(
         assets=assets,
+        asset_checks=ALL_CHECKS,
         jobs=[ingest_job, retention_job],
         # To run retention at another hour or zone: build_retention_schedule(cron="0 3 * * *", timezone="Europe/Paris").
         schedules=[ingest_schedule, build_retention_schedule()],

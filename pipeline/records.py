@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pipeline.lexical.bm25 import LexicalEntry, chunk_term_counts, entries
+from pipeline.lexical.bm25 import LexicalEntry
 
 # int8 vectors are not the fp32 ones: the onnx-int8 backend records its vectors under this revision suffix.
 INT8_REVISION_SUFFIX = "+int8"
@@ -134,7 +132,6 @@ class DayDocuments:
     files_seen: int
     seconds: float
     source: SourceState = SourceState()
-    files_read: bool = True  # False: the signature matched the stored day's, so no file was opened
     kept: tuple[KeptDocument, ...] = ()  # unchanged files of a changed day: not read, their chunks kept
 
 
@@ -151,6 +148,7 @@ class DayChunks:
     source: SourceState = SourceState()
     kept: tuple[KeptDocument, ...] = ()
     contextual: bool = True  # chunks carry contextual headers, to be embedded with them
+    model: ModelInfo | None = None  # the model the day is built for (an unchanged day's stored vectors are its)
 
 
 @dataclass(frozen=True)
@@ -192,24 +190,3 @@ class DayLoad:
     @property
     def rows_per_second(self) -> float:
         return self.chunks / self.copy_seconds if self.copy_seconds > 0 else 0.0
-
-
-def synthetic_day(day: dt.date, vectors: np.ndarray, model_name: str, model_revision: str,
-                  metadata: Callable[[int], dict[str, Any]] | None = None, texts: list[str] | None = None,
-                  documents: int = 100, doc_prefix: str = "synthetic") -> DayEmbeddings:
-    """A day of ready-made vectors (no files, no model run) for benchmarks and tests of the store:
-    chunk ``i`` belongs to ``{doc_prefix}-{i % documents}.md`` and has text ``texts[i]`` or a placeholder."""
-    count = min(documents, len(vectors))
-    doc_ids = [f"{doc_prefix}-{d}.md" for d in range(count)]
-    chunk_texts = [texts[i] if texts else f"synthetic chunk {i}" for i in range(len(vectors))]
-    lexical = entries([chunk_term_counts(text) for text in chunk_texts])
-    chunks = [ChunkRecord(chunk_id=f"{day:%Y%m%d}-{i}", doc_id=doc_ids[i % count], seq=i // count,
-                          text=chunk_texts[i], token_count=4, content_sha256=f"{day:%Y%m%d}{i:056x}",
-                          metadata=metadata(i) if metadata else {}, lexical=lexical[i])
-              for i in range(len(vectors))]
-    docs = [SourceDocument(doc_id=doc_id, source_uri=f"{day}/{doc_id}", ingest_date=day, text="",
-                           content_sha256=doc_id, bytes=0) for doc_id in doc_ids]
-    return DayEmbeddings(day=day, documents=docs, chunks=chunks, chunk_counts=dict(Counter(c.doc_id for c in chunks)),
-                         vectors=vectors,
-                         model_name=model_name, model_revision=model_revision, dim=int(vectors.shape[1]),
-                         embedded=len(chunks), reused=0, dead_letters=[], seconds=0.0)

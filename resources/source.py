@@ -9,6 +9,7 @@ from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, La
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.ingest.planning import ReadOptions
 from pipeline.settings import load_settings
 
 
@@ -46,6 +47,10 @@ class SourceResource(ConfigurableResource):
     def parse_limits(self) -> ParseLimits:
         return ParseLimits(seconds=self.parse_timeout_seconds, memory_mb=self.parse_memory_mb,
                            workers=self.parse_workers)
+
+    def read_options(self) -> ReadOptions:
+        """Which files of a day are read, and the limits each is read under."""
+        return ReadOptions(tuple(self.patterns), self.max_file_bytes, self.parse_limits())
 
     def url(self) -> str:
         return self.landing_dir or load_settings().landing

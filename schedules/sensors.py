@@ -16,7 +16,7 @@ from dagster import (
 
 from assets import daily_partitions
 from pipeline.errors import DocvecError
-from pipeline.ingest import landing
+from pipeline.ingest.landing import signature
 from pipeline.storage import model_lifecycle, model_registry, retention
 from resources import (
     EmbedderResource,
@@ -39,14 +39,14 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
     horizon = retention.oldest_kept_day(today, retention_window.window_days)
     first = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     try:
-        store = source.landing()
-        days = store.days()
+        landing = source.landing()
+        days = landing.days()
         requests, current = [], {}
         for day in days:
             if day < max(horizon, first) or day > today:
                 continue
             key = day.isoformat()
-            current[key] = landing.signature(store.files(day, source.patterns))
+            current[key] = signature(landing.files(day, source.patterns))
             if seen.get(key) != current[key]:
                 requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
     except DocvecError as exc:  # not there yet, unreachable, or refused: said, and tried again next tick

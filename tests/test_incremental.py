@@ -17,10 +17,16 @@ from dagster import DagsterInstance, build_sensor_context
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.ingest import landing_zone, stages
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.landing_zone import open_landing
+from pipeline.ingest.planning import DayPlan, ReadOptions, Recipe
+from pipeline.ops import ingest_steps, loading
 from pipeline.query import search
+from pipeline.records import DayLoad
 from pipeline.settings import Settings
 from pipeline.storage import layout
-from tests.conftest import SAMPLE_END, day_folder, fresh_database
+from tests.support.databases import fresh_database
+from tests.support.sample import SAMPLE_END, day_folder
 
 
 def script(settings: Settings, landing: Path, day: dt.date, *extra: str) -> subprocess.Popen[str]:
@@ -155,14 +161,16 @@ def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
         assert day_rows(conn, day) == (3, 3), day
 
 
-def _load_scanned(conn: psycopg.Connection, landing: Path, day: dt.date, embedder, config, **plan) -> tuple:
-    """One day through the engine the way the assets run it: scan (maybe without reading), plan, load."""
-    scanned = stages.scan_documents(conn, landing, day)
-    batch, fingerprint, unchanged = stages.plan_day(conn, scanned, landing, config, embedder.info, **plan)
-    chunks = stages.chunk_documents(batch, embedder.backend_tokenizer(), config,
-                                    fingerprint=fingerprint, unchanged=unchanged)
-    load = stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
-    return scanned, load
+def _load_planned(conn: psycopg.Connection, landing: Path, day: dt.date, embedder, config: ChunkingConfig, *,
+                  force: bool = False) -> tuple[DayPlan, DayLoad]:
+    """One day through the engine the way the assets run it: planned once (reading only what the plan
+    needs), then chunked, embedded and loaded as the plan says."""
+    recipe = Recipe(config, embedder.info, contextual=embedder.contextual)
+    plans = ingest_steps.read_days(conn, open_landing(str(landing)), [day], recipe, ReadOptions(), force=force).plans
+    chunks = ingest_steps.chunk_days(plans, embedder.backend_tokenizer).batches
+    embedded = ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches
+    [load] = loading.load_days(conn, embedded).loads
+    return plans[day.isoformat()], load
 
 
 def test_an_unchanged_day_is_not_read_again_but_any_real_change_is_seen(conn, migrated, tmp_path, embedder,
@@ -171,11 +179,12 @@ def test_an_unchanged_day_is_not_read_again_but_any_real_change_is_seen(conn, mi
     note = day_folder(tmp_path, day) / "kiln.md"
     note.write_text("The kiln fires at 1200 degrees for glaze.")
     (day_folder(tmp_path, day) / "other.md").write_text("An unrelated second note about bread.")
-    first, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
-    assert first.files_read and not load.unchanged
+    first, load = _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    assert first.files_read == 2 and not first.unchanged and not load.unchanged
 
-    again, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
-    assert not again.files_read and again.documents == [] and again.files_seen == 2, "signature matched: no file opened"
+    again, load = _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    assert again.unchanged and again.files_read == 0 and again.read.documents == [] and again.read.files_seen == 2, \
+        "signature matched: no file opened"
     assert load.unchanged and load.chunks == 2
 
     # Same size, modification time set back: only the change time gives it away (rsync -t, touch -d).
@@ -183,8 +192,9 @@ def test_an_unchanged_day_is_not_read_again_but_any_real_change_is_seen(conn, mi
     note.write_text("The kiln fires at 1300 degrees for glaze.")
     os.utime(note, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert note.stat().st_size == stat.st_size and note.stat().st_mtime_ns == stat.st_mtime_ns
-    edited, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
-    assert edited.files_read and not load.unchanged
+    edited, load = _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    assert not edited.unchanged and not load.unchanged
+    assert edited.files_read == 1 and [k.doc_id for k in edited.read.kept] == ["other.md"], "only the changed file read"
     assert conn.execute("SELECT text FROM chunks WHERE ingest_date = %s AND doc_id = 'kiln.md'",
                         (day,)).fetchone()[0] == "The kiln fires at 1300 degrees for glaze."
 
@@ -194,21 +204,43 @@ def test_touched_files_are_read_once_and_settings_changes_still_rebuild(conn, mi
     day = dt.date(2026, 2, 15)
     note = day_folder(tmp_path, day) / "loom.md"
     note.write_text("The loom weaves twelve rows per minute. " * 40)
-    _load_scanned(conn, tmp_path, day, embedder, chunking_config)
+    _load_planned(conn, tmp_path, day, embedder, chunking_config)
 
     os.utime(note)  # touched: new times, same bytes
-    touched, load = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
-    assert touched.files_read and load.unchanged, "read to compare contents, found equal, nothing rewritten"
-    after, _ = _load_scanned(conn, tmp_path, day, embedder, chunking_config)
-    assert not after.files_read, "the new signature was recorded"
+    touched, load = _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    assert touched.files_read == 1 and touched.unchanged and load.unchanged, \
+        "read to compare contents, found equal, nothing rewritten"
+    after, _ = _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    assert after.unchanged and after.files_read == 0, "the new signature was recorded"
 
-    # Files unchanged (not read by the scan) but the chunking settings changed: the day is read and rebuilt.
+    # Files listed as at the last load but the chunking settings changed: the day is read once and rebuilt.
     smaller = type(chunking_config)(max_seq_length=chunking_config.max_seq_length, max_tokens=64, overlap_tokens=0)
-    scanned, load = _load_scanned(conn, tmp_path, day, embedder, smaller)
-    assert not scanned.files_read and not load.unchanged
+    planned, load = _load_planned(conn, tmp_path, day, embedder, smaller)
+    assert planned.files_read == 1 and not planned.unchanged and not load.unchanged
     assert load.chunks > 1 and day_rows(conn, day) == (load.chunks, load.chunks)
-    forced, load = _load_scanned(conn, tmp_path, day, embedder, smaller, force=True)
-    assert not forced.files_read and not load.unchanged and day_rows(conn, day) == (load.chunks, load.chunks)
+    forced, load = _load_planned(conn, tmp_path, day, embedder, smaller, force=True)
+    assert forced.files_read == 1 and not forced.unchanged and not load.unchanged
+    assert day_rows(conn, day) == (load.chunks, load.chunks)
+
+
+def test_a_changed_day_under_new_settings_reads_each_file_once_and_keeps_nothing(conn, migrated, tmp_path, embedder,
+                                                                                 chunking_config) -> None:
+    """One decision: a day whose files and settings both changed is planned in one pass. Before, the
+    scan read the changed file and kept the others, then the plan found the kept chunks cut with other
+    settings and read the whole day again."""
+    day = dt.date(2026, 2, 16)
+    folder = day_folder(tmp_path, day)
+    for name in ("a.md", "b.md", "c.md"):
+        (folder / name).write_text(f"Note {name} about the weaving of {name} cloth. " * 30)
+    _load_planned(conn, tmp_path, day, embedder, chunking_config)
+    (folder / "a.md").write_text("Note a.md, rewritten, about the dyeing of wool. " * 30)
+    smaller = type(chunking_config)(max_seq_length=chunking_config.max_seq_length, max_tokens=64, overlap_tokens=0)
+    plan, load = _load_planned(conn, tmp_path, day, embedder, smaller)
+    assert plan.files_read == 3 and plan.read.kept == () and len(plan.read.documents) == 3, \
+        "each file read once, none kept: their stored chunks were cut with other settings"
+    assert not plan.unchanged and load.kept_chunks == 0 and day_rows(conn, day) == (load.chunks, load.chunks)
+    tokens = conn.execute("SELECT max(token_count) FROM chunks WHERE ingest_date = %s", (day,)).fetchone()[0]
+    assert tokens <= 64, "every chunk of the day was cut with the new settings"
 
 
 def test_an_unchanged_rerun_loads_no_model_and_reuses_the_last_measurement(migrated, embedder, sample_landing,

@@ -8,7 +8,7 @@ import pytest
 from dagster import materialize
 
 from assets import vector_index as vector_index_asset
-from benchmarks.index_benchmark import clustered
+from assets import with_checks
 from pipeline.errors import ConfigError
 from pipeline.indexing import builds
 from pipeline.indexing.policy import (
@@ -22,10 +22,10 @@ from pipeline.indexing.policy import (
     plan_index,
 )
 from pipeline.query import search
-from pipeline.records import synthetic_day
-from pipeline.storage import catalog, days, db, layout, model_registry
+from pipeline.storage import catalog, connections, days, index_measures, layout, model_registry, vector_indexes
 from resources import EmbedderResource, PostgresResource, RetentionResource
-from tests.conftest import fresh_database
+from tests.support.databases import fresh_database
+from tests.support.vectors import clustered, synthetic_day
 
 GiB = 1024**3
 SETTINGS = IndexSettings(exact_max_rows=20_000)
@@ -89,7 +89,7 @@ def indexed_db(migrated, embedder):
     vectors = clustered(ROWS, seed=11)
     batch = synthetic_day(DAY, vectors, embedder.info.name, embedder.info.revision,
                           metadata=lambda i: {"shard": str(i % 20)}, documents=400)
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         model_id = model_registry.register(conn, embedder.info).id
         days.replace_day(conn, batch, model_id)
     return isolated, model_id, vectors
@@ -104,7 +104,7 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
     settings, model_id, vectors = indexed_db
     partition = layout.partition_name(DAY)
     logs: list[str] = []
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         policy = IndexSettings(preferred=kind)  # the default policy: 25k rows get an index
         outcome = builds.maintain_partition(conn, partition, policy, log=logs.append)
         assert outcome.plan.action in (Action.CREATE, Action.REBUILD) and outcome.index_name
@@ -115,9 +115,9 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
         assert dict(existing.state.search_params) == checked_with, "the index records what its recall was checked with"
         # Search runs with exactly those parameters (it used probes = 10 whatever the index, while the
         # check measured sqrt(lists)), so the recall measured here is the recall users get.
-        served = search.SearchTuning().ann_settings(conn)
+        served = search.ann_settings(conn)
         assert (served.ef_search if kind == IndexKind.HNSW else served.probes) == next(iter(checked_with.values()))
-        recall = builds.recall_at_k(conn, partition, samples=50)
+        recall = index_measures.recall_at_k(conn, partition, samples=50)
         assert recall >= 0.95, recall
         plan = plan_text(conn, vectors, model_id)
         assert outcome.index_name in plan, "search uses the index"
@@ -139,11 +139,15 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
 
 def test_vector_index_asset_and_checks(indexed_db) -> None:
     settings, _, _ = indexed_db
-    result = materialize([vector_index_asset], partition_key=DAY.isoformat(),
-                         resources={"postgres": PostgresResource(database_url=settings.database_url),
-                                    "embedder": EmbedderResource(),
-                                    "retention_window": RetentionResource(as_of=DAY.isoformat())},
-                         run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
+
+    def run():
+        return materialize(with_checks(vector_index_asset), partition_key=DAY.isoformat(),
+                           resources={"postgres": PostgresResource(database_url=settings.database_url),
+                                      "embedder": EmbedderResource(),
+                                      "retention_window": RetentionResource(as_of=DAY.isoformat())},
+                           run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
+
+    result = run()
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"recall_at_10": True, "index_valid": True, "vectors_sane": True, "retrieval_quality": True}
@@ -153,3 +157,16 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
     meta = event.materialization.metadata
     assert meta["indexed_partitions"].value == 1 and meta["min_recall_at_10"].value >= 0.95
     assert meta["index_kinds"].value == "hnsw"
+
+    # Recall is measured once, after the build, and recorded with the index; the check reads it back.
+    partition = layout.partition_name(DAY)
+    with connections.connect(settings) as conn:
+        index = catalog.existing_vector_index(conn, partition)
+        assert index.state.recall_at_10 == meta["min_recall_at_10"].value
+        vector_indexes.record_recall(conn, index.name, 0.5)  # as if the build had come out poor
+    again = run()
+    [recall] = [c for c in again.get_asset_check_evaluations() if c.check_name == "recall_at_10"]
+    assert not recall.passed and "below 0.95" in recall.description, "the kept index is not measured again"
+    assert recall.metadata["recall_at_10"].value == {partition: 0.5}
+    [event] = again.get_asset_materialization_events()
+    assert event.materialization.metadata["actions"].value[partition].startswith("keep")

@@ -14,7 +14,7 @@ from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder
 from pipeline.storage import dead_letters, layout
-from tests.conftest import day_folder
+from tests.support.sample import day_folder
 
 
 def run_day(conn: psycopg.Connection, landing: Path, day: dt.date, embedder: Embedder, config: ChunkingConfig):

@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError, DimensionMismatchError
 from pipeline.ingest import context, landing_zone, stages
 from pipeline.query import search, search_model
 from pipeline.records import ModelInfo
-from pipeline.storage import db, model_lifecycle, model_registry
+from pipeline.storage import connections, model_lifecycle, model_registry
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -27,7 +27,8 @@ from resources import (
     SourceResource,
 )
 from schedules import embedding_model_sensor
-from tests.conftest import SAMPLE_END, fresh_database
+from tests.support.databases import fresh_database
+from tests.support.sample import SAMPLE_END
 
 DAYS = [SAMPLE_END - dt.timedelta(days=1), SAMPLE_END]
 ASSETS = [raw_documents, document_chunks, chunk_embeddings, vector_store]
@@ -64,7 +65,7 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     settings, resources = lifecycle
     for day in DAYS:
         assert _run(resources, day, "torch").success
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         fp32 = model_registry.serving(conn)
         assert fp32.label == f"{embedder.info.name}@{embedder.info.revision}"
         before = search.search(conn, search_model.serving_embedder(conn), QUERY, k=5, mode="vector")
@@ -82,10 +83,10 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     embedded = _meta(shadow_day, "chunk_embeddings")
     assert embedded["reused"] == 0 and embedded["embedded"] == embedded["chunks"] > 0, "nothing reused across models"
     assert "shadow build" in _meta(shadow_day, "vector_store")["embedding_model"]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         assert "shadow" in model_lifecycle.summary(conn) and "1/2 days built" in model_lifecycle.summary(conn)
         assert model_registry.serving(conn).id == fp32.id
-        int8 = model_registry.find(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+        int8 = model_registry.lookup(conn, embedder.info.name, f"{embedder.info.revision}+int8")
         assert model_lifecycle.coverage(conn, int8).missing_days == [DAYS[1]]
         both = conn.execute("SELECT count(DISTINCT model_id) FROM chunks WHERE ingest_date = %s", (DAYS[0],)).fetchone()
         assert both == (2,), "the day holds the served vectors and the shadow vectors side by side"
@@ -97,7 +98,7 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     last_day = _run(resources, DAYS[1], "onnx-int8")
     assert last_day.success
     assert "switched" in _meta(last_day, "vector_store")["embedding_model"]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         assert model_registry.serving(conn).id == int8.id
         served = search_model.serving_embedder(conn)
         assert served.info.revision.endswith("+int8") and served.backend == "onnx-int8"
@@ -110,9 +111,9 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     assert cli.main([*home, "model", "rollback"]) == 0
     assert "serves" in capsys.readouterr().out
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         assert model_registry.serving(conn).id == fp32.id
-        assert model_registry.find(conn, str(int8.id)).retired_at is not None
+        assert model_registry.get(conn, int8.id).retired_at is not None
         assert search.search(conn, search_model.serving_embedder(conn), QUERY, k=5, mode="vector")[0].chunk_id \
             == before[0].chunk_id
     refused = _run(resources, DAYS[1], "onnx-int8")
@@ -124,7 +125,7 @@ def test_shadow_build_switches_atomically_and_rolls_back(lifecycle, embedder, ca
     assert "serving" in table and "retired" in table and "2/2" in table
     # Undo the rollback explicitly.
     assert cli.main([*home, "model", "activate", str(int8.id)]) == 0
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         assert model_registry.serving(conn).id == int8.id
 
 
@@ -133,9 +134,10 @@ def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycl
     assert _run(resources, DAYS[0], "torch").success
     assert _run(resources, DAYS[1], "torch").success
     assert _run(resources, DAYS[0], "onnx-int8").success
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
+        int8 = model_registry.lookup(conn, embedder.info.name, f"{embedder.info.revision}+int8")
         with pytest.raises(ConfigError, match=f"1 stored days \\({DAYS[1]}\\)"):
-            model_lifecycle.activate(conn, f"{embedder.info.name}@{embedder.info.revision}+int8")
+            model_lifecycle.activate(conn, int8.id)
         with pytest.raises(ConfigError, match="no previously served"):
             model_lifecycle.rollback(conn)
         wide = ModelInfo(name="wide-model", revision="x", dim=768, max_seq_length=512, normalized=True, device="cpu")
@@ -158,7 +160,7 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
     settings = Settings(home=tmp_path / "home", database_url=scratch.database_url,
                         dagster_database_url=scratch.database_url, pgbouncer=False)
     sample_corpus.write_sample_corpus(settings.landing_dir, end=dt.date.today(), days=2)
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         for day in landing_zone.list_days(settings.landing_dir):
             chunks = stages.chunk_documents(stages.read_documents(settings.landing_dir, day),
                                            embedder.backend_tokenizer(), chunking_config)
@@ -168,7 +170,7 @@ def test_model_build_cli_embeds_the_missing_days_and_switches(migrated, embedder
     monkeypatch.setenv("DAGSTER_DATABASE_URL", settings.database_url)
     assert cli.main(["--home", str(settings.home), "model", "build", "--backend", "onnx-int8"]) == 0
     assert "embedding 2 stored days" in capsys.readouterr().out
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         serving = model_registry.serving(conn)
         assert serving.revision == f"{fp32.revision}+int8" and model_registry.previous(conn).id == fp32.id
         assert model_lifecycle.coverage(conn, serving).complete
@@ -199,11 +201,11 @@ def test_contextual_headers_are_their_own_revision_built_in_the_shadow(lifecycle
 
     for day in DAYS:
         assert run(day, False).success
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         bare = model_registry.serving(conn)
         assert not bare.contextual and not bare.revision.endswith("+ctx1")
         assert run(DAYS[0], True).success
-        headed = model_registry.find(conn, f"{bare.name}@{bare.revision}+ctx1")
+        headed = model_registry.lookup(conn, bare.name, f"{bare.revision}+ctx1")
         assert model_registry.serving(conn).id == bare.id, "still serving the bare chunks mid-build"
         rows = conn.execute("""SELECT b.text, b.context, h.text, h.context, h.metadata FROM chunks b
                                JOIN chunks h ON h.ingest_date = b.ingest_date AND h.doc_id = b.doc_id AND h.seq = b.seq

@@ -49,7 +49,7 @@ def visible(rel: str, patterns: Sequence[str]) -> bool:
     return not any(_HIDDEN.match(part) for part in parts) and any(PurePosixPath(rel).match(p) for p in patterns)
 
 
-def unchanged(file: LandingFile, stored_stamp: str | None) -> bool:
+def same_stamp(file: LandingFile, stored_stamp: str | None) -> bool:
     """Whether the file is exactly as when it was last loaded (its listing stamp is the same)."""
     return bool(stored_stamp) and file.stamp == stored_stamp and file.stamp != "unreadable"
 

@@ -37,13 +37,16 @@ def open_landing(url: str, options: StorageOptions | None = None) -> Landing:
     return RemoteLanding(f"{protocol}://{root}", fs, root, options or StorageOptions())
 
 
+# What callers outside a run may hold for a landing (tests, benchmarks, the CLI): opened once, by
+# ``as_landing``, at the edge; the engine itself passes an opened ``Landing``.
 LandingRoot = Landing | Path | str
 
 
-def as_landing(root: LandingRoot) -> Landing:
+def as_landing(landing: LandingRoot) -> Landing:
     """A landing opened with the environment's credentials, unless it already is one."""
-    return root if isinstance(root, Landing) else open_landing(str(root))
+    return landing if isinstance(landing, Landing) else open_landing(str(landing))
 
 
-def list_days(root: LandingRoot) -> list[dt.date]:
-    return as_landing(root).days()
+def list_days(landing: LandingRoot) -> list[dt.date]:
+    """The ingest days present in the landing, oldest first."""
+    return as_landing(landing).days()

@@ -1,20 +1,20 @@
-"""One ingest day through each stage: read → chunk → embed (reusing known vectors) → load."""
+"""One ingest day through each stage: read → chunk → embed (reusing known vectors) → load. What a day
+needs at all is decided before, once, by ``planning.plan_day``."""
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import hashlib
-import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
 
-from pipeline.errors import ConfigError, DatabaseSetupError
-from pipeline.ingest import context, landing, reading
+from pipeline.errors import ConfigError, StoredStateError
+from pipeline.ingest import context, planning
 from pipeline.ingest.chunking import (
     Chunk,
     ChunkingConfig,
@@ -23,9 +23,10 @@ from pipeline.ingest.chunking import (
     sha256_text,
 )
 from pipeline.ingest.embedding import Embedder, ProgressCallback
-from pipeline.ingest.landing import LandingFile
+from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS
 from pipeline.ingest.landing_zone import LandingRoot, as_landing
 from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.ingest.planning import DayPlan, ReadOptions
 from pipeline.lexical import bm25, listing
 from pipeline.records import (
     ChunkRecord,
@@ -34,141 +35,46 @@ from pipeline.records import (
     DayEmbeddings,
     DayLoad,
     DeadLetter,
-    KeptDocument,
     LinkBlock,
-    ModelInfo,
     SourceDocument,
-    SourceState,
 )
-from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
+from pipeline.storage import days, model_lifecycle, model_registry
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 
-# What a day's stored BM25 entries and list priors were computed with (pipeline/lexical): bump it when
-# tokenizing, weighting or the prior change, and every day is rebuilt on its next run (its vectors are
-# reused: the text the model sees is the same).
-LEXICAL_RECIPE = "bm25-1"
+def read_documents(landing: LandingRoot, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS,
+                   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None) -> DayDocuments:
+    """Read and validate every file of the day, whatever is stored (non-text formats parsed in workers
+    under ``limits``). An ingest run reads through ``planning.plan_day`` instead, which reads only what
+    changed."""
+    landing = as_landing(landing)
+    return planning.read_files(landing, day, landing.files(day, patterns),
+                               ReadOptions(tuple(patterns), max_file_bytes, limits))
 
 
-def read_documents(root: LandingRoot, day: dt.date, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None,
-                   files: Sequence[LandingFile] | None = None,
-                   stored: Mapping[str, tuple[str, str]] | None = None) -> DayDocuments:
-    """Read and validate the day's files (non-text formats parsed in workers under ``limits``).
-    ``files``: the day's listing, when the caller already has it. ``stored``: the day's stored
-    documents ({doc_id: (stamp, content hash)}): a file with the same stamp is kept, not read."""
-    started = time.perf_counter()
-    source = as_landing(root)
-    # Listed before reading, so a file changed while it is being read makes the next run read again.
-    listed = list(files) if files is not None else source.files(day, patterns)
-    known = stored or {}
-    kept = tuple(KeptDocument(f.rel, known[f.rel][1]) for f in listed
-                 if f.rel in known and landing.unchanged(f, known[f.rel][0]))
-    kept_ids = {k.doc_id for k in kept}
-    result = reading.read_day(source, day, [f for f in listed if f.rel not in kept_ids], max_file_bytes, limits)
-    return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
-                        files_seen=len(listed), seconds=time.perf_counter() - started, kept=kept,
-                        source=SourceState(landing.signature(listed),
-                                           content_fingerprint(result.documents, result.dead_letters, kept)))
-
-
-def scan_documents(conn: psycopg.Connection, root: LandingRoot, day: dt.date,
-                   patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-                   max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES,
-                   limits: ParseLimits | None = None) -> DayDocuments:
-    """Like ``read_documents``, but when the day's signature (from one listing) equals the one the stored
-    day was built from, open no file and carry the stored content fingerprint instead: an unchanged
-    rerun costs one listing, locally or in object storage."""
-    started = time.perf_counter()
-    source = as_landing(root)
-    files = source.files(day, patterns)
-    stored = ingest_days.stored_source(conn, day)
-    if stored is None or stored.signature != landing.signature(files):
-        # A changed day: only its changed files are read (plan_day checks the kept ones may stay).
-        return read_documents(source, day, patterns, max_file_bytes, limits, files=files,
-                              stored=days.stored_documents(conn, day))
-    return DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
-                        seconds=time.perf_counter() - started, source=stored, files_read=False)
-
-
-def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter],
-                        kept: Sequence[KeptDocument] = ()) -> str:
-    """The day's file contents and failures, order-independent (kept documents count by their stored
-    content hash, so keeping or re-reading an unchanged file gives the same fingerprint)."""
-    payload = {
-        "documents": sorted([(d.doc_id, d.content_sha256) for d in documents]
-                            + [(k.doc_id, k.content_sha256) for k in kept]),
-        "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in dead_letters),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def day_fingerprint(batch: DayDocuments, config: ChunkingConfig, model: ModelInfo,
-                    max_chunks_per_document: int | None = None) -> str:
-    """Everything a day's stored chunks depend on: its files' contents, its failures, the chunking
-    settings and the model. Equal fingerprints mean the stored day is already what a rebuild would make."""
-    payload = {
-        "content": batch.source.content_fingerprint,
-        "chunking": [config.budget, config.overlap_tokens, max_chunks_per_document],
-        "model": [model.name, model.revision, model.normalized],
-        "lexical": LEXICAL_RECIPE,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def is_unchanged(conn: psycopg.Connection, day: dt.date, fingerprint: str) -> bool:
-    return ingest_days.has_fingerprint(conn, day, fingerprint)
-
-
-def plan_day(conn: psycopg.Connection, batch: DayDocuments, root: LandingRoot, config: ChunkingConfig,
-             model: ModelInfo, *, patterns: Sequence[str] = landing.DEFAULT_PATTERNS,
-             max_file_bytes: int = landing.DEFAULT_MAX_FILE_BYTES, max_chunks_per_document: int | None = None,
-             force: bool = False, limits: ParseLimits | None = None) -> tuple[DayDocuments, str, bool]:
-    """Decide whether the day must be rebuilt: returns its documents (read now when the scan skipped
-    them but settings, model or ``force`` call for a rebuild), its fingerprint, and ``unchanged``."""
-    # Refused here, before anything is skipped as unchanged: a rolled-back model's days would be
-    # invisible to search, so a run configured with it fails whether or not it would embed anything.
-    model_lifecycle.require_buildable(conn, model.name, model.revision)
-    fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
-    if not force and is_unchanged(conn, batch.day, fingerprint):
-        return batch, fingerprint, True
-    if not batch.files_read or (batch.kept and (force or not _may_keep(conn, batch.day, config, model,
-                                                                        max_chunks_per_document))):
-        batch = read_documents(root, batch.day, patterns, max_file_bytes, limits)
-        fingerprint = day_fingerprint(batch, config, model, max_chunks_per_document)
-    return batch, fingerprint, False
-
-
-def _may_keep(conn: psycopg.Connection, day: dt.date, config: ChunkingConfig, model: ModelInfo,
-              max_chunks_per_document: int | None) -> bool:
-    """Stored chunks of unchanged files may stay only if this model made them with these settings."""
-    stored = model_registry.lookup(conn, model.name, model.revision)
-    return stored is not None and ingest_days.settings_fingerprint_matches(
-        conn, day, stored.id, lambda content: day_fingerprint(
-            DayDocuments(day, [], [], 0, 0.0, SourceState(content_fingerprint=content)), config, model,
-            max_chunks_per_document))
-
-
-def unchanged_chunks(batch: DayDocuments, fingerprint: str) -> DayChunks:
-    """An unchanged day through the chunking step: nothing to chunk, only its fingerprint carried."""
-    return DayChunks(day=batch.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[], seconds=0.0,
-                     fingerprint=fingerprint, unchanged=True, source=batch.source)
+def chunk_day(plan: DayPlan, tokenizer: Callable[[], Tokenizer]) -> DayChunks:
+    """The planned day through the chunking step: an unchanged day carries only its fingerprint and
+    model (``tokenizer`` is not even asked for); any other day is cut with its recipe."""
+    recipe = plan.recipe
+    if plan.unchanged:
+        return DayChunks(day=plan.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[], seconds=0.0,
+                         fingerprint=plan.fingerprint, unchanged=True, source=plan.read.source,
+                         contextual=recipe.contextual, model=recipe.model)
+    chunks = chunk_documents(plan.read, tokenizer(), recipe.chunking, recipe.max_chunks_per_document,
+                             fingerprint=plan.fingerprint, contextual=recipe.contextual)
+    return replace(chunks, model=recipe.model)
 
 
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
-                    unchanged: bool = False, contextual: bool = True) -> DayChunks:
-    """Chunk the day's documents; for an ``unchanged`` day only carry the fingerprint forward. Each chunk
-    gets its metadata (title, section, page), its BM25 entry and its list prior; with ``contextual``
-    also its header, which gets the room the chunk leaves (``config.reserved_tokens`` guarantees some).
-    ``contextual`` must match the embedder's (``Embedder.contextual``): the model embeds what is cut here."""
-    if unchanged:
-        return unchanged_chunks(batch, fingerprint)
+                    contextual: bool = True) -> DayChunks:
+    """Chunk the day's documents. Each chunk gets its metadata (title, section, page), its BM25 entry
+    and its list prior; with ``contextual`` also its header, which gets the room the chunk leaves
+    (``config.reserved_tokens`` guarantees some). ``contextual`` must match the embedder's
+    (``Embedder.contextual``): the model embeds what is cut here."""
     started = time.perf_counter()
-    if not batch.files_read:
-        raise ValueError(f"{batch.day}: its files were not read (signature unchanged); read them before chunking")
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config,
                                [[s.start for s in d.sections if s.heading] for d in batch.documents])
     documents, counts = [], {}
@@ -236,9 +142,12 @@ def chunk_metadata(document: SourceDocument, start: int, end: int) -> dict[str, 
     return metadata
 
 
-def unchanged_embeddings(batch: DayChunks, model: ModelInfo) -> DayEmbeddings:
+def unchanged_embeddings(batch: DayChunks) -> DayEmbeddings:
     """An unchanged day through the embedding step: no vectors, only which model its stored ones are of
     (so the model need not even be loaded)."""
+    model = batch.model
+    if model is None:
+        raise StoredStateError(f"{batch.day} was planned unchanged without the model it was built for")
     return DayEmbeddings(
         day=batch.day, documents=[], chunks=[], chunk_counts={}, vectors=np.empty((0, model.dim), dtype=np.float32),
         model_name=model.name, model_revision=model.revision, dim=model.dim, embedded=0, reused=0, dead_letters=[],
@@ -294,7 +203,7 @@ def load_embeddings(conn: psycopg.Connection, batch: DayEmbeddings) -> DayLoad:
     """Swap the day in, or, for an unchanged day, leave the stored one exactly as it is."""
     stored = model_registry.lookup(conn, batch.model_name, batch.model_revision)
     if stored is None:
-        raise DatabaseSetupError(
+        raise StoredStateError(
             f"embedding model {batch.model_name}@{batch.model_revision} is not registered: re-run the embedding step")
     if batch.unchanged:
         return days.unchanged_day(conn, batch.day, stored.id, batch.source)

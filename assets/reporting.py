@@ -1,0 +1,46 @@
+"""Engine reports as Dagster shows them: metadata values, check results, and refusals that no retry
+can get past."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue
+
+from pipeline.errors import ConfigError
+from pipeline.ops.reports import CheckOutcome, Markdown
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Markdown):
+        return MetadataValue.md(value)
+    if isinstance(value, dict | list):
+        return MetadataValue.json(value)
+    if isinstance(value, bool):  # before int: a bool is an int to Python
+        return MetadataValue.bool(value)
+    if isinstance(value, int):
+        return MetadataValue.int(value)
+    return value  # floats and text: Dagster's own kinds for them
+
+
+def dagster_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A report's plain values as Dagster metadata: Markdown rendered, dicts and lists as JSON."""
+    return {key: _value(value) for key, value in values.items()}
+
+
+def check_result(outcome: CheckOutcome, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    """An engine check's outcome as the result of the ``@asset_check`` that asked for it."""
+    return AssetCheckResult(passed=outcome.passed, severity=severity, description=outcome.description,
+                            metadata=dagster_metadata(outcome.metadata))
+
+
+@contextmanager
+def refused_as_failure() -> Iterator[None]:
+    """A ``ConfigError`` (a setting or a request that cannot be carried out as asked) fails the step
+    with its message, without the retries that would only fail the same way."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc

@@ -1,0 +1,161 @@
+"""The one decision about an ingest day: is what is stored already what a rebuild would make?
+
+A day's stored chunks depend on its files (their contents and failures) and on a ``Recipe`` (the
+chunking settings and the model). ``plan_day`` decides, once per day and only here, whether the stored
+day stands (``unchanged``: nothing to chunk, embed or rewrite) or what a rebuild starts from, opening no
+file it need not:
+
+- the listing's signature (names and stamps) equals the stored day's, and the stored contents under
+  this recipe give the stored fingerprint: unchanged, and no file is opened;
+- otherwise the files are read, each once (only those whose stamp changed, when this model's stored
+  chunks of the others were cut with this recipe), and the day is still unchanged when its contents
+  under this recipe give the stored fingerprint (files touched or copied, the same bytes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from pipeline.ingest import reading
+from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest.context import HEADER_TOKENS
+from pipeline.ingest.landing import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_PATTERNS,
+    Landing,
+    LandingFile,
+    same_stamp,
+    signature,
+)
+from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.records import DayDocuments, DeadLetter, KeptDocument, ModelInfo, SourceDocument, SourceState
+from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
+
+# What a day's stored BM25 entries and list priors were computed with (pipeline/lexical): bump it when
+# tokenizing, weighting or the prior change, and every day is rebuilt on its next run (its vectors are
+# reused: the text the model sees is the same).
+LEXICAL_RECIPE = "bm25-1"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Which files of a day folder are read, and the limits each is read under."""
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    limits: ParseLimits | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a day's stored chunks depend on besides its files: how they are cut (``chunking``,
+    ``max_chunks_per_document``; with a contextual header when ``contextual``) and which model embeds
+    them. Equal recipes over equal contents make equal days."""
+    chunking: ChunkingConfig
+    model: ModelInfo
+    max_chunks_per_document: int | None = None
+    contextual: bool = True
+
+    @classmethod
+    def of(cls, model: ModelInfo, *, contextual: bool = True, overlap_tokens: int = 32, max_tokens: int | None = None,
+           max_chunks_per_document: int | None = None) -> Recipe:
+        """The recipe for ``model`` with these settings: each chunk leaves room for its header when
+        ``contextual`` (the header is embedded with it, within the model's limit)."""
+        chunking = ChunkingConfig(max_seq_length=model.max_seq_length, max_tokens=max_tokens,
+                                  overlap_tokens=overlap_tokens, reserved_tokens=HEADER_TOKENS if contextual else 0)
+        return cls(chunking, model, max_chunks_per_document, contextual)
+
+    def fingerprint(self, content_fingerprint: str) -> str:
+        """The fingerprint of a day whose files give ``content_fingerprint``, built with this recipe.
+        (The model's revision names whether chunks carry headers, so ``contextual`` is not repeated.)"""
+        payload = {
+            "content": content_fingerprint,
+            "chunking": [self.chunking.budget, self.chunking.overlap_tokens, self.max_chunks_per_document],
+            "model": [self.model.name, self.model.revision, self.model.normalized],
+            "lexical": LEXICAL_RECIPE,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """One ingest day as ``plan_day`` decided it: ``unchanged`` (the stored day stands; ``read`` holds
+    no document to use) or to be rebuilt from ``read`` (its documents, its dead letters, and the kept
+    documents whose stored chunks stay) with ``recipe``, into a day recorded under ``fingerprint``."""
+    read: DayDocuments
+    recipe: Recipe
+    fingerprint: str
+    unchanged: bool
+    files_read: int  # files opened to decide: 0 when the listing alone showed the day unchanged
+
+    @property
+    def day(self) -> dt.date:
+        return self.read.day
+
+
+def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter],
+                        kept: Sequence[KeptDocument] = ()) -> str:
+    """The day's file contents and failures, order-independent (kept documents count by their stored
+    content hash, so keeping or re-reading an unchanged file gives the same fingerprint)."""
+    payload = {
+        "documents": sorted([(d.doc_id, d.content_sha256) for d in documents]
+                            + [(k.doc_id, k.content_sha256) for k in kept]),
+        "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in dead_letters),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def read_files(landing: Landing, day: dt.date, files: Sequence[LandingFile], options: ReadOptions = ReadOptions(),
+               stored: Mapping[str, tuple[str, str]] | None = None) -> DayDocuments:
+    """Read the listed ``files`` of the day, except those ``stored`` ({doc_id: (stamp, content hash)})
+    with the same stamp: those are kept, not read."""
+    started = time.perf_counter()
+    known = stored or {}
+    kept = tuple(KeptDocument(f.rel, known[f.rel][1]) for f in files
+                 if f.rel in known and same_stamp(f, known[f.rel][0]))
+    kept_ids = {k.doc_id for k in kept}
+    result = reading.read_day(landing, day, [f for f in files if f.rel not in kept_ids], options.max_file_bytes,
+                              options.limits)
+    return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
+                        files_seen=len(files), seconds=time.perf_counter() - started, kept=kept,
+                        source=SourceState(signature(files),
+                                           content_fingerprint(result.documents, result.dead_letters, kept)))
+
+
+def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: Recipe,
+             options: ReadOptions = ReadOptions(), *, force: bool = False) -> DayPlan:
+    """Decide what the day needs (see the module's docstring); ``force`` rebuilds it from every file
+    whatever is stored."""
+    # Refused before anything is skipped as unchanged: a rolled-back model's days would be invisible
+    # to search, so a run configured with it fails whether or not it would embed anything.
+    model_lifecycle.require_buildable(conn, recipe.model.name, recipe.model.revision)
+    started = time.perf_counter()
+    # Listed before reading, so a file changed while it is being read makes the next run read it again.
+    files = landing.files(day, options.patterns)
+    stored = ingest_days.stored_source(conn, day)
+    listed_alike = stored is not None and stored.signature == signature(files)
+    if stored is not None and listed_alike and not force:
+        fingerprint = recipe.fingerprint(stored.content_fingerprint)
+        if ingest_days.has_fingerprint(conn, day, fingerprint):
+            read = DayDocuments(day=day, documents=[], dead_letters=[], files_seen=len(files),
+                                seconds=time.perf_counter() - started, source=stored)
+            return DayPlan(read, recipe, fingerprint, unchanged=True, files_read=0)
+    # Listed alike but built otherwise (settings, model): every file is read, as for a forced rebuild.
+    keep = not force and not listed_alike and _may_keep(conn, day, recipe)
+    read = read_files(landing, day, files, options, days.stored_documents(conn, day) if keep else None)
+    fingerprint = recipe.fingerprint(read.source.content_fingerprint)
+    unchanged = not force and ingest_days.has_fingerprint(conn, day, fingerprint)
+    return DayPlan(read, recipe, fingerprint, unchanged, files_read=len(files) - len(read.kept))
+
+
+def _may_keep(conn: psycopg.Connection, day: dt.date, recipe: Recipe) -> bool:
+    """Stored chunks of unchanged files may stay only if this model made them with this recipe."""
+    stored = model_registry.lookup(conn, recipe.model.name, recipe.model.revision)
+    recorded = ingest_days.recorded_fingerprints(conn, day, stored.id) if stored else None
+    return recorded is not None and recorded.fingerprint == recipe.fingerprint(recorded.content_fingerprint)
