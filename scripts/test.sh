@@ -1,11 +1,38 @@
 #!/usr/bin/env bash
-# README command 2 (and CI): install if needed, then the whole test suite twice: against the embedded
-# PostgreSQL, then against a separate TCP server with password auth standing in for a user's own
-# (DATABASE_URL), both with the real bundled model. Fails when no test ran (pytest exit code 5).
-#   DOCVEC_TEST_DATABASE_URL=postgresql://superuser:pw@host/db  one pass against that server instead
+# README command 2 (and CI): install if needed, static checks, then the test suite in two passes, both
+# with the real bundled model: every test against the embedded PostgreSQL, then the tests that talk to
+# a database (marker `database`) again against a separate TCP server with password auth standing in for
+# a user's own (DATABASE_URL). Fails when no test ran (pytest exit code 5).
+#   --fast                                                       the fast tier: static checks, then the tests
+#                                                                that need neither PostgreSQL nor the model
+#   DOCVEC_TEST_DATABASE_URL=postgresql://superuser:pw@host/db   one pass against that server instead
 #   DOCVEC_TEST_EXTERNAL=0                                       skip the second pass
+# Other arguments go to pytest (a -m expression is combined with each pass's own).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+
+# Markers (pyproject.toml, tests/support/tiers.py): what each test needs.
+FAST_TIER="not database and not model and not browser and not slow and not benchmark"
+SECOND_PASS="database and not benchmark"  # pure tests and benchmark smoke runs need no second server
+
+fast=0
+marks=""
+selected=0  # whether the arguments pick some tests (-m, -k, paths) rather than only set options
+pytest_args=()
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --fast) fast=1 ;;
+    -m) marks="$2"; selected=1; shift ;;
+    -m?*) marks="${1#-m}"; selected=1 ;;
+    -k*) selected=1; pytest_args+=("$1") ;;
+    *) [ ! -e "${1%%::*}" ] || selected=1; pytest_args+=("$1") ;;
+  esac
+  shift
+done
+# The user's -m expression (if any) and a pass's own, both applying.
+marked() {
+  if [ -n "$marks" ] && [ -n "$1" ]; then echo "($marks) and ($1)"; else echo "${marks:-$1}"; fi
+}
 
 # Debian packages some tests drive: headless Chromium (web UI; printing real pages to PDF), PgBouncer
 # (transaction pooling), Redis (the Celery broker of tests/test_celery.py), pandoc and qpdf (real
@@ -47,20 +74,42 @@ run_pytest() {
   return "$code"
 }
 
+if [ "$fast" = 1 ]; then
+  echo "==> the fast tier: tests that need neither PostgreSQL nor the model"
+  run_pytest -m "$(marked "$FAST_TIER")" ${pytest_args[@]+"${pytest_args[@]}"}
+  exit $?
+fi
+
+all_marks=()
+[ -z "$marks" ] || all_marks=(-m "$marks")
+
 if [ -n "${DOCVEC_TEST_DATABASE_URL:-}" ]; then
   echo "==> tests against DOCVEC_TEST_DATABASE_URL"
-  run_pytest "$@"
+  run_pytest ${all_marks[@]+"${all_marks[@]}"} ${pytest_args[@]+"${pytest_args[@]}"}
   exit $?
 fi
 
 echo "==> tests against the embedded PostgreSQL"
-run_pytest "$@"
+run_pytest ${all_marks[@]+"${all_marks[@]}"} ${pytest_args[@]+"${pytest_args[@]}"}
 
 if [ "${DOCVEC_TEST_EXTERNAL:-1}" != 0 ]; then
-  echo "==> the same tests against a separate TCP PostgreSQL (password auth), as DATABASE_URL"
+  echo "==> the tests that talk to a database, against a separate TCP PostgreSQL (password auth), as DATABASE_URL"
   external_dir="$(mktemp -d)"
-  trap 'python -m tests.pg_cluster stop "$external_dir/data" >/dev/null 2>&1 || true; rm -rf "$external_dir"' EXIT
-  DOCVEC_TEST_DATABASE_URL="$(python -m tests.pg_cluster start "$external_dir/data" 2>/dev/null)"
+  trap 'python -m tests.support.pg_cluster stop "$external_dir/data" >/dev/null 2>&1 || true; rm -rf "$external_dir"' EXIT
+  DOCVEC_TEST_DATABASE_URL="$(python -m tests.support.pg_cluster start "$external_dir/data" 2>/dev/null)"
   export DOCVEC_TEST_DATABASE_URL
-  run_pytest "$@"
+  set +e
+  python -m pytest -m "$(marked "$SECOND_PASS")" ${pytest_args[@]+"${pytest_args[@]}"}
+  code=$?
+  set -e
+  # A selection of the user's with no database test in it has nothing to run twice; the whole suite
+  # with none means the markers broke: that fails.
+  if [ "$code" -eq 5 ] && [ "$selected" = 1 ]; then
+    echo "scripts/test.sh: nothing in this selection talks to a database: no second pass"
+    code=0
+  elif [ "$code" -eq 5 ]; then
+    echo "scripts/test.sh: the second pass collected no tests: failing on purpose" >&2
+    code=1
+  fi
+  exit "$code"
 fi

@@ -16,16 +16,16 @@ import numpy as np
 from pipeline.ingest import stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import load_embedder
-from pipeline.records import synthetic_day
 from pipeline.settings import load_settings
-from pipeline.storage import days, db, model_registry
+from pipeline.storage import connections, days, model_registry
+from tests.support.vectors import synthetic_day
 
 
 def main(argv: list[str]) -> int:
     home, landing, day = Path(argv[0]), Path(argv[1]), dt.date.fromisoformat(argv[2])
     settings = load_settings(home=home)
     embedder = load_embedder()
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         if len(argv) > 4 and argv[3] == "--synthetic-rows":
             rows = int(argv[4])
             vectors = np.random.default_rng(0).standard_normal((rows, embedder.info.dim)).astype(np.float32)

@@ -11,7 +11,7 @@ import sys
 
 from dagster import DagsterInstance, materialize
 
-from assets import ALL_ASSETS
+from assets import ALL_ASSETS, with_checks
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 
 HEAVY = ("torch", "sentence_transformers", "transformers")
@@ -19,7 +19,7 @@ HEAVY = ("torch", "sentence_transformers", "transformers")
 
 def main(argv: list[str]) -> int:
     url, landing, first, last, as_of = argv
-    ingest = [a for a in ALL_ASSETS if a.group_names_by_key and "ingest" in a.group_names_by_key.values()]
+    ingest = with_checks(*(a for a in ALL_ASSETS if a.group_names_by_key and "ingest" in a.group_names_by_key.values()))
     with DagsterInstance.get() as instance:
         result = materialize(
             ingest, instance=instance,

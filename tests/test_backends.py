@@ -19,6 +19,10 @@ TEXTS = [
 ] + [q["query"] for q in sample_corpus.labelled_queries()]
 
 
+# Every test here constructs an Embedder (the ones without the embedder fixture too).
+pytestmark = pytest.mark.model
+
+
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("onnx_models")

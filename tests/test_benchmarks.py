@@ -1,14 +1,28 @@
 """The benchmark scripts start from nothing as a newcomer runs them: a fresh home gets its embedded
-server; an unreachable server is one line saying what to do, never a traceback."""
+server; an unreachable server is one line saying what to do, never a traceback. And none rots: every
+benchmark the README lists runs here at its smoke size (``--smoke``: its own code path on tiny data) and
+must print the figures it exists for, each of which must parse."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from pipeline.cli.envfile import PROJECT_ROOT
+from pipeline.settings import Settings
+from pipeline.storage import admin, urls
 from pipeline.storage.embedded_server import stop_embedded_server
+from tests.support import corpora
 
 
 def _benchmark(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -16,6 +30,7 @@ def _benchmark(args: list[str], env: dict[str, str]) -> subprocess.CompletedProc
                           timeout=600, check=False)
 
 
+@pytest.mark.database  # starts an embedded server of its own, in a subprocess
 def test_a_benchmark_on_a_fresh_home_starts_the_embedded_server(tmp_path) -> None:
     home = tmp_path / "fresh"
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "DAGSTER_DATABASE_URL")}
@@ -37,3 +52,136 @@ def test_an_unreachable_server_is_one_line(tmp_path) -> None:
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("copy_benchmark: cannot reach PostgreSQL at postgresql://nobody@127.0.0.1:1"), lines
     assert "docvec up" in done.stderr
+
+
+NUMBER = r"([-+]?[\d,]*\.?\d+)"  # one figure: 12, 1,200, 0.983, +0.012
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """How one README benchmark is checked at smoke size: the lines its output must hold (each ``{n}``
+    a figure that must parse), extra arguments, what it needs from the machine (a callable that raises
+    ``CorpusUnavailable`` when that cannot be installed), whether its subprocess loads the model, and
+    the benchmark run right after it on what it left (``--reuse``)."""
+    lines: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    needs: Callable[[], object] | None = None
+    model: bool = False
+    then: str | None = None
+
+
+def _formats_corpus() -> None:
+    """What formats_benchmark builds its files with: the Python documentation, pandoc, Chromium and
+    readxl's workbooks (each installed when missing, as root)."""
+    corpora.python_docs()
+    corpora.tool("pandoc", "pandoc")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        corpora.tool("chromium", "chromium")
+    with tempfile.TemporaryDirectory() as probe:
+        corpora.readxl_workbook("datasets.xlsx", Path(probe) / "datasets.xlsx")
+
+
+SMOKE: dict[str, Smoke] = {
+    "copy_benchmark": Smoke((r"^ratio COPY / executemany:\s+{n}x", r"^ratio COPY / per-row INSERT:\s+{n}x",
+                             r"^COPY vectors alone:\s+{n} rows/s")),
+    "retention_benchmark": Smoke((r"^ratio 10N/N, DETACH\+DROP:\s+{n}", r"^ratio 10N/N, DELETE\+VACUUM:\s+{n}",
+                                  r"^DELETE\+VACUUM / DROP at 10N:\s+{n}x")),
+    "incremental_benchmark": Smoke((r"^  unchanged rerun\s+{n}\s+0\s+0\s+{n} of {n}",
+                                    r"^  unchanged rerun speed-up: {n}x",
+                                    r"^Dagster's own per-run cost on the unchanged rerun: {n} s",
+                                    r"^one-day-changed rerun embedded {n} chunks through Dagster and {n} alone"),
+                                   model=True),
+    "rerun_benchmark": Smoke((r"^  first run\s+{n}s\s+{n}s\s+{n}\s+{n}\s+0 of {n}",
+                              r"^  unchanged rerun\s+{n}s\s+{n}s\s+{n}\s+0\s+{n} of {n}",
+                              r"^  unchanged rerun: {n}x shorter as the UI shows runs .* whole command {n}x"),
+                             needs=corpora.python_docs, model=True),
+    "index_benchmark": Smoke((*(rf"^\s+{{n}} {method}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}$"
+                                for method in ("exact", "ivfflat", "hnsw")),
+                              r"^layout: .* build {n} s .* recall@10 {n}, p50 {n} ms, p99 {n} ms")),
+    "layout_benchmark": Smoke((r"^per-day .* index builds\s+{n} s .* recall@10 {n}",
+                               r"^sealed .* sealing\s+{n} s .* recall@10 {n}",
+                               r"^next day\s+load \+ index {n} s; sealing {n} s .*; retention {n} s",
+                               r"^after .* p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}")),
+    "concurrency_benchmark": Smoke((r"^idle\s+{n}\s+{n}\s+0\s+", r"^loading a [\d,]+-row day\s+{n}\s+{n}\s+0\s+",
+                                    r"^HNSW build, [\d,]+-row day \(CONCURRENTLY\)\s+{n}\s+{n}\s+0\s+",
+                                    r"^retention dropping the oldest day\s+{n}\s+{n}\s+0\s+")),
+    "embedding_benchmark": Smoke((r"^   raw model\.encode\s+{n} chunks/s", r"^   Dagster materialization\s+{n} chunks/s",
+                                  r"^   ratio {n} \(target >= 0\.85\)", r"^   torch\s+{n} chunks/s\s+{n}x\s+cosine mean {n}",
+                                  r"RSS after loading the model {n} MiB, .* peak {n} MiB"), model=True),
+    "formats_benchmark": Smoke((r"^  pdf    docvec \(pypdfium2\)\s+{n}\s+{n}\s+{n}\s+{n}\s+-$",
+                                r"^  html   docvec \(trafilatura\)\s+{n}\s+{n}\s+{n}\s+{n}",
+                                r"^  parsing / embedding: {n}x"), needs=_formats_corpus, model=True),
+    "object_storage_benchmark": Smoke((r"^  first ingest\s+{n}\s+1\s+{n}\s+0\s+",
+                                       r"^  unchanged rerun\s+{n}\s+1\s+0\s+0\s+unchanged",
+                                       r"^  rerun, 1 object edited\s+{n}\s+1\s+1\s+0\s+1 read"), model=True),
+    "retrieval_benchmark": Smoke((r"^docvec\s+hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
+                                  r"^peer \(256-token windows\) hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
+                                  r"^docvec hybrid - peer hybrid: MRR@10 {n}, hit@1 {n}"),
+                                 args=("--reuse",), needs=corpora.python_eval_pages, model=True,
+                                 then="retrieval_sweep"),
+    "retrieval_sweep": Smoke((r"vector alone \(exact\): MRR@10 {n}, hit@1 {n}", r"^BM25 k1\s+0\.9\s+{n}\s+{n}\s+{n}$",
+                              r"^fusion\s+rrf/chunk\s+{n}\s+{n}$"), model=True),
+    "hybrid_benchmark": Smoke((r"^\s+{n}\s+{n}\s+{n} hybrid\s+{n}\s+{n}\s+{n}",
+                               r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
+    "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
+                                   for mode in ("vector", "text", "hybrid")), model=True),
+}
+# Run by the benchmark before them (``then``), not on their own.
+FOLLOWERS = {smoke.then for smoke in SMOKE.values() if smoke.then}
+# What a benchmark run with ``--reuse`` keeps on the server (retrieval_benchmark: its docvec variant).
+KEPT_DATABASES = {"retrieval_benchmark": ("docvec_bench_retrieval_0",)}
+
+
+def readme_benchmarks() -> set[str]:
+    return set(re.findall(r"python -m benchmarks\.(\w+)", (PROJECT_ROOT / "README.md").read_text()))
+
+
+def test_every_benchmark_the_readme_lists_has_a_smoke_run() -> None:
+    assert readme_benchmarks() == set(SMOKE)
+
+
+def figures(output: str, line: str) -> list[float]:
+    """The figures of the first output line matching ``line`` (``{n}``: a number); fails when none does."""
+    found = re.search(line.replace("{n}", NUMBER), output, re.M)
+    assert found, f"no line matching {line!r} in:\n{output[-3000:]}"
+    return [float(group.replace(",", "")) for group in found.groups()]
+
+
+def _smoke_run(name: str, smoke: Smoke) -> float:
+    """Run the benchmark at smoke size; check its exit, its figures; its seconds."""
+    started = time.perf_counter()
+    done = _benchmark([f"benchmarks.{name}", "--smoke", *smoke.args], dict(os.environ))
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    for line in smoke.lines:
+        figures(done.stdout, line)
+    return seconds
+
+
+@pytest.fixture
+def server(settings: Settings) -> Settings:
+    """The session's server, running before a benchmark's subprocess looks for it."""
+    urls.server_url(settings)
+    return settings
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.model] if smoke.model else [])
+                                  for name, smoke in SMOKE.items() if name not in FOLLOWERS])
+def test_the_benchmark_runs_at_smoke_size_and_prints_its_figures(name: str, server: Settings) -> None:
+    smoke = SMOKE[name]
+    if smoke.needs is not None:
+        try:
+            smoke.needs()
+        except corpora.CorpusUnavailable as missing:
+            pytest.skip(f"{name} needs what this machine lacks and cannot install: {missing}")
+    timings = []
+    try:
+        for benchmark in (name, smoke.then) if smoke.then else (name,):
+            timings.append(f"{benchmark} {_smoke_run(benchmark, SMOKE[benchmark]):.1f} s")
+    finally:
+        if "--reuse" in smoke.args:  # the databases it kept for the run after it
+            for kept in KEPT_DATABASES.get(name, ()):
+                admin.drop_database(server, kept)
+    print("smoke:", ", ".join(timings))

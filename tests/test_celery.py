@@ -1,6 +1,6 @@
 """docvec on a real distributed engine: Dagster's Celery executor with a Redis broker, the code locations
 and run config under deploy/celery, two or three worker processes on this machine, runs launched with
-``dagster asset materialize`` as a user or a backfill would. Steps travel through Redis; per-day batches
+an in-process materialization as a user (`dg launch`) or a backfill would. Steps travel through Redis; per-day batches
 through DOCVEC_HOME, as on shared storage."""
 
 from __future__ import annotations
@@ -14,19 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.celery_cluster import RedisServer, Worker, materialize, redis_binary, run_config, start_worker
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.query import search
 from pipeline.sample_corpus import write_sample_corpus
 from pipeline.settings import Settings
-from pipeline.storage import db
-from tests.conftest import fresh_database
+from pipeline.storage import connections
+from tests.support.celery_cluster import RedisServer, Worker, materialize, redis_binary, run_config, start_worker
+from tests.support.databases import fresh_database
 
 pytestmark = pytest.mark.slow
 
 DAYS = [dt.date.today() - dt.timedelta(days=back) for back in (18, 17, 16)]  # inside the retention window
 RANGE = f"{DAYS[0]}...{DAYS[-1]}"
-STEPS = {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "vector_index"}
+STEPS = {"raw_documents", "document_chunks", "chunk_embeddings", "vector_store", "vector_index",
+         # the assets' checks, each a step of its own
+         "vector_store_day_rows_match", "vector_store_no_open_dead_letters", "vector_index_recall_at_10",
+         "vector_index_index_valid", "vector_index_vectors_sane", "vector_index_retrieval_quality"}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ class Cluster:
             worker.stop()
 
     def chunk_counts(self) -> dict[dt.date, tuple[int, int]]:
-        with db.connect(self.settings) as conn:
+        with connections.connect(self.settings) as conn:
             rows = conn.execute("SELECT ingest_date, count(*), count(DISTINCT chunk_id) FROM chunks "
                                 "GROUP BY 1 ORDER BY 1").fetchall()
         return {day: (total, distinct) for day, total, distinct in rows}
@@ -90,7 +93,7 @@ def assert_loaded_once(cluster: Cluster, embedder) -> None:
     assert sorted(counts) == DAYS, counts
     for day, (total, distinct) in counts.items():
         assert total == distinct > 0, (day, total, distinct)  # no chunk twice
-    with db.connect(cluster.settings) as conn:
+    with connections.connect(cluster.settings) as conn:
         for day in DAYS:
             files = {p.relative_to(cluster.landing / day.isoformat()).as_posix()
                      for p in (cluster.landing / day.isoformat()).rglob("*") if p.is_file()}

@@ -23,9 +23,11 @@ ADVERSARIAL = {
 }
 
 
-@pytest.fixture(scope="module")
-def tokenizer(embedder: Embedder):
-    return embedder.backend_tokenizer()
+def test_the_fast_tiers_tokenizer_and_length_are_the_models_own(tokenizer, chunking_config, embedder: Embedder) -> None:
+    """The ``tokenizer`` and ``chunking_config`` fixtures read the model's files without loading it: they
+    must be exactly what the loaded model gives, or the chunking tests below would test something else."""
+    assert tokenizer.to_str() == embedder.backend_tokenizer().to_str()
+    assert chunking_config.max_seq_length == embedder.info.max_seq_length
 
 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
@@ -52,14 +54,14 @@ def test_chunks_cover_the_whole_text(name: str, tokenizer, chunking_config) -> N
     assert uncovered.strip() == "", f"text outside every chunk: {uncovered[:80]!r}"
 
 
-def test_overlap_shares_text_between_neighbours(tokenizer, embedder: Embedder) -> None:
-    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, overlap_tokens=24)
+def test_overlap_shares_text_between_neighbours(tokenizer, chunking_config) -> None:
+    config = ChunkingConfig(max_seq_length=chunking_config.max_seq_length, overlap_tokens=24)
     [chunks] = chunk_texts([ADVERSARIAL["prose"]], tokenizer, config)
     assert len(chunks) > 2
     for left, right in itertools.pairwise(chunks):
         assert right.char_start < left.char_end, "consecutive chunks overlap"
     [plain] = chunk_texts([ADVERSARIAL["prose"]], tokenizer,
-                          ChunkingConfig(max_seq_length=embedder.info.max_seq_length, overlap_tokens=0))
+                          ChunkingConfig(max_seq_length=chunking_config.max_seq_length, overlap_tokens=0))
     for left, right in itertools.pairwise(plain):
         assert right.char_start >= left.char_end
 
@@ -71,8 +73,8 @@ def test_prefers_paragraph_and_sentence_boundaries(tokenizer, chunking_config) -
         assert chunk.text.rstrip().endswith("."), chunk.text[-40:]
 
 
-def test_max_tokens_caps_below_the_model(tokenizer, embedder: Embedder) -> None:
-    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, max_tokens=64, overlap_tokens=8)
+def test_max_tokens_caps_below_the_model(tokenizer, chunking_config) -> None:
+    config = ChunkingConfig(max_seq_length=chunking_config.max_seq_length, max_tokens=64, overlap_tokens=8)
     [chunks] = chunk_texts([ADVERSARIAL["prose"]], tokenizer, config)
     assert max(c.token_count for c in chunks) <= 64
     assert len(chunks) > 10

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import psycopg
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.storage import layout
-from tests.conftest import SAMPLE_END
+from pipeline.storage import connections, layout
+from tests.support.fresh_process import run_light
+from tests.support.sample import SAMPLE_END
 
 
 def test_search_prints_ranked_results(migrated, capsys, loaded_sample) -> None:
@@ -33,21 +31,11 @@ def test_search_json_with_filter(migrated, capsys, loaded_sample) -> None:
 def test_text_search_never_loads_the_model(migrated, loaded_sample) -> None:
     """Text mode reads stored rows only: in a fresh process it imports neither torch nor
     sentence-transformers (each costs seconds), yet finds the document."""
-    probe = (
-        "import sys\n"
-        "from pipeline.cli.main import main\n"
-        f"code = main(['--home', {str(migrated.home)!r}, 'search', '--mode', 'text', 'container ship Suez canal',"
-        " '-k', '3'])\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
-        "sys.exit(code)\n"
-    )
-    env = {**os.environ, "DOCVEC_HOME": str(migrated.home)}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120,
-                            check=False)
-    assert result.returncode == 0, result.stderr
-    assert "shipping/suez-blockage.txt" in result.stdout and "text " in result.stdout
-    assert "HEAVY []" in result.stdout, result.stdout
+    out = run_light("import sys\n"
+                    "from pipeline.cli.main import main\n"
+                    "code = main(['search', '--mode', 'text', 'container ship Suez canal', '-k', '3'])\n"
+                    "assert code == 0, code\n", migrated.home)
+    assert "shipping/suez-blockage.txt" in out and "text " in out
 
 
 def test_bad_filter_is_a_clear_error(migrated, capsys) -> None:
@@ -62,7 +50,7 @@ def test_migrate_sql(migrated, capsys) -> None:
 
 
 def test_status_reports_each_loaded_day(migrated, capsys, loaded_sample) -> None:
-    from tests.conftest import SAMPLE_END
+    from tests.support.sample import SAMPLE_END
 
     assert main(["--home", str(migrated.home), "status", "--today", str(SAMPLE_END)]) == 0
     out = capsys.readouterr().out
@@ -91,10 +79,9 @@ def test_doctor_reports_server_data_settings_and_statements(migrated, capsys, lo
 
 def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_sample) -> None:
     from pipeline.ops import doctor
-    from pipeline.storage import db
 
     partition = layout.partition_name(SAMPLE_END)
-    with db.connect(migrated) as conn:
+    with connections.connect(migrated) as conn:
         conn.execute("SET work_mem = '1MB'")
         # A unique index over duplicate values fails mid-build and, built CONCURRENTLY, stays behind INVALID.
         with pytest.raises(psycopg.errors.UniqueViolation):

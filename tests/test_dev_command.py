@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.envfile import PROJECT_ROOT
-from tests.browser import free_port, serves
-from tests.conftest import fresh_database
+from tests.support.browser import serves
+from tests.support.databases import fresh_database
+from tests.support.network import free_port
 
 
 def _session_alive(session: int) -> list[str]:

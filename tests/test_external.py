@@ -22,7 +22,7 @@ from pipeline.indexing.policy import Action, IndexSettings
 from pipeline.ingest import landing_zone, stages
 from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import catalog, db, layout, migrate, model_registry
+from pipeline.storage import admin, catalog, connections, layout, migrate, model_registry, urls
 from pipeline.storage import days as day_store
 from resources import (
     DayBatchIOManager,
@@ -31,13 +31,16 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from tests import pgbouncer
-from tests.conftest import SAMPLE_END
-from tests.pg_cluster import (
+from tests.support import pgbouncer
+from tests.support.pg_cluster import (
     install_with_pgvector_labelled,
     install_without_pgvector,
     start_cluster,
 )
+from tests.support.sample import SAMPLE_END
+
+# Every test here talks to PostgreSQL: several to a server of their own, without the session's fixtures.
+pytestmark = pytest.mark.database
 
 
 def test_a_server_without_pgvector_gets_the_fix(tmp_path, embedder, capsys, monkeypatch) -> None:
@@ -74,35 +77,35 @@ def test_a_server_with_an_old_pgvector_gets_the_fix(tmp_path, embedder) -> None:
 def test_a_user_without_privileges_is_told_which_grant_is_missing(migrated, embedder, tmp_path) -> None:
     role = f"docvec_limited_{os.getpid()}"
     name = f"docvec_noprivs_{os.getpid()}"
-    owner_url = db.recreate_database(migrated, name)
-    with psycopg.connect(owner_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'limited-secret'").format(sql.Identifier(role)))
-        admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 still grants it
+    owner_url = admin.recreate_database(migrated, name)
+    with psycopg.connect(owner_url, autocommit=True) as superuser:
+        superuser.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        superuser.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'limited-secret'").format(sql.Identifier(role)))
+        superuser.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 14 still grants it
     limited = make_url(owner_url).set(username=role, password="limited-secret").render_as_string(hide_password=False)
     settings = Settings(home=tmp_path, database_url=limited, dagster_database_url=owner_url, pgbouncer=False)
     try:
         with pytest.raises(DatabaseSetupError, match="ask a superuser to run `CREATE EXTENSION vector;`"):
             migrate.upgrade(settings, embedder.info.dim)
-        with psycopg.connect(owner_url, autocommit=True) as admin:
-            admin.execute("CREATE EXTENSION vector")
+        with psycopg.connect(owner_url, autocommit=True) as superuser:
+            superuser.execute("CREATE EXTENSION vector")
         with pytest.raises(DatabaseSetupError, match=f"user {role} may not create tables") as info:
             migrate.upgrade(settings, embedder.info.dim)
         assert f"GRANT CREATE ON SCHEMA public TO {role};" in str(info.value)
         assert "limited-secret" not in str(info.value)
     finally:
-        db.drop_database(migrated, name)
-        with psycopg.connect(db.server_url(migrated), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.drop_database(migrated, name)
+        with psycopg.connect(urls.server_url(migrated), autocommit=True) as superuser:
+            superuser.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedder, sample_landing, tmp_path) -> None:
     """Migrations, the Dagster ingest assets (binary COPY, day swap, reruns), a CONCURRENTLY index build
     with its progress watcher, and filtered search, all through PgBouncer with prepared statements off."""
     name = f"docvec_via_pgbouncer_{os.getpid()}"
-    direct = db.recreate_database(migrated, name)
+    direct = admin.recreate_database(migrated, name)
     days = [SAMPLE_END - dt.timedelta(days=1), SAMPLE_END]
-    with pgbouncer.transaction_pool(db.server_url(migrated), tmp_path / "bouncer") as template:
+    with pgbouncer.transaction_pool(urls.server_url(migrated), tmp_path / "bouncer") as template:
         url = template.format(database=name)
         settings = Settings(home=migrated.home, database_url=url, dagster_database_url=direct, pgbouncer=True)
         migrate.upgrade(settings, embedder.info.dim)
@@ -122,7 +125,7 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
                 meta = result.asset_materializations_for_node("vector_store")[0].metadata
                 assert meta["days_unchanged"].value == (1 if round_ == "rerun" else 0)
 
-        with db.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             assert conn.prepare_threshold is None, "prepared statements are off through the pooler"
             model_id = model_registry.serving(conn).id
             counts = [day_store.chunk_count(conn, day, model_id) for day in days]
@@ -141,14 +144,14 @@ def test_everything_works_through_pgbouncer_in_transaction_mode(migrated, embedd
                 hits = search.search(conn, embedder, "How do I keep sourdough starter alive?", k=5,
                                      since=days[0], until=days[-1])
                 assert len(hits) == 5 and all(days[0] <= hit.ingest_date <= days[-1] for hit in hits)
-    db.drop_database(migrated, name)
+    admin.drop_database(migrated, name)
 
 
 def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_landing, capsys, monkeypatch) -> None:
     """DOCVEC_SEARCH_DATABASE_URL sends `docvec search` to a hot standby (pg_basebackup -R) while
     ingestion keeps writing to the primary."""
     from pipeline.ingest.chunking import ChunkingConfig
-    from tests.pg_cluster import start_replica
+    from tests.support.pg_cluster import start_replica
 
     primary = start_cluster(tmp_path / "primary")
     replica = None
@@ -159,7 +162,7 @@ def test_searches_go_to_a_streaming_read_replica(tmp_path, embedder, sample_land
             admin.execute("CREATE DATABASE docvec_primary")
         migrate.upgrade(settings, embedder.info.dim)
         config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
-        with db.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             day = landing_zone.list_days(sample_landing)[-1]
             chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
             stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))

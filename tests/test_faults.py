@@ -17,9 +17,9 @@ from pipeline.cli import main as cli
 from pipeline.errors import DatabaseUnavailableError
 from pipeline.indexing import builds
 from pipeline.ingest import landing_zone, stages
-from pipeline.query import search, search_model
+from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import days, db, layout, migrate, model_registry, partitions
+from pipeline.storage import admin, connections, days, layout, migrate, model_registry, partitions
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -27,27 +27,28 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from tests.conftest import SAMPLE_END
-from tests.pg_cluster import Cluster, _run, _system_user, start_cluster
+from tests.support.databases import fresh_database, wait_until_backend_exits
+from tests.support.pg_cluster import start_cluster
+from tests.support.queries import embed_query
+from tests.support.sample import SAMPLE_END
+from tests.support.vectors import clustered, synthetic_day
 
 DATABASE = "docvec_faults"
+
+# Every test here talks to PostgreSQL; the ones on a server of their own do it without the session's fixtures.
+pytestmark = pytest.mark.database
 
 
 @pytest.fixture()
 def own_server(tmp_path, embedder):
     cluster = start_cluster(tmp_path / "pg")
-    with psycopg.connect(cluster.url(), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {DATABASE}")
+    with psycopg.connect(cluster.url(), autocommit=True) as superuser:
+        superuser.execute(f"CREATE DATABASE {DATABASE}")
     settings = Settings(home=tmp_path, database_url=cluster.url(DATABASE), dagster_database_url=cluster.url(DATABASE),
                         pgbouncer=False)
     migrate.upgrade(settings, embedder.info.dim)
     yield cluster, settings
     cluster.stop()
-
-
-def restart(cluster: Cluster) -> None:
-    _run(cluster.install, _system_user(), "pg_ctl", "-D", str(cluster.datadir), "-m", "fast", "-w", "restart",
-         "-l", str(cluster.datadir / "server.log"))
 
 
 def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_landing, tmp_path) -> None:
@@ -76,7 +77,7 @@ def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_l
                 if waiting:
                     break
                 time.sleep(0.05)
-        restart(cluster)
+        cluster.restart()
         restarted.set()
 
     thread = threading.Thread(target=restart_when_the_load_waits)
@@ -90,7 +91,7 @@ def test_a_server_restart_mid_load_is_retried_and_converges(own_server, sample_l
     assert [e.step_key for e in retried] == ["vector_store"], "the interrupted load was retried, nothing else"
 
     produced = result.asset_materializations_for_node("chunk_embeddings")[0].metadata["chunks"].value
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s",
                             (day,)).fetchone()
         assert rows == (produced, produced)
@@ -107,14 +108,16 @@ def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedde
     from pipeline.ingest.chunking import ChunkingConfig
 
     day = landing_zone.list_days(sample_landing)[-1]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(),
                                         ChunkingConfig(max_seq_length=embedder.info.max_seq_length))
         stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
 
-    with db.connect(settings, for_search=True) as conn, psycopg.connect(cluster.url(DATABASE), autocommit=True) as admin:
-        vector, model_id = search_model.embed_query(conn, embedder, "sourdough starter")
-        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with (connections.connect(settings, for_search=True) as conn,
+          psycopg.connect(cluster.url(DATABASE), autocommit=True) as superuser):
+        vector, model_id = embed_query(conn, embedder, "sourdough starter")
+        superuser.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        wait_until_backend_exits(superuser, conn.info.backend_pid)
         with pytest.raises(DatabaseUnavailableError, match="lost the database connection while searching"):
             search.search_vector(conn, vector, model_id, k=3)
 
@@ -129,17 +132,14 @@ def test_a_lost_connection_under_a_search_is_one_clear_error(own_server, embedde
 
 
 def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migrated, embedder) -> None:
-    from benchmarks.concurrency_benchmark import search_during
-    from benchmarks.index_benchmark import clustered
+    from benchmarks.concurrency_benchmark import search_during  # the benchmark's own measurement, at test size
     from pipeline.indexing.policy import IndexSettings
-    from pipeline.records import synthetic_day
     from pipeline.storage import retention
-    from tests.conftest import fresh_database
 
     settings = fresh_database(migrated, embedder.info.dim, "docvec_search_under_load")
     today = dt.date(2026, 6, 30)
     loaded = [today - dt.timedelta(days=back) for back in (3, 2, 1)]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, embedder.info).id
         for n, day in enumerate(loaded):
             days.replace_day(conn, synthetic_day(day, clustered(4_000, seed=n), embedder.info.name,
@@ -157,7 +157,7 @@ def test_search_keeps_answering_during_a_load_an_index_build_and_retention(migra
         assert result.errors == [], (result.name, result.errors[:3])
         assert result.short_results == 0, f"{result.name}: a search came back with fewer than k rows"
     assert [len(r.latencies_ms) > 0 for r in results] == [True, True, True], "searches ran during every phase"
-    db.drop_database(migrated, "docvec_search_under_load")
+    admin.drop_database(migrated, "docvec_search_under_load")
 
 
 @pytest.mark.parametrize("errcode,retried", [
@@ -184,8 +184,24 @@ def test_a_cancelled_statement_fails_fast_and_a_killed_session_is_retried(migrat
         conn.execute("SET statement_timeout = '50ms'")
         conn.execute("SELECT pg_sleep(2)")
     # An administrator (or a failover) terminating the session: the connection is gone, a retry reconnects.
-    with pytest.raises(RetryRequested), resource.connect() as conn, db.connect(migrated) as admin:
+    with pytest.raises(RetryRequested), resource.connect() as conn, connections.connect(migrated) as superuser:
         pid = conn.info.backend_pid
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        time.sleep(0.2)
+        superuser.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until_backend_exits(superuser, pid)  # terminate only signals the backend: no fixed sleep races it
         conn.execute("SELECT 1")
+
+
+def test_waiting_for_a_terminated_backend_ends_when_it_is_gone(migrated) -> None:
+    """The poll the fault tests rely on: it returns only once the backend has left pg_stat_activity (so
+    the next statement on its connection fails every time), and gives up on one that never goes."""
+    with connections.connect(migrated) as victim, connections.connect(migrated) as superuser:
+        pid = victim.info.backend_pid
+        with pytest.raises(TimeoutError, match=str(pid)):
+            wait_until_backend_exits(superuser, pid, seconds=0.2)  # alive: never gone
+        superuser.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until_backend_exits(superuser, pid)
+        assert superuser.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,)
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("SELECT 1")
+    with connections.connect(migrated, autocommit=False) as in_a_transaction, pytest.raises(ValueError):
+        wait_until_backend_exits(in_a_transaction, pid)

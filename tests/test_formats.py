@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpora
 from pipeline.cli.main import main
-from pipeline.ingest import stages
+from pipeline.ingest import planning, stages
+from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
+from pipeline.ingest.planning import Recipe
 from pipeline.query import search
-from pipeline.storage import db, dead_letters
-from tests.conftest import day_folder, fresh_database
+from pipeline.storage import connections, dead_letters
+from tests.support import corpora
+from tests.support.databases import fresh_database
+from tests.support.sample import day_folder
 
 DAY = dt.date(2026, 3, 2)
 
@@ -185,7 +188,7 @@ def test_chunks_record_section_and_page_and_search_finds_them(loaded_formats, re
     tokenizer = embedder.backend_tokenizer()
     documents = stages.read_documents(real_day, DAY)
     chunks = stages.chunk_documents(documents, tokenizer, chunking_config)
-    with db.connect(loaded_formats) as conn:
+    with connections.connect(loaded_formats) as conn:
         stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
         check_search(conn, embedder)
     monkeypatch.setenv("DATABASE_URL", loaded_formats.database_url)
@@ -228,20 +231,19 @@ def test_unchanged_documents_are_not_read_again_and_an_edit_reembeds_only_what_c
     tokenizer = embedder.backend_tokenizer()
 
     def run(conn):
-        scanned = stages.scan_documents(conn, landing, DAY)
-        batch, fingerprint, unchanged = stages.plan_day(conn, scanned, landing, chunking_config, embedder.info)
-        if unchanged:
-            return scanned, None, None
-        chunks = stages.chunk_documents(batch, tokenizer, chunking_config, fingerprint=fingerprint)
+        plan = planning.plan_day(conn, open_landing(str(landing)), DAY, Recipe(chunking_config, embedder.info))
+        if plan.unchanged:
+            return plan, None, None
+        chunks = stages.chunk_day(plan, lambda: tokenizer)
         embedded = stages.embed_chunks(chunks, embedder, conn)
-        return batch, embedded, stages.load_embeddings(conn, embedded)
+        return plan.read, embedded, stages.load_embeddings(conn, embedded)
 
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         _, first, first_load = run(conn)
         first_ids = {doc_id: [c.chunk_id for c in first.chunks if c.doc_id == doc_id] for doc_id in
                      ("datastructures.docx", "controlflow.pdf")}
         assert first.embedded == len(first.chunks) > 40 and first_load.chunks == len(first.chunks)
-        assert run(conn)[0].files_read is False, "an unchanged day's PDF and Word files are not even opened"
+        assert run(conn)[0].files_read == 0, "an unchanged day's PDF and Word files are not even opened"
         # The Word file is edited at its end: it alone is read again, and only its last chunks are new;
         # the PDF is neither read nor re-chunked, and keeps its stored chunks.
         source.write_text(source.read_text() + "\n\nA closing paragraph added in the edit, about deques.\n")

@@ -13,26 +13,27 @@ import pytest
 from dagster import materialize
 
 from assets import vector_index as vector_index_asset
-from benchmarks.index_benchmark import clustered
 from pipeline.errors import ConfigError
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import Action, IndexKind, IndexSettings
 from pipeline.ops import doctor, status
 from pipeline.query import search
-from pipeline.records import synthetic_day
 from pipeline.storage import (
     catalog,
+    connections,
     days,
-    db,
+    index_measures,
     ingest_days,
     layout,
     model_registry,
     partitions,
     retention,
+    urls,
 )
 from pipeline.storage.layout import LayoutSettings, StoredPartition
 from resources import EmbedderResource, PostgresResource, RetentionResource
-from tests.conftest import fresh_database
+from tests.support.databases import fresh_database
+from tests.support.vectors import clustered, synthetic_day
 
 FIRST, LAST = layout.aligned_block(dt.date(2026, 5, 1), 5)
 DAYS = [FIRST + dt.timedelta(days=n) for n in range(5)]
@@ -103,7 +104,7 @@ def five_days(migrated, embedder):
     vectors = {day: clustered(ROWS, seed=day.toordinal()) for day in [*DAYS, TODAY]}
     batches = {day: synthetic_day(day, v, embedder.info.name, embedder.info.revision, documents=40,
                                   doc_prefix=f"doc-{day:%d}") for day, v in vectors.items()}
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         model_id = model_registry.register(conn, embedder.info).id
         for batch in batches.values():
             days.replace_day(conn, batch, model_id)
@@ -117,7 +118,7 @@ def chunk_ids(conn: psycopg.Connection, day: dt.date) -> set[str]:
 def test_a_block_from_sealing_to_retention(five_days) -> None:
     settings, model_id, vectors, batches, info = five_days
     queries = [vectors[day][n] for day in DAYS for n in (0, 7)]
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         exact = [[h.chunk_id for h in search.search_vector(conn, q, model_id, k=10)] for q in queries]
         ids_before = {day: chunk_ids(conn, day) for day in DAYS}
     block = layout.partition_name(FIRST, LAST)
@@ -132,7 +133,7 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["sealed"].value == {block: [layout.partition_name(d) for d in DAYS]}
 
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         assert [p.table for p in catalog.partitions(conn)] == [block, layout.partition_name(TODAY)]
         index = catalog.existing_vector_index(conn, block)
         assert index is not None and index.state.kind == IndexKind.HNSW and index.state.built_rows == 5 * ROWS
@@ -168,7 +169,7 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
         assert preview.days == DAYS[:2] and preview.rows == 2 * ROWS
         assert [p.kept_as for p in preview.dropped] == ["(rebuilt)"]
         assert 0 < preview.bytes < block_bytes / 2, "a trimmed block frees its expired share, not its whole size"
-        with psycopg.connect(db.docvec_url(settings), autocommit=True) as holder:
+        with psycopg.connect(urls.docvec_url(settings), autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s, %s)", (partitions.DAY_LOCK, LAST.toordinal()))
             busy = retention.apply_retention(conn, TODAY, window)
             holder.execute("SELECT pg_advisory_unlock(%s, %s)", (partitions.DAY_LOCK, LAST.toordinal()))
@@ -195,7 +196,7 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
     build on its partition does not block searches while it waits."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_race")
     race_days = [FIRST, FIRST + dt.timedelta(days=1)]
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         model_id = model_registry.register(conn, embedder.info).id
         for day in race_days:
             days.replace_day(conn, synthetic_day(day, clustered(50, seed=day.toordinal()), embedder.info.name,
@@ -203,7 +204,7 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
     block = layout.partition_name(FIRST, race_days[1])
     dim = embedder.info.dim
 
-    with db.connect(isolated, autocommit=False) as reader, db.connect(isolated) as other:
+    with connections.connect(isolated, autocommit=False) as reader, connections.connect(isolated) as other:
         reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         reader.execute("SELECT 1")  # the snapshot: both day partitions listed in pg_inherits
         listed = catalog.partitions(other)
@@ -212,18 +213,18 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
         assert [p.table for p in catalog.partitions(reader)] == [], "both were dropped after the snapshot"
         doctor.diagnose(reader)
         reader.rollback()
-        assert builds.upkeep(other, listed[0].table, INDEXING, dim) is None, "sealed meanwhile: left to the seal"
+        assert builds.upkeep(other, listed[0].table, INDEXING) is None, "sealed meanwhile: left to the seal"
         assert retention._purge(other, listed[1], race_days[1], lambda _: None) is None, "trimmed next run, not failed"
-        kept = builds.upkeep(other, block, INDEXING, dim)
-        assert kept is not None and kept.outcome.rows == 100 and kept.insane_vectors == 0
+        kept = builds.upkeep(other, block, INDEXING)
+        assert kept is not None and kept.outcome.rows == 100 and index_measures.insane_vectors(other, block, dim) == 0
 
     # An index build in progress on the block (CREATE INDEX CONCURRENTLY's lock, held open here).
     changed = synthetic_day(race_days[0], clustered(30, seed=7), embedder.info.name, embedder.info.revision, documents=3)
-    with db.connect(isolated, autocommit=False) as build, db.connect(isolated) as watcher:
+    with connections.connect(isolated, autocommit=False) as build, connections.connect(isolated) as watcher:
         build.execute(f"LOCK TABLE {block} IN SHARE UPDATE EXCLUSIVE MODE")
         with ThreadPoolExecutor(1) as pool:
             def reload() -> str | None:
-                with db.connect(isolated) as loader:
+                with connections.connect(isolated) as loader:
                     return days.replace_day(loader, changed, model_id).partition
             loading = pool.submit(reload)
             try:

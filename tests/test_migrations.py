@@ -9,8 +9,8 @@ import psycopg
 from pipeline.lexical.terms import term_id
 from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import db, migrate
-from tests.conftest import fresh_database
+from pipeline.storage import connections, migrate
+from tests.support.databases import fresh_database
 
 TABLES = {"embedding_models", "documents", "chunks", "dead_letters"}
 
@@ -47,7 +47,7 @@ def test_offline_sql_for_dbas(migrated: Settings) -> None:
 
 def test_upgrade_checks_pgvector_first(migrated: Settings) -> None:
     """The extension check that runs before every upgrade reports the installed version (0.8 here)."""
-    from pipeline.storage.db import ensure_vector_extension
+    from pipeline.storage.admin import ensure_vector_extension
 
     with psycopg.connect(migrate.docvec_url(migrated), autocommit=True) as conn:
         version = ensure_vector_extension(conn)
@@ -127,7 +127,7 @@ def test_upgrading_a_store_indexes_its_chunks_for_bm25(migrated: Settings, embed
                          "metadata, model_id, embedding) VALUES ('2026-01-01', %s, %s, 0, %s, 8, %s, %s, %s, %s)",
                          (f"c{n}", f"d{n}.md", text, f"h{n}", json.dumps({"title": title}), model, vector))
     migrate.upgrade(probe, embedder.info.dim)
-    with db.connect(probe) as conn:
+    with connections.connect(probe) as conn:
         assert conn.execute("SELECT count(*) FROM chunks WHERE lexical IS NULL").fetchone()[0] == 0
         df = dict(conn.execute("SELECT term, df FROM term_stats WHERE model_id = %s", (model,)).fetchall())
         assert df[-1] == 2 and df[term_id("reconcile_ledger_batch")] == 1 and df[term_id("ledger")] == 2

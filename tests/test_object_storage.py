@@ -12,15 +12,15 @@ import pytest
 from dagster import build_sensor_context, materialize
 
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
-from benchmarks.s3_server import REGION, S3Server, s3_server
 from pipeline import sample_corpus
 from pipeline.ingest import stages
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions, StorageUnavailable
-from pipeline.storage import db, model_registry
+from pipeline.storage import connections, model_registry
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from schedules import landing_sensor
-from tests.conftest import fresh_database
+from tests.support.databases import fresh_database
+from tests.support.s3_server import REGION, S3Server, s3_server
 
 BUCKET, PREFIX = "docvec-landing", "teams/docs"
 END = dt.date(2026, 3, 7)
@@ -79,7 +79,7 @@ def test_three_days_from_object_storage_then_an_unchanged_rerun_reads_no_object(
     loaded = meta(first, "vector_store")
     assert loaded["days"] == 3 and loaded["documents"] == len(objects) and loaded["days_unchanged"] == 0
     assert meta(first, "raw_documents")["landing"] == f"s3://{BUCKET}/{PREFIX}"
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         per_day = dict(conn.execute("SELECT ingest_date, count(DISTINCT doc_id) FROM documents GROUP BY 1").fetchall())
     assert per_day == {day: sum(1 for k in objects if k.startswith(f"{PREFIX}/{day}/")) for day in DAYS}
 
@@ -107,7 +107,7 @@ def test_an_edited_object_reembeds_its_changed_chunks_and_a_deleted_one_loses_th
         1 for k in objects if k.startswith((f"{PREFIX}/{DAYS[1]}/", f"{PREFIX}/{DAYS[2]}/"))) - 2
     assert meta(result, "chunk_embeddings")["embedded"] == 1, "the edited note's one new chunk"
     assert meta(result, "vector_store")["chunks"] == meta(result, "vector_store")["documents"]
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         served = model_registry.serving(conn).id
         gone = conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s AND doc_id = %s AND model_id = %s",
                             (DAYS[2], deleted_key.split("/", 3)[3], served)).fetchone()[0]

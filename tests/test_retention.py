@@ -9,19 +9,20 @@ import pytest
 from dagster import DagsterInstance, build_schedule_context, materialize
 from pydantic import ValidationError
 
-from assets import raw_documents, retention
+from assets import raw_documents, retention, with_checks
 from pipeline.errors import ConfigError
-from pipeline.records import synthetic_day
 from pipeline.settings import Settings
-from pipeline.storage import catalog, days, db, model_registry, partitions
+from pipeline.storage import catalog, connections, days, model_registry, partitions, urls
 from pipeline.storage import retention as engine
 from resources import (
     DayBatchIOManager,
+    EmbedderResource,
     PostgresResource,
     RetentionResource,
     SourceResource,
 )
-from tests.conftest import fresh_database
+from tests.support.databases import fresh_database
+from tests.support.vectors import synthetic_day
 
 TODAY = dt.date(2026, 6, 30)
 
@@ -32,7 +33,7 @@ def forty_days(migrated: Settings, embedder) -> Settings:
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_retention_probe")
     texts = ["retention keeps thirty days", "old days are dropped whole", "partitions make it cheap"]
     vectors = embedder.encode(texts)
-    with db.connect(isolated) as conn:
+    with connections.connect(isolated) as conn:
         model_id = model_registry.register(conn, embedder.info).id
         for back in range(40):
             day = TODAY - dt.timedelta(days=back)
@@ -45,7 +46,7 @@ def forty_days(migrated: Settings, embedder) -> Settings:
 
 
 def partition_days(settings: Settings) -> list[dt.date]:
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         return [p.first for p in catalog.partitions(conn)]
 
 
@@ -59,12 +60,12 @@ def test_window_arithmetic() -> None:
 
 def test_dry_run_then_retention_keeps_exactly_thirty_days(forty_days: Settings) -> None:
     assert len(partition_days(forty_days)) == 40
-    with db.connect(forty_days) as conn:
+    with connections.connect(forty_days) as conn:
         preview = engine.apply_retention(conn, TODAY, 30, dry_run=True)
     assert preview.days == [TODAY - dt.timedelta(days=b) for b in range(39, 29, -1)]
     assert len(partition_days(forty_days)) == 40, "a dry run drops nothing"
 
-    with db.connect(forty_days) as conn:
+    with connections.connect(forty_days) as conn:
         result = engine.apply_retention(conn, TODAY, 30)
         assert result.rows == 30 and len(result.dropped) == 10
         assert result.documents_deleted == 30 and result.dead_letters_deleted == 1  # 3 documents a day
@@ -75,7 +76,7 @@ def test_dry_run_then_retention_keeps_exactly_thirty_days(forty_days: Settings) 
     kept = partition_days(forty_days)
     assert kept == [TODAY - dt.timedelta(days=b) for b in range(29, -1, -1)]
 
-    with db.connect(forty_days) as conn:
+    with connections.connect(forty_days) as conn:
         again = engine.apply_retention(conn, TODAY, 30)
     assert again.dropped == [] and partition_days(forty_days) == kept, "rerunning is a no-op"
 
@@ -83,13 +84,13 @@ def test_dry_run_then_retention_keeps_exactly_thirty_days(forty_days: Settings) 
 def test_a_day_being_ingested_is_skipped_then_dropped(forty_days: Settings) -> None:
     later = TODAY + dt.timedelta(days=1)  # makes TODAY-29 expire
     target = TODAY - dt.timedelta(days=29)
-    with psycopg.connect(db.docvec_url(forty_days), autocommit=True) as holder:
+    with psycopg.connect(urls.docvec_url(forty_days), autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", (partitions.DAY_LOCK, target.toordinal()))
-        with db.connect(forty_days) as conn:
+        with connections.connect(forty_days) as conn:
             result = engine.apply_retention(conn, later, 30)
         assert result.skipped_busy == [target] and result.dropped == []
         holder.execute("SELECT pg_advisory_unlock(%s, %s)", (partitions.DAY_LOCK, target.toordinal()))
-    with db.connect(forty_days) as conn:
+    with connections.connect(forty_days) as conn:
         result = engine.apply_retention(conn, later, 30)
     assert result.days == [target]
 
@@ -98,7 +99,7 @@ def test_retention_asset_and_its_check(forty_days: Settings, tmp_path) -> None:
     later = TODAY + dt.timedelta(days=2)
     resources = {"postgres": PostgresResource(database_url=forty_days.database_url),
                  "retention_window": RetentionResource(as_of=later.isoformat())}
-    result = materialize([retention], resources=resources)
+    result = materialize(with_checks(retention), resources=resources)
     assert result.success
     [event] = result.get_asset_materialization_events()
     meta = event.materialization.metadata
@@ -123,7 +124,7 @@ def test_retention_schedule_requests_a_run() -> None:
 
 def test_backfilling_a_day_older_than_the_window_is_refused(migrated: Settings, tmp_path) -> None:
     resources = {"source": SourceResource(landing_dir=str(tmp_path)),
-                 "postgres": PostgresResource(),
+                 "postgres": PostgresResource(), "embedder": EmbedderResource(),
                  "retention_window": RetentionResource(as_of=TODAY.isoformat()),
                  "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "b"))}
     old = TODAY - dt.timedelta(days=45)

@@ -15,7 +15,7 @@ import yaml
 from dagster import DagsterInvalidConfigError, QueuedRunCoordinator, job, op, validate_run_config
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
-from tests.conftest import day_folder
+from tests.support.sample import day_folder
 
 DEPLOY = PROJECT_ROOT / "deploy"
 

@@ -20,7 +20,7 @@ from pipeline.ingest import landing_zone, stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import db, layout, retention
+from pipeline.storage import admin, connections, layout, retention, urls
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -28,7 +28,8 @@ from resources import (
     RetentionResource,
     SourceResource,
 )
-from tests.conftest import SAMPLE_END, fresh_database
+from tests.support.databases import fresh_database
+from tests.support.sample import SAMPLE_END
 
 
 @pytest.fixture()
@@ -37,13 +38,13 @@ def login_roles(migrated):
     suffix = os.getpid()
     roles = {"loader": f"docvec_test_loader_{suffix}", "reader": f"docvec_test_reader_{suffix}"}
     password = uuid.uuid4().hex
-    with psycopg.connect(db.server_url(migrated), autocommit=True) as admin:
+    with psycopg.connect(urls.server_url(migrated), autocommit=True) as admin:
         for kind, role in roles.items():
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
                 sql.Identifier(role), sql.Literal(password), sql.Identifier(f"docvec_{kind}")))
     yield roles, password
-    with psycopg.connect(db.server_url(migrated), autocommit=True) as admin:
+    with psycopg.connect(urls.server_url(migrated), autocommit=True) as admin:
         for role in roles.values():
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
@@ -61,7 +62,7 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
     days = landing_zone.list_days(sample_landing)[-2:]
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
 
-    with db.connect(loader) as conn:  # ingest, rebuild a day, index it, drop a day by retention
+    with connections.connect(loader) as conn:  # ingest, rebuild a day, index it, drop a day by retention
         for day in days + days[-1:]:
             chunks = stages.chunk_documents(stages.read_documents(sample_landing, day), embedder.backend_tokenizer(), config)
             stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
@@ -72,7 +73,7 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE ROLE docvec_sneaky LOGIN")
 
-    with db.connect(reader, for_search=True) as conn:
+    with connections.connect(reader, for_search=True) as conn:
         hits = search.search(conn, embedder, "How do I keep sourdough starter alive?", k=3)
         assert len(hits) == 3 and all(hit.ingest_date == days[-1] for hit in hits)
         for statement in ("INSERT INTO embedding_models (name, revision, dim, normalized, max_seq_length) "
@@ -81,7 +82,7 @@ def test_loader_writes_and_reader_only_searches(migrated, embedder, sample_landi
                           f"DROP TABLE {layout.partition_name(days[-1])}", "ALTER TABLE chunks ADD COLUMN x int"):
             with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
                 conn.execute(statement)
-    db.drop_database(migrated, "docvec_roles_probe")
+    admin.drop_database(migrated, "docvec_roles_probe")
 
 
 def test_the_database_password_never_reaches_logs_metadata_or_output(migrated, embedder, sample_landing, tmp_path,
@@ -115,4 +116,4 @@ def test_the_database_password_never_reaches_logs_metadata_or_output(migrated, e
     monkeypatch.setenv("DATABASE_URL", bad)
     assert cli.main(["status"]) == 2
     assert password not in capsys.readouterr().err
-    db.drop_database(migrated, "docvec_secret_probe")
+    admin.drop_database(migrated, "docvec_secret_probe")

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
-from tests.browser import Browser, chromium_path, free_port, serves
-from tests.conftest import day_folder
+from tests.support.browser import Browser, chromium_path, serves
+from tests.support.network import free_port
+from tests.support.sample import day_folder
 
 pytestmark = pytest.mark.browser
 

