@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.celery_cluster import RedisServer, materialize, redis_binary, run_config, start_worker
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.sample_corpus import write_sample_corpus
-from pipeline.storage import db
+from pipeline.storage import connections
+from tests.support.celery_cluster import RedisServer, materialize, redis_binary, run_config, start_worker
 
 DATABASE = "docvec_bench_celery"
 CONCURRENT_RUNS = 2
@@ -79,7 +79,7 @@ def main() -> None:
                 finally:
                     for worker in workers:
                         worker.stop()
-                with db.connect(settings) as conn:
+                with connections.connect(settings) as conn:
                     chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
                 drop_scratch(name)
                 lines.append((count, seconds, chunks))

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.index_benchmark import clustered
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing import builds
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
-from pipeline.records import ModelInfo, synthetic_day
-from pipeline.storage import db, layout, model_registry, retention
+from pipeline.records import ModelInfo
+from pipeline.storage import connections, days, layout, model_registry, retention
+from tests.support.vectors import clustered, synthetic_day
 
 DATABASE = "docvec_bench_concurrency"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -44,7 +45,7 @@ class Searcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with db.connect(self.settings, for_search=True) as conn:
+        with connections.connect(self.settings, for_search=True) as conn:
             i = 0
             while not self.stop.is_set():
                 phase, query = self.phase, self.queries[i % len(self.queries)]
@@ -92,25 +93,26 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--load-rows", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"rows_per_day": 1_200, "days": 2, "load_rows": 400, "idle_seconds": 0.2})
 
     settings = scratch_settings(DATABASE, MODEL.dim)
-    days = [TODAY - dt.timedelta(days=back) for back in range(args.days, 0, -1)]
-    with db.connect(settings) as conn:
+    history = [TODAY - dt.timedelta(days=back) for back in range(args.days, 0, -1)]
+    with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, MODEL).id
-        for n, day in enumerate(days):  # setup, not measured: indexed days like a live store
+        for n, day in enumerate(history):  # setup, not measured: indexed days like a live store
             days.replace_day(conn, synthetic_day(day, clustered(args.rows_per_day, seed=n), MODEL.name, MODEL.revision,
                                                   doc_prefix=f"day{n}"), model_id)
-            if day != days[-1]:
+            if day != history[-1]:
                 builds.maintain_partition(conn, layout.partition_name(day), IndexSettings(exact_max_rows=1_000))
 
     new_day = synthetic_day(TODAY, clustered(args.load_rows, seed=42), MODEL.name, MODEL.revision, doc_prefix="new")
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         results = search_during(settings, model_id, clustered(500, seed=99), [
             ("idle", lambda: time.sleep(args.idle_seconds)),
             (f"loading a {args.load_rows:,}-row day", lambda: days.replace_day(conn, new_day, model_id)),
             (f"HNSW build, {args.rows_per_day:,}-row day (CONCURRENTLY)",
-             lambda: builds.maintain_partition(conn, layout.partition_name(days[-1]), IndexSettings(exact_max_rows=1_000))),
+             lambda: builds.maintain_partition(conn, layout.partition_name(history[-1]),
+                                               IndexSettings(exact_max_rows=1_000))),
             ("retention dropping the oldest day", lambda: retention.apply_retention(conn, TODAY, window_days=args.days)),
             ("idle again", lambda: time.sleep(args.idle_seconds)),
         ])

@@ -20,8 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import psycopg
 
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
-from pipeline.storage import db
+from pipeline.storage import connections
 from pipeline.storage.loader import copy_rows
 
 DATABASE = "docvec_bench_copy"
@@ -91,11 +92,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--per-row-rows", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"rows": 200, "per_row_rows": 20, "repeats": 1})
     settings = scratch_settings(DATABASE)
     rows = make_rows(args.rows)
     # Not autocommit: each method commits once at its end, as a batch loader would.
-    with db.connect(settings, autocommit=False) as conn:
+    with connections.connect(settings, autocommit=False) as conn:
         server = conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
         wal = conn.execute("SHOW wal_level").fetchone()[0]
         try:

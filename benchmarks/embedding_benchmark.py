@@ -1,7 +1,9 @@
 """Embedding throughput, backends and memory, measured side by side in one run on the same chunks:
 
 1. raw ``SentenceTransformer.encode`` chunks/s vs a whole Dagster materialization of the same corpus
-   (read, chunk, embed, binary COPY, day swap) in chunks/s: the pipeline's overhead (target <= 15%);
+   (read, chunk, embed, binary COPY, day swap) in chunks/s: the pipeline's overhead (target <= 15%). The
+   raw encode gets what the pipeline's model gets: the chunks cut by the pipeline's recipe (room left
+   for the contextual header), each with its header;
 2. each backend (torch fp32, onnx, onnx-int8) on the same chunks: chunks/s, speed-up over torch, cosine
    to torch's vectors, top-10 overlap with torch on the sample's labelled queries (targets >= 2x, >= 0.99);
 3. peak RSS of the embedding step on a 100k-chunk day, in a child process of its own.
@@ -27,13 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline import sample_corpus
-from pipeline.ingest import stages
+from pipeline.ingest import context, stages
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing_zone import list_days
-from pipeline.storage import db
+from pipeline.ingest.planning import Recipe
+from pipeline.storage import connections
 
 DATABASE = "docvec_bench_embedding"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,12 +59,15 @@ def write_long_corpus(landing: Path, days: int, docs_per_day: int, end: dt.date)
 
 
 def corpus_chunks(landing: Path, embedder: Embedder) -> list[str]:
-    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
+    """What the pipeline gives the model for the corpus: its chunks, cut with the pipeline's recipe for
+    this embedder (room left for the contextual header), each with its header."""
+    recipe = Recipe.of(embedder.info, contextual=embedder.contextual)
     tokenizer = embedder.backend_tokenizer()
     texts = []
     for day in list_days(landing):
-        documents = stages.read_documents(landing, day).documents
-        texts += [piece.text for pieces in chunk_texts([d.text for d in documents], tokenizer, config) for piece in pieces]
+        chunks = stages.chunk_documents(stages.read_documents(landing, day), tokenizer, recipe.chunking,
+                                        contextual=recipe.contextual).chunks
+        texts += [context.embedded_text(chunk.context, chunk.text) for chunk in chunks]
     return texts
 
 
@@ -148,7 +155,7 @@ def memory_child(chunks: int, batch_size: int | None) -> None:
     before = peak_rss_mib()
     settings = scratch_settings(DATABASE + "_memory", embedder.info.dim)
     started = time.perf_counter()
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         result = stages.embed_chunks(day, embedder, conn)
     seconds = time.perf_counter() - started
     drop_scratch(DATABASE + "_memory")
@@ -166,9 +173,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="default: the embedder's per-device default")
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
     parser.add_argument("--backend-chunks", type=int, default=600, help="chunks per backend comparison")
+    parser.add_argument("--sample-notes", type=int, default=5,
+                        help="notes per topic per day of the sample corpus the labelled queries run on")
     parser.add_argument("--memory-chunks", type=int, default=100_000, help="0 skips the memory run")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"days": 1, "docs_per_day": 2, "backends": "torch", "backend_chunks": 16,
+                                     "sample_notes": 1, "memory_chunks": 100})
     if args.memory_child:
         memory_child(args.memory_child, args.batch_size)
         return
@@ -211,7 +221,7 @@ def main() -> None:
     labelled = sample_corpus.labelled_queries()
     queries = [str(q["query"]) for q in labelled]
     with tempfile.TemporaryDirectory() as tmp:
-        sample_corpus.write_sample_corpus(Path(tmp))
+        sample_corpus.write_sample_corpus(Path(tmp), notes_per_topic_per_day=args.sample_notes)
         corpus = [(d.doc_id, piece.text) for day in list_days(Path(tmp))
                   for d in stages.read_documents(Path(tmp), day).documents
                   for piece in chunk_texts([d.text], embedder.backend_tokenizer(),

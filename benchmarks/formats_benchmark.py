@@ -27,12 +27,13 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import corpora
+from benchmarks import smoke
 from benchmarks.server import benchmark_main
 from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.embedding import load_embedder
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
 from pipeline.ingest.readers import parse
+from tests.support import corpora
 
 _WORD = re.compile(r"[a-z0-9]+")
 _REST_MARKUP = re.compile(r"^\s*\.\. [\w:-]+::.*$|^[=\-~^\"'`#*+]{3,}\s*$|:[\w:-]+:`|[`*|]", re.M)
@@ -73,8 +74,8 @@ LIBRARIES = {"pdf": "pypdfium2", "docx": "python-docx", "pptx": "python-pptx", "
              "html": "trafilatura", "xlsx": "openpyxl"}
 
 
-def build_corpus(folder: Path, pages: int) -> tuple[dict[str, list[tuple[Path, str]]], int]:
-    """{format: [(file, reference text)]} and the PDFs' page count."""
+def build_corpus(folder: Path, pages: int, manuals: bool = True) -> tuple[dict[str, list[tuple[Path, str]]], int]:
+    """{format: [(file, reference text)]} and the PDFs' page count; the Debian manuals when ``manuals``."""
     corpus: dict[str, list[tuple[Path, str]]] = {fmt: [] for fmt in LIBRARIES}
     for page in corpora.python_doc_pages(pages):
         section, name = page.parent.name, page.stem
@@ -84,7 +85,7 @@ def build_corpus(folder: Path, pages: int) -> tuple[dict[str, list[tuple[Path, s
         corpus["pdf"].append((corpora.print_to_pdf(page, folder / f"{section}-{name}.pdf"), reference))
         for fmt in ("docx", "pptx", "epub"):
             corpus[fmt].append((corpora.pandoc(source, folder / f"{section}-{name}.{fmt}", title=name), reference))
-    for manual in DEBIAN_PDFS:
+    for manual in DEBIAN_PDFS if manuals else ():
         if manual.exists():
             corpus["pdf"].append((shutil.copyfile(manual, folder / manual.name), ""))
     for workbook in WORKBOOKS:
@@ -140,7 +141,9 @@ def parse_against_embedding(pdfs: list[Path], pdf_pages: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=20, help="pages of the Python documentation")
-    args = parser.parse_args()
+    parser.add_argument("--manuals", action=argparse.BooleanOptionalAction, default=True,
+                        help="include the two TeX/DocBook-typeset Debian manuals (PDF)")
+    args = smoke.parse_args(parser, {"pages": 1, "manuals": False})
     candidates = dict(CANDIDATES)
     for name in ("kreuzberg", "markitdown"):
         try:
@@ -149,7 +152,7 @@ def main() -> None:
             print(f"({name} is not installed: left out of the comparison)")
             candidates.pop(name)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus, pdf_pages = build_corpus(Path(tmp), args.pages)
+        corpus, pdf_pages = build_corpus(Path(tmp), args.pages, args.manuals)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {sum(map(len, corpus.values()))} files: "
               + ", ".join(f"{len(files)} {fmt}" for fmt, files in corpus.items()) + f" ({pdf_pages} PDF pages)")
         print("\n".join(compare(corpus, candidates)))

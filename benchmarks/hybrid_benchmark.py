@@ -29,15 +29,19 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from benchmarks.index_benchmark import clustered
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, existing_scratch, scratch_settings
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
-from pipeline.ingest.embedding import model_identity
+from pipeline.ingest.embedding import DEFAULT_MODEL, model_identity
 from pipeline.query import search
-from pipeline.records import ModelInfo, synthetic_day
+from pipeline.query.request import SearchRequest
+from pipeline.query.search_model import NamedModel
+from pipeline.query.service import SearchService
+from pipeline.records import ModelInfo
 from pipeline.settings import Settings
-from pipeline.storage import days, db, layout, model_registry
+from pipeline.storage import connections, days, layout, model_registry
+from tests.support.vectors import clustered, synthetic_day
 
 DATABASE = "docvec_bench_hybrid"
 FIRST_DAY = dt.date(2026, 1, 1)
@@ -73,7 +77,7 @@ def load(settings: Settings, rows: int, day_count: int, words: list[str]) -> Non
     policy = IndexSettings()
     model = bundled_model()
     last = FIRST_DAY + dt.timedelta(days=day_count - 1)
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, model).id
         for n in range(day_count):
             day = FIRST_DAY + dt.timedelta(days=n)
@@ -95,7 +99,7 @@ def reusable(name: str, rows: int, day_count: int) -> Settings | None:
     settings = existing_scratch(name)
     if settings is None:
         return None
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         loaded = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
     return settings if loaded == rows // day_count * day_count else None
 
@@ -131,16 +135,16 @@ def phrases(queries: int, words: list[str], day_count: int) -> list[str]:
 def measure(settings: Settings, model_id: int, queries: int, words: list[str],
             day_count: int) -> dict[str, list[float]]:
     vectors = clustered(queries, seed=99)
-    tuning = search.SearchTuning()
     timings: dict[str, list[float]] = {mode: [] for mode in (*search.MODES, OLD_TEXT)}
-    with db.connect(settings, for_search=True) as conn:
+    with connections.connect(settings, for_search=True) as conn:
+        service = SearchService.over(conn, NamedModel(DEFAULT_MODEL))  # the synthetic vectors' registered identity
         for vector, phrase in zip(vectors, phrases(queries, words, day_count), strict=True):
             for mode in timings:
                 started = time.perf_counter()
                 if mode == OLD_TEXT:
                     old_text_search(conn, phrase, model_id)
                 else:
-                    search.search_embedded(conn, phrase, vector, model_id, k=10, mode=mode, tuning=tuning)
+                    service.search(SearchRequest(query=phrase, k=10, mode=mode), vector=vector)
                 timings[mode].append((time.perf_counter() - started) * 1000)
     return timings
 
@@ -152,7 +156,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, nargs="+", default=[10])
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--reuse", action="store_true", help="keep the loaded database between runs and reuse it")
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"sizes": [400], "days": [2], "queries": 5})
     if len(args.days) != len(args.sizes):
         parser.error("give one --days value per --sizes value")
     words = vocabulary()
@@ -165,7 +169,7 @@ def main() -> None:
         if settings is None:
             settings = scratch_settings(name, 384)
             load(settings, rows, day_count, words)
-        with db.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             model_id = model_registry.register(conn, bundled_model()).id
             partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'chunks'::regclass").fetchone()[0]
         load_seconds = time.perf_counter() - started

@@ -3,8 +3,9 @@ measured two ways: through the real Dagster assets (one in-process run over the 
 ``dagster asset materialize --partition-range`` does), and through the same engine calls the assets make
 without Dagster (what docvec itself costs; Dagster adds a per-run floor of run and event bookkeeping).
 
-Usage: ``python -m benchmarks.incremental_benchmark [--notes-per-topic-per-day 5]``
-(5 is the bundled sample corpus, 360 documents; larger values scale it up.)
+Usage: ``python -m benchmarks.incremental_benchmark [--notes-per-topic-per-day 5] [--days 7]``
+(5 over 7 days is the bundled sample corpus, 360 documents; larger values scale it up; the fourth day is
+the one edited.)
 Works in scratch databases (``docvec_bench_incremental``, ``..._engine``) on the configured server and a temporary
 landing directory; the model is loaded once before timing (each figure excludes that ~5 s).
 """
@@ -21,14 +22,16 @@ from pathlib import Path
 from dagster import DagsterInstance, Definitions
 
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline import sample_corpus
-from pipeline.ingest import stages
+from pipeline.ingest import planning, stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
-from pipeline.ingest.landing_zone import list_days
+from pipeline.ingest.landing_zone import list_days, open_landing
+from pipeline.ingest.planning import Recipe
 from pipeline.settings import Settings
-from pipeline.storage import db
+from pipeline.storage import connections
 from resources import (
     DayBatchIOManager,
     EmbedderResource,
@@ -65,11 +68,11 @@ def engine_run(settings: Settings, embedder: Embedder, landing: Path,
     tokenizer = embedder.backend_tokenizer()
     figures = {"embedded": 0, "reused": 0, "chunks": 0, "days_unchanged": 0, "days": len(days)}
     started = time.perf_counter()
-    with db.connect(settings) as conn:
+    opened = open_landing(str(landing))
+    with connections.connect(settings) as conn:
         for day in days:
-            batch = stages.scan_documents(conn, landing, day)
-            batch, fingerprint, unchanged = stages.plan_day(conn, batch, landing, config, embedder.info)
-            chunks = stages.chunk_documents(batch, tokenizer, config, fingerprint=fingerprint, unchanged=unchanged)
+            plan = planning.plan_day(conn, opened, day, Recipe(config, embedder.info))
+            chunks = stages.chunk_day(plan, lambda: tokenizer)
             embeddings = stages.embed_chunks(chunks, embedder, conn)
             load = stages.load_embeddings(conn, embeddings)
             figures["embedded"] += embeddings.embedded
@@ -103,7 +106,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes-per-topic-per-day", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--days", type=int, default=sample_corpus.DAYS, help="at least 4")
+    args = smoke.parse_args(parser, {"notes_per_topic_per_day": 1, "days": 4})
+    if args.days < 4:
+        parser.error("--days must be at least 4: the fourth day is the one edited")
     embedder = load_embedder()
     settings = scratch_settings(DATABASE, embedder.info.dim)
     engine_settings = scratch_settings(DATABASE + "_engine", embedder.info.dim)
@@ -111,7 +117,7 @@ def main() -> None:
         landing = Path(tmp) / "landing"
         engine_landing = Path(tmp) / "engine-landing"
         for folder in (landing, engine_landing):
-            sample_corpus.write_sample_corpus(folder, notes_per_topic_per_day=args.notes_per_topic_per_day)
+            sample_corpus.write_sample_corpus(folder, days=args.days, notes_per_topic_per_day=args.notes_per_topic_per_day)
         days = list_days(landing)
         changed_day = days[3]
         defs = Definitions(

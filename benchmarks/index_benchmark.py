@@ -20,27 +20,17 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing.policy import IndexKind, ivfflat_lists, ivfflat_probes
-from pipeline.storage import db
+from pipeline.storage import connections
 from pipeline.storage.loader import copy_rows
 from pipeline.storage.vector_indexes import AnnSettings, IndexSpec, apply_ann_settings, create_index_sql
+from tests.support.vectors import clustered
 
 DATABASE = "docvec_bench_index"
 
 DIM = 384
-
-
-def clustered(n: int, seed: int, clusters: int = 200, latent: int = 24) -> np.ndarray:
-    """A Gaussian mixture in a 24-d latent space, projected to 384-d: like real sentence embeddings,
-    the data has a low intrinsic dimension, so nearest neighbours are well separated (isotropic
-    384-d noise would make every neighbour a near tie and recall meaningless)."""
-    projection = np.random.default_rng(0).standard_normal((latent, DIM)).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    centers = np.random.default_rng(1).standard_normal((clusters, latent)).astype(np.float32) * 2.0
-    points = centers[rng.integers(0, clusters, n)] + rng.standard_normal((n, latent)).astype(np.float32)
-    data = points @ projection + 0.05 * rng.standard_normal((n, DIM)).astype(np.float32)
-    return data / np.linalg.norm(data, axis=1, keepdims=True)
 
 
 def load(conn: psycopg.Connection, table: str, vectors: np.ndarray, day: dt.date | None = None) -> None:
@@ -92,13 +82,13 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 5],
                         help="days per partition in the layout comparison (1 = one partition per day)")
     parser.add_argument("--layout-only", action="store_true", help="skip the single-table rows")
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"sizes": [600], "queries": 5, "days": 3, "blocks": [1, 3]})
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clustered synthetic {DIM}-d vectors; "
           f"{args.queries} queries; k=10; HNSW m=16 ef_construction=64 ef_search=64; "
           "IVFFlat lists=rows/1000, probes=sqrt(lists)")
     print(f"{'rows':>9} {'method':<10} {'build s':>8} {'size MB':>8} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}")
     settings = scratch_settings(DATABASE)
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         try:
             for rows in [] if args.layout_only else args.sizes:
                 conn.execute("DROP TABLE IF EXISTS bench_index")

@@ -23,14 +23,15 @@ import time
 
 import numpy as np
 
-from benchmarks.index_benchmark import clustered
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
-from pipeline.records import ModelInfo, synthetic_day
-from pipeline.storage import catalog, days, db, model_registry, retention
+from pipeline.records import ModelInfo
+from pipeline.storage import catalog, connections, days, model_registry, retention
 from pipeline.storage.layout import LayoutSettings
+from tests.support.vectors import clustered, synthetic_day
 
 DATABASE = "docvec_bench_layout"
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows,
                         help="the index policy's threshold: partitions up to this many rows are scanned exactly")
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"rows": 800, "days": 8, "block_days": 2, "queries": 5, "exact_max_rows": 40})
     policy = IndexSettings(exact_max_rows=args.exact_max_rows)
     per_day = args.rows // args.days
     today = dt.date.today()
@@ -98,7 +99,7 @@ def main() -> None:
     settings = scratch_settings(DATABASE, MODEL.dim)
     queries = clustered(args.queries, seed=10_000)
     try:
-        with db.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             model_id = model_registry.register(conn, MODEL).id
             started = time.perf_counter()
             for n, day in enumerate(days):

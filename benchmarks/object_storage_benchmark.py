@@ -17,14 +17,16 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.s3_server import REGION, s3_server
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
-from pipeline.ingest import stages
+from pipeline.ingest import planning, stages
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import load_embedder
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
-from pipeline.storage import db
+from pipeline.ingest.planning import Recipe
+from pipeline.storage import connections
+from tests.support.s3_server import REGION, s3_server
 
 DATABASE = "docvec_bench_object_storage"
 BUCKET, PREFIX = "bench-landing", "landing"
@@ -41,7 +43,7 @@ def note(n: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=10_000)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"objects": 30})
     embedder = load_embedder()
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length)
     settings = scratch_settings(DATABASE, embedder.info.dim)
@@ -64,15 +66,15 @@ def main() -> None:
             rows.append((label, time.perf_counter() - began, Counter(s3.log.counts), str(detail)))
 
         measure("list the day", lambda: f"{len(landing.files(DAY))} objects")
-        with db.connect(settings) as conn:
+        with connections.connect(settings) as conn:
             tokenizer = embedder.backend_tokenizer()
 
             def ingest() -> str:
-                scanned = stages.scan_documents(conn, landing, DAY)
-                batch, fingerprint, unchanged = stages.plan_day(conn, scanned, landing, config, embedder.info)
-                if unchanged:
+                plan = planning.plan_day(conn, landing, DAY, Recipe(config, embedder.info))
+                if plan.unchanged:
                     return "unchanged: nothing read, chunked, embedded or written"
-                chunks = stages.chunk_documents(batch, tokenizer, config, fingerprint=fingerprint)
+                batch = plan.read
+                chunks = stages.chunk_day(plan, lambda: tokenizer)
                 embedded = stages.embed_chunks(chunks, embedder, conn)
                 load = stages.load_embeddings(conn, embedded)
                 return (f"{len(batch.documents)} read, {len(batch.kept)} kept, {embedded.embedded} embedded, "

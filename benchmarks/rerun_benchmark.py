@@ -1,6 +1,6 @@
 """A first run and an unchanged rerun of the ingest DAG on a real corpus, as a user runs them: each a
-`dagster asset materialize --partition-range` process on a Postgres-backed Dagster instance, timed the
-way the web UI shows a run (its RUN_START to RUN_SUCCESS), and as the whole command's wall time.
+`dg launch --partition-range` process (the README's command) on a Postgres-backed Dagster instance,
+timed the way the web UI shows a run (its RUN_START to RUN_SUCCESS), and as the whole command's wall time.
 
 Corpus: the first ``--pages`` content pages of the Python 3.11 documentation (Debian's python3.11-doc,
 HTML), spread over ``--days`` day folders ending today.
@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +23,12 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance
 
-from benchmarks.corpora import python_doc_pages, write_days
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
+from pipeline.cli import dagster_runs
 from pipeline.cli.envfile import dagster_environment
 from pipeline.settings import Settings
+from tests.support.corpora import python_doc_pages, write_days
 
 DATABASE = "docvec_bench_rerun"
 
@@ -35,10 +36,9 @@ DATABASE = "docvec_bench_rerun"
 def materialize(settings: Settings, home: Path, first: dt.date, last: dt.date) -> tuple[float, float, dict[str, str]]:
     """(run seconds as the UI shows them, the command's wall seconds, the run's step metadata summary)."""
     env = {**os.environ, **dagster_environment(settings), "DOCVEC_HOME": str(home)}
-    dagster = str(Path(sys.executable).with_name("dagster"))
     started = time.perf_counter()
-    done = subprocess.run([dagster, "asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
-                           "--partition-range", f"{first}...{last}"],
+    done = subprocess.run([dagster_runs.executable("dg"), "launch", "-m", dagster_runs.CODE_LOCATION,
+                           "--job", dagster_runs.INGEST_JOB, "--partition-range", f"{first}...{last}"],
                           cwd=home, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=120)
     parser.add_argument("--days", type=int, default=3)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"pages": 2, "days": 2})
     settings = scratch_settings(DATABASE)
     pages = python_doc_pages(args.pages)
     with tempfile.TemporaryDirectory() as tmp:

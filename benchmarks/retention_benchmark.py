@@ -17,8 +17,9 @@ import time
 
 import numpy as np
 
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
-from pipeline.storage import db
+from pipeline.storage import connections
 from pipeline.storage.loader import copy_rows
 
 DATABASE = "docvec_bench_retention"
@@ -43,12 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000, help="N: rows of the small day (the large one has 10·N)")
     parser.add_argument("--with-hnsw", action="store_true")
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"rows": 200})
     n = args.rows
     days = {"N": (BASE_DAY, n), "10N": (BASE_DAY + dt.timedelta(days=1), 10 * n)}
     other = BASE_DAY + dt.timedelta(days=2)
     settings = scratch_settings(DATABASE)
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_ret_parted, bench_ret_flat")
         conn.execute("CREATE TABLE bench_ret_parted (id text, ingest_date date, embedding vector(384)) "
                      "PARTITION BY RANGE (ingest_date)")

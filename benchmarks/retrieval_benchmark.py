@@ -1,7 +1,7 @@
 """Retrieval quality on a real manual nobody here wrote, side by side in one run: a plain peer-like
 pipeline and docvec, on the same pages, the same model and the same labelled questions.
 
-Corpus: the pages of the Python documentation listed in ``benchmarks/corpora.py`` (every guide, 108
+Corpus: the pages of the Python documentation listed in ``tests/support/corpora.py`` (every guide, 108
 library modules, and the index, contents, module-index and glossary pages), as Debian's python3-doc
 ships them. Questions: ``benchmarks/eval/python-docs.jsonl``, 77 written by reading those pages (40
 in plain words, 30 naming an identifier, 7 short keyword queries), answered by document.
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from benchmarks import corpora
+from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, existing_scratch, scratch_settings
 from pipeline.indexing import builds
 from pipeline.ingest import stages
@@ -45,11 +45,14 @@ from pipeline.ingest.chunking import ChunkingConfig, chunk_texts
 from pipeline.ingest.context import HEADER_TOKENS
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.query import evaluation, search
+from pipeline.query.request import request
 from pipeline.query.search_model import search_model_id
+from pipeline.query.service import SearchService
 from pipeline.settings import Settings
-from pipeline.storage import db, layout, model_registry
-from pipeline.storage.db import value
+from pipeline.storage import connections, layout, model_registry
 from pipeline.storage.loader import copy_rows
+from pipeline.storage.queries import value
+from tests.support import corpora
 
 DATABASE = "docvec_bench_retrieval"
 QUERIES = Path(__file__).parent / "eval" / "python-docs.jsonl"
@@ -63,7 +66,7 @@ def load_docvec(settings: Settings, landing: Path, embedder: Embedder) -> tuple[
     started = time.perf_counter()
     config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length,
                             reserved_tokens=HEADER_TOKENS if embedder.contextual else 0)
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         documents = stages.read_documents(landing, DAY)
         chunks = stages.chunk_documents(documents, embedder.backend_tokenizer(), config, contextual=embedder.contextual)
         stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
@@ -133,12 +136,14 @@ def peer_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray) -> dict[str
             "hybrid": hybrid}
 
 
-def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id: int) -> dict[str, Ranker]:
-    def ranker(mode: str, tuning: search.SearchTuning) -> Ranker:
+def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id: int,
+                   embedder: Embedder) -> dict[str, Ranker]:
+    service = SearchService.over(conn, embedder)
+
+    def ranker(mode: str, fusion: str = "relative") -> Ranker:
         def rank(n: int, q: evaluation.LabelledQuery) -> list[str]:
-            hits = search.search_embedded(conn, q.query, None if mode == "text" else vectors[n], model_id, k=10,
-                                          mode=mode, per_doc=1, tuning=tuning)
-            return evaluation.ranked_documents(hits)
+            wanted = request(q.query, k=10, mode=mode, per_doc=1, fusion=fusion)
+            return evaluation.ranked_documents(service.search(wanted, vector=None if mode == "text" else vectors[n]).hits)
         return rank
 
     def rrf_by_chunk(n: int, q: evaluation.LabelledQuery) -> list[str]:
@@ -153,9 +158,8 @@ def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id:
                 doc_of[hit.chunk_id] = hit.doc_id
         return _distinct([doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])])
 
-    default = search.SearchTuning()
-    return {"vector": ranker("vector", default), "text": ranker("text", default), "hybrid": ranker("hybrid", default),
-            "hybrid, rrf by document": ranker("hybrid", search.SearchTuning(fusion="rrf")),
+    return {"vector": ranker("vector"), "text": ranker("text"), "hybrid": ranker("hybrid"),
+            "hybrid, rrf by document": ranker("hybrid", fusion="rrf"),
             "hybrid, rrf by chunk": rrf_by_chunk}
 
 
@@ -193,9 +197,11 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=QUERIES)
     parser.add_argument("--ablate", action="store_true", help="also docvec without contextual headers")
     parser.add_argument("--reuse", action="store_true", help="keep the loaded databases, and reuse them when present")
-    args = parser.parse_args()
-    queries = evaluation.load_queries(args.queries)
-    pages = corpora.python_eval_pages()
+    parser.add_argument("--limit-pages", type=int, help="only the corpus's first N pages (default: all)")
+    parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
+    args = smoke.parse_args(parser, {"limit_pages": 2, "limit_questions": 5})
+    queries = evaluation.load_queries(args.queries)[:args.limit_questions]
+    pages = corpora.python_eval_pages()[:args.limit_pages]
     variants = [("docvec", True)] + ([("docvec, no headers", False)] if args.ablate else [])
     results: list[tuple[str, list[dict[str, Any]]]] = []
     notes = []
@@ -206,7 +212,7 @@ def main() -> None:
             name = f"{DATABASE}_{n}"
             embedder = load_embedder(contextual=contextual)
             settings = existing_scratch(name) if args.reuse else None
-            with db.connect(settings) if settings else nullcontext() as conn:
+            with connections.connect(settings) if settings else nullcontext() as conn:
                 model_id = model_registry.registered(conn, embedder.info) if conn else None
             if settings is None or model_id is None:
                 settings = scratch_settings(name)
@@ -216,8 +222,8 @@ def main() -> None:
                 model = model_id.id
                 notes.append(f"{label}: loaded by an earlier run")
             vectors = embedder.encode([q.query for q in queries])
-            with db.connect(settings) as conn:
-                results.append((label, measure(docvec_rankers(conn, vectors, model), queries)))
+            with connections.connect(settings) as conn:
+                results.append((label, measure(docvec_rankers(conn, vectors, model, embedder), queries)))
                 if n == 0:
                     if not (args.reuse and value(conn, "SELECT to_regclass('peer_chunks') IS NOT NULL")):
                         peer_chunks, peer_seconds = load_peer(conn, landing, embedder)

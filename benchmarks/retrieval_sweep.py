@@ -15,6 +15,7 @@ Usage: ``python -m benchmarks.retrieval_benchmark --reuse`` once, then ``python 
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import statistics
 from collections import defaultdict
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import smoke
 from benchmarks.retrieval_benchmark import DATABASE, QUERIES
 from benchmarks.server import benchmark_main, existing_scratch
 from pipeline.ingest.embedding import load_embedder
@@ -31,7 +33,7 @@ from pipeline.lexical import bm25
 from pipeline.query import evaluation, fusion
 from pipeline.query.hits import SearchHit
 from pipeline.query.search import CANDIDATE_FLOOR, CANDIDATE_TERM_SHARE
-from pipeline.storage import db, model_registry
+from pipeline.storage import connections, model_registry
 
 POOL = 50
 
@@ -93,11 +95,13 @@ def scores(ranked_lists: Sequence[list[str]], queries: Sequence[evaluation.Label
 
 @benchmark_main
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    smoke.parse_args(parser, {})  # its size is the corpus retrieval_benchmark left (smoke-sized after its --smoke)
     settings = existing_scratch(f"{DATABASE}_0")
     if settings is None:
         raise SystemExit("run `python -m benchmarks.retrieval_benchmark --reuse` first: it loads the corpus")
     embedder = load_embedder()
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         model = model_registry.registered(conn, embedder.info)
         if model is None:
             raise SystemExit("the corpus there was embedded with another model revision: rerun the benchmark")

@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import hybrid_benchmark
-from benchmarks.server import benchmark_main, free_port, scratch_settings
+from benchmarks import hybrid_benchmark, smoke
+from benchmarks.server import benchmark_main, scratch_settings
 from pipeline.cli.envfile import dagster_environment
 from pipeline.query import search
 from pipeline.settings import Settings
+from tests.support.network import free_port
 
 
 def start_server(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, nargs="+", default=[10])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--seconds", type=float, default=15.0)
-    args = parser.parse_args()
+    args = smoke.parse_args(parser, {"sizes": [400], "days": [2], "clients": [1, 2], "seconds": 0.5})
     words = hybrid_benchmark.vocabulary()
     lines = []
     for rows, day_count in zip(args.sizes, args.days, strict=True):

@@ -5,14 +5,13 @@ benchmark so that nothing touches the data docvec serves."""
 from __future__ import annotations
 
 import functools
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import DocvecError
 from pipeline.settings import Settings, load_settings
-from pipeline.storage import db, migrate
+from pipeline.storage import admin, connections, migrate, urls
 
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, the bundled model
 
@@ -26,24 +25,17 @@ def scratch_settings(name: str, dim: int = EMBEDDING_DIM) -> Settings:
 def existing_scratch(name: str) -> Settings | None:
     """Settings for scratch database ``name`` left by an earlier run (``--reuse``), if it exists."""
     base = load_settings()
-    url = db.with_database(db.server_url(base), name)
+    url = urls.with_database(urls.server_url(base), name)
     settings = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=base.pgbouncer)
     try:
-        with db.connect(settings):
+        with connections.connect(settings):
             return settings
     except DocvecError:  # no such database
         return None
 
 
 def drop_scratch(name: str) -> None:
-    db.drop_database(load_settings(), name)
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    admin.drop_database(load_settings(), name)
 
 
 def benchmark_main(main: Callable[[], None]) -> Callable[[], None]:

@@ -18,12 +18,12 @@ from pipeline.errors import DocvecError
 from pipeline.ingest.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.ops import doctor, status
 from pipeline.settings import Settings
-from pipeline.storage import db, migrate, model_lifecycle, model_registry, retention
+from pipeline.storage import connections, migrate, model_lifecycle, model_registry, retention, urls
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Per day: documents, chunks, embedded/reused, open dead letters, index state; the retention horizon."""
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         migrate.require_current_schema(conn)
         statuses = status.day_statuses(conn)
         served = model_lifecycle.summary(conn)
@@ -35,10 +35,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     """Server and pgvector versions, memory settings against what the data needs, index validity and
     size, dead tuples, the heaviest statements (pg_stat_statements); exit 1 when something needs fixing."""
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         migrate.require_current_schema(conn)
         report = doctor.diagnose(conn)
-    connection = f"{db.redact(db.docvec_url(settings))}{' (through PgBouncer)' if settings.pgbouncer else ''}"
+    connection = f"{urls.redact(urls.docvec_url(settings))}{' (through PgBouncer)' if settings.pgbouncer else ''}"
     if args.json:
         print(json.dumps({"connection": connection, **report.as_dict()}, indent=2, default=str))
     else:
@@ -49,7 +49,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
     today = args.today or dt.date.today()
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         migrate.require_current_schema(conn)
         result = retention.apply_retention(conn, today, args.window_days, dry_run=args.dry_run)
     verb = "would drop" if args.dry_run else "dropped"
@@ -82,10 +82,11 @@ def _model_table(conn: psycopg.Connection[Any]) -> str:
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     """Embedding models: list them (serving, previous, shadow, retired; days covered), switch search to
     one (activate), go back to the previous one (rollback), or build a model's missing days (build)."""
-    with db.connect(settings) as conn:
+    with connections.connect(settings) as conn:
         migrate.require_current_schema(conn)
         if args.action == "activate":
-            outcome = model_lifecycle.activate(conn, args.reference, allow_incomplete=args.allow_incomplete)
+            outcome = model_lifecycle.activate(conn, model_registry.resolve(conn, args.reference).id,
+                                               allow_incomplete=args.allow_incomplete)
             print(f"search serves {outcome.serving.label}" + (
                 f" (was {outcome.switched_from.label})" if outcome.switched_from else " (already)"))
         elif args.action == "rollback":
@@ -103,7 +104,7 @@ def _build_model(args: argparse.Namespace, settings: Settings, conn: psycopg.Con
     """Embed every stored day the model lacks, in one Dagster run with that model configured; the run
     switches search to it when done."""
     if args.reference:
-        stored = model_registry.find(conn, args.reference)
+        stored = model_registry.resolve(conn, args.reference)
         name, backend, contextual = stored.name, stored.backend, stored.contextual
     else:
         name, backend, contextual = args.model or DEFAULT_MODEL, args.backend, True
@@ -113,11 +114,8 @@ def _build_model(args: argparse.Namespace, settings: Settings, conn: psycopg.Con
         print(f"{embedder.info.name}@{embedder.info.revision} already covers every stored day")
         return 0
     print(f"embedding {len(missing)} stored days with {embedder.info.name} ({backend}): {missing[0]} … {missing[-1]}")
-    config = {"resources": {"embedder": {"config": {"model": name, "backend": backend, "contextual_headers": contextual}}},
-              **dagster_runs.CONSOLE_AT_INFO}
-    return dagster_runs.run(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
-                             "--partition-range", f"{missing[0]}...{missing[-1]}", "--config-json", json.dumps(config)],
-                            settings).returncode
+    config = {"resources": {"embedder": {"config": {"model": name, "backend": backend, "contextual_headers": contextual}}}}
+    return dagster_runs.launch_ingest(settings, missing[0], missing[-1], config)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,7 +124,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     started for the duration. Exits non-zero if any run fails."""
     if args.start > args.end:
         raise DocvecError(f"--from {args.start} is after --to {args.end}")
-    db.server_url(settings)  # the embedded server may have stopped since `docvec up` (e.g. a reboot)
+    urls.server_url(settings)  # the embedded server may have stopped since `docvec up` (e.g. a reboot)
     workspace = str(dagster_runs.WORKSPACE)
     launched = dagster_runs.run(["job", "backfill", "-w", workspace, "-j", args.job,
                                  "--from", str(args.start), "--to", str(args.end), "--noprompt"], settings, capture=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.settings import Settings
-from pipeline.storage.db import dagster_storage_url
+from pipeline.storage.urls import dagster_storage_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

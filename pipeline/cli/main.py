@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pipeline.cli import dagster_runs
 from pipeline.cli.admin_commands import (
     cmd_backfill,
     cmd_doctor,
@@ -17,6 +18,7 @@ from pipeline.cli.admin_commands import (
     cmd_status,
 )
 from pipeline.cli.query_commands import cmd_eval, cmd_search
+from pipeline.cli.request_options import add_options
 from pipeline.cli.serve_command import cmd_serve
 from pipeline.cli.setup_commands import (
     cmd_demo,
@@ -28,8 +30,8 @@ from pipeline.cli.setup_commands import (
 )
 from pipeline.errors import DocvecError
 from pipeline.ingest.embedding import DEFAULT_MODEL
-from pipeline.query.fusion import FUSIONS, VECTOR_WEIGHT
-from pipeline.query.search import MODES
+from pipeline.query.evaluation import RANKED, TUNING
+from pipeline.query.request import MODES, SearchRequest
 from pipeline.settings import load_settings
 from pipeline.storage.retention import DEFAULT_WINDOW_DAYS
 
@@ -81,27 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_date, help="last ingest day (default today)")
     p.set_defaults(func=cmd_sample_corpus)
 
-    def with_search(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("-k", type=int, default=5, help="results (default 5)")
-        p.add_argument("--since", type=_date, help="only ingest days on or after this date")
-        p.add_argument("--until", type=_date, help="only ingest days on or before this date")
-        p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, repeatable")
+    def with_search(p: argparse.ArgumentParser, *, positional: tuple[str, ...] = ("query",)) -> argparse.ArgumentParser:
+        add_options(p, SearchRequest, positional=positional, skip=() if positional else ("query",))
         p.add_argument("--json", action="store_true", help="print JSON")
-        p.add_argument("--explain", action="store_true", help="also print the query plan (EXPLAIN ANALYZE)")
-        p.add_argument("--ef-search", type=int, help="HNSW candidates per query (default: what each index was "
-                       "built and its recall checked for)")
-        p.add_argument("--probes", type=int, help="IVFFlat lists per query (default: as recorded on the index)")
-        p.add_argument("--mode", choices=MODES, default="hybrid",
-                       help="vector, text (BM25) or hybrid (both, fused by document; default)")
-        p.add_argument("--fusion", choices=FUSIONS, default="relative",
-                       help="hybrid: relative (normalised scores, weighted; default) or rrf (reciprocal rank)")
-        p.add_argument("--vector-weight", type=float, default=VECTOR_WEIGHT,
-                       help=f"relative fusion: the vector branch's share (default {VECTOR_WEIGHT})")
-        p.add_argument("--rrf-k", type=int, default=60, help="rrf fusion constant (default 60)")
-        p.add_argument("--per-doc", type=int, metavar="N", help="at most N results per document")
-        p.add_argument("--documents", action="store_true",
-                       help="rank documents (best chunk each, with the document's score) instead of chunks")
-        p.add_argument("--window", type=int, default=0, metavar="N", help="show N neighbouring chunks on each side")
+        p.add_argument("--explain", action="store_true", help="also print the query plans (EXPLAIN ANALYZE)")
         return with_query_model(p)
 
     def with_query_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -110,11 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = with_search(sub.add_parser("search", help="search the store (hybrid, vector or text)"))
-    p.add_argument("query")
     p.set_defaults(func=cmd_search)
 
-    p = with_search(sub.add_parser("demo", help=cmd_demo.__doc__))
-    p.add_argument("--query", help="search to run at the end")
+    p = with_search(sub.add_parser("demo", help=cmd_demo.__doc__), positional=())
+    p.add_argument("--query", help="search to run at the end (default: one of the sample set's questions)")
     p.add_argument("--end", type=_date, help="last sample day (default today)")
     p.set_defaults(func=cmd_demo)
 
@@ -125,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_query_model(sub.add_parser("eval", help=cmd_eval.__doc__))
     p.add_argument("queries", nargs="?", help="labelled JSONL (query, expected_doc_ids, tags); default: the sample set")
-    p.add_argument("-k", type=int, default=5, help="recall@k (default 5)")
+    p.add_argument("-k", dest="cutoff", type=int, default=5,
+                   help=f"recall@k and hit@k: documents counted per query (default 5; MRR and nDCG: the first {RANKED})")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated (default vector,text,hybrid)")
+    add_options(p, SearchRequest, only=TUNING)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -143,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backfill", help="backfill a range of days through Dagster and wait for every run")
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
-    p.add_argument("--job", default="ingest_daily")
+    p.add_argument("--job", default=dagster_runs.INGEST_JOB)
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds to wait for the runs")
     p.set_defaults(func=cmd_backfill)
 

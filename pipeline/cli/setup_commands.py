@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
@@ -15,18 +14,18 @@ from pipeline.cli.query_commands import cmd_search
 from pipeline.ingest import landing_zone
 from pipeline.ingest.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.settings import Settings
-from pipeline.storage import db, embedded_server, migrate
+from pipeline.storage import embedded_server, migrate, urls
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the embedded server when needed, create databases, migrate, write .env for Dagster."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    url = db.server_url(settings)
+    url = urls.server_url(settings)
     embedder = load_embedder(args.model or DEFAULT_MODEL)  # demo's --model defaults to the served one: None
     migrate.upgrade(settings, embedder.info.dim)
     env_path = write_env_file(dagster_environment(settings), PROJECT_ROOT / ".env")
     where = "embedded PostgreSQL" if settings.uses_embedded_server else "PostgreSQL"
-    print(f"docvec is up: {where} at {db.redact(url)}, schema migrated (vector({embedder.info.dim}) for "
+    print(f"docvec is up: {where} at {urls.redact(url)}, schema migrated (vector({embedder.info.dim}) for "
           f"{embedder.info.name}), Dagster instance configured in {env_path}")
     return 0
 
@@ -68,10 +67,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     days = landing_zone.list_days(settings.landing_dir)
     first, last = days[0], days[-1]
     print(f"sample corpus: {counts['documents']} documents in {len(days)} day folders under {settings.landing_dir}")
-    code = dagster_runs.run(["asset", "materialize", "-m", "pipeline.definitions", "--select", "group:ingest",
-                             "--partition-range", f"{first}...{last}",
-                             "--config-json", json.dumps(dagster_runs.CONSOLE_AT_INFO)],
-                            settings).returncode
+    code = dagster_runs.launch_ingest(settings, first, last, {})
     if code != 0:
         print(f"materialization failed (exit {code})", file=sys.stderr)
         return code
