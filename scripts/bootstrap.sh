@@ -15,13 +15,17 @@ fi
 . .venv/bin/activate
 
 stamp=.venv/.docvec-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing docvec into .venv (first run takes a few minutes)"
   # The CPU build of torch first: sentence-transformers would otherwise pull a multi-GB CUDA build.
   # Where pip would pick a CUDA build of torch, set DOCVEC_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.
   python -m pip install -q ${DOCVEC_TORCH_INDEX_URL:+--index-url "$DOCVEC_TORCH_INDEX_URL"} "torch==2.13.0"
-  python -m pip install -q -e ".[test]"
+  # Then everything else within scripts/constraints.txt, and torch held to the build just installed.
+  torch_pin="$(mktemp)"
+  python -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > "$torch_pin"
+  python -m pip install -q -c scripts/constraints.txt -c "$torch_pin" -e ".[test]"
+  rm -f "$torch_pin"
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
