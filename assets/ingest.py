@@ -126,6 +126,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
     with postgres.connect() as conn:
         report = loading.load_days(conn, chunk_embeddings)
     log_lines(context.log.info, report.lines())
+    log_lines(context.log.warning, report.warnings())
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 

@@ -1,6 +1,8 @@
 """A first run and an unchanged rerun of the ingest DAG on a real corpus, as a user runs them: each a
 `dg launch --partition-range` process (the README's command) on a Postgres-backed Dagster instance,
-timed the way the web UI shows a run (its RUN_START to RUN_SUCCESS), and as the whole command's wall time.
+timed the way the web UI shows a run (its RUN_START to RUN_SUCCESS), and as the whole command's wall time;
+then a re-landed rerun: every file copied again with the same bytes (new inode and times, as `cp -r`,
+`aws s3 sync` or rsync without -a leave them), recognised by the hash of its bytes without parsing.
 
 Corpus: the first ``--pages`` content pages of the Python 3.11 documentation (Debian's python3.11-doc,
 HTML), spread over ``--days`` day folders ending today.
@@ -49,13 +51,23 @@ def materialize(settings: Settings, home: Path, first: dt.date, last: dt.date) -
         with DagsterInstance.get() as instance:
             [run] = instance.get_runs(limit=1)
             stats = instance.get_run_stats(run.run_id)
-            meta, embeddings = (_metadata(instance, name) for name in ("vector_store", "chunk_embeddings"))
+            meta, embeddings, read = (_metadata(instance, name)
+                                      for name in ("vector_store", "chunk_embeddings", "raw_documents"))
     finally:
         os.environ.clear()
         os.environ.update(saved)
     summary = {"chunks": str(meta["chunks"].value), "days_unchanged": str(meta["days_unchanged"].value),
-               "embedded": str(embeddings["embedded"].value), "device": str(embeddings["device"].value)}
+               "embedded": str(embeddings["embedded"].value), "device": str(embeddings["device"].value),
+               "parsed": str(read["files_parsed"].value)}
     return float(stats.end_time - stats.start_time), wall, summary
+
+
+def reland(landing: Path) -> None:
+    """Every file of the landing written again with the same bytes: to a hidden name, renamed over it."""
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        copy = path.with_name(f".{path.name}.relanded")
+        copy.write_bytes(path.read_bytes())
+        os.replace(copy, path)
 
 
 def _metadata(instance: DagsterInstance, asset: str) -> dict[str, Any]:
@@ -77,15 +89,18 @@ def main() -> None:
         home = Path(tmp)
         dates = write_days(pages, home / "landing", args.days, dt.date.today())
         rows = [(label, *materialize(settings, home, dates[0], dates[-1])) for label in ("first run", "unchanged rerun")]
+        reland(home / "landing")
+        rows.append(("re-landed rerun", *materialize(settings, home, dates[0], dates[-1])))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; corpus: {len(pages)} pages of the Python 3.11 "
           f"documentation (HTML) over {args.days} days")
-    print(f"  {'run':<18} {'run (UI)':>9} {'command':>9}  chunks  embedded  days unchanged  model device")
+    print(f"  {'run':<18} {'run (UI)':>9} {'command':>9}  chunks  embedded  parsed  days unchanged  model device")
     for label, run_seconds, wall, summary in rows:
         print(f"  {label:<18} {run_seconds:>8.2f}s {wall:>8.2f}s  {summary['chunks']:>6}  {summary['embedded']:>8}  "
-              f"{summary['days_unchanged']:>6} of {args.days}  {summary['device']}")
-    (_, first_run, first_wall, _), (_, rerun, rerun_wall, _) = rows
-    print(f"  unchanged rerun: {first_run / rerun:.1f}x shorter as the UI shows runs (target >= 50x); "
-          f"whole command {first_wall / rerun_wall:.1f}x (process start and code loading included)")
+              f"{summary['parsed']:>6}  {summary['days_unchanged']:>6} of {args.days}  {summary['device']}")
+    (_, first_run, first_wall, _), *reruns = rows
+    for label, rerun, rerun_wall, _ in reruns:
+        print(f"  {label}: {first_run / rerun:.1f}x shorter as the UI shows runs (target >= 50x); "
+              f"whole command {first_wall / rerun_wall:.1f}x (process start and code loading included)")
     drop_scratch(DATABASE)
 
 

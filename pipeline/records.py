@@ -90,6 +90,9 @@ class KeptDocument:
     again; its stored chunks and ``documents`` row stay as they are."""
     doc_id: str
     content_sha256: str
+    # Set when the stamp had changed but the file's bytes hash to the stored ones (copied or synced
+    # again): the new stamp; the file was opened to hash it, not parsed.
+    stamp: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class DayDocuments:
     seconds: float
     source: SourceState = SourceState()
     kept: tuple[KeptDocument, ...] = ()  # unchanged files of a changed day: not read, their chunks kept
+    deleted: tuple[str, ...] = ()  # document ids the day's manifest deletes (tombstones written with the day)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ class DayChunks:
     kept: tuple[KeptDocument, ...] = ()
     contextual: bool = True  # chunks carry contextual headers, to be embedded with them
     model: ModelInfo | None = None  # the model the day is built for (an unchanged day's stored vectors are its)
+    deleted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class DayEmbeddings:
     unchanged: bool = False
     source: SourceState = SourceState()
     kept: tuple[KeptDocument, ...] = ()
+    deleted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,8 @@ class DayLoad:
     carried_chunks: int = 0  # rows of the old partition kept as they were: other days of a block, other models
     kept_chunks: int = 0  # this day's rows of documents whose files did not change (included in ``chunks``)
     partition: str = ""  # the partition that holds the day: its own, or the sealed block it was merged into
+    deleted: int = 0  # documents the day's manifest tombstones hid from search
+    deleted_unknown: tuple[str, ...] = ()  # ids the manifest names that no stored version has (a warning)
 
     @property
     def rows_per_second(self) -> float:

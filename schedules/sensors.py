@@ -16,7 +16,7 @@ from dagster import (
 
 from assets import daily_partitions
 from pipeline.errors import DocvecError
-from pipeline.ingest.landing import signature
+from pipeline.ingest import deletions
 from pipeline.storage import model_lifecycle, model_registry, retention
 from resources import (
     EmbedderResource,
@@ -46,7 +46,8 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
             if day < max(horizon, first) or day > today:
                 continue
             key = day.isoformat()
-            current[key] = signature(landing.files(day, source.patterns))
+            # The day's deletion manifest is part of its listing: landing one requests a run too.
+            current[key] = deletions.listed_signature(landing.files(day, source.patterns), deletions.find(landing, day))
             if seen.get(key) != current[key]:
                 requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
     except DocvecError as exc:  # not there yet, unreachable, or refused: said, and tried again next tick

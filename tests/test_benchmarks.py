@@ -91,9 +91,11 @@ SMOKE: dict[str, Smoke] = {
                                     r"^Dagster's own per-run cost on the unchanged rerun: {n} s",
                                     r"^one-day-changed rerun embedded {n} chunks through Dagster and {n} alone"),
                                    model=True),
-    "rerun_benchmark": Smoke((r"^  first run\s+{n}s\s+{n}s\s+{n}\s+{n}\s+0 of {n}",
-                              r"^  unchanged rerun\s+{n}s\s+{n}s\s+{n}\s+0\s+{n} of {n}",
-                              r"^  unchanged rerun: {n}x shorter as the UI shows runs .* whole command {n}x"),
+    "rerun_benchmark": Smoke((r"^  first run\s+{n}s\s+{n}s\s+{n}\s+{n}\s+{n}\s+0 of {n}",
+                              r"^  unchanged rerun\s+{n}s\s+{n}s\s+{n}\s+0\s+0\s+{n} of {n}",
+                              r"^  re-landed rerun\s+{n}s\s+{n}s\s+{n}\s+0\s+0\s+{n} of {n}",  # hashed, not parsed
+                              r"^  unchanged rerun: {n}x shorter as the UI shows runs .* whole command {n}x",
+                              r"^  re-landed rerun: {n}x shorter as the UI shows runs .* whole command {n}x"),
                              needs=corpora.python_docs, model=True),
     "index_benchmark": Smoke((*(rf"^\s+{{n}} {method}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}$"
                                 for method in ("exact", "ivfflat", "hnsw")),
@@ -125,6 +127,9 @@ SMOKE: dict[str, Smoke] = {
                                r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
                                    for mode in ("vector", "text", "hybrid")), model=True),
+    "forget_benchmark": Smoke((r"^\s+{n} chunks\s+{n} partitions \({n} indexed\)\s+erased {n} chunks on {n} days: "
+                               r"erase {n} s, vacuum {n} s; rebuild of the blocks {n} s",
+                               r"^\s+rebuild / erase at {n} chunks: {n}x")),
 }
 # Run by the benchmark before them (``then``), not on their own.
 FOLLOWERS = {smoke.then for smoke in SMOKE.values() if smoke.then}

@@ -18,7 +18,7 @@ from pipeline.errors import DocvecError
 from pipeline.ingest.embedding import DEFAULT_MODEL, load_embedder
 from pipeline.ops import doctor, status
 from pipeline.settings import Settings
-from pipeline.storage import connections, migrate, model_lifecycle, model_registry, retention, urls
+from pipeline.storage import connections, migrate, model_lifecycle, model_registry, retention, tombstones, urls
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,8 +27,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         migrate.require_current_schema(conn)
         statuses = status.day_statuses(conn)
         served = model_lifecycle.summary(conn)
+        searchable = tombstones.searchable_documents(conn)
     print(served)
     print(status.format_status(statuses, args.today or dt.date.today(), args.window_days))
+    print(f"searchable documents: {searchable:,} (the latest version of each, less those deleted)")
     return 0
 
 

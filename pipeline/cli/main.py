@@ -17,6 +17,8 @@ from pipeline.cli.admin_commands import (
     cmd_retention,
     cmd_status,
 )
+from pipeline.cli.delete_command import cmd_delete
+from pipeline.cli.forget_command import cmd_forget
 from pipeline.cli.query_commands import cmd_eval, cmd_search
 from pipeline.cli.request_options import add_options
 from pipeline.cli.serve_command import cmd_serve
@@ -107,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--today", type=_date)
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("delete", help=cmd_delete.__doc__)
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="document id: its path below the day folder")
+    p.add_argument("--day", type=_date, help="deleted as of this day (default today)")
+    p.add_argument("--landing", help="landing zone to check for the files (default $DOCVEC_LANDING_DIR)")
+    p.set_defaults(func=cmd_delete)
+
     p = with_query_model(sub.add_parser("eval", help=cmd_eval.__doc__))
     p.add_argument("queries", nargs="?", help="labelled JSONL (query, expected_doc_ids, tags); default: the sample set")
     p.add_argument("-k", dest="cutoff", type=int, default=5,
@@ -125,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS, help="days kept, today included")
     p.add_argument("--today", type=_date, help="reckon the window from this day (default today)")
     p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("forget", help=cmd_forget.__doc__)
+    p.add_argument("doc_ids", nargs="*", metavar="DOC_ID", help="document id: its path below the day folder")
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="every document whose metadata holds this pair (repeatable: all pairs), as search's --filter")
+    p.add_argument("--dry-run", action="store_true", help="print what would be erased, erase nothing")
+    p.add_argument("--landing", help="landing zone to check for copies (default $DOCVEC_LANDING_DIR)")
+    p.add_argument("--batches-dir", help="the steps' day batches (default $DOCVEC_HOME/dagster/batches)")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("backfill", help="backfill a range of days through Dagster and wait for every run")
     p.add_argument("--from", dest="start", type=_date, required=True)

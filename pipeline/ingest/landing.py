@@ -95,6 +95,33 @@ class Landing(ABC):
     def source_uri(self, day: dt.date, file: LandingFile) -> str:
         return f"{day.isoformat()}/{file.rel}"
 
+    @abstractmethod
+    def control_file(self, day: dt.date, name: str) -> LandingFile | None:
+        """The day folder's control file ``name`` (a hidden name, so never a document: the deletion
+        manifest) as a listing shows it, or None when the day has none."""
+
+    @abstractmethod
+    def read_control(self, day: dt.date, file: LandingFile, max_bytes: int) -> bytes:
+        """A control file's bytes (``BadInputError`` naming it and the fix when it cannot be read or is
+        over ``max_bytes``)."""
+
+    @abstractmethod
+    def has_day(self, day: dt.date) -> bool:
+        """Whether the day's folder exists (empty or not): a day whose ``files`` are none is an empty day
+        only if it does. ``ConfigError`` naming the landing when the landing itself does not exist."""
+
+    @abstractmethod
+    def holds_undated_files(self) -> bool:
+        """Whether the landing holds files but no day folder (a collection, not a stream of days)."""
+
+    def day_url(self, day: dt.date) -> str:
+        """Where the day's folder is expected, for messages."""
+        return f"{self.url.rstrip('/')}/{day.isoformat()}/"
+
+    def same_content(self, file: LandingFile, stored_stamp: str | None) -> bool:
+        """Whether the listing alone proves the file's bytes are those loaded under ``stored_stamp``."""
+        return same_stamp(file, stored_stamp)
+
 
 class LocalLanding(Landing):
     """A local directory. Files are checked where they are: links must resolve inside the landing
@@ -114,6 +141,16 @@ class LocalLanding(Landing):
 
     def folder(self, day: dt.date) -> Path:
         return self.root / day.isoformat()
+
+    def has_day(self, day: dt.date) -> bool:
+        self.require()
+        return self.folder(day).is_dir()
+
+    def holds_undated_files(self) -> bool:
+        if self.days():
+            return False
+        return any(visible(path.relative_to(self.root).as_posix(), DEFAULT_PATTERNS) and not path.is_dir()
+                   for path in self.root.rglob("*"))
 
     def days(self) -> list[dt.date]:
         found = []
@@ -181,3 +218,25 @@ class LocalLanding(Landing):
         except FileNotFoundError as exc:
             raise BadInputError(source_uri, "vanished or is a broken link", "restore it or remove the link") from exc
         return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest(), file.stamp)
+
+    def control_file(self, day: dt.date, name: str) -> LandingFile | None:
+        path = self.folder(day) / name
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        stamp = f"{info.st_size}\x1f{info.st_ino}\x1f{info.st_mtime_ns}\x1f{info.st_ctime_ns}\x1f{info.st_mode}"
+        return LandingFile(name, info.st_size, stamp, str(path))
+
+    def read_control(self, day: dt.date, file: LandingFile, max_bytes: int) -> bytes:
+        path, source_uri = Path(file.location), self.source_uri(day, file)
+        if not path.resolve().is_relative_to(self.root) or not path.resolve().is_file():
+            raise BadInputError(source_uri, "is not a regular file inside the landing directory",
+                                "make it a plain file in the day folder")
+        if path.stat().st_size > max_bytes:
+            raise too_large(source_uri, path.stat().st_size, max_bytes)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise BadInputError(source_uri, f"cannot be read ({type(exc).__name__})",
+                                "make it readable by the user running docvec") from exc

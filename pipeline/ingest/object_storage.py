@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -23,6 +25,7 @@ from pipeline.ingest.landing import (
     Landing,
     LandingFile,
     require_format,
+    same_stamp,
     too_large,
     visible,
 )
@@ -34,6 +37,7 @@ PROTOCOLS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs")
 _TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno.EREMOTEIO, errno.ECONNRESET,
                                errno.ECONNABORTED, errno.EPIPE})
 _BLOCK = 8 * 1024 * 1024
+_MD5_ETAG = re.compile(r'"?[0-9a-fA-F]{32}"?')  # a single-part upload's ETag: the MD5 of its bytes
 
 
 class StorageUnavailable(DocvecError):
@@ -132,6 +136,8 @@ class RemoteLanding(Landing):
                 "resource's access_key_id/secret_access_key) and that they may list and read this prefix.") from exc
         except FileNotFoundError as exc:
             bucket = self.root.split("/", 1)[0]
+            if "/" in self.root and self._exists(bucket):
+                raise self._missing_root() from exc
             raise ConfigError(
                 f"{what}: the bucket or container {bucket!r} does not exist ({_first_line(exc)}). Create it, or fix "
                 "the source resource's landing_dir (and endpoint_url for MinIO or another S3-compatible store).") from exc
@@ -150,6 +156,41 @@ class RemoteLanding(Landing):
 
     def prefix(self, day: dt.date) -> str:
         return f"{self.root}/{day.isoformat()}"
+
+    def _exists(self, path: str) -> bool:
+        return bool(self._call(lambda: self.fs.exists(path), f"listing {self.url}"))
+
+    def _missing_root(self) -> ConfigError:
+        return ConfigError(
+            f"landing {self.url} does not exist: nothing is stored under that prefix. Fix the source resource's "
+            "landing_dir (or DOCVEC_LANDING_DIR), or upload one YYYY-MM-DD/ folder per day under it.")
+
+    def has_day(self, day: dt.date) -> bool:
+        # A prefix is there while any object is below it, or its folder marker ("YYYY-MM-DD/", or a hidden
+        # ".keep" in it): the way to land an empty day in a store that has no empty folders.
+        self.fs.invalidate_cache()
+        if self._exists(self.prefix(day)):
+            return True
+        if not self._exists(self.root):
+            raise self._missing_root()
+        return False
+
+    def holds_undated_files(self) -> bool:
+        if self.days():
+            return False
+        entries = self._call(lambda: self.fs.ls(self.root, detail=True), f"listing {self.url}")
+        return any(visible(PurePosixPath(entry["name"]).name, DEFAULT_PATTERNS) for entry in entries)
+
+    def same_content(self, file: LandingFile, stored_stamp: str | None) -> bool:
+        """Also when only the modification time moved (``aws s3 sync``, a re-upload of the same bytes): an
+        S3 ETag of 32 hex digits without a part count is the MD5 of the object's bytes, so the same one
+        at the same size is the same content. Other versions (multipart ETags, GCS generations, Azure
+        ETags) change on any write: such an object is downloaded and its bytes hashed instead."""
+        if not stored_stamp or same_stamp(file, stored_stamp):
+            return bool(stored_stamp)
+        size, version, *_ = [*file.stamp.split("\x1f"), "", ""]
+        stored_size, stored_version, *_ = [*stored_stamp.split("\x1f"), "", ""]
+        return size == stored_size and version == stored_version and _MD5_ETAG.fullmatch(version) is not None
 
     def files(self, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[LandingFile]:
         prefix = self.prefix(day)
@@ -179,17 +220,41 @@ class RemoteLanding(Landing):
         # The staging name comes from a hash of the key, never from the key: "../", "/etc/…" or odd
         # characters in a key cannot reach outside the staging folder.
         target = staging / (hashlib.sha256(file.location.encode()).hexdigest()[:24] + PurePosixPath(file.rel).suffix)
-        gone: tuple[type[BaseException], ...] = (FileNotFoundError, *_replaced_types())
-        try:
+        with _object_read(source_uri):
             digest, size = retrying(lambda: self._download(file.location, target, max_bytes, source_uri),
                                     f"reading {self.url}/{source_uri}", self.options)
-        except gone as exc:
-            raise BadInputError(source_uri, "was deleted or replaced while the day was being read",
-                                "rerun the day once uploads to it have finished") from exc
-        except PermissionError as exc:
-            raise BadInputError(source_uri, f"cannot be read (access denied: {_first_line(exc)})",
-                                "allow docvec's credentials to read the objects of the landing prefix") from exc
         return CheckedFile(target, file.rel, source_uri, size, digest, file.stamp)
+
+    def control_file(self, day: dt.date, name: str) -> LandingFile | None:
+        key = f"{self.prefix(day)}/{name}"
+
+        def entries() -> list[dict[str, Any]]:
+            # A listing of the day's top level (answered from the listing ``files`` just made when fsspec
+            # kept it), never a HEAD: an unchanged day stays decided by listings alone.
+            try:
+                return list(self.fs.ls(self.prefix(day), detail=True))
+            except FileNotFoundError:
+                return []
+
+        found = [e for e in self._call(entries, f"listing {self.url}/{day.isoformat()}/")
+                 if e.get("name", "").rstrip("/") == key and e.get("type", "file") == "file"]
+        if not found:
+            return None
+        info = found[0]
+        version = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("version_id") or ""
+        modified = info.get("LastModified") or info.get("last_modified") or info.get("updated") or ""
+        return LandingFile(name, int(info.get("size") or 0), f"{info.get('size')}\x1f{version}\x1f{modified}", key)
+
+    def read_control(self, day: dt.date, file: LandingFile, max_bytes: int) -> bytes:
+        source_uri = self.source_uri(day, file)
+        if file.size > max_bytes:
+            raise too_large(source_uri, file.size, max_bytes)
+        with _object_read(source_uri):
+            data = bytes(retrying(lambda: self.fs.cat_file(file.location), f"reading {self.url}/{source_uri}",
+                                  self.options))
+        if len(data) > max_bytes:
+            raise too_large(source_uri, len(data), max_bytes)
+        return data
 
     def _download(self, key: str, target: Path, max_bytes: int, source_uri: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
@@ -202,6 +267,20 @@ class RemoteLanding(Landing):
                 digest.update(block)
                 local.write(block)
         return digest.hexdigest(), size
+
+
+@contextmanager
+def _object_read(source_uri: str) -> Iterator[None]:
+    """An object deleted, replaced or refused while it is read becomes a dead letter naming it and the fix."""
+    gone: tuple[type[BaseException], ...] = (FileNotFoundError, *_replaced_types())
+    try:
+        yield
+    except gone as exc:
+        raise BadInputError(source_uri, "was deleted or replaced while the day was being read",
+                            "rerun the day once uploads to it have finished") from exc
+    except PermissionError as exc:
+        raise BadInputError(source_uri, f"cannot be read (access denied: {_first_line(exc)})",
+                            "allow docvec's credentials to read the objects of the landing prefix") from exc
 
 
 def _first_line(exc: BaseException) -> str:

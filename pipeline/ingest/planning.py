@@ -23,16 +23,16 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline.ingest import reading
+from pipeline.errors import ConfigError
+from pipeline.ingest import deletions, reading
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.context import HEADER_TOKENS
+from pipeline.ingest.deletions import Manifest
 from pipeline.ingest.landing import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_PATTERNS,
     Landing,
     LandingFile,
-    same_stamp,
-    signature,
 )
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.records import DayDocuments, DeadLetter, KeptDocument, ModelInfo, SourceDocument, SourceState
@@ -93,39 +93,55 @@ class DayPlan:
     fingerprint: str
     unchanged: bool
     files_read: int  # files opened to decide: 0 when the listing alone showed the day unchanged
+    # The day's folder does not exist and nothing is stored for it: nothing landed, nothing to do.
+    absent: bool = False
 
     @property
     def day(self) -> dt.date:
         return self.read.day
 
+    @property
+    def files_parsed(self) -> int:
+        """Files opened and parsed: those opened less those whose bytes hashed to the stored ones."""
+        return self.files_read - sum(bool(k.stamp) for k in self.read.kept)
+
 
 def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter],
-                        kept: Sequence[KeptDocument] = ()) -> str:
-    """The day's file contents and failures, order-independent (kept documents count by their stored
-    content hash, so keeping or re-reading an unchanged file gives the same fingerprint)."""
-    payload = {
+                        kept: Sequence[KeptDocument] = (), deleted: Sequence[str] = ()) -> str:
+    """The day's file contents, failures and deletions (its manifest's ids), order-independent (kept
+    documents count by their stored content hash, so keeping or re-reading an unchanged file gives the
+    same fingerprint; a day without deletions keeps the fingerprint it always had)."""
+    payload: dict[str, Sequence[object]] = {
         "documents": sorted([(d.doc_id, d.content_sha256) for d in documents]
                             + [(k.doc_id, k.content_sha256) for k in kept]),
         "dead_letters": sorted((d.source_uri, d.stage, d.error) for d in dead_letters),
     }
+    if deleted:
+        payload["deleted"] = sorted(deleted)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def read_files(landing: Landing, day: dt.date, files: Sequence[LandingFile], options: ReadOptions = ReadOptions(),
-               stored: Mapping[str, tuple[str, str]] | None = None) -> DayDocuments:
+               stored: Mapping[str, tuple[str, str]] | None = None, manifest: Manifest | None = None) -> DayDocuments:
     """Read the listed ``files`` of the day, except those ``stored`` ({doc_id: (stamp, content hash)})
-    with the same stamp: those are kept, not read."""
+    with the same stamp: those are kept, not read; and except those the day's ``manifest`` deletes."""
     started = time.perf_counter()
+    manifest = manifest or Manifest()
+    to_read, contradicted = deletions.contradicted(landing, day, files, manifest)
     known = stored or {}
-    kept = tuple(KeptDocument(f.rel, known[f.rel][1]) for f in files
-                 if f.rel in known and same_stamp(f, known[f.rel][0]))
+    kept = tuple(KeptDocument(f.rel, known[f.rel][1]) for f in to_read
+                 if f.rel in known and landing.same_content(f, known[f.rel][0]))
     kept_ids = {k.doc_id for k in kept}
-    result = reading.read_day(landing, day, [f for f in files if f.rel not in kept_ids], options.max_file_bytes,
-                              options.limits)
-    return DayDocuments(day=day, documents=result.documents, dead_letters=result.dead_letters,
-                        files_seen=len(files), seconds=time.perf_counter() - started, kept=kept,
-                        source=SourceState(signature(files),
-                                           content_fingerprint(result.documents, result.dead_letters, kept)))
+    # A file whose stamp changed is hashed (streamed, within max_file_bytes) before it is parsed: the
+    # same bytes as stored (cp -r, aws s3 sync, rsync without -a) keep it without parsing.
+    result = reading.read_day(landing, day, [f for f in to_read if f.rel not in kept_ids], options.max_file_bytes,
+                              options.limits, {doc_id: sha for doc_id, (_, sha) in known.items() if doc_id not in kept_ids})
+    kept = (*kept, *result.same_bytes)
+    dead = [*result.dead_letters, *manifest.dead_letters, *contradicted]
+    return DayDocuments(day=day, documents=result.documents, dead_letters=dead,
+                        files_seen=len(files), seconds=time.perf_counter() - started, kept=kept, deleted=manifest.ids,
+                        source=SourceState(deletions.listed_signature(files, manifest.file),
+                                           content_fingerprint(result.documents, dead, kept, manifest.ids)))
 
 
 def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: Recipe,
@@ -138,8 +154,11 @@ def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: R
     started = time.perf_counter()
     # Listed before reading, so a file changed while it is being read makes the next run read it again.
     files = landing.files(day, options.patterns)
+    if not files and not landing.has_day(day):
+        return _absent_day(conn, landing, day, recipe)
+    manifest = deletions.find(landing, day)  # the day's deletions: its listing covers them too
     stored = ingest_days.stored_source(conn, day)
-    listed_alike = stored is not None and stored.signature == signature(files)
+    listed_alike = stored is not None and stored.signature == deletions.listed_signature(files, manifest)
     if stored is not None and listed_alike and not force:
         fingerprint = recipe.fingerprint(stored.content_fingerprint)
         if ingest_days.has_fingerprint(conn, day, fingerprint):
@@ -148,10 +167,29 @@ def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: R
             return DayPlan(read, recipe, fingerprint, unchanged=True, files_read=0)
     # Listed alike but built otherwise (settings, model): every file is read, as for a forced rebuild.
     keep = not force and not listed_alike and _may_keep(conn, day, recipe)
-    read = read_files(landing, day, files, options, days.stored_documents(conn, day) if keep else None)
+    read = read_files(landing, day, files, options, days.stored_documents(conn, day) if keep else None,
+                      deletions.read(landing, day, manifest))
     fingerprint = recipe.fingerprint(read.source.content_fingerprint)
     unchanged = not force and ingest_days.has_fingerprint(conn, day, fingerprint)
-    return DayPlan(read, recipe, fingerprint, unchanged, files_read=len(files) - len(read.kept))
+    return DayPlan(read, recipe, fingerprint, unchanged,
+                   files_read=len(files) - sum(not k.stamp for k in read.kept) + (manifest is not None))
+
+
+def _absent_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: Recipe) -> DayPlan:
+    """A day whose folder does not exist: nothing to do when nothing is stored for it (a schedule tick
+    on a day nothing landed); refused when the day holds stored documents, which an empty day would
+    wipe: a typo in landing_dir, a prefix without day folders or a missing mount is not an empty day."""
+    if day in ingest_days.stored_days(conn):
+        collection = (f" {landing.url} holds files but no day folders: a folder without day folders is a "
+                      "collection; docvec reads day folders (a collection mode is coming, issue #27)."
+                      if landing.holds_undated_files() else "")
+        raise ConfigError(
+            f"{day}: the day folder {landing.day_url(day)} does not exist, and {day} holds stored documents that a "
+            f"run would remove from search. docvec reads one folder per day: {landing.url.rstrip('/')}/YYYY-MM-DD/."
+            f"{collection} Fix the source's landing_dir (or DOCVEC_LANDING_DIR) or restore the folder; to empty "
+            "the day on purpose, land it as an empty folder (in object storage: a YYYY-MM-DD/.keep object).")
+    read = DayDocuments(day=day, documents=[], dead_letters=[], files_seen=0, seconds=0.0)
+    return DayPlan(read, recipe, "", unchanged=False, files_read=0, absent=True)
 
 
 def _may_keep(conn: psycopg.Connection, day: dt.date, recipe: Recipe) -> bool:

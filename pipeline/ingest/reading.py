@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, CheckedFile, Landing
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
 from pipeline.ingest.readers import IN_PROCESS, parse
 from pipeline.ingest.readers.structure import Parsed
-from pipeline.records import DeadLetter, SourceDocument
+from pipeline.records import DeadLetter, KeptDocument, SourceDocument
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class DayRead:
     documents: list[SourceDocument]
     dead_letters: list[DeadLetter]
     files_seen: int
+    # Files whose bytes hash to the stored ones (copied or synced again): checked, not parsed.
+    same_bytes: list[KeptDocument] = field(default_factory=list)
 
 
 def to_document(checked: CheckedFile, day: dt.date, parsed: Parsed) -> SourceDocument:
@@ -43,19 +45,28 @@ def to_document(checked: CheckedFile, day: dt.date, parsed: Parsed) -> SourceDoc
 
 
 def read_day(landing: Landing, day: dt.date, files: Sequence[LandingFile],
-             max_bytes: int = DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None) -> DayRead:
+             max_bytes: int = DEFAULT_MAX_FILE_BYTES, limits: ParseLimits | None = None,
+             known: Mapping[str, str] | None = None) -> DayRead:
     """Every listed file of one day: the good ones as documents, the bad ones as dead letters. Text
     formats are parsed here; the others in parallel worker processes under ``limits``. Files downloaded
-    from object storage are staged in a temporary folder removed before this returns."""
+    from object storage are staged in a temporary folder removed before this returns. A file whose
+    bytes hash (taken by its check, streamed) to its ``known`` stored hash ({doc_id: sha256}) is not
+    parsed: it comes back in ``same_bytes``."""
     checked: list[CheckedFile] = []
+    same: list[KeptDocument] = []
     dead: list[DeadLetter] = []
     documents: list[SourceDocument] = []
     with tempfile.TemporaryDirectory(prefix="docvec-staging-") as staging:
         for file in files:
             try:
-                checked.append(landing.check(day, file, max_bytes, Path(staging)))
+                ready = landing.check(day, file, max_bytes, Path(staging))
             except BadInputError as exc:
                 dead.append(DeadLetter(exc.source, day, "read", exc.reason, exc.fix))
+                continue
+            if known and known.get(ready.doc_id) == ready.content_sha256:
+                same.append(KeptDocument(ready.doc_id, ready.content_sha256, stamp=ready.stamp))
+            else:
+                checked.append(ready)
         pooled = [c for c in checked if c.path.suffix.lower() not in IN_PROCESS]
         outcomes: dict[int, Parsed | UnreadableDocument] = dict(zip(
             (id(c) for c in pooled), parse_files([c.path for c in pooled], limits or ParseLimits()), strict=True))
@@ -70,4 +81,4 @@ def read_day(landing: Landing, day: dt.date, files: Sequence[LandingFile],
                 documents.append(to_document(ready, day, outcome))
             except BadInputError as exc:
                 dead.append(DeadLetter(exc.source, day, "read", exc.reason, exc.fix))
-    return DayRead(day=day, documents=documents, dead_letters=dead, files_seen=len(files))
+    return DayRead(day=day, documents=documents, dead_letters=dead, files_seen=len(files), same_bytes=same)

@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 
 from pipeline.errors import ConfigError, StoredStateError
-from pipeline.ingest import context, planning
+from pipeline.ingest import context, deletions, planning
 from pipeline.ingest.chunking import (
     Chunk,
     ChunkingConfig,
@@ -51,7 +51,8 @@ def read_documents(landing: LandingRoot, day: dt.date, patterns: Sequence[str] =
     changed."""
     landing = as_landing(landing)
     return planning.read_files(landing, day, landing.files(day, patterns),
-                               ReadOptions(tuple(patterns), max_file_bytes, limits))
+                               ReadOptions(tuple(patterns), max_file_bytes, limits),
+                               manifest=deletions.read(landing, day, deletions.find(landing, day)))
 
 
 def chunk_day(plan: DayPlan, tokenizer: Callable[[], Tokenizer]) -> DayChunks:
@@ -108,7 +109,7 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
     ]
     return DayChunks(day=batch.day, documents=documents, chunks=chunks, chunk_counts=counts,
                      dead_letters=dead, seconds=time.perf_counter() - started, fingerprint=fingerprint,
-                     source=batch.source, kept=batch.kept, contextual=contextual)
+                     source=batch.source, kept=batch.kept, contextual=contextual, deleted=batch.deleted)
 
 
 def link_share(start: int, end: int, links: Sequence[LinkBlock]) -> float:
@@ -196,6 +197,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
         dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
         fingerprint=batch.fingerprint, unchanged=batch.unchanged, source=batch.source, kept=batch.kept,
+        deleted=batch.deleted,
     )
 
 

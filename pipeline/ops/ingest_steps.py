@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReadReport:
-    """Each day's plan (``plan_day``), and where the days were read from."""
+    """Each day's plan (``plan_day``), and where the days were read from. ``absent``: the run's days
+    whose folder does not exist and that hold nothing (nothing landed): left out of ``plans``."""
     plans: dict[str, DayPlan]
     landing: str
+    absent: tuple[str, ...] = ()
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
@@ -38,7 +40,9 @@ class ReadReport:
 
     def lines(self) -> list[str]:
         """One line per day, for the run's log."""
-        return [_read_line(plan) for plan in self.plans.values()]
+        return [_read_line(plan) for plan in self.plans.values()] + [
+            f"{day}: no day folder {self.landing.rstrip('/')}/{day}/ and nothing stored for the day: nothing landed, "
+            "nothing to do" for day in self.absent]
 
     def metadata(self) -> Metadata:
         """What the step did, as plain values for its asset's metadata."""
@@ -47,9 +51,12 @@ class ReadReport:
             "days": len(plans),
             "days_not_read": sum(not plan.files_read for plan in plans),
             "days_unchanged": sum(plan.unchanged for plan in plans),
+            "days_absent": len(self.absent),
             "files": sum(plan.read.files_seen for plan in plans),
+            "files_parsed": sum(plan.files_parsed for plan in plans),
             "documents": sum(len(plan.read.documents) for plan in plans),
             "documents_kept": sum(len(plan.read.kept) for plan in plans),
+            "deletions_read": sum(len(plan.read.deleted) for plan in plans),  # ids in read .docvec-deleted files
             "bytes": sum(d.bytes for plan in plans for d in plan.read.documents),
             "dead_letters": len(self.dead_letters),
             "seconds": round(sum(plan.read.seconds for plan in plans), 3),
@@ -63,7 +70,9 @@ def _read_line(plan: DayPlan) -> str:
         return f"{plan.day}: {read.files_seen} files unchanged since the last load, not read"
     kept = f", {len(read.kept)} unchanged files kept without reading them" if read.kept else ""
     verdict = "; unchanged since the last load" if plan.unchanged else ""
-    return f"{plan.day}: {len(read.documents)} documents read{kept}, {len(read.dead_letters)} dead letters{verdict}"
+    deleted = f", {len(read.deleted)} deleted by its manifest" if read.deleted else ""
+    return (f"{plan.day}: {len(read.documents)} documents read{kept}, {len(read.dead_letters)} dead letters"
+            f"{deleted}{verdict}")
 
 
 def days_to_read(days: Sequence[dt.date], today: dt.date, window_days: int) -> list[dt.date]:
@@ -77,8 +86,9 @@ def days_to_read(days: Sequence[dt.date], today: dt.date, window_days: int) -> l
 def read_days(conn: psycopg.Connection, landing: Landing, days: Sequence[dt.date], recipe: Recipe,
               options: ReadOptions, *, force: bool = False) -> ReadReport:
     """Plan every day, reading what it needs (``planning.plan_day``)."""
-    return ReadReport({day.isoformat(): planning.plan_day(conn, landing, day, recipe, options, force=force)
-                       for day in days}, landing.url)
+    plans = [planning.plan_day(conn, landing, day, recipe, options, force=force) for day in days]
+    return ReadReport({plan.day.isoformat(): plan for plan in plans if not plan.absent}, landing.url,
+                      tuple(plan.day.isoformat() for plan in plans if plan.absent))
 
 
 @dataclass(frozen=True)

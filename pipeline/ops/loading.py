@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from pipeline.ingest import stages
+from pipeline.ingest import deletions, stages
 from pipeline.ops import status
 from pipeline.ops.reports import Markdown, Metadata, rate
 from pipeline.records import DayEmbeddings, DayLoad
@@ -33,7 +33,15 @@ class LoadReport:
         days = [f"{load.day}: unchanged, kept its {load.chunks} chunks as they are" if load.unchanged else
                 f"{load.day}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
                 f"replaced {load.replaced_chunks}" for load in self.loads]
-        return [*days, self.lifecycle] if self.lifecycle else days
+        deleted = [f"{load.day}: its {deletions.MANIFEST} hid {load.deleted} documents from search"
+                   for load in self.loads if load.deleted]
+        return [*days, *deleted, self.lifecycle] if self.lifecycle else [*days, *deleted]
+
+    def warnings(self) -> list[str]:
+        """Lines for the run's log at warning level: manifest ids that match no stored document."""
+        return [f"{load.day}: {deletions.MANIFEST} names {len(load.deleted_unknown)} documents docvec does not hold "
+                f"on or before that day (nothing to delete; check the ids, paths below the day folder): "
+                f"{', '.join(load.deleted_unknown[:20])}" for load in self.loads if load.deleted_unknown]
 
     def metadata(self) -> Metadata:
         """What the step did, as plain values for its asset's metadata."""
@@ -46,6 +54,8 @@ class LoadReport:
             "replaced_chunks": sum(load.replaced_chunks for load in loads),
             "days_unchanged": sum(load.unchanged for load in loads),
             "carried_chunks": sum(load.carried_chunks for load in loads),
+            "documents_deleted": sum(load.deleted for load in loads),
+            "deleted_ids_unknown": ", ".join(i for load in loads for i in load.deleted_unknown) or "none",
             "embedding_model": self.lifecycle or "no day loaded",
             "per_day": self.day_table,
             "sample_chunks": self.sample,
@@ -78,14 +88,14 @@ def _switch_when_complete(conn: psycopg.Connection, name: str, revision: str) ->
 
 
 def sample_chunks(batches: Mapping[str, DayEmbeddings], limit: int = SAMPLE_CHUNKS) -> Markdown:
-    """A glance at what was loaded: the first chunks of the latest rebuilt day."""
+    """A glance at what was loaded: the first chunks of the latest rebuilt day, by id and size. Never
+    their text: Dagster's event log keeps metadata for good, and `docvec forget` must be able to erase
+    every copy of a document's text (``docvec search`` shows it instead)."""
     rebuilt = [b for b in batches.values() if not b.unchanged and b.chunks]
     if not rebuilt:
         return Markdown("_no day was rebuilt in this run_")
     batch = max(rebuilt, key=lambda b: b.day)
     lines = [f"**{batch.day}** — first {min(limit, len(batch.chunks))} of {len(batch.chunks)} chunks", ""]
     for chunk in batch.chunks[:limit]:
-        text = " ".join(chunk.text.split())
-        text = text if len(text) <= 200 else text[:197] + "..."
-        lines.append(f"- `{chunk.doc_id}#{chunk.seq}` ({chunk.token_count} tokens): {text.replace('|', '/')}")
+        lines.append(f"- `{chunk.doc_id}#{chunk.seq}` ({chunk.token_count} tokens)")
     return Markdown("\n".join(lines))

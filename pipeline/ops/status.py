@@ -20,6 +20,7 @@ class DayStatus:
     open_dead_letters: int
     index: str
     loaded_at: dt.datetime | None
+    deleted: int = 0  # documents deleted as of the day (its tombstones): hidden from search
 
 
 def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) -> list[DayStatus]:
@@ -37,29 +38,30 @@ def day_statuses(conn: psycopg.Connection, days: list[dt.date] | None = None) ->
         if held_by is not None and held_by.is_block:
             state += f", sealed {held_by.first:%m-%d}..{held_by.last:%m-%d}"
         statuses.append(DayStatus(summary.day, summary.documents, summary.chunks, summary.embedded, summary.reused,
-                                  summary.open_dead_letters, state, summary.loaded_at))
+                                  summary.open_dead_letters, state, summary.loaded_at, summary.deleted))
     return statuses
 
 
 def markdown_status(statuses: list[DayStatus]) -> str:
     """The same facts as ``docvec status``, as a markdown table for Dagster's metadata panel."""
-    lines = ["| day | documents | chunks | embedded | reused | open dead letters | index |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| day | documents | chunks | embedded | reused | open dead letters | deleted | index |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in statuses:
         lines.append(f"| {s.day} | {s.documents} | {s.chunks} | {s.embedded} | {s.reused} | "
-                     f"{s.open_dead_letters} | {s.index} |")
+                     f"{s.open_dead_letters} | {s.deleted} | {s.index} |")
     return "\n".join(lines)
 
 
 def format_status(statuses: list[DayStatus], today: dt.date, window_days: int) -> str:
     horizon = retention.oldest_kept_day(today, window_days)
     lines = [f"retention: {window_days} days, oldest kept day {horizon} (today {today})",
-             f"{'day':<12} {'documents':>9} {'chunks':>8} {'embedded':>9} {'reused':>7} {'dead letters':>12}  index"]
+             f"{'day':<12} {'documents':>9} {'chunks':>8} {'embedded':>9} {'reused':>7} {'dead letters':>12} "
+             f"{'deleted':>7}  index"]
     for s in statuses:
         flag = "  (expired: next retention run drops it)" if s.day < horizon else ""
         lines.append(f"{s.day!s:<12} {s.documents:>9,} {s.chunks:>8,} {s.embedded:>9,} {s.reused:>7,} "
-                     f"{s.open_dead_letters:>12,}  {s.index}{flag}")
+                     f"{s.open_dead_letters:>12,} {s.deleted:>7,}  {s.index}{flag}")
     lines.append(f"{'total':<12} {sum(s.documents for s in statuses):>9,} {sum(s.chunks for s in statuses):>8,} "
                  f"{sum(s.embedded for s in statuses):>9,} {sum(s.reused for s in statuses):>7,} "
-                 f"{sum(s.open_dead_letters for s in statuses):>12,}")
+                 f"{sum(s.open_dead_letters for s in statuses):>12,} {sum(s.deleted for s in statuses):>7,}")
     return "\n".join(lines)

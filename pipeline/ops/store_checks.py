@@ -33,6 +33,8 @@ every stored day, only those this model loaded."""
         if recorded is None and loaded is None:
             continue
         in_table = days.chunk_count(conn, day, stored.id) if stored else 0
+        if recorded is None and not in_table and day not in ingest_days.stored_days(conn):
+            continue  # nothing landed that day and nothing is stored for it: nothing was to load
         if recorded is None or recorded[1] != in_table:
             mismatched[str(day)] = {"in_table": in_table, "recorded": recorded[1] if recorded else None}
     return CheckOutcome(passed=not mismatched, metadata={"mismatched_days": mismatched})

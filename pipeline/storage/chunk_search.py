@@ -30,8 +30,8 @@ _VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 
 @dataclass(frozen=True)
 class Scope:
-    """Which chunks a search may return: one model's, of each document's latest version only, stored
-    on days within ``since``/``until``, whose metadata holds every ``filters`` pair."""
+    """Which chunks a search may return: one model's, of each document's latest version only (unless a
+    tombstone deleted it), stored on days within ``since``/``until``, whose metadata holds every ``filters`` pair."""
     model_id: int
     since: dt.date | None = None
     until: dt.date | None = None
@@ -79,6 +79,10 @@ def _conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
     conditions: list[sql.Composable] = [
         sql.SQL("c.model_id = %(model_id)s"),
         sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id AND d.ingest_date > c.ingest_date)"),
+        # Nor a version a tombstone of its day or later deleted (pipeline/storage/tombstones.py): another
+        # anti join, hashed (the table holds only deletions) or probed on its (doc_id, ingest_date) key.
+        sql.SQL("NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = c.doc_id "
+                "AND t.ingest_date >= c.ingest_date)"),
     ]
     params: dict[str, Any] = {"model_id": scope.model_id}
     if scope.since is not None:

@@ -26,6 +26,7 @@ from pipeline.storage import (
     model_lifecycle,
     partitions,
     term_stats,
+    tombstones,
 )
 from pipeline.storage.loader import copy_rows
 from pipeline.storage.queries import value
@@ -119,6 +120,7 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
             for d in batch.documents
         ))
         dead_letters.record(conn, day, batch.dead_letters)
+        deleted = tombstones.replace_manifest(conn, day, batch.deleted)  # the day's manifest, with the day
         term_stats.refresh_day(conn, day, model_id, kept_models=other_models)
         # Search's latest-version anti join plans from these statistics; keep them current per day.
         conn.execute("ANALYZE documents")
@@ -128,7 +130,8 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
     return DayLoad(day=day, documents=len(batch.documents) + len(kept_ids), chunks=stats.rows + kept,
                    replaced_chunks=int(replaced), carried_chunks=int(carried), kept_chunks=kept, partition=partition,
                    dead_letters=len(batch.dead_letters), copy_seconds=copy_seconds,
-                   seconds=time.perf_counter() - started, table_bytes=table_bytes)
+                   seconds=time.perf_counter() - started, table_bytes=table_bytes, deleted=len(deleted.hidden),
+                   deleted_unknown=tuple(deleted.unknown))
 
 
 def unchanged_day(conn: psycopg.Connection[Any], day: dt.date, model_id: int,
@@ -152,6 +155,7 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
                            (horizon, list(keep))).rowcount
     ingest_days.forget_before(conn, horizon, keep)
     term_stats.forget_before(conn, horizon, keep)
+    tombstones.forget_before(conn, horizon)
     return deleted
 
 
