@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -98,6 +99,12 @@ def s3_server() -> Iterator[S3Server]:
     thread.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
+        # moto counts unauthenticated actions per process: a second server in the same test session would
+        # find them spent and refuse its own bootstrap. Its reset-auth endpoint grants them again.
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=str(BOOTSTRAP_ACTIONS).encode(),
+                                       method="POST")
+        with urllib.request.urlopen(reset, timeout=10) as answer:
+            answer.read()
         iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
         iam.create_user(UserName="docvec-ingest")
