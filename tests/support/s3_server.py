@@ -102,7 +102,7 @@ def s3_server() -> Iterator[S3Server]:
         # moto counts unauthenticated actions per process: a second server in the same test session would
         # find them spent and refuse its own bootstrap. Its reset-auth endpoint grants them again.
         reset = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=str(BOOTSTRAP_ACTIONS).encode(),
-                                       method="POST")
+                                       method="POST", headers={"Content-Type": "application/octet-stream"})
         with urllib.request.urlopen(reset, timeout=10) as answer:
             answer.read()
         iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
