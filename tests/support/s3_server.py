@@ -99,12 +99,13 @@ def s3_server() -> Iterator[S3Server]:
     thread.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        # moto counts unauthenticated actions per process: a second server in the same test session would
-        # find them spent and refuse its own bootstrap. Its reset-auth endpoint grants them again.
-        reset = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=str(BOOTSTRAP_ACTIONS).encode(),
-                                       method="POST", headers={"Content-Type": "application/octet-stream"})
-        with urllib.request.urlopen(reset, timeout=10) as answer:
-            answer.read()
+        # moto keeps its backends (users, buckets) and its count of unauthenticated actions per process: a
+        # second server in the same test session would find both left over. Start each one empty.
+        for path, body in (("reset", b""), ("reset-auth", str(BOOTSTRAP_ACTIONS).encode())):
+            request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=body, method="POST",
+                                             headers={"Content-Type": "application/octet-stream"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answer.read()
         iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
         iam.create_user(UserName="docvec-ingest")
