@@ -68,14 +68,16 @@ def raw_documents(context: AssetExecutionContext, config: ChunkingSettings, sour
     files, failures, chunking settings and model all match what is stored is unchanged and goes through
     the rest untouched; its files are not even opened when their names, sizes, inodes and change times
     match the last load, and of a changed day only the changed files are read. Days older than the
-    retention window are refused."""
+    retention window are refused. With the source in collection mode, a run takes one snapshot of the
+    living folder or prefix and reports documents added, changed, deleted and unchanged."""
     with refused_as_failure():
         days = ingest_steps.days_to_read(partition_days(context), retention_window.today(), retention_window.window_days)
         landing = source.landing()
         with postgres.connect() as conn:
             recipe = config.recipe(embedder.planning_info(conn), embedder.contextual_headers,
                                    source.max_chunks_per_document)
-            report = ingest_steps.read_days(conn, landing, days, recipe, source.read_options(), force=config.force)
+            report = ingest_steps.read_days(conn, landing, days, recipe, source.read_options(), force=config.force,
+                                            snapshot=source.collection_options())
     for letter in report.dead_letters:
         context.log.warning(f"dead letter [{letter.stage}] {letter.source_uri}: {letter.error}. {letter.detail}")
     log_lines(context.log.info, report.lines())

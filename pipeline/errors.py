@@ -43,6 +43,11 @@ class NothingServedError(PreconditionError):
     """No embedding model is served yet: nothing was ingested, so there is nothing to search."""
 
 
+class ListingError(DocvecError):
+    """The source could not be listed in full (a folder that cannot be read, a listing that failed half-way):
+    nothing is decided from a partial listing, so nothing is deleted; retry once the source reads again."""
+
+
 class StoredStateError(DocvecError):
     """Stored state is inconsistent: with itself, or with what a step has just done. Not retried."""
 

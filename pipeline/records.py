@@ -128,6 +128,19 @@ class SourceState:
 
 
 @dataclass(frozen=True)
+class CollectionChanges:
+    """What a collection's snapshot found against the collection as stored before its day: documents
+    ``added``, ``changed`` (read again, new content) and ``deleted`` (no longer listed), and how many
+    ``unchanged`` (stored versions kept as they are, most never opened); ``restamped``: of those, files
+    whose bytes were hashed again (touched or copied) and found the same."""
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    unchanged: int = 0
+    restamped: int = 0
+
+
+@dataclass(frozen=True)
 class DayDocuments:
     day: dt.date
     documents: list[SourceDocument]
@@ -154,6 +167,7 @@ class DayChunks:
     contextual: bool = True  # chunks carry contextual headers, to be embedded with them
     model: ModelInfo | None = None  # the model the day is built for (an unchanged day's stored vectors are its)
     deleted: tuple[str, ...] = ()
+    changes: CollectionChanges | None = None  # a collection's snapshot: what it changed (None: a day folder)
 
 
 @dataclass(frozen=True)
@@ -176,6 +190,7 @@ class DayEmbeddings:
     source: SourceState = SourceState()
     kept: tuple[KeptDocument, ...] = ()
     deleted: tuple[str, ...] = ()
+    changes: CollectionChanges | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +207,7 @@ class DayLoad:
     carried_chunks: int = 0  # rows of the old partition kept as they were: other days of a block, other models
     kept_chunks: int = 0  # this day's rows of documents whose files did not change (included in ``chunks``)
     partition: str = ""  # the partition that holds the day: its own, or the sealed block it was merged into
-    deleted: int = 0  # documents the day's manifest tombstones hid from search
+    deleted: int = 0  # documents the day's tombstones hid from search (its manifest's, or a collection's gone files)
     deleted_unknown: tuple[str, ...] = ()  # ids the manifest names that no stored version has (a warning)
 
     @property

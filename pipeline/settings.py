@@ -9,6 +9,8 @@ Environment variables are read only when these functions are called (never at im
 * ``DOCVEC_SEARCH_DATABASE_URL`` – where searches go (a read replica); default: ``DATABASE_URL``
 * ``DOCVEC_LANDING_DIR`` – the landing zone: a path or an ``s3://``, ``gs://``, ``az://`` URL; default
   ``$DOCVEC_HOME/landing``
+* ``DOCVEC_SOURCE_MODE`` – ``days`` (default: one ``YYYY-MM-DD/`` folder per ingest day) or ``collection``
+  (the landing is one living folder or prefix, mirrored by a snapshot on each run)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Settings:
     pgbouncer: bool
     search_database_url: str | None = None
     landing_url: str | None = None
+    source_mode: str = "days"  # as set: the source resource checks it
 
     @property
     def landing(self) -> str:
@@ -72,4 +75,5 @@ def load_settings(
         pgbouncer=_truthy(os.environ.get("DOCVEC_PGBOUNCER")) if pgbouncer is None else pgbouncer,
         search_database_url=os.environ.get("DOCVEC_SEARCH_DATABASE_URL") or None,
         landing_url=os.environ.get("DOCVEC_LANDING_DIR") or None,
+        source_mode=(os.environ.get("DOCVEC_SOURCE_MODE") or "days").strip().lower(),
     )

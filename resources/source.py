@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import Any, Literal, cast
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from pipeline.errors import ConfigError
+from pipeline.ingest.collection import CollectionOptions
 from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, Landing
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
@@ -12,16 +15,32 @@ from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.ingest.planning import ReadOptions
 from pipeline.settings import load_settings
 
+SourceMode = Literal["days", "collection"]
+
+
+class Mode(Enum):
+    """How the landing is read (member names are what run config and the UI show)."""
+    days = "days"
+    collection = "collection"
+
 
 class SourceResource(ConfigurableResource):
-    """The landing zone: one ``YYYY-MM-DD/`` folder (or key prefix) per ingest day, on local disk or in
-    object storage, and how its files are read. Credentials for object storage come from the
+    """The landing zone, on local disk or in object storage, and how its files are read: one
+    ``YYYY-MM-DD/`` folder (or key prefix) per ingest day (``mode="days"``), or one living folder or
+    prefix mirrored by a snapshot on each run (``mode="collection"``). Credentials for object storage come from the
     provider's standard chain (environment variables, profile, instance role) unless given here,
     preferably as Dagster ``EnvVar``s; they never show in logs, metadata or dead letters."""
 
     landing_dir: str | None = Field(default=None, description=(
         "a path or file:// URL, or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix "
         "(abfs://); empty = $DOCVEC_LANDING_DIR, else $DOCVEC_HOME/landing"))
+    mode: Mode | None = Field(default=None, description=(
+        "days: one YYYY-MM-DD/ folder per ingest day, the window drops days; collection: landing_dir is one "
+        "living folder or prefix, each run mirrors it as it is (added, changed and deleted files) and the window "
+        "keeps history only. Empty = $DOCVEC_SOURCE_MODE, else days"))
+    max_deleted_share: float = Field(default=0.5, gt=0, le=1, description=(
+        "collection mode: a run that finds more than this share of the stored documents gone (of at least 10) is "
+        "refused, not applied (a half-mounted share or a wrong prefix); 1 allows any"))
     patterns: list[str] = Field(default=list(DEFAULT_PATTERNS), description="file globs read in each day folder")
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1, description="larger files are dead-lettered")
     max_chunks_per_document: int = Field(default=10_000, ge=1, description="documents with more chunks are dead-lettered")
@@ -55,7 +74,22 @@ class SourceResource(ConfigurableResource):
     def url(self) -> str:
         return self.landing_dir or load_settings().landing
 
+    def source_mode(self) -> SourceMode:
+        """The mode set here, else ``$DOCVEC_SOURCE_MODE``, else ``days``."""
+        mode = self.mode.value if self.mode is not None else load_settings().source_mode
+        if mode not in ("days", "collection"):
+            raise ConfigError(f"source mode {mode!r} is not days or collection (DOCVEC_SOURCE_MODE, or the source "
+                              "resource's mode)")
+        return cast(SourceMode, mode)
+
+    def collection_options(self) -> CollectionOptions | None:
+        """How a collection is snapshotted; None in day-folder mode."""
+        if self.source_mode() != "collection":
+            return None
+        return CollectionOptions(max_deleted_share=self.max_deleted_share)
+
     def landing(self) -> Landing:
         return open_landing(self.url(), StorageOptions(
             endpoint_url=self.endpoint_url, region=self.region, anonymous=self.anonymous, key=self.access_key_id,
-            secret=self.secret_access_key, extra=self.storage_options, retries=self.storage_retries))
+            secret=self.secret_access_key, extra=self.storage_options, retries=self.storage_retries),
+            collection=self.source_mode() == "collection")

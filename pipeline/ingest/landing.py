@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 import stat
 from abc import ABC, abstractmethod
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.errors import BadInputError, ConfigError, UnreadableDocument
+from pipeline.errors import BadInputError, ConfigError, ListingError, UnreadableDocument
 from pipeline.ingest.readers import require_reader
 
 # Every file of a day folder: one no reader knows becomes a dead letter saying so, never silently
@@ -75,9 +76,14 @@ def too_large(source_uri: str, size: int, max_bytes: int) -> BadInputError:
 
 
 class Landing(ABC):
-    """Where ingest days land. ``url`` names it in messages (never with a credential)."""
+    """Where ingest days land. ``url`` names it in messages (never with a credential).
+
+    A landing opened as a ``collection`` is one living folder (or prefix), not a stream of day folders:
+    every "day" of it is the whole folder as it is when listed (a snapshot), and a document's id and
+    source URI are its path below the folder."""
 
     url: str
+    collection: bool = False
 
     @abstractmethod
     def days(self) -> list[dt.date]:
@@ -93,7 +99,7 @@ class Landing(ABC):
         naming it and the fix otherwise). Downloads go below ``staging``."""
 
     def source_uri(self, day: dt.date, file: LandingFile) -> str:
-        return f"{day.isoformat()}/{file.rel}"
+        return file.rel if self.collection else f"{day.isoformat()}/{file.rel}"
 
     @abstractmethod
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
@@ -116,7 +122,7 @@ class Landing(ABC):
 
     def day_url(self, day: dt.date) -> str:
         """Where the day's folder is expected, for messages."""
-        return f"{self.url.rstrip('/')}/{day.isoformat()}/"
+        return f"{self.url.rstrip('/')}/" if self.collection else f"{self.url.rstrip('/')}/{day.isoformat()}/"
 
     def same_content(self, file: LandingFile, stored_stamp: str | None) -> bool:
         """Whether the listing alone proves the file's bytes are those loaded under ``stored_stamp``."""
@@ -127,11 +133,17 @@ class LocalLanding(Landing):
     """A local directory. Files are checked where they are: links must resolve inside the landing
     directory, FIFOs and devices are refused before anything opens them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, collection: bool = False) -> None:
         self.root = root.expanduser().resolve()
         self.url = str(self.root)
+        self.collection = collection
 
     def require(self) -> Path:
+        if not self.root.is_dir() and self.collection:
+            raise ConfigError(
+                f"collection folder {self.root} does not exist (or is not a folder). Fix the source resource's "
+                "landing_dir (or DOCVEC_LANDING_DIR), or mount the folder: a missing folder is never read as an "
+                "empty collection.")
         if not self.root.is_dir():
             raise ConfigError(
                 f"landing directory {self.root} does not exist. Create it with one YYYY-MM-DD/ folder per day, "
@@ -140,7 +152,7 @@ class LocalLanding(Landing):
         return self.root
 
     def folder(self, day: dt.date) -> Path:
-        return self.root / day.isoformat()
+        return self.root if self.collection else self.root / day.isoformat()
 
     def has_day(self, day: dt.date) -> bool:
         self.require()
@@ -164,17 +176,34 @@ class LocalLanding(Landing):
         return sorted(found)
 
     def _paths(self, day: dt.date, patterns: Sequence[str]) -> Iterator[Path]:
+        """Every entry of the day's folder but directories and hidden names, sorted. A folder that
+        cannot be listed fails the listing (``ListingError``): skipping it would read its files as
+        deleted. FIFOs, sockets, devices and links (to directories too) are yielded, for ``check`` to
+        report rather than silently skip."""
         folder = self.folder(day)
         if not folder.is_dir():
             return
-        seen: set[Path] = set()
-        for pattern in patterns:
-            for path in folder.rglob(pattern):
-                # Everything but directories: FIFOs, sockets and devices are reported, not silently skipped.
-                hidden = any(_HIDDEN.match(part) for part in path.relative_to(folder).parts)
-                if path not in seen and not hidden and (path.is_symlink() or not path.is_dir()):
-                    seen.add(path)
-        yield from sorted(seen)
+
+        def fail(error: OSError) -> None:
+            raise error
+
+        found: list[Path] = []
+        try:
+            for dirpath, dirnames, filenames in os.walk(folder, onerror=fail):
+                here = Path(dirpath)
+                links = [name for name in dirnames if (here / name).is_symlink()]
+                dirnames[:] = sorted(name for name in dirnames if not _HIDDEN.match(name) and name not in links)
+                for name in [*filenames, *links]:
+                    path = here / name
+                    if visible(path.relative_to(folder).as_posix(), patterns):
+                        found.append(path)
+        except OSError as exc:
+            where = getattr(exc, "filename", None) or folder
+            raise ListingError(
+                f"listing {self.day_url(day)} failed at {where} ({type(exc).__name__}: {exc.strerror or exc}); nothing "
+                "was read or deleted. Make every folder below it readable by the user running docvec, then rerun."
+            ) from exc
+        yield from sorted(found)
 
     def files(self, day: dt.date, patterns: Sequence[str] = DEFAULT_PATTERNS) -> list[LandingFile]:
         self.require()
@@ -220,6 +249,8 @@ class LocalLanding(Landing):
         return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest(), file.stamp)
 
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
+        if self.collection:  # a collection says what went by not holding it any more
+            return None
         path = self.folder(day) / name
         try:
             info = path.lstat()

@@ -14,13 +14,14 @@ from pipeline.ingest.landing import Landing, LocalLanding
 from pipeline.ingest.object_storage import PROTOCOLS, RemoteLanding, StorageOptions
 
 
-def open_landing(url: str, options: StorageOptions | None = None) -> Landing:
+def open_landing(url: str, options: StorageOptions | None = None, *, collection: bool = False) -> Landing:
     """The landing at ``url``: a local path or ``file://`` URL, or an object-storage URL (the protocol's
-    fsspec package must be installed: ``pip install 'docvec[s3]'``, ``[gcs]`` or ``[azure]``)."""
+    fsspec package must be installed: ``pip install 'docvec[s3]'``, ``[gcs]`` or ``[azure]``); read as
+    one living ``collection`` instead of day folders when asked."""
     parts = urlsplit(url)
     protocol = parts.scheme.lower()
     if protocol in ("", "file") or (len(protocol) == 1 and url[1:3] in (":\\", ":/")):  # a path (or C:\)
-        return LocalLanding(Path(parts.path if protocol == "file" else url))
+        return LocalLanding(Path(parts.path if protocol == "file" else url), collection=collection)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"landing_dir {url!r}: docvec reads local paths and s3://, gs://, az:// or abfs:// URLs")
     if parts.username or parts.password:
@@ -34,7 +35,7 @@ def open_landing(url: str, options: StorageOptions | None = None) -> Landing:
     root = f"{parts.netloc}{parts.path}".rstrip("/")
     if not parts.netloc:
         raise ConfigError(f"landing_dir {url!r} names no bucket or container")
-    return RemoteLanding(f"{protocol}://{root}", fs, root, options or StorageOptions())
+    return RemoteLanding(f"{protocol}://{root}", fs, root, options or StorageOptions(), collection=collection)
 
 
 # What callers outside a run may hold for a landing (tests, benchmarks, the CLI): opened once, by

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from pipeline.errors import BadInputError, ConfigError, DocvecError
+from pipeline.errors import BadInputError, ConfigError, DocvecError, ListingError
 from pipeline.ingest.landing import (
     DEFAULT_PATTERNS,
     CheckedFile,
@@ -120,11 +120,12 @@ def retrying(operation: Callable[[], T], what: str, options: StorageOptions) -> 
 class RemoteLanding(Landing):
     """A bucket (or container) and prefix, through an fsspec filesystem."""
 
-    def __init__(self, url: str, fs: Any, root: str, options: StorageOptions) -> None:
+    def __init__(self, url: str, fs: Any, root: str, options: StorageOptions, *, collection: bool = False) -> None:
         self.url = url
         self.fs = fs
         self.root = root.rstrip("/")
         self.options = options
+        self.collection = collection
 
     def _call(self, operation: Callable[[], T], what: str) -> T:
         try:
@@ -155,12 +156,16 @@ class RemoteLanding(Landing):
         return sorted(found)
 
     def prefix(self, day: dt.date) -> str:
-        return f"{self.root}/{day.isoformat()}"
+        return self.root if self.collection else f"{self.root}/{day.isoformat()}"
 
     def _exists(self, path: str) -> bool:
         return bool(self._call(lambda: self.fs.exists(path), f"listing {self.url}"))
 
     def _missing_root(self) -> ConfigError:
+        if self.collection:
+            return ConfigError(
+                f"collection {self.url} does not exist: nothing is stored under that prefix. Fix the source "
+                "resource's landing_dir (or DOCVEC_LANDING_DIR); a missing prefix is never read as an empty collection.")
         return ConfigError(
             f"landing {self.url} does not exist: nothing is stored under that prefix. Fix the source resource's "
             "landing_dir (or DOCVEC_LANDING_DIR), or upload one YYYY-MM-DD/ folder per day under it.")
@@ -197,8 +202,17 @@ class RemoteLanding(Landing):
         # Whole cache: clearing a prefix leaves its subfolders' entries, whose stale ETags a later read of
         # a replaced object would then trip over.
         self.fs.invalidate_cache()
-        listing = self._call(lambda: self.fs.find(prefix, detail=True, withdirs=False),
-                             f"listing {self.url}/{day.isoformat()}/")
+        try:
+            listing = self._call(lambda: self.fs.find(prefix, detail=True, withdirs=False),
+                                 f"listing {self.day_url(day)}")
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(f"{exc}. Nothing was read or deleted: a partial listing is never used.") from exc
+        except DocvecError:
+            raise
+        except Exception as exc:  # a page of the listing failed: never read the pages before it as the whole
+            raise ListingError(
+                f"listing {self.day_url(day)} failed ({type(exc).__name__}: {_first_line(exc)}); nothing was read or "
+                "deleted. Retry the run once the store answers again.") from exc
         files = []
         for key, info in listing.items():
             if info.get("type", "file") != "file" or not key.startswith(prefix + "/"):
@@ -226,6 +240,8 @@ class RemoteLanding(Landing):
         return CheckedFile(target, file.rel, source_uri, size, digest, file.stamp)
 
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
+        if self.collection:  # a collection says what went by not holding it any more
+            return None
         key = f"{self.prefix(day)}/{name}"
 
         def entries() -> list[dict[str, Any]]:

@@ -35,7 +35,15 @@ from pipeline.ingest.landing import (
     LandingFile,
 )
 from pipeline.ingest.parse_pool import ParseLimits
-from pipeline.records import DayDocuments, DeadLetter, KeptDocument, ModelInfo, SourceDocument, SourceState
+from pipeline.records import (
+    CollectionChanges,
+    DayDocuments,
+    DeadLetter,
+    KeptDocument,
+    ModelInfo,
+    SourceDocument,
+    SourceState,
+)
 from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
 
 # What a day's stored BM25 entries and list priors were computed with (pipeline/lexical): bump it when
@@ -95,6 +103,9 @@ class DayPlan:
     files_read: int  # files opened to decide: 0 when the listing alone showed the day unchanged
     # The day's folder does not exist and nothing is stored for it: nothing landed, nothing to do.
     absent: bool = False
+    # A collection's snapshot: what changed against the collection as stored before the day (None for a
+    # day folder, and for a snapshot whose listing equals the day's last one).
+    changes: CollectionChanges | None = None
 
     @property
     def day(self) -> dt.date:
@@ -103,7 +114,8 @@ class DayPlan:
     @property
     def files_parsed(self) -> int:
         """Files opened and parsed: those opened less those whose bytes hashed to the stored ones."""
-        return self.files_read - sum(bool(k.stamp) for k in self.read.kept)
+        restamped = self.changes.restamped if self.changes else 0  # a collection's files found as stored
+        return self.files_read - sum(bool(k.stamp) for k in self.read.kept) - restamped
 
 
 def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Sequence[DeadLetter],
@@ -166,7 +178,7 @@ def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: R
                                 seconds=time.perf_counter() - started, source=stored)
             return DayPlan(read, recipe, fingerprint, unchanged=True, files_read=0)
     # Listed alike but built otherwise (settings, model): every file is read, as for a forced rebuild.
-    keep = not force and not listed_alike and _may_keep(conn, day, recipe)
+    keep = not force and not listed_alike and may_keep(conn, day, recipe)
     read = read_files(landing, day, files, options, days.stored_documents(conn, day) if keep else None,
                       deletions.read(landing, day, manifest))
     fingerprint = recipe.fingerprint(read.source.content_fingerprint)
@@ -181,7 +193,8 @@ def _absent_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe
     wipe: a typo in landing_dir, a prefix without day folders or a missing mount is not an empty day."""
     if day in ingest_days.stored_days(conn):
         collection = (f" {landing.url} holds files but no day folders: a folder without day folders is a "
-                      "collection; docvec reads day folders (a collection mode is coming, issue #27)."
+                      "collection; to mirror it as one, set the source resource's mode to collection "
+                      "(DOCVEC_SOURCE_MODE=collection)."
                       if landing.holds_undated_files() else "")
         raise ConfigError(
             f"{day}: the day folder {landing.day_url(day)} does not exist, and {day} holds stored documents that a "
@@ -192,7 +205,7 @@ def _absent_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe
     return DayPlan(read, recipe, "", unchanged=False, files_read=0, absent=True)
 
 
-def _may_keep(conn: psycopg.Connection, day: dt.date, recipe: Recipe) -> bool:
+def may_keep(conn: psycopg.Connection, day: dt.date, recipe: Recipe) -> bool:
     """Stored chunks of unchanged files may stay only if this model made them with this recipe."""
     stored = model_registry.lookup(conn, recipe.model.name, recipe.model.revision)
     recorded = ingest_days.recorded_fingerprints(conn, day, stored.id) if stored else None

@@ -63,9 +63,14 @@ def chunk_day(plan: DayPlan, tokenizer: Callable[[], Tokenizer]) -> DayChunks:
         return DayChunks(day=plan.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[], seconds=0.0,
                          fingerprint=plan.fingerprint, unchanged=True, source=plan.read.source,
                          contextual=recipe.contextual, model=recipe.model)
+    if not plan.read.documents:  # only kept documents, deletions or dead letters: nothing to cut
+        read = plan.read
+        return DayChunks(day=plan.day, documents=[], chunks=[], chunk_counts={}, dead_letters=list(read.dead_letters),
+                         seconds=0.0, fingerprint=plan.fingerprint, source=read.source, kept=read.kept,
+                         contextual=recipe.contextual, model=recipe.model, deleted=read.deleted, changes=plan.changes)
     chunks = chunk_documents(plan.read, tokenizer(), recipe.chunking, recipe.max_chunks_per_document,
                              fingerprint=plan.fingerprint, contextual=recipe.contextual)
-    return replace(chunks, model=recipe.model)
+    return replace(chunks, model=recipe.model, changes=plan.changes)
 
 
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
@@ -155,6 +160,20 @@ def unchanged_embeddings(batch: DayChunks) -> DayEmbeddings:
         seconds=0.0, device=model.device, fingerprint=batch.fingerprint, unchanged=True, source=batch.source)
 
 
+def nothing_to_embed(batch: DayChunks, conn: psycopg.Connection) -> DayEmbeddings | None:
+    """A changed day without a chunk to embed (only kept documents, deletions or dead letters) through
+    the embedding step without loading the model, when the model it is built for is registered; None
+    otherwise (the model must be loaded to register it)."""
+    model = batch.model
+    if batch.chunks or model is None or model_registry.lookup(conn, model.name, model.revision) is None:
+        return None
+    return DayEmbeddings(
+        day=batch.day, documents=[], chunks=[], chunk_counts={}, vectors=np.empty((0, model.dim), dtype=np.float32),
+        model_name=model.name, model_revision=model.revision, dim=model.dim, embedded=0, reused=0,
+        dead_letters=batch.dead_letters, seconds=0.0, device=model.device, fingerprint=batch.fingerprint,
+        source=batch.source, kept=batch.kept, deleted=batch.deleted, changes=batch.changes)
+
+
 def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
                  progress: ProgressCallback | None = None,
                  run_vectors: dict[str, np.ndarray] | None = None) -> DayEmbeddings:
@@ -197,7 +216,7 @@ def embed_chunks(batch: DayChunks, embedder: Embedder, conn: psycopg.Connection,
         dim=embedder.info.dim, embedded=len(firsts), reused=len(batch.chunks) - len(firsts),
         dead_letters=batch.dead_letters, seconds=time.perf_counter() - started, device=embedder.device,
         fingerprint=batch.fingerprint, unchanged=batch.unchanged, source=batch.source, kept=batch.kept,
-        deleted=batch.deleted,
+        deleted=batch.deleted, changes=batch.changes,
     )
 
 

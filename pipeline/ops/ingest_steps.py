@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import psycopg
 
-from pipeline.ingest import planning, stages
+from pipeline.ingest import collection, planning, stages
+from pipeline.ingest.collection import CollectionOptions
 from pipeline.ingest.embedding import Embedder, ProgressCallback
 from pipeline.ingest.landing import Landing
 from pipeline.ingest.planning import DayPlan, ReadOptions, Recipe
@@ -32,6 +33,7 @@ class ReadReport:
     plans: dict[str, DayPlan]
     landing: str
     absent: tuple[str, ...] = ()
+    collection: bool = False  # the landing is a collection: each plan is a snapshot
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
@@ -56,7 +58,8 @@ class ReadReport:
             "files_parsed": sum(plan.files_parsed for plan in plans),
             "documents": sum(len(plan.read.documents) for plan in plans),
             "documents_kept": sum(len(plan.read.kept) for plan in plans),
-            "deletions_read": sum(len(plan.read.deleted) for plan in plans),  # ids in read .docvec-deleted files
+            "deletions_read": sum(len(plan.read.deleted) for plan in plans if plan.changes is None),  # manifest ids
+            **(_changes_metadata(plans) if self.collection else {}),
             "bytes": sum(d.bytes for plan in plans for d in plan.read.documents),
             "dead_letters": len(self.dead_letters),
             "seconds": round(sum(plan.read.seconds for plan in plans), 3),
@@ -64,8 +67,26 @@ class ReadReport:
         }
 
 
+def _changes_metadata(plans: Sequence[DayPlan]) -> Metadata:
+    """A collection snapshot's documents added, changed, deleted and kept as they were (all 0 when its
+    listing equals the day's last one)."""
+    changes = [plan.changes for plan in plans if plan.changes is not None]
+    return {
+        "documents_added": sum(len(c.added) for c in changes),
+        "documents_changed": sum(len(c.changed) for c in changes),
+        "documents_deleted": sum(len(c.deleted) for c in changes),
+        "documents_unchanged": sum(c.unchanged for c in changes),
+    }
+
+
 def _read_line(plan: DayPlan) -> str:
     read = plan.read
+    if plan.changes is not None:
+        c = plan.changes
+        verdict = "; the day already holds exactly this" if plan.unchanged else ""
+        return (f"{plan.day}: snapshot of the collection: {len(c.added)} documents added, {len(c.changed)} changed, "
+                f"{len(c.deleted)} deleted, {c.unchanged} unchanged ({c.restamped} of them hashed again and found the "
+                f"same), {len(read.kept)} kept from this day's last run, {len(read.dead_letters)} dead letters{verdict}")
     if not plan.files_read:
         return f"{plan.day}: {read.files_seen} files unchanged since the last load, not read"
     kept = f", {len(read.kept)} unchanged files kept without reading them" if read.kept else ""
@@ -84,11 +105,18 @@ def days_to_read(days: Sequence[dt.date], today: dt.date, window_days: int) -> l
 
 
 def read_days(conn: psycopg.Connection, landing: Landing, days: Sequence[dt.date], recipe: Recipe,
-              options: ReadOptions, *, force: bool = False) -> ReadReport:
-    """Plan every day, reading what it needs (``planning.plan_day``)."""
-    plans = [planning.plan_day(conn, landing, day, recipe, options, force=force) for day in days]
+              options: ReadOptions, *, force: bool = False,
+              snapshot: CollectionOptions | None = None) -> ReadReport:
+    """Plan every day, reading what it needs: ``planning.plan_day`` for day folders, and for a
+    collection landing one snapshot (``collection.plan_snapshot``, with ``snapshot``'s guards)."""
+    if landing.collection:
+        collection.require_one_day(list(days))
+        plans = [collection.plan_snapshot(conn, landing, day, recipe, options, snapshot or CollectionOptions(),
+                                          force=force) for day in days]
+    else:
+        plans = [planning.plan_day(conn, landing, day, recipe, options, force=force) for day in days]
     return ReadReport({plan.day.isoformat(): plan for plan in plans if not plan.absent}, landing.url,
-                      tuple(plan.day.isoformat() for plan in plans if plan.absent))
+                      tuple(plan.day.isoformat() for plan in plans if plan.absent), landing.collection)
 
 
 @dataclass(frozen=True)
@@ -165,6 +193,10 @@ def embed_days(conn: psycopg.Connection, batches: Mapping[str, DayChunks], model
     for key, batch in batches.items():
         if batch.unchanged:
             embedded[key] = stages.unchanged_embeddings(batch)
+            continue
+        empty = stages.nothing_to_embed(batch, conn)
+        if empty is not None:
+            embedded[key] = empty
             continue
         loaded = loaded or model()
         embedded[key] = stages.embed_chunks(batch, loaded, conn, progress=_progress(log, key), run_vectors=run_vectors)

@@ -33,8 +33,8 @@ class LoadReport:
         days = [f"{load.day}: unchanged, kept its {load.chunks} chunks as they are" if load.unchanged else
                 f"{load.day}: loaded {load.chunks} chunks ({load.rows_per_second:,.0f} rows/s), "
                 f"replaced {load.replaced_chunks}" for load in self.loads]
-        deleted = [f"{load.day}: its {deletions.MANIFEST} hid {load.deleted} documents from search"
-                   for load in self.loads if load.deleted]
+        deleted = [f"{load.day}: its tombstones ({deletions.MANIFEST}, or files gone from a collection) hid "
+                   f"{load.deleted} documents from search" for load in self.loads if load.deleted]
         return [*days, *deleted, self.lifecycle] if self.lifecycle else [*days, *deleted]
 
     def warnings(self) -> list[str]:

@@ -1,7 +1,8 @@
 """The two branches of a search: ``vector`` (cosine distance ``<=>``, similarity ``1 - distance``) and
 ``text`` (Okapi BM25 over each chunk's stored term weights, IDF from the live term statistics); hybrid
 fuses them (fusion.py, in ``pipeline.query.service``). Metadata, date and version filters are the same
-SQL for both (``storage/chunk_search.py``); each document's latest version only."""
+SQL for both (``storage/chunk_search.py``); each document's latest version only (``as_of``: its latest
+version stored by that day, unless deleted by then)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def ann_settings(conn: psycopg.Connection[Any], ef_search: int | None = None, pr
     return AnnSettings(ef_search=ef_search or recorded.ef_search, probes=probes or recorded.probes)
 
 
-def _scope(model_id: int, since: dt.date | None, until: dt.date | None, filters: Mapping[str, str] | None) -> Scope:
-    return Scope(model_id=model_id, since=since, until=until, filters=dict(filters or {}))
+def _scope(model_id: int, since: dt.date | None, until: dt.date | None, filters: Mapping[str, str] | None,
+           as_of: dt.date | None) -> Scope:
+    return Scope(model_id=model_id, since=since, until=until, filters=dict(filters or {}), as_of=as_of)
 
 
 def _hit(rank: int, chunk: MatchedChunk) -> SearchHit:
@@ -45,11 +47,11 @@ def _hit(rank: int, chunk: MatchedChunk) -> SearchHit:
 def search_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model_id: int, *, k: int = 10,
                   since: dt.date | None = None, until: dt.date | None = None,
                   filters: Mapping[str, str] | None = None, ef_search: int | None = None,
-                  probes: int | None = None) -> list[SearchHit]:
+                  probes: int | None = None, as_of: dt.date | None = None) -> list[SearchHit]:
     """The ``k`` chunks nearest to ``query_vector`` among ``model_id``'s, most similar first."""
     with connection_guard("searching"):
         ann = ann_settings(conn, ef_search, probes)
-    nearest = chunk_search.nearest(conn, query_vector, _scope(model_id, since, until, filters), k, ann)
+    nearest = chunk_search.nearest(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
     return [_hit(i + 1, chunk) for i, chunk in enumerate(nearest)]
 
 
@@ -92,13 +94,13 @@ def lexical_query(conn: psycopg.Connection[Any], query: str, model_id: int) -> L
 
 def search_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,
                 since: dt.date | None = None, until: dt.date | None = None,
-                filters: Mapping[str, str] | None = None) -> list[SearchHit]:
+                filters: Mapping[str, str] | None = None, as_of: dt.date | None = None) -> list[SearchHit]:
     """Okapi BM25 over title, headings and text (pipeline/lexical), computed in PostgreSQL: chunks holding
     any of the query's terms, best score first. Identifiers match whole and by their parts."""
     lexical = lexical_query(conn, query, model_id)
     if not lexical.term_ids:
         return []
-    matches = chunk_search.lexical_matches(conn, lexical.terms, _scope(model_id, since, until, filters), k)
+    matches = chunk_search.lexical_matches(conn, lexical.terms, _scope(model_id, since, until, filters, as_of), k)
     return [_hit(i + 1, chunk) for i, chunk in enumerate(matches)]
 
 
@@ -115,18 +117,18 @@ def with_context(conn: psycopg.Connection[Any], hits: Sequence[SearchHit], windo
 def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model_id: int, *, k: int = 10,
                    since: dt.date | None = None, until: dt.date | None = None,
                    filters: Mapping[str, str] | None = None, ef_search: int | None = None,
-                   probes: int | None = None) -> str:
+                   probes: int | None = None, as_of: dt.date | None = None) -> str:
     """EXPLAIN ANALYZE of the vector branch: proves which indexes (or exact scans) answer it."""
     with connection_guard("explaining the search"):
         ann = ann_settings(conn, ef_search, probes)
-    return chunk_search.explain_nearest(conn, query_vector, _scope(model_id, since, until, filters), k, ann)
+    return chunk_search.explain_nearest(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
 
 
 def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,
                  since: dt.date | None = None, until: dt.date | None = None,
-                 filters: Mapping[str, str] | None = None) -> str:
+                 filters: Mapping[str, str] | None = None, as_of: dt.date | None = None) -> str:
     """EXPLAIN ANALYZE of the text branch: shows the GIN index on each day's lexical terms (or not)."""
     lexical = lexical_query(conn, query, model_id)
     if not lexical.term_ids:
         return "no stored chunk holds any term of the query"
-    return chunk_search.explain_lexical(conn, lexical.terms, _scope(model_id, since, until, filters), k)
+    return chunk_search.explain_lexical(conn, lexical.terms, _scope(model_id, since, until, filters, as_of), k)

@@ -63,6 +63,11 @@ class SearchRequest(BaseModel):
                        description="vector (cosine), text (BM25) or hybrid (both, fused by document)")
     since: dt.date | None = Field(default=None, description="only ingest days on or after this date")
     until: dt.date | None = Field(default=None, description="only ingest days on or before this date")
+    as_of: dt.date | None = Field(default=None, description="search the store as it was once this day was loaded: "
+                                  "each document's latest version stored on or before it, unless deleted by then; "
+                                  "later versions and deletions are ignored. Refused before the retention horizon "
+                                  "(history older than the window is purged) and with a since after it (nothing "
+                                  "could match); an until after it changes nothing; a future day is today")
     per_doc: int | None = Field(default=None, ge=1, description="at most this many results per document")
     documents: bool = Field(default=False, description="rank documents: each one's best chunk and its score")
     window: int = Field(default=0, ge=0, le=10, description="neighbouring chunks returned on each side of a hit")

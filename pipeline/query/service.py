@@ -5,7 +5,8 @@ into a ``SearchResult``.
 
 The sequence: identify the model whose vectors to read (never loading it: text mode needs none), run
 the branches the mode asks for, fuse them (hybrid), keep at most ``per_doc`` hits of each document
-and the first ``k``, and add each hit's neighbouring chunks (``window``). With a pool, a hybrid
+and the first ``k``, and add each hit's neighbouring chunks (``window``). A search ``as_of`` a day first
+checks that the day's history is still kept (``refuse_lost_history``). With a pool, a hybrid
 search runs its text branch on a second connection while the query is embedded and the vector branch
 runs: both cost about the same, so it takes about as long as the slower branch, not their sum."""
 
@@ -28,7 +29,9 @@ from pipeline.query.fusion import fuse, limit_per_document
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest, request
 from pipeline.query.search_model import ModelSource, model_source
+from pipeline.storage import history
 from pipeline.storage.model_registry import StoredModel
+from pipeline.storage.sqlstate import connection_guard
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -191,6 +194,7 @@ class SearchService:
             raise ConfigError("the search query is empty")
         started = time.perf_counter()
         with self._connections.connection() as conn:
+            refuse_lost_history(conn, wanted)
             stored = self._model.stored(conn)
             pending = self._text_elsewhere(wanted, stored.id) if wanted.mode == "hybrid" else None
             try:
@@ -213,7 +217,7 @@ class SearchService:
             return _text_branch(conn, wanted, model_id)
         nearest = branches.search_vector(conn, vector, model_id, k=wanted.branch_size, since=wanted.since,
                                          until=wanted.until, filters=wanted.filters, ef_search=wanted.ef_search,
-                                         probes=wanted.probes)
+                                         probes=wanted.probes, as_of=wanted.as_of)
         if wanted.mode == "vector":
             return nearest
         text = pending.result() if pending is not None else None
@@ -234,7 +238,7 @@ class SearchService:
     def _plans(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int,
                vector: np.ndarray | None) -> tuple[str, ...]:
         scope: dict[str, Any] = {"k": wanted.branch_size, "since": wanted.since, "until": wanted.until,
-                                 "filters": wanted.filters}
+                                 "filters": wanted.filters, "as_of": wanted.as_of}
         plans = []
         if vector is not None and wanted.mode != "text":
             plans.append(branches.explain_vector(conn, vector, model_id, ef_search=wanted.ef_search,
@@ -246,4 +250,23 @@ class SearchService:
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:
     return branches.search_text(conn, wanted.query, model_id, k=wanted.branch_size, since=wanted.since,
-                                until=wanted.until, filters=wanted.filters)
+                                until=wanted.until, filters=wanted.filters, as_of=wanted.as_of)
+
+
+def refuse_lost_history(conn: psycopg.Connection[Any], wanted: SearchRequest) -> None:
+    """A search ``as_of`` a day is answered from kept history only: a day before the retention horizon
+    (``storage/history.horizon``: retention purged the versions and tombstones from before it) would be
+    a partial past, and a ``since`` after ``as_of`` could match nothing: both are ``ConfigError``s."""
+    if wanted.as_of is None:
+        return
+    if wanted.since is not None and wanted.since > wanted.as_of:
+        raise ConfigError(f"since {wanted.since} is after as_of {wanted.as_of}: the store as of {wanted.as_of} "
+                          f"holds nothing stored after it, so nothing could match; give a since on or before "
+                          f"{wanted.as_of}, or leave since out")
+    with connection_guard("reading the retention horizon"):
+        kept_from = history.horizon(conn)
+    if kept_from is not None and wanted.as_of < kept_from:
+        raise ConfigError(f"as_of {wanted.as_of} is before the retention horizon {kept_from}: retention purged the "
+                          f"history (superseded versions, deletions) older than {kept_from}, so the store can no "
+                          f"longer say what it held on {wanted.as_of}; search as of {kept_from} or later, or "
+                          "without as_of (--as-of) for the store as it is now")

@@ -31,11 +31,14 @@ _VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 @dataclass(frozen=True)
 class Scope:
     """Which chunks a search may return: one model's, of each document's latest version only (unless a
-    tombstone deleted it), stored on days within ``since``/``until``, whose metadata holds every ``filters`` pair."""
+    tombstone deleted it), stored on days within ``since``/``until``, whose metadata holds every ``filters`` pair.
+    ``as_of``: the store as it was once that day was loaded: versions and tombstones of later days are
+    ignored, so each document's latest version on or before it counts, unless a tombstone by then deleted it."""
     model_id: int
     since: dt.date | None = None
     until: dt.date | None = None
     filters: Mapping[str, str] = field(default_factory=dict)
+    as_of: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,29 @@ class ChunkPosition(Protocol):
     def seq(self) -> int: ...
 
 
+def _by_then(scope: Scope, day: str) -> sql.Composable:
+    """As of a day, only the versions and tombstones stored by then hide a version: `` AND <day> <= as_of``."""
+    return sql.SQL("") if scope.as_of is None else sql.SQL(" AND {} <= %(as_of)s").format(sql.SQL(day))
+
+
 def _conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
-    """The WHERE clauses every statement shares: model, latest version, dates, metadata."""
+    """The WHERE clauses every statement shares: model, latest version (as of a day), dates, metadata."""
     # Latest version of each document only. As NOT EXISTS (an anti join) the planner can hash it for
     # exact-scanned days or probe documents_doc_latest_idx per candidate under an index scan; the
     # correlated max() it replaces ran once per row: 1.6 s instead of 0.1 s over 130k exact rows.
     conditions: list[sql.Composable] = [
         sql.SQL("c.model_id = %(model_id)s"),
-        sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id AND d.ingest_date > c.ingest_date)"),
+        sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id AND d.ingest_date > c.ingest_date"
+                "{by_then})").format(by_then=_by_then(scope, "d.ingest_date")),
         # Nor a version a tombstone of its day or later deleted (pipeline/storage/tombstones.py): another
         # anti join, hashed (the table holds only deletions) or probed on its (doc_id, ingest_date) key.
         sql.SQL("NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = c.doc_id "
-                "AND t.ingest_date >= c.ingest_date)"),
+                "AND t.ingest_date >= c.ingest_date{by_then})").format(by_then=_by_then(scope, "t.ingest_date")),
     ]
     params: dict[str, Any] = {"model_id": scope.model_id}
+    if scope.as_of is not None:  # only what was stored by then (this also prunes the later days' partitions)
+        conditions.append(sql.SQL("c.ingest_date <= %(as_of)s"))
+        params["as_of"] = scope.as_of
     if scope.since is not None:
         conditions.append(sql.SQL("c.ingest_date >= %(since)s"))
         params["since"] = scope.since
@@ -174,7 +186,8 @@ def lexical_matches(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: S
 def neighbours(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition], window: int,
                model_id: int) -> dict[str, list[dict[str, Any]]]:
     """For each hit's ``chunk_id``: the chunks ``window`` positions before and after it, itself
-    included, in the same document version (``seq`` and ``text``, in order)."""
+    included, in the same document version (``seq`` and ``text``, in order). The version is the hit's own
+    (its day), so a search's ``Scope`` (``as_of`` included) already chose it: no other version can join."""
     with connection_guard("fetching context"), conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(
             """

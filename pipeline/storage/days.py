@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,9 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
             for d in batch.documents
         ))
         dead_letters.record(conn, day, batch.dead_letters)
-        deleted = tombstones.replace_manifest(conn, day, batch.deleted)  # the day's manifest, with the day
+        # The day's manifest, or the files gone from a collection's snapshot: written with the day.
+        deleted = tombstones.replace_with_day(conn, day, batch.deleted,
+                                              "collection" if batch.changes is not None else "manifest")
         term_stats.refresh_day(conn, day, model_id, kept_models=other_models)
         # Search's latest-version anti join plans from these statistics; keep them current per day.
         conn.execute("ANALYZE documents")
@@ -174,3 +177,42 @@ def documents_before(conn: psycopg.Connection[Any], horizon: dt.date) -> list[dt
     """Days before ``horizon`` that still have ``documents`` rows."""
     return sorted(r[0] for r in conn.execute("SELECT DISTINCT ingest_date FROM documents WHERE ingest_date < %s",
                                              (horizon,)))
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    """A document's version that search shows as of some day: stored on ``day`` with the listing
+    ``stamp`` (empty when none was recorded) and content hash it was loaded with."""
+    day: dt.date
+    stamp: str
+    content_sha256: str
+
+
+def live_versions(conn: psycopg.Connection[Any], before: dt.date) -> dict[str, LiveVersion]:
+    """Each document's live version as of the end of the day before ``before``: its latest version stored
+    before that day, unless a tombstone dated on or after it (and before ``before``) deleted it. What a
+    collection's snapshot on ``before`` is compared with."""
+    rows = conn.execute(
+        """
+        SELECT v.doc_id, v.ingest_date, coalesce(v.source_stamp, ''), v.content_sha256
+        FROM (SELECT DISTINCT ON (doc_id) doc_id, ingest_date, source_stamp, content_sha256
+              FROM documents WHERE ingest_date < %(day)s ORDER BY doc_id, ingest_date DESC) v
+        WHERE NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = v.doc_id
+                          AND t.ingest_date >= v.ingest_date AND t.ingest_date < %(day)s)
+        """, {"day": before}).fetchall()
+    return {doc_id: LiveVersion(day, stamp, sha) for doc_id, day, stamp, sha in rows}
+
+
+def restamp(conn: psycopg.Connection[Any], versions: Sequence[tuple[str, dt.date, str]]) -> int:
+    """Record new listing stamps ``(doc_id, day, stamp)`` on stored versions whose files were found
+    with the same bytes under another stamp (touched, copied again), so the next listing alone shows
+    them unchanged. Returns the versions updated."""
+    if not versions:
+        return 0
+    with conn.transaction():
+        return conn.execute(
+            """
+            UPDATE documents d SET source_stamp = v.stamp
+            FROM unnest(%s::text[], %s::date[], %s::text[]) AS v(doc_id, day, stamp)
+            WHERE d.doc_id = v.doc_id AND d.ingest_date = v.day
+            """, ([v[0] for v in versions], [v[1] for v in versions], [v[2] for v in versions])).rowcount

@@ -125,3 +125,9 @@ def last_load(conn: psycopg.Connection[Any]) -> dt.datetime | None:
     """When any day was last loaded (by any model)."""
     row = conn.execute("SELECT max(loaded_at) FROM ingest_days").fetchone()
     return row[0] if row else None
+
+
+def latest_day(conn: psycopg.Connection[Any]) -> dt.date | None:
+    """The latest day loaded, whichever model loaded it (None when nothing is stored)."""
+    found = conn.execute("SELECT max(ingest_date) FROM ingest_days").fetchone()
+    return found[0] if found else None

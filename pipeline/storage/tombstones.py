@@ -5,7 +5,8 @@ A tombstone hides every version of its document stored on its day or before (sea
 versions' chunks stay in their days' partitions until retention drops those days, and a tombstone is
 deleted by retention once no stored version is left for it to hide. ``origin`` is ``manifest`` (written
 with its day's load from the day folder's manifest, replaced whenever the day is loaded again) or
-``cli`` (``docvec delete``: kept across reloads of its day)."""
+``cli`` (``docvec delete``: kept across reloads of its day), or ``collection`` (written with its day's
+snapshot of a collection for the documents it no longer lists, replaced like a manifest's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import psycopg
 
 from pipeline.storage.queries import value
 
-Origin = Literal["manifest", "cli"]
+Origin = Literal["manifest", "cli", "collection"]
+DayOrigin = Literal["manifest", "collection"]  # written with their day's load, replaced when it is loaded again
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class Tombstones:
 
 
 def record(conn: psycopg.Connection[Any], day: dt.date, doc_ids: Sequence[str], origin: Origin) -> Tombstones:
-    """Tombstones for ``doc_ids`` as of ``day``. A ``cli`` tombstone takes over a ``manifest`` one of the
-    same document and day (so reloading the day keeps it)."""
+    """Tombstones for ``doc_ids`` as of ``day``. A ``cli`` tombstone takes over a ``manifest`` or
+    ``collection`` one of the same document and day (so reloading the day keeps it)."""
     ids = sorted(set(doc_ids))
     if not ids:
         return Tombstones(day)
@@ -60,13 +62,15 @@ def record(conn: psycopg.Connection[Any], day: dt.date, doc_ids: Sequence[str], 
     return _effect(conn, day, ids)
 
 
-def replace_manifest(conn: psycopg.Connection[Any], day: dt.date, doc_ids: Sequence[str]) -> Tombstones:
-    """The day's manifest tombstones become exactly ``doc_ids`` (its ``cli`` tombstones stay)."""
-    removed = conn.execute("DELETE FROM document_deletions WHERE ingest_date = %s AND origin = 'manifest'",
+def replace_with_day(conn: psycopg.Connection[Any], day: dt.date, doc_ids: Sequence[str],
+                     origin: DayOrigin = "manifest") -> Tombstones:
+    """The day's tombstones written with its load (a manifest's, or a collection snapshot's) become
+    exactly ``doc_ids`` under ``origin`` (its ``cli`` tombstones stay)."""
+    removed = conn.execute("DELETE FROM document_deletions WHERE ingest_date = %s AND origin IN ('manifest', 'collection')",
                            (day,)).rowcount
     if removed and not doc_ids:
         conn.execute("ANALYZE document_deletions")
-    return record(conn, day, doc_ids, "manifest")
+    return record(conn, day, doc_ids, origin)
 
 
 def _effect(conn: psycopg.Connection[Any], day: dt.date, ids: list[str]) -> Tombstones:

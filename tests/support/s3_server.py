@@ -1,7 +1,8 @@
 """A real S3-compatible server for tests and benchmarks: moto's standalone server (the same WSGI application as
 ``moto_server``) on 127.0.0.1, with request signatures checked against IAM access keys it issues, and
 reached over HTTP by real clients (s3fs, boto3). A thin WSGI layer in front counts the requests by
-kind, and can answer the next few object reads with 503 SlowDown, as a throttled store does."""
+kind, and can answer the next few object reads with 503 SlowDown, as a throttled store does, or fail
+every listing page after the first, as a store that breaks half-way through a long listing does."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class RequestLog:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.fail_next_reads = 0
+        # Every listing page after the first fails with 500 InternalError: a listing that breaks half-way.
+        self.fail_list_continuations = False
         self._lock = threading.Lock()
 
     def kind(self, environ: dict[str, Any]) -> str:
@@ -51,6 +54,14 @@ class RequestLog:
                 throttle = kind == "object_get" and self.fail_next_reads > 0
                 if throttle:
                     self.fail_next_reads -= 1
+                broken = (kind == "list" and self.fail_list_continuations
+                          and "continuation-token" in parse_qs(environ.get("QUERY_STRING", "")))
+            if broken:
+                body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+                        b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+                start_response("500 Internal Server Error", [("Content-Type", "application/xml"),
+                                                             ("Content-Length", str(len(body)))])
+                return [body]
             if throttle:
                 body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
                         b"<Message>Please reduce your request rate.</Message></Error>")
