@@ -33,9 +33,12 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
     """Watches the landing zone (a directory or an object-storage prefix): a day folder that appears, or
     whose files change (names, sizes, inode and change times on disk; ETags or generations in a
     bucket), requests an ingest run of that day, from listings alone. Days outside the retention
-    window or before the first partition are ignored."""
+    window or before the first partition are ignored. A collection (the source's collection mode) that
+    changed requests a run of today, which snapshots it."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     today = retention_window.today()
+    if source.source_mode() == "collection":
+        return _collection_changes(source, today, seen, context.cursor)
     horizon = retention.oldest_kept_day(today, retention_window.window_days)
     first = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     try:
@@ -53,6 +56,23 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
     except DocvecError as exc:  # not there yet, unreachable, or refused: said, and tried again next tick
         return SensorResult(skip_reason=SkipReason(f"cannot list the landing zone: {exc}"), cursor=context.cursor)
     return SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))
+
+
+def _collection_changes(source: SourceResource, today: dt.date, seen: dict[str, str],
+                        cursor: str | None) -> SensorResult:
+    """A collection changed since the last tick (its listing's names, sizes and stamps; no file is
+    opened): one run of today's partition, which snapshots it."""
+    try:
+        landing = source.landing()
+        signature = deletions.listed_signature(landing.files(today, source.patterns), None)
+    except DocvecError as exc:  # not there, unreachable, or a listing that failed: said, tried again next tick
+        return SensorResult(skip_reason=SkipReason(f"cannot list the collection: {exc}"), cursor=cursor)
+    if seen.get("collection") == signature:
+        return SensorResult(skip_reason=SkipReason("the collection is unchanged since the last run request"),
+                            cursor=cursor)
+    key = today.isoformat()
+    return SensorResult(run_requests=[RunRequest(partition_key=key, run_key=f"collection:{key}:{signature}")],
+                        cursor=json.dumps({"collection": signature}))
 
 
 @sensor(job=ingest_job, minimum_interval_seconds=300, default_status=DefaultSensorStatus.RUNNING)

@@ -22,7 +22,7 @@ from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
+from pipeline.ops import ingest_steps, loading, retention_run, store_checks
 from pipeline.query import search
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
@@ -292,3 +292,75 @@ def test_a_listing_that_fails_half_way_deletes_nothing(s3, isolated, embedder, c
         assert [d for d, _ in found(conn, embedder, "zorvintal")] == ["z-last.md"], "nothing was lost"
         report, _ = snapshot(conn, landing, [DAY2], embedder, chunking_config, model=never)
         assert report.plans[DAY2.isoformat()].changes.deleted == (), "the full listing deletes nothing either"
+
+
+def test_the_window_keeps_history_and_never_a_live_document(isolated, embedder, chunking_config, tmp_path) -> None:
+    """Item 3: retention in collection mode purges versions superseded or deleted before the window's
+    first day, keeps live documents however old, refuses an as-of before the window, and gives the
+    space back (a thinned partition rebuilt, an emptied one dropped)."""
+    root = tmp_path / "handbook"
+    write(root, HANDBOOK)
+    landing = LocalLanding(root, collection=True)
+    day4 = DAY3 + dt.timedelta(days=1)
+    with connections.connect(isolated) as conn:
+        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        write(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
+        (root / "holidays.md").unlink()
+        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+
+        before = store_checks.nothing_older_than_window(conn, DAY3, 2, collection=True)
+        assert not before.passed and before.metadata["history_versions_left"] == 2
+        report = retention_run.enforce_retention(conn, DAY3, 2, log=lambda _: None, collection=True)
+        purge = report.purge
+        assert (purge.horizon, purge.versions) == (DAY2, 2), "the old expenses.md and the deleted holidays.md"
+        assert f"chunks_{DAY1:%Y%m%d}" in purge.compacted, "half of the first day's rows went: rebuilt compact"
+        assert store_checks.nothing_older_than_window(conn, DAY3, 2, collection=True).passed
+        for word in ("ostrivane", "pendrakil"):
+            assert conn.execute("SELECT count(*) FROM chunks WHERE text LIKE %s", (f"%{word}%",)).fetchone()[0] == 0
+        for word, doc in (("grelvash", "onboarding.md"), ("quembrith", "it/laptops.md"), ("zintaroll", "expenses.md")):
+            assert [d for d, _ in found(conn, embedder, word)] == [doc], "live documents stay, however old"
+        with pytest.raises(ConfigError, match=str(DAY2)):
+            search.search(conn, embedder, "grelvash", k=5, mode="text", as_of=DAY1)
+        assert [d for d, _ in search_as_of(conn, embedder, "grelvash", DAY2)] == ["onboarding.md"]
+        again = retention_run.enforce_retention(conn, DAY3, 2, log=lambda _: None, collection=True).purge
+        assert again.versions == 0 and again.compacted == [] and again.dropped == [], "rerunning is a no-op"
+
+        # Every document of the first day superseded: once that is history, the day's partition goes.
+        write(root, {"onboarding.md": "# Onboarding\n\nBadges now come from the welvorant desk.",
+                     "it/laptops.md": "# Laptops\n\nLaptops are now reimaged with the dostrami tool."})
+        snapshot(conn, landing, [DAY3], embedder, chunking_config)
+        purge = retention_run.enforce_retention(conn, day4, 2, log=lambda _: None, collection=True).purge
+        assert purge.versions == 2 and purge.dropped == [f"chunks_{DAY1:%Y%m%d}"]
+        assert conn.execute("SELECT count(*) FROM ingest_days WHERE ingest_date = %s", (DAY1,)).fetchone()[0] == 0
+        assert sorted(d for d, _ in found(conn, embedder, "welvorant dostrami zintaroll")) == [
+            "expenses.md", "it/laptops.md", "onboarding.md"]
+
+
+def search_as_of(conn: psycopg.Connection, embedder, word: str, day: dt.date) -> list[tuple[str, str]]:
+    return [(h.doc_id, h.text) for h in search.search(conn, embedder, word, k=5, mode="text", as_of=day)]
+
+
+def test_the_sensor_requests_today_when_the_collection_changes(tmp_path) -> None:
+    from dagster import DagsterInstance, build_sensor_context
+
+    from schedules import landing_sensor
+
+    today = dt.date(2026, 6, 30)
+    root = tmp_path / "handbook"
+    write(root, HANDBOOK)
+    resources = {"source": SourceResource(landing_dir=str(root), mode="collection"),
+                 "retention_window": RetentionResource(as_of=today.isoformat())}
+    with DagsterInstance.ephemeral() as instance:
+        first = landing_sensor(build_sensor_context(instance=instance, resources=resources))
+        assert [r.partition_key for r in first.run_requests] == [str(today)]
+        unchanged = landing_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
+        assert list(unchanged.run_requests) == [], "nothing changed, nothing requested"
+        (root / "holidays.md").unlink()
+        [request] = landing_sensor(build_sensor_context(instance=instance, resources=resources,
+                                                        cursor=first.cursor)).run_requests
+        assert request.partition_key == str(today) and request.run_key != first.run_requests[0].run_key
+        gone = {"source": SourceResource(landing_dir=str(tmp_path / "unmounted"), mode="collection"),
+                "retention_window": RetentionResource(as_of=today.isoformat())}
+        skipped = landing_sensor(build_sensor_context(instance=instance, resources=gone, cursor=first.cursor))
+        assert list(skipped.run_requests) == [] and skipped.skip_reason is not None
+        assert "does not exist" in (skipped.skip_reason.skip_message or "")

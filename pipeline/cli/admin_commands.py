@@ -16,7 +16,7 @@ from pipeline.cli import dagster_runs
 from pipeline.cli.envfile import dagster_environment
 from pipeline.errors import DocvecError
 from pipeline.ingest.embedding import DEFAULT_MODEL, load_embedder
-from pipeline.ops import doctor, status
+from pipeline.ops import doctor, retention_run, status
 from pipeline.settings import Settings
 from pipeline.storage import connections, migrate, model_lifecycle, model_registry, retention, tombstones, urls
 
@@ -51,6 +51,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     """Drop day partitions older than the window (``--dry-run`` shows what would go)."""
     today = args.today or dt.date.today()
+    if (args.mode or settings.source_mode) == "collection":
+        return _collection_retention(args, settings, today)
     with connections.connect(settings) as conn:
         migrate.require_current_schema(conn)
         result = retention.apply_retention(conn, today, args.window_days, dry_run=args.dry_run)
@@ -65,6 +67,19 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{verb} {len(result.days)} days, {result.rows:,} chunks, {result.bytes / 1e6:.1f} MB; "
           f"{result.documents_deleted} document rows, {result.dead_letters_deleted} resolved dead letters "
           f"in {result.seconds:.3f} s")
+    return 0
+
+
+def _collection_retention(args: argparse.Namespace, settings: Settings, today: dt.date) -> int:
+    """A collection's window keeps history, never a live document: purge what is older than it."""
+    with connections.connect(settings) as conn:
+        migrate.require_current_schema(conn)
+        report = retention_run.enforce_retention(conn, today, args.window_days, dry_run=args.dry_run,
+                                                 log=lambda _: None, collection=True)
+    print(f"retention window: {args.window_days} days of history, oldest kept day "
+          f"{retention.oldest_kept_day(today, args.window_days)} (today {today}); live documents stay")
+    for line in report.lines():
+        print(f"  {line}")
     return 0
 
 

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would be dropped, drop nothing")
     p.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS, help="days kept, today included")
     p.add_argument("--today", type=_date, help="reckon the window from this day (default today)")
+    p.add_argument("--mode", choices=("days", "collection"), help=(
+        "days: drop whole days older than the window; collection: purge only history older than it, never a live "
+        "document (default: $DOCVEC_SOURCE_MODE, else days)"))
     p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("forget", help=cmd_forget.__doc__)

@@ -15,7 +15,7 @@ from pipeline.ingest.embedding import Embedder
 from pipeline.ops.index_upkeep import partitions_holding
 from pipeline.ops.reports import CheckOutcome
 from pipeline.query import evaluation
-from pipeline.storage import catalog, days, dead_letters, index_measures, ingest_days, model_registry, retention
+from pipeline.storage import catalog, days, dead_letters, history, index_measures, ingest_days, model_registry, retention
 
 SHOWN_LETTERS = 50
 # Where a retrieval measurement records what it was taken at, so the next check can tell whether it holds.
@@ -85,8 +85,16 @@ def _per_partition(conn: psycopg.Connection, held: Sequence[dt.date] | None, mea
     return measured
 
 
-def nothing_older_than_window(conn: psycopg.Connection, today: dt.date, window_days: int) -> CheckOutcome:
-    """No chunks or documents of a day older than the retention window remain."""
+def nothing_older_than_window(conn: psycopg.Connection, today: dt.date, window_days: int, *,
+                              collection: bool = False) -> CheckOutcome:
+    """No chunks or documents of a day older than the retention window remain; for a ``collection``,
+    no history: no version that stopped being live before the window (live documents stay)."""
+    if collection:
+        horizon = retention.oldest_kept_day(today, window_days)
+        versions = history.purgeable(conn, horizon)
+        return CheckOutcome(passed=not versions, metadata={
+            "history_versions_left": len(versions), "retention_horizon": str(horizon),
+            "examples": ", ".join(f"{doc_id}@{day}" for doc_id, day in versions[:10]) or "none"})
     leftover = retention.days_older_than_window(conn, today, window_days)
     return CheckOutcome(passed=not leftover, metadata={
         "offending_days": [str(day) for day in leftover],

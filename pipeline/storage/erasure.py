@@ -146,31 +146,7 @@ def erase(conn: psycopg.Connection[Any], doc_ids: Sequence[str],
     ids = list(doc_ids)
     with conn.transaction():
         found = _lock_versions(conn, ids)
-        conn.execute("CREATE TEMPORARY TABLE erased_terms (model_id int, ingest_date date, term int, n int) "
-                     "ON COMMIT DROP")
-        # The erased chunks' terms per (model, day), and their number under DAY_CHUNKS.
-        conn.execute(
-            """
-            WITH gone AS (DELETE FROM chunks WHERE doc_id = ANY(%(ids)s)
-                          RETURNING model_id, ingest_date, lexical_terms)
-            INSERT INTO erased_terms
-            SELECT model_id, ingest_date, t.term, count(*) FROM gone
-            CROSS JOIN LATERAL unnest(coalesce(lexical_terms, '{}'::int[])) AS t(term) GROUP BY 1, 2, 3
-            UNION ALL
-            SELECT model_id, ingest_date, %(day_chunks)s, count(*) FROM gone GROUP BY 1, 2
-            """, {"ids": ids, "day_chunks": DAY_CHUNKS})
-        per_model = {int(m): int(n) for m, n in conn.execute(
-            "SELECT model_id, sum(n)::bigint FROM erased_terms WHERE term = %s GROUP BY 1", (DAY_CHUNKS,))}
-        stats = conn.execute(
-            """
-            UPDATE term_stats s SET df = s.df - e.n FROM erased_terms e
-            WHERE s.model_id = e.model_id AND s.ingest_date = e.ingest_date AND s.term = e.term
-            """).rowcount
-        conn.execute(
-            """
-            DELETE FROM term_stats s USING erased_terms e
-            WHERE s.model_id = e.model_id AND s.ingest_date = e.ingest_date AND s.term = e.term AND s.df <= 0
-            """)
+        per_model, stats = delete_chunks(conn, sql.SQL("doc_id = ANY(%(ids)s)"), {"ids": ids})
         documents = conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (ids,)).rowcount
         letters = conn.execute("DELETE FROM dead_letters WHERE source_uri = ANY(%s)",
                                (_dead_letter_uris(found),)).rowcount
@@ -184,6 +160,40 @@ def erase(conn: psycopg.Connection[Any], doc_ids: Sequence[str],
                      (ids, json.dumps(dict(filters)) if filters else None, json.dumps(removed.as_json())))
         conn.execute("ANALYZE documents")
     return found, removed
+
+
+def delete_chunks(conn: psycopg.Connection[Any], condition: sql.Composable,
+                  params: Mapping[str, Any]) -> tuple[dict[int, int], int]:
+    """Delete the chunks matching ``condition`` (every model's, wherever they are: no partition is
+    rebuilt) and lower the term statistics by exactly their terms, inside the caller's transaction
+    (which must hold the day locks of the days they are on). Returns the chunks deleted per model and
+    the term_stats rows changed."""
+    conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS erased_terms (model_id int, ingest_date date, term int, n int) "
+                 "ON COMMIT DROP")
+    conn.execute("TRUNCATE erased_terms")
+    # The deleted chunks' terms per (model, day), and their number under DAY_CHUNKS.
+    conn.execute(sql.SQL(
+        """
+        WITH gone AS (DELETE FROM chunks WHERE {condition} RETURNING model_id, ingest_date, lexical_terms)
+        INSERT INTO erased_terms
+        SELECT model_id, ingest_date, t.term, count(*) FROM gone
+        CROSS JOIN LATERAL unnest(coalesce(lexical_terms, '{{}}'::int[])) AS t(term) GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT model_id, ingest_date, %(day_chunks)s, count(*) FROM gone GROUP BY 1, 2
+        """).format(condition=condition), {**params, "day_chunks": DAY_CHUNKS})
+    per_model = {int(m): int(n) for m, n in conn.execute(
+        "SELECT model_id, sum(n)::bigint FROM erased_terms WHERE term = %s GROUP BY 1", (DAY_CHUNKS,))}
+    stats = conn.execute(
+        """
+        UPDATE term_stats s SET df = s.df - e.n FROM erased_terms e
+        WHERE s.model_id = e.model_id AND s.ingest_date = e.ingest_date AND s.term = e.term
+        """).rowcount
+    conn.execute(
+        """
+        DELETE FROM term_stats s USING erased_terms e
+        WHERE s.model_id = e.model_id AND s.ingest_date = e.ingest_date AND s.term = e.term AND s.df <= 0
+        """)
+    return per_model, stats
 
 
 def forget_days(conn: psycopg.Connection[Any], days: Sequence[dt.date]) -> int:

@@ -131,3 +131,11 @@ def latest_day(conn: psycopg.Connection[Any]) -> dt.date | None:
     """The latest day loaded, whichever model loaded it (None when nothing is stored)."""
     found = conn.execute("SELECT max(ingest_date) FROM ingest_days").fetchone()
     return found[0] if found else None
+
+
+def forget_empty_before(conn: psycopg.Connection[Any], horizon: dt.date) -> int:
+    """Delete the records of days before ``horizon`` that hold no document any more (a collection's
+    old days whose versions were all purged); days still holding live versions keep theirs."""
+    return conn.execute(
+        "DELETE FROM ingest_days i WHERE i.ingest_date < %s "
+        "AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.ingest_date = i.ingest_date)", (horizon,)).rowcount

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import ConfigError
-from pipeline.storage import catalog, days, dead_letters, partitions
+from pipeline.storage import catalog, days, dead_letters, history, partitions
 from pipeline.storage.layout import StoredPartition
 from pipeline.storage.queries import one
 from pipeline.storage.vector_indexes import ProgressLog, no_log
@@ -158,6 +158,8 @@ def apply_retention(conn: psycopg.Connection[Any], today: dt.date, window_days: 
         with conn.transaction():
             result.documents_deleted = days.forget_before(conn, horizon, keep=result.skipped_busy)
             result.dead_letters_deleted = dead_letters.delete_resolved_before(conn, horizon)
+            if not result.skipped_busy:  # as_of before the horizon is refused from now on
+                history.record(conn, horizon, "days", result.documents_deleted, result.rows)
     result.seconds = time.perf_counter() - started
     return result
 
