@@ -71,6 +71,7 @@ from tests.support.corpora import python_docs
 DATABASE = "docvec_bench_churn"
 EDITED, DELETED, ADDED = 0.01, 0.005, 0.005  # shares of the live documents, per day
 DONOR_PAGES = 20
+RESERVE_MARGIN = 1.3  # pages set aside for additions: the expected number times this
 VECTOR_SAMPLE = 3  # dead versions searched by vector each day
 MB = 1024 * 1024
 _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
@@ -194,11 +195,16 @@ def plan_churn(root: Path, pages: int, day_count: int, seed: int, smallest: bool
         found = sorted(found, key=lambda p: p.stat().st_size)[:pages + 12]
     rng.shuffle(found)
     donor_count = min(DONOR_PAGES, max(2, len(found) // 10))
-    reserve_count = math.ceil(ADDED * pages * (day_count - 1) * 1.5) + 2
-    collection = min(pages, len(found) - donor_count - reserve_count)
+    added = ADDED * (day_count - 1) * RESERVE_MARGIN  # the reserve, per page of the collection
+
+    def reserve_for(size: int) -> int:
+        return max(math.ceil(added * size), day_count - 1) + 2
+
+    room = len(found) - donor_count
+    collection = min(pages, math.floor((room - 2) / (1 + added)), room - reserve_for(0))
     if collection < 10:
         raise SystemExit(f"collection_churn_benchmark: {root} holds {len(found)} pages, too few for the churn")
-    reserve_count = min(reserve_count, len(found) - donor_count - collection)
+    reserve_count = min(reserve_for(collection), room - collection)
     note = (f"{collection} pages" if collection >= pages else
             f"{collection} pages (asked for {pages}: the documentation has {len(found)} content pages, of which "
             f"{donor_count} are kept out as donors and {reserve_count} as the reserve of additions; no page is copied "

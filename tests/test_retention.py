@@ -98,7 +98,8 @@ def test_a_day_being_ingested_is_skipped_then_dropped(forty_days: Settings) -> N
 def test_retention_asset_and_its_check(forty_days: Settings, tmp_path) -> None:
     later = TODAY + dt.timedelta(days=2)
     resources = {"postgres": PostgresResource(database_url=forty_days.database_url),
-                 "retention_window": RetentionResource(as_of=later.isoformat())}
+                 "retention_window": RetentionResource(as_of=later.isoformat()),
+                 "source": SourceResource(landing_dir=str(tmp_path))}  # day folders: whole days go
     result = materialize(with_checks(retention), resources=resources)
     assert result.success
     [event] = result.get_asset_materialization_events()
