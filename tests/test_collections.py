@@ -22,7 +22,7 @@ from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading, retention_run, store_checks
+from pipeline.ops import delete_documents, forget, ingest_steps, loading, retention_run, store_checks
 from pipeline.query import search
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
@@ -364,3 +364,23 @@ def test_the_sensor_requests_today_when_the_collection_changes(tmp_path) -> None
         skipped = landing_sensor(build_sensor_context(instance=instance, resources=gone, cursor=first.cursor))
         assert list(skipped.run_requests) == [] and skipped.skip_reason is not None
         assert "does not exist" in (skipped.skip_reason.skip_message or "")
+
+
+def test_delete_and_forget_say_the_collection_still_holds_the_file(isolated, embedder, chunking_config,
+                                                                   tmp_path) -> None:
+    root = tmp_path / "handbook"
+    write(root, HANDBOOK)
+    landing = LocalLanding(root, collection=True)
+    with connections.connect(isolated) as conn:
+        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        deleted = delete_documents.delete(conn, ["holidays.md"], DAY1, landing)
+        assert any(f"the collection {root} still holds it: a run of a later day loads it again" in line
+                   for line in deleted.lines()), deleted.lines()
+        assert found(conn, embedder, "pendrakil") == []
+        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        assert [d for d, _ in found(conn, embedder, "pendrakil")] == ["holidays.md"], "the source holds it: back"
+
+        report = forget.forget(conn, ["expenses.md"], landing=landing)
+        assert report.still_in_landing == ["expenses.md"]
+        assert any("still holds expenses.md" in line for line in report.lines()), report.lines()
+        assert found(conn, embedder, "ostrivane") == []

@@ -22,7 +22,8 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     batches; an audit row records ids and counts, never text. --dry-run shows what would go."""
     filters = parse_pairs(args.filter or [])
     try:
-        landing: Landing | None = landing_zone.open_landing(args.landing or settings.landing)
+        landing: Landing | None = landing_zone.open_landing(args.landing or settings.landing,
+                                                            collection=settings.source_mode == "collection")
     except DocvecError as exc:  # erasing must not wait on the landing zone; the report says it was not checked
         print(f"docvec: warning: cannot open the landing zone to check for copies: {exc}", file=sys.stderr)
         landing = None

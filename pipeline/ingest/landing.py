@@ -120,6 +120,11 @@ class Landing(ABC):
     def holds_undated_files(self) -> bool:
         """Whether the landing holds files but no day folder (a collection, not a stream of days)."""
 
+    def holding_days(self) -> list[dt.date]:
+        """The days whose ``files`` hold the landing's documents: its day folders, or for a collection
+        its one snapshot (any day lists the whole collection)."""
+        return [dt.date.min] if self.collection else self.days()
+
     def day_url(self, day: dt.date) -> str:
         """Where the day's folder is expected, for messages."""
         return f"{self.url.rstrip('/')}/" if self.collection else f"{self.url.rstrip('/')}/{day.isoformat()}/"

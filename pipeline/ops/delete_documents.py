@@ -23,6 +23,7 @@ class DeleteReport:
     landed: dict[str, list[dt.date]] = field(default_factory=dict)
     landing: str = ""
     landing_error: str = ""
+    collection: bool = False  # the landing is a collection: its next snapshot brings back what it holds
 
     def lines(self) -> list[str]:
         day = self.result.day
@@ -34,6 +35,10 @@ class DeleteReport:
         if self.landing_error:
             lines.append(f"could not check the landing zone {self.landing}: {self.landing_error}")
         for doc_id, days in sorted(self.landed.items()):
+            if self.collection:
+                lines.append(f"  {doc_id}: the collection {self.landing} still holds it: a run of a later day loads it again "
+                             "and it is searchable again (delete the file from the collection to keep it deleted)")
+                continue
             same = [d for d in days if d <= day]
             newer = [d for d in days if d > day]
             if same:
@@ -62,11 +67,11 @@ def delete(conn: psycopg.Connection, doc_ids: Sequence[str], day: dt.date, landi
                 f"no stored version of {', '.join(result.unknown)} on or before {day}, so nothing "
                 "was deleted. Ids are paths below the day folder (e.g. guides/setup.md, as `docvec search` shows "
                 "them); fix the id, or pass --day on or after the day the document was loaded.")
-    report = DeleteReport(result, landing=landing.url if landing else "")
+    report = DeleteReport(result, landing=landing.url if landing else "", collection=bool(landing and landing.collection))
     if landing is None:
         return report
     try:
-        for landed_day in landing.days():
+        for landed_day in landing.holding_days():
             held = {f.rel for f in landing.files(landed_day)} & set(ids)
             for doc_id in held:
                 report.landed.setdefault(doc_id, []).append(landed_day)

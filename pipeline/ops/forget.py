@@ -142,7 +142,7 @@ def _still_in_landing(landing: Landing | None, doc_ids: Sequence[str]) -> tuple[
         return [], "the landing zone was not checked"
     wanted = set(doc_ids)
     try:
-        return [landing.source_uri(day, f) for day in landing.days() for f in landing.files(day)
+        return [landing.source_uri(day, f) for day in landing.holding_days() for f in landing.files(day)
                 if f.rel in wanted], None
     except (DocvecError, OSError) as exc:
         return [], f"warning: could not check the landing zone {landing.url} for copies ({exc})"
