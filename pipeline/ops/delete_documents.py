@@ -36,8 +36,8 @@ class DeleteReport:
             lines.append(f"could not check the landing zone {self.landing}: {self.landing_error}")
         for doc_id, days in sorted(self.landed.items()):
             if self.collection:
-                lines.append(f"  {doc_id}: the collection {self.landing} still holds it: a run of a later day loads it again "
-                             "and it is searchable again (delete the file from the collection to keep it deleted)")
+                lines.append(f"  {doc_id}: the collection {self.landing} still holds it: a run of a later day loads it "
+                             "again and it is searchable again (delete the file from the collection to keep it deleted)")
                 continue
             same = [d for d in days if d <= day]
             newer = [d for d in days if d > day]

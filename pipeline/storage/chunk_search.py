@@ -7,7 +7,6 @@ and how to rank it is decided in ``pipeline/query``; this module only reads."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pipeline.errors import DimensionMismatchError
+from pipeline.storage import metadata_filters
 from pipeline.storage.catalog import chunks_dimension
 from pipeline.storage.sqlstate import connection_guard
 from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
 
-_NUMBER = re.compile(r"-?\d{1,15}")
 _VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
 
 
@@ -103,16 +102,9 @@ def _conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
     if scope.until is not None:
         conditions.append(sql.SQL("c.ingest_date <= %(until)s"))
         params["until"] = scope.until
-    text_values = {key: value for key, value in scope.filters.items() if not _NUMBER.fullmatch(value)}
-    if text_values:
-        conditions.append(sql.SQL("c.metadata @> %(filters)s::jsonb"))
-        params["filters"] = json.dumps(text_values)
-    # A number (page=12) matches the number readers store, or the same digits as text (front matter).
-    for n, (key, value) in enumerate((k, v) for k, v in scope.filters.items() if k not in text_values):
-        conditions.append(sql.SQL("(c.metadata @> %({a})s::jsonb OR c.metadata @> %({b})s::jsonb)").format(
-            a=sql.SQL(f"number_{n}"), b=sql.SQL(f"digits_{n}")))
-        params[f"number_{n}"] = json.dumps({key: int(value)})
-        params[f"digits_{n}"] = json.dumps({key: value})
+    matching, values = metadata_filters.conditions("c.metadata", scope.filters)
+    conditions += matching
+    params.update(values)
     return conditions, params
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline.storage import catalog, partitions, tombstones
+from pipeline.storage import catalog, metadata_filters, partitions, tombstones
 from pipeline.storage.term_stats import DAY_CHUNKS
 
-_NUMBER = re.compile(r"-?\d{1,15}")
 FORGOTTEN_FINGERPRINT = "forgotten"
 
 
@@ -58,28 +56,13 @@ class Removed:
                 "days": [str(d) for d in self.days]}
 
 
-def _filter_conditions(column: str, filters: Mapping[str, str]) -> tuple[list[sql.Composable], list[Any]]:
-    """``column @> …`` for every pair, as search filters (a number matches the number or its digits)."""
-    conditions: list[sql.Composable] = []
-    params: list[Any] = []
-    target = sql.SQL(column)
-    for key, value in filters.items():
-        if _NUMBER.fullmatch(value):
-            conditions.append(sql.SQL("({c} @> %s::jsonb OR {c} @> %s::jsonb)").format(c=target))
-            params += [json.dumps({key: int(value)}), json.dumps({key: value})]
-        else:
-            conditions.append(sql.SQL("{c} @> %s::jsonb").format(c=target))
-            params.append(json.dumps({key: value}))
-    return conditions, params
-
-
 def matching_ids(conn: psycopg.Connection[Any], filters: Mapping[str, str]) -> list[str]:
     """Ids of documents any stored version or chunk of which holds every ``filters`` pair."""
     if not filters:
         return []
     found: set[str] = set()
     for table, alias in (("documents", "d"), ("chunks", "c")):
-        conditions, params = _filter_conditions(f"{alias}.metadata", filters)
+        conditions, params = metadata_filters.conditions(f"{alias}.metadata", filters)
         statement = sql.SQL("SELECT DISTINCT {a}.doc_id FROM {t} {a} WHERE {w}").format(
             a=sql.Identifier(alias), t=sql.Identifier(table), w=sql.SQL(" AND ").join(conditions))
         found.update(str(r[0]) for r in conn.execute(statement, params))
