@@ -384,3 +384,47 @@ def test_delete_and_forget_say_the_collection_still_holds_the_file(isolated, emb
         assert report.still_in_landing == ["expenses.md"]
         assert any("still holds expenses.md" in line for line in report.lines()), report.lines()
         assert found(conn, embedder, "ostrivane") == []
+
+
+def test_a_new_model_is_built_in_the_shadow_from_the_past_days_stored_chunks(isolated, embedder, chunking_config,
+                                                                             tmp_path) -> None:
+    """A collection's past days have no folders to read again: a new model's shadow build embeds their
+    stored chunks (the same cuts, counted with its tokenizer), snapshots the latest day as usual, and
+    search switches to it once every stored day is covered."""
+    from pipeline.ingest.embedding import load_embedder
+    from pipeline.storage import model_registry
+
+    root = tmp_path / "handbook"
+    write(root, HANDBOOK)
+    landing = LocalLanding(root, collection=True)
+    bare = load_embedder(contextual=False)  # its own revision: a new model to the store
+    with connections.connect(isolated) as conn:
+        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        write(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
+        (root / "holidays.md").unlink()
+        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        served = model_registry.serving(conn)
+        assert served is not None and served.revision == embedder.info.revision
+
+        report, _ = snapshot(conn, landing, [DAY1, DAY2], bare, chunking_config)
+        restored, latest = report.plans[DAY1.isoformat()], report.plans[DAY2.isoformat()]
+        assert restored.restored is not None and restored.files_read == 0, "a past day's files are never read"
+        assert latest.restored is None
+        switched = model_registry.serving(conn)
+        assert switched is not None and switched.revision == bare.info.revision, "every stored day covered: switched"
+        rows = dict(conn.execute("SELECT ingest_date, count(*) FROM chunks WHERE model_id = %s GROUP BY 1",
+                                 (switched.id,)).fetchall())
+        old = dict(conn.execute("SELECT ingest_date, count(*) FROM chunks WHERE model_id = %s GROUP BY 1",
+                                (served.id,)).fetchall())
+        assert rows == old, "the same cuts on every day, embedded by the new model"
+        assert conn.execute("SELECT count(*) FROM chunks WHERE model_id = %s AND context <> ''",
+                            (switched.id,)).fetchone()[0] == 0, "a bare model embeds chunks without headers"
+        for mode in ("text", "vector", "hybrid"):
+            hits = {h.doc_id: h.text for h in search.search(conn, bare, "travel claims form for expenses", k=10,
+                                                              mode=mode)}
+            assert "holidays.md" not in hits and "ostrivane" not in hits.get("expenses.md", ""), mode
+        assert [d for d, _ in found(conn, bare, "zintaroll")] == ["expenses.md"]
+        assert [d for d, _ in found(conn, bare, "quembrith")] == ["it/laptops.md"]
+
+        again, _ = snapshot(conn, landing, [DAY1, DAY2], bare, chunking_config, model=never)
+        assert all(plan.unchanged for plan in again.plans.values()), "built once"

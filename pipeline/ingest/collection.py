@@ -14,6 +14,10 @@ document's live version: ``days.live_versions``) and with what D itself already 
 So D's partition holds only what changed on D, search shows each document's latest version, and a
 rerun of D takes a new snapshot and rebuilds D from it. A listing that fails, an empty or missing
 collection, and a snapshot that would delete most of it are refused before anything is decided.
+
+A past day cannot be read again (the collection is only there as it is now), with one exception: a
+new embedding model's shadow build, which embeds the past day's chunks as they are stored
+(``plan_restore``), so a collection changes models like day folders do.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from pipeline.errors import ConfigError
 from pipeline.ingest import deletions, planning
 from pipeline.ingest.landing import Landing
 from pipeline.ingest.planning import DayPlan, ReadOptions, Recipe
-from pipeline.records import CollectionChanges, DayDocuments, KeptDocument, SourceState
-from pipeline.storage import days, ingest_days, model_lifecycle
+from pipeline.records import CollectionChanges, DayDocuments, DeadLetter, KeptDocument, SourceState
+from pipeline.storage import days, dead_letters, ingest_days, model_lifecycle, model_registry, tombstones
 from pipeline.storage.days import LiveVersion
 
 # Below this many stored documents a large share deleted is ordinary (a small collection's churn).
@@ -41,6 +45,46 @@ class CollectionOptions:
     """How a collection is snapshotted: ``max_deleted_share`` of its stored documents (of at least
     ``GUARDED_FROM``) may go in one run; more is refused as a sign of a broken listing, not applied."""
     max_deleted_share: float = 0.5
+
+
+def plan_days(conn: psycopg.Connection, landing: Landing, days_of_run: list[dt.date], recipe: Recipe,
+              options: ReadOptions, settings: CollectionOptions, *, force: bool = False) -> list[DayPlan]:
+    """The run's plans: past days (before the latest stored one) restored for the recipe's model from
+    their stored chunks, then at most one snapshot of the collection (the run's last day)."""
+    latest = ingest_days.latest_day(conn)
+    past = [day for day in days_of_run if latest is not None and day < latest]
+    require_one_day([day for day in days_of_run if day not in past])
+    plans = [plan_restore(conn, day, recipe) for day in past]
+    return plans + [plan_snapshot(conn, landing, day, recipe, options, settings, force=force)
+                    for day in days_of_run if day not in past]
+
+
+def plan_restore(conn: psycopg.Connection, day: dt.date, recipe: Recipe) -> DayPlan:
+    """A past day of the collection for ``recipe``'s model when it has no vectors of it yet (a shadow
+    build): the chunks another model stored for the day, to embed as they are, with the day's versions,
+    tombstones and open dead letters kept. Unchanged once built; any other rebuild of a past day (new
+    chunking settings for the same model) is refused: its files are gone."""
+    model_lifecycle.require_buildable(conn, recipe.model.name, recipe.model.revision)
+    stored = ingest_days.stored_source(conn, day)
+    own = model_registry.lookup(conn, recipe.model.name, recipe.model.revision)
+    recorded = ingest_days.recorded_fingerprints(conn, day, own.id) if own is not None else None
+    if recorded is not None and recorded.fingerprint == recipe.fingerprint(recorded.content_fingerprint):
+        read = DayDocuments(day=day, documents=[], dead_letters=[], files_seen=0, seconds=0.0,
+                            source=stored or SourceState())
+        return DayPlan(read, recipe, recorded.fingerprint, unchanged=True, files_read=0, changes=CollectionChanges())
+    donor = next((m for m in (model_registry.serving(conn), *model_registry.all_models(conn))
+                  if m is not None and ingest_days.recorded_fingerprints(conn, day, m.id) is not None), None)
+    if recorded is not None or donor is None:  # the same model with other settings: its files are needed
+        raise _past_day(day, ingest_days.latest_day(conn) or day)
+    kept = tuple(days.versions_on(conn, day))
+    deleted = tuple(tombstones.on_day(conn, day))
+    letters = [DeadLetter(d["source_uri"], day, d["stage"], d["error"], d["detail"] or "")
+               for d in dead_letters.open_letters(conn, [day])]
+    source = stored or SourceState("", planning.content_fingerprint([], letters, kept, deleted))
+    read = DayDocuments(day=day, documents=[], dead_letters=letters, files_seen=0, seconds=0.0, source=source,
+                        kept=kept, deleted=deleted)
+    return DayPlan(read, recipe, recipe.fingerprint(source.content_fingerprint), unchanged=False, files_read=0,
+                   changes=CollectionChanges(unchanged=len(kept)), restored=tuple(days.stored_chunks(conn, day, donor.id)))
 
 
 def require_one_day(days_of_run: list[dt.date]) -> None:
@@ -57,11 +101,16 @@ def require_latest(conn: psycopg.Connection, day: dt.date) -> None:
     an earlier day's, whose collection is gone (and whose later days' snapshots would then disagree)."""
     latest = ingest_days.latest_day(conn)
     if latest is not None and day < latest:
-        raise ConfigError(
-            f"{day} is before {latest}, the latest day this store holds: a collection can only be read as it is "
-            f"now, so a run of a past day (a backfill) would file today's snapshot under {day}. Run {latest} or a "
-            "later day; to search the collection as it was on a past day inside the retention window, search "
-            f"with as_of={day} (docvec search --as-of {day}).")
+        raise _past_day(day, latest)
+
+
+def _past_day(day: dt.date, latest: dt.date) -> ConfigError:
+    return ConfigError(
+        f"{day} is before {latest}, the latest day this store holds: a collection can only be read as it is "
+        f"now, so a run of a past day (a backfill) would file today's snapshot under {day}. Run {latest} or a "
+        "later day; to search the collection as it was on a past day inside the retention window, search "
+        f"with as_of={day} (docvec search --as-of {day}). (A new embedding model's shadow build is the one run "
+        "that may include past days: it embeds their stored chunks.)")
 
 
 def plan_snapshot(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: Recipe,

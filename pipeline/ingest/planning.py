@@ -36,6 +36,7 @@ from pipeline.ingest.landing import (
 )
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.records import (
+    ChunkRecord,
     CollectionChanges,
     DayDocuments,
     DeadLetter,
@@ -106,6 +107,9 @@ class DayPlan:
     # A collection's snapshot: what changed against the collection as stored before the day (None for a
     # day folder, and for a snapshot whose listing equals the day's last one).
     changes: CollectionChanges | None = None
+    # A collection's past day built for another model from the chunks stored for it (its files are gone):
+    # the chunks to embed, as stored; None for a day read from its files.
+    restored: tuple[ChunkRecord, ...] | None = None
 
     @property
     def day(self) -> dt.date:

@@ -63,6 +63,8 @@ def chunk_day(plan: DayPlan, tokenizer: Callable[[], Tokenizer]) -> DayChunks:
         return DayChunks(day=plan.day, documents=[], chunks=[], chunk_counts={}, dead_letters=[], seconds=0.0,
                          fingerprint=plan.fingerprint, unchanged=True, source=plan.read.source,
                          contextual=recipe.contextual, model=recipe.model)
+    if plan.restored is not None:
+        return restored_chunks(plan, tokenizer())
     if not plan.read.documents:  # only kept documents, deletions or dead letters: nothing to cut
         read = plan.read
         return DayChunks(day=plan.day, documents=[], chunks=[], chunk_counts={}, dead_letters=list(read.dead_letters),
@@ -71,6 +73,29 @@ def chunk_day(plan: DayPlan, tokenizer: Callable[[], Tokenizer]) -> DayChunks:
     chunks = chunk_documents(plan.read, tokenizer(), recipe.chunking, recipe.max_chunks_per_document,
                              fingerprint=plan.fingerprint, contextual=recipe.contextual)
     return replace(chunks, model=recipe.model, changes=plan.changes)
+
+
+def restored_chunks(plan: DayPlan, tokenizer: Tokenizer) -> DayChunks:
+    """A past day's stored chunks for another model (``planning.DayPlan.restored``): the same cuts, each
+    counted again with this model's tokenizer and refused (``ConfigError``) if it no longer fits the
+    model's sequence length; without their headers when this model embeds bare chunks."""
+    recipe, read = plan.recipe, plan.read
+    chunks = []
+    for chunk in plan.restored or ():
+        header = chunk.context if recipe.contextual else ""
+        embedded = context.embedded_text(header, chunk.text)
+        tokens = len(tokenizer.encode(chunk.text, add_special_tokens=False).ids)
+        if len(tokenizer.encode(embedded, add_special_tokens=False).ids) > recipe.chunking.model_room:
+            raise ConfigError(
+                f"{plan.day}: chunk {chunk.chunk_id} of {chunk.doc_id}, cut for the model that stored it, is longer "
+                f"than {recipe.model.name} takes ({recipe.chunking.model_room} tokens); a collection's past days "
+                "cannot be cut again (their files are gone). Keep the current model, or build the new one into a "
+                "fresh store.")
+        chunks.append(replace(chunk, context=header, token_count=tokens,
+                              content_sha256=sha256_text(embedded) if header else sha256_text(chunk.text)))
+    return DayChunks(day=plan.day, documents=[], chunks=chunks, chunk_counts={}, dead_letters=list(read.dead_letters),
+                     seconds=0.0, fingerprint=plan.fingerprint, source=read.source, kept=read.kept,
+                     contextual=recipe.contextual, model=recipe.model, deleted=read.deleted, changes=plan.changes)
 
 
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,

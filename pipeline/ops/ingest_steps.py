@@ -110,9 +110,8 @@ def read_days(conn: psycopg.Connection, landing: Landing, days: Sequence[dt.date
     """Plan every day, reading what it needs: ``planning.plan_day`` for day folders, and for a
     collection landing one snapshot (``collection.plan_snapshot``, with ``snapshot``'s guards)."""
     if landing.collection:
-        collection.require_one_day(list(days))
-        plans = [collection.plan_snapshot(conn, landing, day, recipe, options, snapshot or CollectionOptions(),
-                                          force=force) for day in days]
+        plans = collection.plan_days(conn, landing, list(days), recipe, options, snapshot or CollectionOptions(),
+                                     force=force)
     else:
         plans = [planning.plan_day(conn, landing, day, recipe, options, force=force) for day in days]
     return ReadReport({plan.day.isoformat(): plan for plan in plans if not plan.absent}, landing.url,

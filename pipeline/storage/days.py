@@ -19,7 +19,8 @@ from pipeline.errors import (
     InvalidVectorError,
     StoredStateError,
 )
-from pipeline.records import DayEmbeddings, DayLoad, SourceState
+from pipeline.lexical.bm25 import LexicalEntry
+from pipeline.records import ChunkRecord, DayEmbeddings, DayLoad, KeptDocument, SourceState
 from pipeline.storage import (
     catalog,
     dead_letters,
@@ -216,3 +217,29 @@ def restamp(conn: psycopg.Connection[Any], versions: Sequence[tuple[str, dt.date
             FROM unnest(%s::text[], %s::date[], %s::text[]) AS v(doc_id, day, stamp)
             WHERE d.doc_id = v.doc_id AND d.ingest_date = v.day
             """, ([v[0] for v in versions], [v[1] for v in versions], [v[2] for v in versions])).rowcount
+
+
+def stored_chunks(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> list[ChunkRecord]:
+    """The model's chunks of the day as they were cut and indexed (text, header, metadata, BM25 entry
+    and prior): what another model embeds when the day's files are gone (a collection's past day)."""
+    rows = conn.execute(
+        """
+        SELECT chunk_id, doc_id, seq, text, token_count, content_sha256, metadata, context, lexical_terms, lexical, prior
+        FROM chunks WHERE ingest_date = %s AND model_id = %s ORDER BY doc_id, seq
+        """, (day, model_id)).fetchall()
+    chunks = []
+    for chunk_id, doc_id, seq, text, tokens, sha, metadata, header, terms, weights, prior in rows:
+        entry = None
+        if terms is not None and weights is not None:
+            values = dict(zip(weights.indices(), weights.values(), strict=True))
+            entry = LexicalEntry(tuple(terms), tuple(float(values[t]) for t in terms), 0)
+        chunks.append(ChunkRecord(chunk_id=chunk_id, doc_id=doc_id, seq=seq, text=text, token_count=tokens,
+                                  content_sha256=sha, metadata=metadata, context=header or "", lexical=entry,
+                                  prior=float(prior if prior is not None else 1.0)))
+    return chunks
+
+
+def versions_on(conn: psycopg.Connection[Any], day: dt.date) -> list[KeptDocument]:
+    """The document versions stored on ``day``, as kept documents (id and content hash)."""
+    return [KeptDocument(doc_id, sha) for doc_id, sha in conn.execute(
+        "SELECT doc_id, content_sha256 FROM documents WHERE ingest_date = %s ORDER BY doc_id", (day,))]
