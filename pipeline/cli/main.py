@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = with_search(sub.add_parser("search", help="search the store (hybrid, vector or text)"))
+    p.add_argument("--as", dest="principals", action="append", metavar="PRINCIPAL", help=(
+        "search as this principal (repeatable: a user and their groups, e.g. --as alice --as group:hr): "
+        "PostgreSQL's row-level security returns only what they may read (an admin's check of permissions)"))
     p.set_defaults(func=cmd_search)
 
     p = with_search(sub.add_parser("demo", help=cmd_demo.__doc__), positional=())

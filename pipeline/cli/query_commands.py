@@ -27,7 +27,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     wanted = request_from(args, SearchRequest)
     with connections.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
-        result = SearchService.over(conn, model_named_by(args)).search(wanted, explain=args.explain)
+        result = SearchService.over(conn, model_named_by(args)).search(wanted, explain=args.explain,
+                                                                       principals=getattr(args, "principals", None))
     for plan in result.plans:
         print(plan)
     hits = result.hits

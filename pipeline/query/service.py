@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +29,7 @@ from pipeline.query.fusion import fuse, limit_per_document
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest, request
 from pipeline.query.search_model import ModelSource, model_source
-from pipeline.storage import history
+from pipeline.storage import access, history
 from pipeline.storage.model_registry import StoredModel
 from pipeline.storage.sqlstate import connection_guard
 
@@ -186,17 +186,20 @@ class SearchService:
         """``search`` of ``SearchRequest(query=query, **options)``; an invalid option is a ``ConfigError``."""
         return self.search(request(query, **options))
 
-    def search(self, wanted: SearchRequest, *, vector: np.ndarray | None = None, explain: bool = False) -> SearchResult:
+    def search(self, wanted: SearchRequest, *, vector: np.ndarray | None = None, explain: bool = False,
+               principals: Sequence[str] | None = None) -> SearchResult:
         """The hits for ``wanted``. ``vector``: the query already embedded by this service's model (a
         caller searching many queries embeds them in one batch); ``explain``: also the plans of the
-        branches the mode runs (``EXPLAIN ANALYZE``, the same vector)."""
+        branches the mode runs (``EXPLAIN ANALYZE``, the same vector); ``principals``: search as them
+        (``storage/access.py``: PostgreSQL's row-level security decides every row read, on every
+        connection the search uses), or None to read as the connection's own role."""
         if not wanted.query.strip():
             raise ConfigError("the search query is empty")
         started = time.perf_counter()
-        with self._connections.connection() as conn:
+        with self._connections.connection() as conn, _as(conn, principals):
             refuse_lost_history(conn, wanted)
             stored = self._model.stored(conn)
-            pending = self._text_elsewhere(wanted, stored.id) if wanted.mode == "hybrid" else None
+            pending = self._text_elsewhere(wanted, stored.id, principals) if wanted.mode == "hybrid" else None
             try:
                 if wanted.mode != "text" and vector is None:
                     vector = self._model.embedder(stored).encode([wanted.query])[0]
@@ -225,14 +228,19 @@ class SearchService:
             text = _text_branch(conn, wanted, model_id)
         return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
 
-    def _text_elsewhere(self, wanted: SearchRequest, model_id: int) -> Future[list[SearchHit] | None] | None:
-        """The text branch started on a connection and thread of its own, when the service runs it so."""
+    def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
+                        principals: Sequence[str] | None) -> Future[list[SearchHit] | None] | None:
+        """The text branch started on a connection and thread of its own, when the service runs it so
+        (as the same principals: row-level security binds each connection)."""
         if self._branches is None:
             return None
 
         def run() -> list[SearchHit] | None:
             with self._connections.spare() as conn:
-                return None if conn is None else _text_branch(conn, wanted, model_id)
+                if conn is None:
+                    return None
+                with _as(conn, principals):
+                    return _text_branch(conn, wanted, model_id)
         return self._branches.submit(run)
 
     def _plans(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int,
@@ -246,6 +254,11 @@ class SearchService:
         if wanted.mode != "vector":
             plans.append(branches.explain_text(conn, wanted.query, model_id, **scope))
         return tuple(plans)
+
+
+def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None) -> AbstractContextManager[Any]:
+    """The block as ``principals`` (``access.acting_as``), or as the connection's own role when None."""
+    return nullcontext() if principals is None else access.acting_as(conn, principals)
 
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:
