@@ -8,22 +8,27 @@ Errors are JSON ``{"detail": "..."}``, by the error's type: 422 for a request th
 ``Retry-After`` only while the database cannot be reached (``DatabaseUnavailableError``, a pool
 timeout, a lost connection; the pool reconnects by itself when it is back), 500 for what an operator
 must fix (``PreconditionError``: nothing served yet, the wrong model for the store; ``StoredStateError``).
-There is no write path."""
+There is no write path.
+
+With ``auth`` (``pipeline/api/auth.py``): ``/search`` needs ``Authorization: Bearer <API key or token>``
+and runs as the caller's principals and tenant; 401/403/429 as that module says. ``/healthz`` and the
+docs stay open (they reveal no document)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import psycopg
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
+from pipeline.api.auth import Authentication, Caller, Refused
 from pipeline.api.query_parameters import from_query, query_parameters
 from pipeline.errors import (
     ConfigError,
@@ -35,7 +40,7 @@ from pipeline.errors import (
 )
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest
-from pipeline.query.service import SearchService
+from pipeline.query.service import SearchResult, SearchService
 from pipeline.storage.sqlstate import first_line, is_transient
 
 
@@ -118,39 +123,74 @@ def _add_error_handlers(app: FastAPI) -> None:
                                 content={"detail": f"the database is unavailable ({first_line(exc)}); retry shortly"})
         return JSONResponse(status_code=500, content={"detail": first_line(exc, "internal error")})
 
+    async def unauthenticated(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refused)
+        return JSONResponse(status_code=exc.status, headers=exc.headers, content={"detail": exc.detail})
+
+    app.add_exception_handler(Refused, unauthenticated)
     app.add_exception_handler(ConfigError, refused)
     for error in (PreconditionError, StoredStateError, DocvecError, PoolTimeout, psycopg.Error):
         app.add_exception_handler(error, failed)
 
 
-def create_app(service: SearchService) -> FastAPI:
-    """The search API over ``service`` (opened when the app starts, closed when it stops)."""
+@contextmanager
+def _opened(auth: Authentication | None) -> Iterator[None]:
+    if auth is None:
+        yield
+        return
+    auth.open()
+    try:
+        yield
+    finally:
+        auth.close()
+
+
+def _caller(request: Request) -> Caller | None:
+    """The authenticated caller (``Refused`` otherwise), or None where the server has no authentication."""
+    auth: Authentication | None = request.app.state.auth
+    return None if auth is None else auth.caller(request.headers.get("authorization"))
+
+
+def _searched(service: SearchService, wanted: SearchRequest, who: Caller | None) -> SearchResult:
+    """The search, as the caller's principals and tenant when there is one."""
+    if who is None:
+        return service.search(wanted)
+    return service.search(wanted, principals=who.principals, tenant=who.tenant)
+
+
+def create_app(service: SearchService, auth: Authentication | None = None) -> FastAPI:
+    """The search API over ``service`` (opened when the app starts, closed when it stops); ``auth``:
+    who may search, as whom (None: anyone, as the connection's own role)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         service.open()
-        _warm(service)
-        yield
+        with _opened(auth):
+            _warm(service)
+            yield
         service.close()
+
 
     app = FastAPI(title="docvec search", version=VERSION, lifespan=lifespan,
                   description="Read-only search over a docvec store: hybrid (vector + BM25), vector or text.")
+    app.state.auth = auth
     _add_error_handlers(app)
 
-    def run(wanted: SearchRequest) -> SearchResponse:
-        result = service.search(wanted)
+    def run(wanted: SearchRequest, who: Caller | None) -> SearchResponse:
+        result = _searched(service, wanted, who)
         return SearchResponse(query=wanted.query, mode=result.mode, model=result.model, took_ms=result.took_ms,
                               hits=[_hit(h) for h in result.hits])
 
     @app.get("/search", response_model=SearchResponse, summary="Search (query parameters)")
-    def search_get(params: Annotated[SearchQuery, Query()]) -> SearchResponse:
+    def search_get(params: Annotated[SearchQuery, Query()],
+                   who: Annotated[Caller | None, Depends(_caller)]) -> SearchResponse:
         """Search with the options as query parameters; metadata filters as repeatable ``filter=KEY=VALUE``."""
-        return run(from_query(SearchRequest, params))
+        return run(from_query(SearchRequest, params), who)
 
     @app.post("/search", response_model=SearchResponse, summary="Search (JSON body)")
-    def search_post(wanted: SearchRequest) -> SearchResponse:
+    def search_post(wanted: SearchRequest, who: Annotated[Caller | None, Depends(_caller)]) -> SearchResponse:
         """Search with the options as a JSON body; metadata filters as a ``filters`` object."""
-        return run(wanted)
+        return run(wanted, who)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> Any:

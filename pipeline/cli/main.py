@@ -19,9 +19,10 @@ from pipeline.cli.admin_commands import (
 )
 from pipeline.cli.delete_command import cmd_delete
 from pipeline.cli.forget_command import cmd_forget
+from pipeline.cli.keys_command import add_keys_parser
 from pipeline.cli.query_commands import cmd_eval, cmd_search
 from pipeline.cli.request_options import add_options
-from pipeline.cli.serve_command import cmd_serve
+from pipeline.cli.serve_command import add_auth_options, cmd_serve
 from pipeline.cli.setup_commands import (
     cmd_demo,
     cmd_dev,
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a request waits for a database connection before answering 503 (default 5)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_auth_options(p)
     p.set_defaults(func=cmd_serve)
+    add_keys_parser(sub)
 
     p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
     p.add_argument("--revision", default="head")

@@ -187,19 +187,22 @@ class SearchService:
         return self.search(request(query, **options))
 
     def search(self, wanted: SearchRequest, *, vector: np.ndarray | None = None, explain: bool = False,
-               principals: Sequence[str] | None = None) -> SearchResult:
+               principals: Sequence[str] | None = None, tenant: str | None = None) -> SearchResult:
         """The hits for ``wanted``. ``vector``: the query already embedded by this service's model (a
         caller searching many queries embeds them in one batch); ``explain``: also the plans of the
         branches the mode runs (``EXPLAIN ANALYZE``, the same vector); ``principals``: search as them
         (``storage/access.py``: PostgreSQL's row-level security decides every row read, on every
-        connection the search uses), or None to read as the connection's own role."""
+        connection the search uses), or None to read as the connection's own role; ``tenant`` (with
+        ``principals``): also only the documents whose readers hold ``tenant:<tenant>``."""
+        if tenant is not None and principals is None:
+            raise ConfigError("a search in a tenant is a search as principals: give principals with the tenant")
         if not wanted.query.strip():
             raise ConfigError("the search query is empty")
         started = time.perf_counter()
-        with self._connections.connection() as conn, _as(conn, principals):
+        with self._connections.connection() as conn, _as(conn, principals, tenant):
             refuse_lost_history(conn, wanted)
             stored = self._model.stored(conn)
-            pending = self._text_elsewhere(wanted, stored.id, principals) if wanted.mode == "hybrid" else None
+            pending = self._text_elsewhere(wanted, stored.id, principals, tenant) if wanted.mode == "hybrid" else None
             try:
                 if wanted.mode != "text" and vector is None:
                     vector = self._model.embedder(stored).encode([wanted.query])[0]
@@ -229,7 +232,8 @@ class SearchService:
         return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
 
     def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
-                        principals: Sequence[str] | None) -> Future[list[SearchHit] | None] | None:
+                        principals: Sequence[str] | None,
+                        tenant: str | None = None) -> Future[list[SearchHit] | None] | None:
         """The text branch started on a connection and thread of its own, when the service runs it so
         (as the same principals: row-level security binds each connection)."""
         if self._branches is None:
@@ -239,7 +243,7 @@ class SearchService:
             with self._connections.spare() as conn:
                 if conn is None:
                     return None
-                with _as(conn, principals):
+                with _as(conn, principals, tenant):
                     return _text_branch(conn, wanted, model_id)
         return self._branches.submit(run)
 
@@ -256,9 +260,11 @@ class SearchService:
         return tuple(plans)
 
 
-def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None) -> AbstractContextManager[Any]:
-    """The block as ``principals`` (``access.acting_as``), or as the connection's own role when None."""
-    return nullcontext() if principals is None else access.acting_as(conn, principals)
+def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None,
+        tenant: str | None = None) -> AbstractContextManager[Any]:
+    """The block as ``principals`` in ``tenant`` (``access.acting_as``), or as the connection's own role
+    when None."""
+    return nullcontext() if principals is None else access.acting_as(conn, principals, tenant)
 
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:

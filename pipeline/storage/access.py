@@ -36,12 +36,26 @@ def checked_principals(principals: Sequence[str]) -> list[str]:
     return found
 
 
+def checked_tenant(tenant: str | None) -> str | None:
+    """``tenant`` when ``tenant:<tenant>`` is a valid principal (see ``checked_principals``), None for
+    None; otherwise a ``ConfigError``."""
+    if tenant is None:
+        return None
+    if not tenant or not _PRINCIPAL.fullmatch(f"tenant:{tenant}"):
+        raise ConfigError(f"invalid tenant {tenant[:40]!r}: a tenant is a name such as acme (no spaces, commas, "
+                          "braces, quotes or backslashes; at most 193 characters)")
+    return tenant
+
+
 @contextmanager
-def acting_as(conn: psycopg.Connection[Any], principals: Sequence[str]) -> Iterator[psycopg.Connection[Any]]:
+def acting_as(conn: psycopg.Connection[Any], principals: Sequence[str],
+              tenant: str | None = None) -> Iterator[psycopg.Connection[Any]]:
     """Run the block in a transaction (or savepoint) as ``docvec_reader`` with ``principals``: what it
-    reads is what those principals may read. The role and principals end with the block, whether it
-    succeeds (reset) or fails (rolled back)."""
+    reads is what those principals may read. ``tenant``: also only the versions whose readers hold
+    ``tenant:<tenant>`` (migration 0013's restrictive policy), AND-ed with the principals. The role,
+    principals and tenant end with the block, whether it succeeds (reset) or fails (rolled back)."""
     names = checked_principals(principals)
+    scope = checked_tenant(tenant)
     with connection_guard("searching as principals"), conn.transaction():
         try:
             conn.execute(f"SET LOCAL ROLE {READER_ROLE}")
@@ -54,7 +68,8 @@ def acting_as(conn: psycopg.Connection[Any], principals: Sequence[str]) -> Itera
             raise DatabaseSetupError(
                 f"this login may not act as {READER_ROLE}: grant it (GRANT {READER_ROLE} TO <login>) or search "
                 f"through DOCVEC_SEARCH_DATABASE_URL with a login in {READER_ROLE}") from exc
-        conn.execute("SELECT set_config('docvec.principals', %s::text[]::text, true)", (names,))
+        conn.execute("SELECT set_config('docvec.principals', %s::text[]::text, true), "
+                     "set_config('docvec.tenant', %s, true)", (names, scope or ""))
         yield conn
         conn.execute("RESET ROLE")
-        conn.execute("SELECT set_config('docvec.principals', '', true)")
+        conn.execute("SELECT set_config('docvec.principals', '', true), set_config('docvec.tenant', '', true)")
