@@ -82,6 +82,7 @@ class SourceDocument:
     sections: tuple[Section, ...] = ()  # ordered by start; empty: one untitled stretch
     stamp: str = ""  # the file's listing stamp when it was read (see landing.LandingFile)
     links: tuple[LinkBlock, ...] = ()  # blocks holding link text, ordered by start
+    readers: tuple[str, ...] = ("*",)  # who may read it (pipeline/ingest/permissions.py): sorted principals
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class KeptDocument:
     # Set when the stamp had changed but the file's bytes hash to the stored ones (copied or synced
     # again): the new stamp; the file was opened to hash it, not parsed.
     stamp: str = ""
+    # Who may read it, recomputed without parsing it (its stored metadata, the sidecar, the default):
+    # written on its stored row with the day; None leaves the stored readers as they are.
+    readers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, DEFAULT_PATTERNS, La
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.ingest.permissions import PermissionSettings
 from pipeline.ingest.planning import ReadOptions
 from pipeline.settings import load_settings
 
@@ -41,6 +42,12 @@ class SourceResource(ConfigurableResource):
     max_deleted_share: float = Field(default=0.5, gt=0, le=1, description=(
         "collection mode: a run that finds more than this share of the stored documents gone (of at least 10) is "
         "refused, not applied (a half-mounted share or a wrong prefix); 1 allows any"))
+    permissions: bool = Field(default=False, description=(
+        "documents that name no readers (front matter readers, a .docvec-readers sidecar) get default_readers; "
+        "off: everyone may read them, as before permissions existed"))
+    default_readers: list[str] = Field(default_factory=list, description=(
+        "with permissions on, who may read a document that names no readers (e.g. [\"group:staff\"]); "
+        "empty = nobody (deny by default)"))
     patterns: list[str] = Field(default=list(DEFAULT_PATTERNS), description="file globs read in each day folder")
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1, description="larger files are dead-lettered")
     max_chunks_per_document: int = Field(default=10_000, ge=1, description="documents with more chunks are dead-lettered")
@@ -69,7 +76,8 @@ class SourceResource(ConfigurableResource):
 
     def read_options(self) -> ReadOptions:
         """Which files of a day are read, and the limits each is read under."""
-        return ReadOptions(tuple(self.patterns), self.max_file_bytes, self.parse_limits())
+        return ReadOptions(tuple(self.patterns), self.max_file_bytes, self.parse_limits(),
+                           PermissionSettings(self.permissions, tuple(self.default_readers)))
 
     def url(self) -> str:
         return self.landing_dir or load_settings().landing

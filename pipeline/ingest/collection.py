@@ -28,9 +28,10 @@ from dataclasses import dataclass, replace
 
 import psycopg
 
-from pipeline.errors import ConfigError
-from pipeline.ingest import deletions, planning
-from pipeline.ingest.landing import Landing
+from pipeline.errors import BadInputError, ConfigError
+from pipeline.ingest import deletions, permissions, planning
+from pipeline.ingest.landing import Landing, LandingFile
+from pipeline.ingest.permissions import Policy
 from pipeline.ingest.planning import DayPlan, ReadOptions, Recipe
 from pipeline.records import CollectionChanges, DayDocuments, DeadLetter, KeptDocument, SourceState
 from pipeline.storage import days, dead_letters, ingest_days, model_lifecycle, model_registry, tombstones
@@ -126,7 +127,8 @@ def plan_snapshot(conn: psycopg.Connection, landing: Landing, day: dt.date, reci
     if not files:
         _refuse_empty(landing, options, live)
     stored = ingest_days.stored_source(conn, day)
-    signature = deletions.listed_signature(files, None)
+    sidecar = permissions.find_sidecar(landing, day)  # the collection root's readers: part of its listing
+    signature = deletions.listed_signature(files, None, sidecar, options.permissions.listing_entry())
     if stored is not None and stored.signature == signature and not force:
         fingerprint = recipe.fingerprint(stored.content_fingerprint)
         if ingest_days.has_fingerprint(conn, day, fingerprint):
@@ -135,6 +137,9 @@ def plan_snapshot(conn: psycopg.Connection, landing: Landing, day: dt.date, reci
             return DayPlan(read, recipe, fingerprint, unchanged=True, files_read=0,
                            changes=CollectionChanges(unchanged=len(files)))
     on_day = days.stored_documents(conn, day) if not force and planning.may_keep(conn, day, recipe) else {}
+    policy = Policy(options.permissions, permissions.read_sidecar(landing, day, sidecar),  # before any write
+                    {**{doc_id: v.declared for doc_id, v in live.items() if v.declared is not None},
+                     **(days.declared_readers(conn, day) if on_day else {})})
     listed = {file.rel for file in files}
     deleted = tuple(sorted(doc_id for doc_id in live if doc_id not in listed))
     _refuse_mass_deletion(landing, live, deleted, settings)
@@ -143,12 +148,14 @@ def plan_snapshot(conn: psycopg.Connection, landing: Landing, day: dt.date, reci
     skipped = {f.rel for f in unchanged}
     to_consider = [f for f in files if f.rel not in skipped]
     known = {**{doc_id: (v.stamp, v.content_sha256) for doc_id, v in live.items()}, **on_day}
-    read = planning.read_files(landing, day, to_consider, options, None if force else known)
+    read = planning.read_files(landing, day, to_consider, options, None if force else known, policy=policy)
     # Read files whose bytes equal their version stored before the day stay as they are: no row on the day.
     same_as_live = [k for k in read.kept if k.doc_id not in on_day]
     days.restamp(conn, [(k.doc_id, live[k.doc_id].day, k.stamp) for k in same_as_live if k.stamp])
+    letters = _update_readers(conn, landing, day, policy, live, unchanged, same_as_live)
     kept = tuple(k for k in read.kept if k.doc_id in on_day)
-    read = _snapshot_read(read, kept, deleted, signature, time.perf_counter() - started)
+    read = _snapshot_read(replace(read, dead_letters=[*read.dead_letters, *letters]), kept, deleted, signature,
+                          time.perf_counter() - started)
     fingerprint = recipe.fingerprint(read.source.content_fingerprint)
     changes = CollectionChanges(
         added=tuple(sorted(d.doc_id for d in read.documents if d.doc_id not in live)),
@@ -156,6 +163,28 @@ def plan_snapshot(conn: psycopg.Connection, landing: Landing, day: dt.date, reci
         deleted=deleted, unchanged=len(unchanged) + len(same_as_live), restamped=len(same_as_live))
     return DayPlan(read, recipe, fingerprint, unchanged=not force and ingest_days.has_fingerprint(conn, day, fingerprint),
                    files_read=len(to_consider) - sum(not k.stamp for k in kept), changes=changes)
+
+
+def _update_readers(conn: psycopg.Connection, landing: Landing, day: dt.date, policy: Policy,
+                    live: dict[str, LiveVersion], unchanged: list[LandingFile],
+                    same_as_live: list[KeptDocument]) -> list[DeadLetter]:
+    """The unchanged documents of the snapshot (their live version stored on an earlier day) whose
+    readers changed (the sidecar or the default did) get them on every version, unparsed; one whose
+    stored metadata declares invalid readers keeps its stored readers and is a dead letter."""
+    changed: dict[str, tuple[str, ...]] = {k.doc_id: k.readers for k in same_as_live
+                                           if k.readers is not None and k.readers != live[k.doc_id].readers}
+    letters = []
+    for file in unchanged:
+        version = live[file.rel]
+        try:
+            readers = policy.readers(file.rel, landing.source_uri(day, file), version.declared)
+        except BadInputError as exc:
+            letters.append(DeadLetter(exc.source, day, "read", exc.reason, exc.fix))
+            continue
+        if readers != version.readers:
+            changed[file.rel] = readers
+    days.set_readers(conn, changed)
+    return letters
 
 
 def _snapshot_read(read: DayDocuments, kept: tuple[KeptDocument, ...], deleted: tuple[str, ...], signature: str,

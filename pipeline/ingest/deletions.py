@@ -32,10 +32,12 @@ def find(landing: Landing, day: dt.date) -> LandingFile | None:
     return landing.control_file(day, MANIFEST)
 
 
-def listed_signature(files: Sequence[LandingFile], manifest: LandingFile | None) -> str:
-    """The day's listing signature: its files and, when there is one, its manifest (a day without a
-    manifest keeps the signature it always had)."""
-    return signature(files if manifest is None else [*files, manifest])
+def listed_signature(files: Sequence[LandingFile], manifest: LandingFile | None,
+                     *controls: LandingFile | None) -> str:
+    """The day's listing signature: its files and, when there are, its manifest and other control
+    files (the readers sidecar, the permission default's entry); a day without them keeps the signature
+    it always had."""
+    return signature([*files, *(f for f in (manifest, *controls) if f is not None)])
 
 
 def parse(text: str) -> tuple[str, ...]:

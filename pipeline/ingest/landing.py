@@ -22,6 +22,8 @@ from pipeline.ingest.readers import require_reader
 # skipped. Hidden files and folders (.DS_Store, .git, editor swap files) are not documents.
 DEFAULT_PATTERNS: tuple[str, ...] = ("*",)
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+# The readers sidecar (pipeline/ingest/permissions.py): the one control file a collection's root holds too.
+READERS_SIDECAR = ".docvec-readers"
 _HIDDEN = re.compile(r"\.[^.]")  # ".git", ".DS_Store", ".~lock.x.docx#"; not a name like "..%2fx.md"
 
 
@@ -104,7 +106,8 @@ class Landing(ABC):
     @abstractmethod
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
         """The day folder's control file ``name`` (a hidden name, so never a document: the deletion
-        manifest) as a listing shows it, or None when the day has none."""
+        manifest, the readers sidecar) as a listing shows it, or None when the day has none. A
+        collection's root holds only the readers sidecar (``READERS_SIDECAR``)."""
 
     @abstractmethod
     def read_control(self, day: dt.date, file: LandingFile, max_bytes: int) -> bytes:
@@ -254,7 +257,7 @@ class LocalLanding(Landing):
         return CheckedFile(real, file.rel, source_uri, info.st_size, digest.hexdigest(), file.stamp)
 
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
-        if self.collection:  # a collection says what went by not holding it any more
+        if self.collection and name != READERS_SIDECAR:  # a collection says what went by not holding it any more
             return None
         path = self.folder(day) / name
         try:

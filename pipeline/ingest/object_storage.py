@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pipeline.errors import BadInputError, ConfigError, DocvecError, ListingError
 from pipeline.ingest.landing import (
     DEFAULT_PATTERNS,
+    READERS_SIDECAR,
     CheckedFile,
     Landing,
     LandingFile,
@@ -240,7 +241,7 @@ class RemoteLanding(Landing):
         return CheckedFile(target, file.rel, source_uri, size, digest, file.stamp)
 
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
-        if self.collection:  # a collection says what went by not holding it any more
+        if self.collection and name != READERS_SIDECAR:  # a collection says what went by not holding it any more
             return None
         key = f"{self.prefix(day)}/{name}"
 

@@ -19,12 +19,12 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
 from pipeline.errors import ConfigError
-from pipeline.ingest import deletions, reading
+from pipeline.ingest import deletions, permissions, reading
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.context import HEADER_TOKENS
 from pipeline.ingest.deletions import Manifest
@@ -35,6 +35,7 @@ from pipeline.ingest.landing import (
     LandingFile,
 )
 from pipeline.ingest.parse_pool import ParseLimits
+from pipeline.ingest.permissions import PermissionSettings, Policy
 from pipeline.records import (
     ChunkRecord,
     CollectionChanges,
@@ -59,6 +60,7 @@ class ReadOptions:
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     limits: ParseLimits | None = None
+    permissions: PermissionSettings = field(default_factory=PermissionSettings)  # who reads documents that name no readers
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Seque
                         kept: Sequence[KeptDocument] = (), deleted: Sequence[str] = ()) -> str:
     """The day's file contents, failures and deletions (its manifest's ids), order-independent (kept
     documents count by their stored content hash, so keeping or re-reading an unchanged file gives the
-    same fingerprint; a day without deletions keeps the fingerprint it always had)."""
+    same fingerprint; a day without deletions keeps the fingerprint it always had). Readers count only
+    when some document's are not ``*``, so a store without permissions keeps its fingerprints."""
     payload: dict[str, Sequence[object]] = {
         "documents": sorted([(d.doc_id, d.content_sha256) for d in documents]
                             + [(k.doc_id, k.content_sha256) for k in kept]),
@@ -134,13 +137,20 @@ def content_fingerprint(documents: Sequence[SourceDocument], dead_letters: Seque
     }
     if deleted:
         payload["deleted"] = sorted(deleted)
+    readers = sorted([(d.doc_id, list(d.readers)) for d in documents if d.readers != permissions.EVERYONE]
+                     + [(k.doc_id, list(k.readers)) for k in kept if k.readers not in (None, permissions.EVERYONE)])
+    if readers:
+        payload["readers"] = readers
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def read_files(landing: Landing, day: dt.date, files: Sequence[LandingFile], options: ReadOptions = ReadOptions(),
-               stored: Mapping[str, tuple[str, str]] | None = None, manifest: Manifest | None = None) -> DayDocuments:
+               stored: Mapping[str, tuple[str, str]] | None = None, manifest: Manifest | None = None,
+               policy: Policy | None = None) -> DayDocuments:
     """Read the listed ``files`` of the day, except those ``stored`` ({doc_id: (stamp, content hash)})
-    with the same stamp: those are kept, not read; and except those the day's ``manifest`` deletes."""
+    with the same stamp: those are kept, not read; and except those the day's ``manifest`` deletes.
+    With a ``policy``, documents read and kept get their readers (kept ones from their stored metadata,
+    unparsed); without one, read documents are everyone's and kept ones keep their stored readers."""
     started = time.perf_counter()
     manifest = manifest or Manifest()
     to_read, contradicted = deletions.contradicted(landing, day, files, manifest)
@@ -153,11 +163,15 @@ def read_files(landing: Landing, day: dt.date, files: Sequence[LandingFile], opt
     result = reading.read_day(landing, day, [f for f in to_read if f.rel not in kept_ids], options.max_file_bytes,
                               options.limits, {doc_id: sha for doc_id, (_, sha) in known.items() if doc_id not in kept_ids})
     kept = (*kept, *result.same_bytes)
-    dead = [*result.dead_letters, *manifest.dead_letters, *contradicted]
-    return DayDocuments(day=day, documents=result.documents, dead_letters=dead,
+    documents, refused = result.documents, list[DeadLetter]()
+    if policy is not None:
+        documents, kept, refused = policy.apply(day, documents, kept, {f.rel: landing.source_uri(day, f) for f in files})
+    dead = [*result.dead_letters, *refused, *manifest.dead_letters, *contradicted]
+    controls = (policy.sidecar.file, policy.settings.listing_entry()) if policy is not None else ()
+    return DayDocuments(day=day, documents=documents, dead_letters=dead,
                         files_seen=len(files), seconds=time.perf_counter() - started, kept=kept, deleted=manifest.ids,
-                        source=SourceState(deletions.listed_signature(files, manifest.file),
-                                           content_fingerprint(result.documents, dead, kept, manifest.ids)))
+                        source=SourceState(deletions.listed_signature(files, manifest.file, *controls),
+                                           content_fingerprint(documents, dead, kept, manifest.ids)))
 
 
 def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: Recipe,
@@ -173,8 +187,10 @@ def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: R
     if not files and not landing.has_day(day):
         return _absent_day(conn, landing, day, recipe)
     manifest = deletions.find(landing, day)  # the day's deletions: its listing covers them too
+    sidecar = permissions.find_sidecar(landing, day)  # who reads the day's documents: so does its sidecar
     stored = ingest_days.stored_source(conn, day)
-    listed_alike = stored is not None and stored.signature == deletions.listed_signature(files, manifest)
+    listed_alike = stored is not None and stored.signature == deletions.listed_signature(
+        files, manifest, sidecar, options.permissions.listing_entry())
     if stored is not None and listed_alike and not force:
         fingerprint = recipe.fingerprint(stored.content_fingerprint)
         if ingest_days.has_fingerprint(conn, day, fingerprint):
@@ -183,8 +199,10 @@ def plan_day(conn: psycopg.Connection, landing: Landing, day: dt.date, recipe: R
             return DayPlan(read, recipe, fingerprint, unchanged=True, files_read=0)
     # Listed alike but built otherwise (settings, model): every file is read, as for a forced rebuild.
     keep = not force and not listed_alike and may_keep(conn, day, recipe)
+    policy = Policy(options.permissions, permissions.read_sidecar(landing, day, sidecar),
+                    days.declared_readers(conn, day) if keep else {})
     read = read_files(landing, day, files, options, days.stored_documents(conn, day) if keep else None,
-                      deletions.read(landing, day, manifest))
+                      deletions.read(landing, day, manifest), policy)
     fingerprint = recipe.fingerprint(read.source.content_fingerprint)
     unchanged = not force and ingest_days.has_fingerprint(conn, day, fingerprint)
     return DayPlan(read, recipe, fingerprint, unchanged,

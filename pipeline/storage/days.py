@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from pipeline.errors import (
     DimensionMismatchError,
@@ -34,8 +35,8 @@ from pipeline.storage.loader import copy_rows
 from pipeline.storage.queries import value
 
 DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata",
-                    "source_stamp")
-DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb", "text")
+                    "source_stamp", "readers")
+DOCUMENT_TYPES = ("date", "text", "text", "text", "int8", "int4", "jsonb", "text", "text[]")
 
 
 def reusable_vectors(conn: psycopg.Connection[Any], model_id: int,
@@ -118,9 +119,13 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         conn.execute("DELETE FROM documents WHERE ingest_date = %s AND NOT (doc_id = ANY(%s))", (day, kept_ids))
         copy_rows(cursor, "documents", DOCUMENT_COLUMNS, DOCUMENT_TYPES, (
             (day, d.doc_id, d.source_uri, d.content_sha256, d.bytes, batch.chunk_counts.get(d.doc_id, 0), d.metadata,
-             d.stamp or None)
+             d.stamp or None, list(d.readers))
             for d in batch.documents
         ))
+        # Kept documents get the readers recomputed for them; then every version of the day's documents
+        # carries its latest version's (revoking a reader on a new version revokes the old ones too).
+        _set_readers_on(conn, day, {k.doc_id: k.readers for k in batch.kept if k.readers is not None})
+        propagate_readers(conn, [d.doc_id for d in batch.documents] + kept_ids)
         dead_letters.record(conn, day, batch.dead_letters)
         # The day's manifest, or the files gone from a collection's snapshot: written with the day.
         deleted = tombstones.replace_with_day(conn, day, batch.deleted,
@@ -163,6 +168,55 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
     return deleted
 
 
+def _set_readers_on(conn: psycopg.Connection[Any], day: dt.date | None,
+                    readers: Mapping[str, Sequence[str]]) -> int:
+    """Set the readers of the documents ``readers`` names ({doc_id: principals}): their version stored on
+    ``day``, or every version when ``day`` is None. Returns the rows changed."""
+    if not readers:
+        return 0
+    return conn.execute(
+        """
+        UPDATE documents d SET readers = v.readers
+        FROM jsonb_to_recordset(%s::jsonb) AS v(doc_id text, readers text[])
+        WHERE d.doc_id = v.doc_id AND (%s::date IS NULL OR d.ingest_date = %s::date) AND d.readers <> v.readers
+        """, (Jsonb([{"doc_id": doc_id, "readers": list(r)} for doc_id, r in readers.items()]), day, day)).rowcount
+
+
+def set_readers(conn: psycopg.Connection[Any], readers: Mapping[str, Sequence[str]]) -> int:
+    """Set the readers of every stored version of the documents ``readers`` names ({doc_id: principals}),
+    in one transaction: a collection's unchanged documents whose readers changed (a sidecar edit)."""
+    with conn.transaction():
+        return _set_readers_on(conn, None, readers)
+
+
+def propagate_readers(conn: psycopg.Connection[Any], doc_ids: Sequence[str]) -> int:
+    """Give every version of these documents the readers of its latest stored version. Returns the
+    rows changed."""
+    if not doc_ids:
+        return 0
+    return conn.execute(
+        """
+        UPDATE documents d SET readers = l.readers
+        FROM (SELECT DISTINCT ON (doc_id) doc_id, readers FROM documents WHERE doc_id = ANY(%s)
+              ORDER BY doc_id, ingest_date DESC) l
+        WHERE d.doc_id = l.doc_id AND d.readers <> l.readers
+        """, (list(doc_ids),)).rowcount
+
+
+def declared_readers(conn: psycopg.Connection[Any], day: dt.date) -> dict[str, Any]:
+    """The readers the day's stored documents declared in their metadata (front matter), as stored:
+    {doc_id: value}, for those that declared any."""
+    return dict(conn.execute(
+        "SELECT doc_id, metadata -> 'readers' FROM documents WHERE ingest_date = %s AND metadata ? 'readers'",
+        (day,)).fetchall())
+
+
+def restricted_counts(conn: psycopg.Connection[Any]) -> dict[dt.date, int]:
+    """Per stored day, how many of its documents are not readable by everyone."""
+    return dict(conn.execute(
+        "SELECT ingest_date, count(*) FROM documents WHERE NOT ('*' = ANY(readers)) GROUP BY ingest_date").fetchall())
+
+
 def chunk_count(conn: psycopg.Connection[Any], day: dt.date, model_id: int) -> int:
     return int(value(conn, "SELECT count(*) FROM chunks WHERE ingest_date = %s AND model_id = %s", (day, model_id)))
 
@@ -187,6 +241,8 @@ class LiveVersion:
     day: dt.date
     stamp: str
     content_sha256: str
+    readers: tuple[str, ...] = ("*",)  # as stored
+    declared: Any = None  # the readers its metadata (front matter) declared, as stored; None: none
 
 
 def live_versions(conn: psycopg.Connection[Any], before: dt.date) -> dict[str, LiveVersion]:
@@ -195,13 +251,15 @@ def live_versions(conn: psycopg.Connection[Any], before: dt.date) -> dict[str, L
     collection's snapshot on ``before`` is compared with."""
     rows = conn.execute(
         """
-        SELECT v.doc_id, v.ingest_date, coalesce(v.source_stamp, ''), v.content_sha256
-        FROM (SELECT DISTINCT ON (doc_id) doc_id, ingest_date, source_stamp, content_sha256
+        SELECT v.doc_id, v.ingest_date, coalesce(v.source_stamp, ''), v.content_sha256, v.readers, v.declared
+        FROM (SELECT DISTINCT ON (doc_id) doc_id, ingest_date, source_stamp, content_sha256, readers,
+                     metadata -> 'readers' AS declared
               FROM documents WHERE ingest_date < %(day)s ORDER BY doc_id, ingest_date DESC) v
         WHERE NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = v.doc_id
                           AND t.ingest_date >= v.ingest_date AND t.ingest_date < %(day)s)
         """, {"day": before}).fetchall()
-    return {doc_id: LiveVersion(day, stamp, sha) for doc_id, day, stamp, sha in rows}
+    return {doc_id: LiveVersion(day, stamp, sha, tuple(readers), declared)
+            for doc_id, day, stamp, sha, readers, declared in rows}
 
 
 def restamp(conn: psycopg.Connection[Any], versions: Sequence[tuple[str, dt.date, str]]) -> int:
@@ -240,6 +298,6 @@ def stored_chunks(conn: psycopg.Connection[Any], day: dt.date, model_id: int) ->
 
 
 def versions_on(conn: psycopg.Connection[Any], day: dt.date) -> list[KeptDocument]:
-    """The document versions stored on ``day``, as kept documents (id and content hash)."""
-    return [KeptDocument(doc_id, sha) for doc_id, sha in conn.execute(
-        "SELECT doc_id, content_sha256 FROM documents WHERE ingest_date = %s ORDER BY doc_id", (day,))]
+    """The document versions stored on ``day``, as kept documents (id, content hash, stored readers)."""
+    return [KeptDocument(doc_id, sha, readers=tuple(readers)) for doc_id, sha, readers in conn.execute(
+        "SELECT doc_id, content_sha256, readers FROM documents WHERE ingest_date = %s ORDER BY doc_id", (day,))]
