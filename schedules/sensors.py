@@ -16,7 +16,7 @@ from dagster import (
 
 from assets import daily_partitions
 from pipeline.errors import DocvecError
-from pipeline.ingest import deletions
+from pipeline.ingest import deletions, permissions
 from pipeline.storage import model_lifecycle, model_registry, retention
 from resources import (
     EmbedderResource,
@@ -49,8 +49,9 @@ def landing_sensor(context: SensorEvaluationContext, source: SourceResource,
             if day < max(horizon, first) or day > today:
                 continue
             key = day.isoformat()
-            # The day's deletion manifest is part of its listing: landing one requests a run too.
-            current[key] = deletions.listed_signature(landing.files(day, source.patterns), deletions.find(landing, day))
+            # The day's deletion manifest and readers sidecar are part of its listing: landing one requests a run too.
+            current[key] = deletions.listed_signature(landing.files(day, source.patterns), deletions.find(landing, day),
+                                                      permissions.find_sidecar(landing, day))
             if seen.get(key) != current[key]:
                 requests.append(RunRequest(partition_key=key, run_key=f"{key}:{current[key]}"))
     except DocvecError as exc:  # not there yet, unreachable, or refused: said, and tried again next tick
@@ -64,7 +65,8 @@ def _collection_changes(source: SourceResource, today: dt.date, seen: dict[str, 
     opened): one run of today's partition, which snapshots it."""
     try:
         landing = source.landing()
-        signature = deletions.listed_signature(landing.files(today, source.patterns), None)
+        signature = deletions.listed_signature(landing.files(today, source.patterns), None,
+                                               permissions.find_sidecar(landing, today))
     except DocvecError as exc:  # not there, unreachable, or a listing that failed: said, tried again next tick
         return SensorResult(skip_reason=SkipReason(f"cannot list the collection: {exc}"), cursor=cursor)
     if seen.get("collection") == signature:

@@ -355,10 +355,14 @@ def test_the_sensor_requests_today_when_the_collection_changes(tmp_path) -> None
         assert [r.partition_key for r in first.run_requests] == [str(today)]
         unchanged = landing_sensor(build_sensor_context(instance=instance, resources=resources, cursor=first.cursor))
         assert list(unchanged.run_requests) == [], "nothing changed, nothing requested"
+        (root / ".docvec-readers").write_text("hr/** group:hr\n")  # who may read: part of the listing too
+        [readers] = landing_sensor(build_sensor_context(instance=instance, resources=resources,
+                                                        cursor=first.cursor)).run_requests
         (root / "holidays.md").unlink()
         [request] = landing_sensor(build_sensor_context(instance=instance, resources=resources,
                                                         cursor=first.cursor)).run_requests
         assert request.partition_key == str(today) and request.run_key != first.run_requests[0].run_key
+        assert len({first.run_requests[0].run_key, readers.run_key, request.run_key}) == 3
         gone = {"source": SourceResource(landing_dir=str(tmp_path / "unmounted"), mode="collection"),
                 "retention_window": RetentionResource(as_of=today.isoformat())}
         skipped = landing_sensor(build_sensor_context(instance=instance, resources=gone, cursor=first.cursor))
