@@ -40,8 +40,11 @@ PRINCIPALS = """
     $$"""
 POLICIES = {
     "documents": "readers && docvec_principals() OR '*' = ANY(readers)",
+    # OFFSET 0 keeps this a probe of the documents key per chunk the scan yields: without it PostgreSQL 18
+    # turns the EXISTS into a hashed subplan that reads every readable documents row once per partition
+    # per query (1.5 s at 1M chunks; benchmarks/permissions_benchmark.py).
     "chunks": ("EXISTS (SELECT 1 FROM documents d WHERE d.ingest_date = chunks.ingest_date "
-               "AND d.doc_id = chunks.doc_id)"),
+               "AND d.doc_id = chunks.doc_id OFFSET 0)"),
     "document_deletions": "EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = document_deletions.doc_id)",
     "dead_letters": "false",
 }

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from pipeline.cli.request_options import options_from, request_from
 from pipeline.query import evaluation
@@ -13,7 +17,7 @@ from pipeline.query.request import SearchRequest
 from pipeline.query.search_model import ModelSource, NamedModel, ServedModel
 from pipeline.query.service import SearchService
 from pipeline.settings import Settings
-from pipeline.storage import connections, migrate
+from pipeline.storage import access, connections, days, migrate
 
 
 def model_named_by(args: argparse.Namespace) -> ModelSource:
@@ -25,20 +29,38 @@ def model_named_by(args: argparse.Namespace) -> ModelSource:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Search the store and print the hits (or JSON), with each branch's plan under --explain."""
     wanted = request_from(args, SearchRequest)
+    principals = getattr(args, "principals", None)
     with connections.connect(settings, for_search=True) as conn:
         migrate.require_current_schema(conn)
         result = SearchService.over(conn, model_named_by(args)).search(wanted, explain=args.explain,
-                                                                       principals=getattr(args, "principals", None))
+                                                                       principals=principals)
+        readers = hit_readers(conn, result.hits, principals) if args.json else {}
     for plan in result.plans:
         print(plan)
     hits = result.hits
     if args.json:
-        print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat()} for hit in hits], indent=2))
+        print(json.dumps([{**hit.__dict__, "ingest_date": hit.ingest_date.isoformat(),
+                           "readers": _listed(readers.get((hit.doc_id, hit.ingest_date)))} for hit in hits], indent=2))
         return 0
     print(f'query: "{wanted.query}"  ({len(hits)} results, {wanted.mode}; model {result.model})')
     for hit in hits:
         print(format_hit(hit, fused=wanted.mode == "hybrid"))
     return 0
+
+
+def hit_readers(conn: psycopg.Connection[Any], hits: Sequence[SearchHit],
+                principals: Sequence[str] | None) -> dict[tuple[str, Any], tuple[str, ...]]:
+    """Who may read each hit's document version, for an admin (one query): read as the connection's own
+    role, or with ``principals`` as them, so a search as a principal shows only what it could read anyway."""
+    versions = sorted({(hit.doc_id, hit.ingest_date) for hit in hits})
+    if principals is None:
+        return days.readers_of(conn, versions)
+    with access.acting_as(conn, principals):
+        return days.readers_of(conn, versions)
+
+
+def _listed(readers: tuple[str, ...] | None) -> list[str] | None:
+    return list(readers) if readers is not None else None
 
 
 def _one_line(text: str, width: int = 160) -> str:

@@ -45,6 +45,9 @@ class CheckedFile:
     size: int
     content_sha256: str
     stamp: str = ""  # the listing stamp it was checked with
+    # The readers its object's metadata declares (object storage's ``docvec-readers``; permissions.py),
+    # read once before it is parsed; None: it declares none.
+    object_readers: tuple[str, ...] | None = None
 
 
 def visible(rel: str, patterns: Sequence[str]) -> bool:
@@ -113,6 +116,12 @@ class Landing(ABC):
     def read_control(self, day: dt.date, file: LandingFile, max_bytes: int) -> bytes:
         """A control file's bytes (``BadInputError`` naming it and the fix when it cannot be read or is
         over ``max_bytes``)."""
+
+    def readers_metadata(self, day: dt.date, checked: CheckedFile) -> str | None:
+        """The readers the store keeps as the file's own metadata (object storage's ``docvec-readers``),
+        as text, or None when it keeps none. Asked only of a file about to be parsed (its bytes changed),
+        never of an unchanged one. A local file has none."""
+        return None
 
     @abstractmethod
     def has_day(self, day: dt.date) -> bool:

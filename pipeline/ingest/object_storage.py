@@ -39,6 +39,9 @@ _TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETIMEDOUT, errno
                                errno.ECONNABORTED, errno.EPIPE})
 _BLOCK = 8 * 1024 * 1024
 _MD5_ETAG = re.compile(r'"?[0-9a-fA-F]{32}"?')  # a single-part upload's ETag: the MD5 of its bytes
+# An object's own readers (pipeline/ingest/permissions.py): S3's x-amz-meta-docvec-readers, GCS custom
+# metadata; Azure metadata names take no hyphen.
+READERS_METADATA = ("docvec-readers", "docvec_readers")
 
 
 class StorageUnavailable(DocvecError):
@@ -239,6 +242,33 @@ class RemoteLanding(Landing):
             digest, size = retrying(lambda: self._download(file.location, target, max_bytes, source_uri),
                                     f"reading {self.url}/{source_uri}", self.options)
         return CheckedFile(target, file.rel, source_uri, size, digest, file.stamp)
+
+    def readers_metadata(self, day: dt.date, checked: CheckedFile) -> str | None:
+        """The object's ``docvec-readers`` metadata: one HEAD (S3; GCS and Azure give their custom metadata
+        with the object's info), made only for an object about to be parsed. An object replaced since it
+        was listed (another version than the one downloaded) is a dead letter, as during its read."""
+        key = f"{self.prefix(day)}/{checked.doc_id}"
+        with _object_read(checked.source_uri):
+            version, metadata = retrying(lambda: self._object_metadata(key),
+                                         f"reading the metadata of {self.url}/{checked.source_uri}", self.options)
+        listed = [*checked.stamp.split("\x1f"), ""][1]
+        if listed and version and version != listed:
+            raise BadInputError(checked.source_uri, "was deleted or replaced while the day was being read",
+                                "rerun the day once uploads to it have finished")
+        found = {name.lower(): value for name, value in metadata.items()}
+        values = [found[name] for name in READERS_METADATA if name in found]
+        return str(values[0]) if values else None
+
+    def _object_metadata(self, key: str) -> tuple[str, Mapping[str, Any]]:
+        """The object's version (ETag or generation) and its user metadata, from the store itself."""
+        if hasattr(self.fs, "call_s3"):  # s3fs: neither listings nor its cached info carry user metadata
+            bucket, name, version_id = self.fs.split_path(key)
+            head = self.fs.call_s3("head_object", self.fs.kwargs, Bucket=bucket, Key=name,
+                                   **({"VersionId": version_id} if version_id else {}))
+            return str(head.get("ETag") or ""), head.get("Metadata") or {}
+        info = self.fs.info(key)  # gcsfs, adlfs: the object's custom metadata is part of its info
+        version = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("version_id") or ""
+        return str(version), info.get("metadata") or {}
 
     def control_file(self, day: dt.date, name: str) -> LandingFile | None:
         if self.collection and name != READERS_SIDECAR:  # a collection says what went by not holding it any more

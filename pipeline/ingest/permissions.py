@@ -6,10 +6,15 @@ Where a document's readers come from, first match wins:
 
 1. its own metadata's ``readers`` (Markdown front matter: ``readers: [alice, group:hr]`` or
    ``readers: "alice, group:hr"``); an invalid principal there makes the document a dead letter;
-2. the sidecar ``.docvec-readers`` at the top of the day folder (or of a collection's root): lines
+2. its object's own metadata in object storage: ``docvec-readers`` (S3 ``x-amz-meta-docvec-readers``,
+   GCS custom metadata; ``docvec_readers`` on Azure, whose metadata names take no hyphen), principals
+   separated by commas. Listings do not carry it, so it is read (one HEAD) only when the object is
+   about to be parsed (its bytes changed), and stored with the version (``metadata.object_readers``)
+   for later runs that keep it; an invalid principal there makes the document a dead letter;
+3. the sidecar ``.docvec-readers`` at the top of the day folder (or of a collection's root): lines
    ``GLOB PRINCIPAL [PRINCIPAL ...]`` matched against the document id, the last matching line wins
    (a malformed sidecar is a ``ConfigError``: nothing of the day changes);
-3. the default: ``*`` while permissions are off, the configured ``default_readers`` (none: nobody)
+4. the default: ``*`` while permissions are off, the configured ``default_readers`` (none: nobody)
    once they are on.
 
 The sidecar is a control file like the deletion manifest: hidden, never a document, and part of the
@@ -30,6 +35,8 @@ from pipeline.ingest.landing import READERS_SIDECAR, Landing, LandingFile
 from pipeline.records import DeadLetter, KeptDocument, SourceDocument
 
 SIDECAR = READERS_SIDECAR
+# Where a version stores the readers its object's metadata declared (storage/days.py reads the same key).
+OBJECT_READERS = "object_readers"
 EVERYONE: tuple[str, ...] = ("*",)
 MAX_PRINCIPAL_CHARS = 200
 MAX_SIDECAR_BYTES = 1024 * 1024
@@ -76,6 +83,29 @@ def declared(value: Any, source_uri: str) -> tuple[str, ...]:
             raise BadInputError(source_uri, f"has an invalid reader in its metadata: {problem}",
                                 f"fix its front matter's readers; {PRINCIPAL_FIX}")
     return normalized(items)
+
+
+def from_object_metadata(value: str, source_uri: str, where: str) -> tuple[str, ...]:
+    """The readers an object's ``docvec-readers`` metadata declares (principals separated by commas; an
+    empty value: nobody but the store's owners); ``BadInputError`` naming the object ``where``, the bad
+    principal and the fix otherwise."""
+    items = [part.strip() for part in value.split(",")] if value.strip() else []
+    for item in items:
+        problem = principal_problem(item)
+        if problem is not None:
+            raise BadInputError(
+                source_uri, f"has an invalid reader in its object metadata docvec-readers ({where}): {problem}",
+                "set the object's docvec-readers metadata to principals separated by commas (e.g. aws s3 cp "
+                f"{where} {where} --metadata-directive REPLACE --metadata docvec-readers=group:hr,alice); "
+                f"{PRINCIPAL_FIX}")
+    return normalized(items)
+
+
+def declared_in(metadata: Mapping[str, Any]) -> Any:
+    """What a document's metadata declares as its readers: its front matter's ``readers``, else those
+    its object's metadata declared (``OBJECT_READERS``), else None."""
+    front = metadata.get("readers")
+    return front if front is not None else metadata.get(OBJECT_READERS)
 
 
 def glob_pattern(glob: str) -> re.Pattern[str]:
@@ -203,7 +233,8 @@ class Policy:
     stored: Mapping[str, Any] = field(default_factory=dict)
 
     def readers(self, doc_id: str, source_uri: str, metadata_readers: Any = None) -> tuple[str, ...]:
-        """A document's readers: its metadata's, else the sidecar's, else the default."""
+        """A document's readers: its metadata's (``declared_in``: front matter, else its object's
+        metadata), else the sidecar's, else the default."""
         if metadata_readers is not None:
             return declared(metadata_readers, source_uri)
         from_sidecar = self.sidecar.readers_of(doc_id)
@@ -217,7 +248,7 @@ class Policy:
         ready: list[SourceDocument] = []
         for document in documents:
             try:
-                readers = self.readers(document.doc_id, document.source_uri, document.metadata.get("readers"))
+                readers = self.readers(document.doc_id, document.source_uri, declared_in(document.metadata))
             except BadInputError as exc:
                 letters.append(DeadLetter(exc.source, day, "read", exc.reason, exc.fix))
                 continue

@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import BadInputError, UnreadableDocument
+from pipeline.ingest import permissions
 from pipeline.ingest.landing import DEFAULT_MAX_FILE_BYTES, CheckedFile, Landing, LandingFile
 from pipeline.ingest.parse_pool import ParseLimits, parse_files
 from pipeline.ingest.readers import IN_PROCESS, parse
@@ -37,11 +38,24 @@ def to_document(checked: CheckedFile, day: dt.date, parsed: Parsed) -> SourceDoc
                             "remove the file or give it content")
     metadata: dict[str, Any] = {"path": checked.doc_id, "format": checked.path.suffix.lower().lstrip("."),
                                 **parsed.metadata}
+    metadata.pop(permissions.OBJECT_READERS, None)  # only the store's own metadata sets it, never a file's text
+    if checked.object_readers is not None:
+        metadata[permissions.OBJECT_READERS] = list(checked.object_readers)
     if parsed.title:
         metadata["title"] = parsed.title
     return SourceDocument(doc_id=checked.doc_id, source_uri=checked.source_uri, ingest_date=day, text=parsed.text,
                           content_sha256=checked.content_sha256, bytes=checked.size, metadata=metadata,
                           sections=parsed.sections, stamp=checked.stamp, links=parsed.links)
+
+
+def with_object_readers(landing: Landing, day: dt.date, checked: CheckedFile) -> CheckedFile:
+    """``checked`` with the readers its object's metadata declares (one request to the store, for a file
+    about to be parsed); ``BadInputError`` naming the object and the fix when a principal there is invalid."""
+    value = landing.readers_metadata(day, checked)
+    if value is None:
+        return checked
+    where = f"{landing.url.rstrip('/')}/{checked.source_uri}"
+    return replace(checked, object_readers=permissions.from_object_metadata(value, checked.source_uri, where))
 
 
 def read_day(landing: Landing, day: dt.date, files: Sequence[LandingFile],
@@ -65,8 +79,11 @@ def read_day(landing: Landing, day: dt.date, files: Sequence[LandingFile],
                 continue
             if known and known.get(ready.doc_id) == ready.content_sha256:
                 same.append(KeptDocument(ready.doc_id, ready.content_sha256, stamp=ready.stamp))
-            else:
-                checked.append(ready)
+                continue
+            try:
+                checked.append(with_object_readers(landing, day, ready))
+            except BadInputError as exc:
+                dead.append(DeadLetter(exc.source, day, "read", exc.reason, exc.fix))
         pooled = [c for c in checked if c.path.suffix.lower() not in IN_PROCESS]
         outcomes: dict[int, Parsed | UnreadableDocument] = dict(zip(
             (id(c) for c in pooled), parse_files([c.path for c in pooled], limits or ParseLimits()), strict=True))

@@ -203,12 +203,33 @@ def propagate_readers(conn: psycopg.Connection[Any], doc_ids: Sequence[str]) -> 
         """, (list(doc_ids),)).rowcount
 
 
+# What a version's metadata declares as its readers: its front matter's, else those its object's metadata
+# declared in object storage (pipeline/ingest/permissions.py's declared_in and OBJECT_READERS).
+_DECLARED = "coalesce(nullif(metadata -> 'readers', 'null'::jsonb), metadata -> 'object_readers')"
+
+
 def declared_readers(conn: psycopg.Connection[Any], day: dt.date) -> dict[str, Any]:
-    """The readers the day's stored documents declared in their metadata (front matter), as stored:
-    {doc_id: value}, for those that declared any."""
+    """The readers the day's stored documents declared in their metadata (front matter, else their
+    object's metadata), as stored: {doc_id: value}, for those that declared any."""
     return dict(conn.execute(
-        "SELECT doc_id, metadata -> 'readers' FROM documents WHERE ingest_date = %s AND metadata ? 'readers'",
+        f"SELECT doc_id, {_DECLARED} FROM documents WHERE ingest_date = %s AND {_DECLARED} IS NOT NULL",
         (day,)).fetchall())
+
+
+def readers_of(conn: psycopg.Connection[Any],
+               versions: Sequence[tuple[str, dt.date]]) -> dict[tuple[str, dt.date], tuple[str, ...]]:
+    """The stored readers of these document versions ``(doc_id, ingest_date)``, in one query, as the
+    connection's role may see them (as principals, only the versions they may read): an admin's view of
+    search hits. Versions not stored (or not visible) are absent."""
+    if not versions:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT d.doc_id, d.ingest_date, d.readers
+        FROM documents d JOIN unnest(%s::text[], %s::date[]) AS v(doc_id, day)
+          ON d.doc_id = v.doc_id AND d.ingest_date = v.day
+        """, ([v[0] for v in versions], [v[1] for v in versions])).fetchall()
+    return {(doc_id, day): tuple(readers) for doc_id, day, readers in rows}
 
 
 def restricted_counts(conn: psycopg.Connection[Any]) -> dict[dt.date, int]:
@@ -253,7 +274,7 @@ def live_versions(conn: psycopg.Connection[Any], before: dt.date) -> dict[str, L
         """
         SELECT v.doc_id, v.ingest_date, coalesce(v.source_stamp, ''), v.content_sha256, v.readers, v.declared
         FROM (SELECT DISTINCT ON (doc_id) doc_id, ingest_date, source_stamp, content_sha256, readers,
-                     metadata -> 'readers' AS declared
+                     coalesce(nullif(metadata -> 'readers', 'null'::jsonb), metadata -> 'object_readers') AS declared
               FROM documents WHERE ingest_date < %(day)s ORDER BY doc_id, ingest_date DESC) v
         WHERE NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = v.doc_id
                           AND t.ingest_date >= v.ingest_date AND t.ingest_date < %(day)s)
