@@ -239,6 +239,7 @@ class DayFigures:
     live_rows: int
     live_bytes: int  # row bytes of the live versions
     all_bytes: int  # row bytes of every stored version
+    parts: dict[str, int]  # the store's bytes by table (chunks: every partition)
     wrong: int = 0  # collection mode: wrong results; day folders: stale results
     missing: int = 0  # live documents not in the top 5 for their phrase
     check_seconds: float = 0.0
@@ -257,12 +258,13 @@ def run_day(conn: psycopg.Connection, landing: LocalLanding, day: dt.date, embed
     plans = list(report.plans.values())
     sizes = version_sizes(conn)
     live = days.live_versions(conn, day + dt.timedelta(days=1))
+    stored = store_size(conn)
     live_sizes = [sizes[key] for key in ((doc_id, v.day) for doc_id, v in live.items()) if key in sizes]
     return DayFigures(
         day, seconds, sum(p.files_read for p in plans), sum(p.files_parsed for p in plans),
         sum(b.embedded for b in embedded.values()), sum(0 if load.unchanged else load.chunks for load in loads),
-        store_size(conn).total, len(live), sum(s.rows for s in live_sizes), sum(s.row_bytes for s in live_sizes),
-        sum(s.row_bytes for s in sizes.values()))
+        stored.total, len(live), sum(s.rows for s in live_sizes), sum(s.row_bytes for s in live_sizes),
+        sum(s.row_bytes for s in sizes.values()), {"chunks": stored.chunks, **stored.tables})
 
 
 def dead_hit(hit: SearchHit, version: Version) -> bool:
@@ -344,12 +346,14 @@ def play(label: str, database: str, states: Sequence[DayState], embedder: Embedd
 # -- output -------------------------------------------------------------------------------------------
 
 HEADER = (f"  {'mode':<11} {'day':>3} {'date':<10} {'run s':>8} {'read':>5} {'parsed':>6} {'embedded':>8} "
-          f"{'rows':>6} {'store MB':>9} {'live docs':>9} {'live rows':>9} {'wrong':>5} {'missed':>6} {'check s':>7}")
+          f"{'rows':>6} {'store MB':>9} {'live docs':>9} {'live rows':>9} {'live MB':>7} {'wrong':>5} {'missed':>6} "
+          f"{'check s':>7}")
 
 
 def table_row(n: int, f: DayFigures) -> str:
     return (f"{n:>3} {f.day} {f.seconds:>8.2f} {f.read:>5} {f.parsed:>6} {f.embedded:>8} {f.rows:>6} "
-            f"{f.store / MB:>9.1f} {f.live_docs:>9} {f.live_rows:>9} {f.wrong:>5} {f.missing:>6} {f.check_seconds:>7.1f}")
+            f"{f.store / MB:>9.1f} {f.live_docs:>9} {f.live_rows:>9} {f.live_bytes / MB:>7.1f} {f.wrong:>5} "
+            f"{f.missing:>6} {f.check_seconds:>7.1f}")
 
 
 def verdict(ok: bool) -> str:
@@ -372,6 +376,9 @@ def report(collection: list[DayFigures], folders: list[DayFigures], problems: li
           f"{verdict(ratio <= 1.5)}")
     print(f"  of the stored row bytes, {last.all_bytes / last.live_bytes:.2f}x the live versions' (history: superseded "
           "and deleted versions of the window)")
+    growth = ", ".join(f"{name} {first.parts[name] / MB:.1f} -> {size / MB:.1f} MB ({size / max(first.parts[name], 1):.2f}x)"
+                       for name, size in last.parts.items())
+    print(f"  by table, day 1 -> day {len(collection)}: {growth}")
     wrong = sum(f.wrong for f in collection) + sum(f.missing for f in collection)
     print(f"wrong results: {wrong} ({sum(f.wrong for f in collection)} dead versions returned, "
           f"{sum(f.missing for f in collection)} live documents missed) over {len(collection)} days (target 0) "
