@@ -241,3 +241,26 @@ def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:
                 build.commit()  # the build ends either way, so the reload's thread can finish
             assert loading.result(timeout=60) == block
         assert watcher.execute("SELECT count(*) FROM chunks").fetchone()[0] == 80
+
+
+def test_a_day_loaded_into_a_planned_seal_range_makes_the_seal_wait_for_the_next_run(migrated, embedder) -> None:
+    """A seal planned over days 1 and 3 while a run loads day 2 (CI caught the block's ATTACH refusing:
+    it would overlap the new day's partition): the claim sees the new partition and the seal does
+    nothing; the next plan seals all three."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_seal_gap")
+    first, middle, last = FIRST, FIRST + dt.timedelta(days=1), FIRST + dt.timedelta(days=2)
+    with connections.connect(isolated) as conn:
+        model_id = model_registry.register(conn, embedder.info).id
+
+        def load(day: dt.date) -> None:
+            days.replace_day(conn, synthetic_day(day, clustered(20, seed=day.toordinal()), embedder.info.name,
+                                                  embedder.info.revision, documents=2), model_id)
+        load(first)
+        load(last)
+        planned = catalog.partitions(conn)
+        load(middle)  # between the plan and the claim
+        assert partitions.rebuild(conn, planned, first, last, partitions.same_index(None)) is None
+        assert [p.table for p in catalog.partitions(conn)] == [layout.partition_name(d) for d in (first, middle, last)]
+        [outcome] = sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING)
+        assert outcome.partition == layout.partition_name(first, last)
+        assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 60

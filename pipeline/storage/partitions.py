@@ -67,8 +67,9 @@ class _Busy(Exception):
 def claim(conn: psycopg.Connection[Any], sources: Sequence[StoredPartition], first: dt.date, last: dt.date,
           *, wait: bool = True) -> bool:
     """Make ``sources`` this transaction's to replace or drop: the day locks of ``first``..``last`` (see
-    ``lock_days``), a re-read proving the sources are still there (a seal, reload or retention may have
-    replaced them while this caller planned), and a fence against index builds on them. False when a
+    ``lock_days``), a re-read proving the sources are still there and that no other partition has appeared in
+    the range (a seal, reload or retention may have replaced them, a load may have added a day, while
+    this caller planned), and a fence against index builds on them. False when a
     source is gone or (``wait=False``) a day is being loaded; the caller then does nothing.
 
     The fence is SHARE UPDATE EXCLUSIVE, the lock CREATE INDEX CONCURRENTLY holds: it waits for a build
@@ -78,8 +79,13 @@ def claim(conn: psycopg.Connection[Any], sources: Sequence[StoredPartition], fir
     closes a deadlock)."""
     if not lock_days(conn, first, last, wait=wait):
         return False
-    current = {p.table for p in catalog.partitions(conn)}
-    if not all(s.table in current for s in sources):
+    current = catalog.partitions(conn)
+    names, replaced = {p.table for p in current}, {s.table for s in sources}
+    if not replaced <= names:
+        return False
+    # A day loaded into the range while this caller planned has a partition of its own now: replacing the
+    # sources by one spanning the range would overlap it (ATTACH refuses), so this caller does nothing.
+    if any(p.table not in replaced and p.first <= last and p.last >= first for p in current):
         return False
     for source in sources:
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(sql.Identifier(source.table)))
