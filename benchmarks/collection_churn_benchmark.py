@@ -57,7 +57,6 @@ import psycopg
 from benchmarks import smoke
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.ingest.chunking import ChunkingConfig
-from pipeline.ingest.collection import CollectionOptions
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.planning import ReadOptions, Recipe
@@ -247,10 +246,9 @@ class DayFigures:
 
 def run_day(conn: psycopg.Connection, landing: LocalLanding, day: dt.date, embedder: Embedder,
             recipe: Recipe) -> DayFigures:
-    """The day through the engine as the assets run it (tests/test_collections.py::snapshot), timed."""
+    """The day through the engine as the assets run it (tests/support/engine_runs.run_days), timed."""
     started = time.perf_counter()
-    snapshot = CollectionOptions() if landing.collection else None
-    report = ingest_steps.read_days(conn, landing, [day], recipe, ReadOptions(), snapshot=snapshot)
+    report = ingest_steps.read_days(conn, landing, [day], recipe, ReadOptions())
     chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
     embedded = ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches
     loads = loading.load_days(conn, embedded).loads

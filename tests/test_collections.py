@@ -21,12 +21,12 @@ from pipeline.ingest.collection import CollectionOptions
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
-from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import delete_documents, forget, ingest_steps, loading, retention_run, store_checks
+from pipeline.ops import delete_documents, forget, retention_run, store_checks
 from pipeline.query import search
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import never, run_days, write_files
 from tests.support.s3_server import REGION, S3Server, s3_server
 
 BUCKET = "docvec-collections"
@@ -46,27 +46,6 @@ def isolated(migrated, embedder, request):
     return fresh_database(migrated, embedder.info.dim, f"docvec_coll_{request.node.name[5:40].lower()}")
 
 
-def never(*_: object) -> object:
-    raise AssertionError("the model was loaded")
-
-
-def snapshot(conn: psycopg.Connection, landing, days: list[dt.date], embedder, config, *, model=None,
-             options: CollectionOptions | None = None):
-    """The run's days through the engine as the assets run them, the landing read as a collection."""
-    recipe = Recipe(config, embedder.info, contextual=embedder.contextual)
-    report = ingest_steps.read_days(conn, landing, days, recipe, ReadOptions(), snapshot=options)
-    chunks = ingest_steps.chunk_days(report.plans, model or embedder.backend_tokenizer).batches
-    embedded = ingest_steps.embed_days(conn, chunks, model or (lambda: embedder), log=lambda _: None).batches
-    return report, loading.load_days(conn, embedded).loads
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
 def rewrite_same_bytes(path: Path) -> None:
     """The file written again with the same bytes (a new inode and times: cp, rsync without -a)."""
     copy = path.with_name(f".{path.name}.copy")
@@ -84,21 +63,21 @@ def rows_on(conn: psycopg.Connection, day: dt.date) -> list[str]:
 
 def test_a_local_collection_is_mirrored_day_by_day(isolated, embedder, chunking_config, tmp_path) -> None:
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
-        report, [load] = snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        report, [load] = run_days(conn, landing, [DAY1], embedder, chunking_config)
         changes = report.plans[DAY1.isoformat()].changes
         assert changes is not None and sorted(changes.added) == sorted(HANDBOOK) and not changes.deleted
         assert load.documents == 4 and rows_on(conn, DAY1) == sorted(HANDBOOK)
         assert found(conn, embedder, "grelvash")[0][0] == "onboarding.md", "ids are paths below the collection"
 
         # Day 2: one edited, one deleted, one added, one written again with the same bytes, one untouched.
-        write(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead.",
+        write_files(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead.",
                      "security.md": "# Security\n\nVisitors sign the morvantic register at the gate."})
         (root / "holidays.md").unlink()
         rewrite_same_bytes(root / "onboarding.md")
-        report, [load] = snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        report, [load] = run_days(conn, landing, [DAY2], embedder, chunking_config)
         plan = report.plans[DAY2.isoformat()]
         assert plan.changes is not None
         assert (plan.changes.added, plan.changes.changed, plan.changes.deleted) == (
@@ -122,12 +101,12 @@ def test_a_local_collection_is_mirrored_day_by_day(isolated, embedder, chunking_
         assert "holidays.md" not in vector and vector <= {*HANDBOOK, "security.md"} - {"holidays.md"}
 
         # The same snapshot again: nothing opened, nothing rewritten, the model never loaded.
-        report, [load] = snapshot(conn, landing, [DAY2], embedder, chunking_config, model=never)
+        report, [load] = run_days(conn, landing, [DAY2], embedder, chunking_config, model=never)
         assert report.plans[DAY2.isoformat()].files_read == 0 and load.unchanged
 
         # Edited again the same day: the rerun takes a new snapshot; the day's other new version is kept.
-        write(root, {"security.md": "# Security\n\nVisitors now sign the tobrunel register at the gate."})
-        report, [load] = snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        write_files(root, {"security.md": "# Security\n\nVisitors now sign the tobrunel register at the gate."})
+        report, [load] = run_days(conn, landing, [DAY2], embedder, chunking_config)
         plan = report.plans[DAY2.isoformat()]
         assert [d.doc_id for d in plan.read.documents] == ["security.md"]
         assert [k.doc_id for k in plan.read.kept] == ["expenses.md"] and load.kept_chunks >= 1
@@ -135,8 +114,8 @@ def test_a_local_collection_is_mirrored_day_by_day(isolated, embedder, chunking_
             "security.md"]
 
         # A deleted document that comes back is a new version, found again.
-        write(root, {"holidays.md": HANDBOOK["holidays.md"]})
-        report, _ = snapshot(conn, landing, [DAY3], embedder, chunking_config)
+        write_files(root, {"holidays.md": HANDBOOK["holidays.md"]})
+        report, _ = run_days(conn, landing, [DAY3], embedder, chunking_config)
         assert report.plans[DAY3.isoformat()].changes.added == ("holidays.md",)
         assert [d for d, _ in found(conn, embedder, "pendrakil")] == ["holidays.md"]
 
@@ -144,27 +123,27 @@ def test_a_local_collection_is_mirrored_day_by_day(isolated, embedder, chunking_
 def test_past_days_ranges_and_missing_or_empty_collections_are_refused(isolated, embedder, chunking_config,
                                                                         tmp_path) -> None:
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        run_days(conn, landing, [DAY2], embedder, chunking_config)
         stored = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
 
         with pytest.raises(ConfigError, match=rf"{DAY1} is before {DAY2}.*backfill.*as_of={DAY1}"):
-            snapshot(conn, landing, [DAY1], embedder, chunking_config, model=never)
+            run_days(conn, landing, [DAY1], embedder, chunking_config, model=never)
         with pytest.raises(ConfigError, match=r"one snapshot for one day.*2 days"):
-            snapshot(conn, landing, [DAY2, DAY3], embedder, chunking_config, model=never)
+            run_days(conn, landing, [DAY2, DAY3], embedder, chunking_config, model=never)
 
         for name in HANDBOOK:
             (root / name).unlink()
         with pytest.raises(ConfigError) as empty:
-            snapshot(conn, landing, [DAY3], embedder, chunking_config, model=never)
+            run_days(conn, landing, [DAY3], embedder, chunking_config, model=never)
         assert f"collection {root} holds no files" in str(empty.value) and "4 stored documents" in str(empty.value)
         assert "docvec delete" in str(empty.value)
 
         gone = LocalLanding(tmp_path / "not-mounted", collection=True)
         with pytest.raises(ConfigError, match=rf"collection folder {tmp_path / 'not-mounted'} does not exist"):
-            snapshot(conn, gone, [DAY3], embedder, chunking_config, model=never)
+            run_days(conn, gone, [DAY3], embedder, chunking_config, model=never)
 
         assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == stored
         assert conn.execute("SELECT count(*) FROM document_deletions").fetchone()[0] == 0
@@ -177,30 +156,30 @@ def test_a_snapshot_that_would_delete_most_of_the_collection_is_refused(isolated
     pages = {f"page-{n:02}.md": f"Wiki page {n} about the {word} procedure."
              for n, word in enumerate(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
                                        "india", "juliet", "kilo", "lima"])}
-    write(root, pages)
+    write_files(root, pages)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
         for name in list(pages)[:7]:  # a half-synced mount: 7 of 12 missing
             (root / name).unlink()
         with pytest.raises(ConfigError, match=r"no longer lists 7 of its 12 stored documents \(58%.*max_deleted_share"):
-            snapshot(conn, landing, [DAY2], embedder, chunking_config, model=never)
+            run_days(conn, landing, [DAY2], embedder, chunking_config, model=never)
         assert conn.execute("SELECT count(*) FROM document_deletions").fetchone()[0] == 0
         # Raised on purpose for one run, the deletions go through.
-        report, _ = snapshot(conn, landing, [DAY2], embedder, chunking_config,
-                             options=CollectionOptions(max_deleted_share=1.0))
+        report, _ = run_days(conn, landing, [DAY2], embedder, chunking_config,
+                             snapshot=CollectionOptions(max_deleted_share=1.0))
         assert len(report.plans[DAY2.isoformat()].changes.deleted) == 7
         assert found(conn, embedder, "alpha") == [] and [d for d, _ in found(conn, embedder, "lima")] == ["page-11.md"]
 
 
 def test_an_unreadable_file_keeps_its_stored_version(isolated, embedder, chunking_config, tmp_path) -> None:
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
         (root / "holidays.md").write_bytes(b"\xff\xfe\x00broken \x00 bytes")  # not text any more
-        report, _ = snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        report, _ = run_days(conn, landing, [DAY2], embedder, chunking_config)
         plan = report.plans[DAY2.isoformat()]
         assert [letter.source_uri for letter in plan.read.dead_letters] == ["holidays.md"]
         assert plan.changes is not None and plan.changes.deleted == ()
@@ -280,17 +259,17 @@ def test_a_listing_that_fails_half_way_deletes_nothing(s3, isolated, embedder, c
     # One attempt of docvec's own (s3fs and botocore still retry each page): the test needs the failure, not the wait.
     landing = open_landing(f"s3://{BUCKET}/big", replace(s3_options(s3), retries=1), collection=True)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
         assert [d for d, _ in found(conn, embedder, "zorvintal")] == ["z-last.md"]
         s3.log.fail_list_continuations = True
         try:
             with pytest.raises(DocvecError, match=rf"listing s3://{BUCKET}/big/ failed.*Nothing was read or deleted"):
-                snapshot(conn, landing, [DAY2], embedder, chunking_config, model=never)
+                run_days(conn, landing, [DAY2], embedder, chunking_config, model=never)
         finally:
             s3.log.fail_list_continuations = False
         assert conn.execute("SELECT count(*) FROM document_deletions").fetchone()[0] == 0
         assert [d for d, _ in found(conn, embedder, "zorvintal")] == ["z-last.md"], "nothing was lost"
-        report, _ = snapshot(conn, landing, [DAY2], embedder, chunking_config, model=never)
+        report, _ = run_days(conn, landing, [DAY2], embedder, chunking_config, model=never)
         assert report.plans[DAY2.isoformat()].changes.deleted == (), "the full listing deletes nothing either"
 
 
@@ -299,14 +278,14 @@ def test_the_window_keeps_history_and_never_a_live_document(isolated, embedder, 
     first day, keeps live documents however old, refuses an as-of before the window, and gives the
     space back (a thinned partition rebuilt, an emptied one dropped)."""
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     day4 = DAY3 + dt.timedelta(days=1)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
-        write(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
+        write_files(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
         (root / "holidays.md").unlink()
-        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        run_days(conn, landing, [DAY2], embedder, chunking_config)
 
         before = store_checks.nothing_older_than_window(conn, DAY3, 2, collection=True)
         assert not before.passed and before.metadata["history_versions_left"] == 2
@@ -326,9 +305,9 @@ def test_the_window_keeps_history_and_never_a_live_document(isolated, embedder, 
         assert again.versions == 0 and again.compacted == [] and again.dropped == [], "rerunning is a no-op"
 
         # Every document of the first day superseded: once that is history, the day's partition goes.
-        write(root, {"onboarding.md": "# Onboarding\n\nBadges now come from the welvorant desk.",
+        write_files(root, {"onboarding.md": "# Onboarding\n\nBadges now come from the welvorant desk.",
                      "it/laptops.md": "# Laptops\n\nLaptops are now reimaged with the dostrami tool."})
-        snapshot(conn, landing, [DAY3], embedder, chunking_config)
+        run_days(conn, landing, [DAY3], embedder, chunking_config)
         purge = retention_run.enforce_retention(conn, day4, 2, log=lambda _: None, collection=True).purge
         assert purge.versions == 2 and purge.dropped == [f"chunks_{DAY1:%Y%m%d}"]
         assert conn.execute("SELECT count(*) FROM ingest_days WHERE ingest_date = %s", (DAY1,)).fetchone()[0] == 0
@@ -347,7 +326,7 @@ def test_the_sensor_requests_today_when_the_collection_changes(tmp_path) -> None
 
     today = dt.date(2026, 6, 30)
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     resources = {"source": SourceResource(landing_dir=str(root), mode="collection"),
                  "retention_window": RetentionResource(as_of=today.isoformat())}
     with DagsterInstance.ephemeral() as instance:
@@ -373,15 +352,15 @@ def test_the_sensor_requests_today_when_the_collection_changes(tmp_path) -> None
 def test_delete_and_forget_say_the_collection_still_holds_the_file(isolated, embedder, chunking_config,
                                                                    tmp_path) -> None:
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
         deleted = delete_documents.delete(conn, ["holidays.md"], DAY1, landing)
         assert any(f"the collection {root} still holds it: a run of a later day loads it again" in line
                    for line in deleted.lines()), deleted.lines()
         assert found(conn, embedder, "pendrakil") == []
-        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        run_days(conn, landing, [DAY2], embedder, chunking_config)
         assert [d for d, _ in found(conn, embedder, "pendrakil")] == ["holidays.md"], "the source holds it: back"
 
         report = forget.forget(conn, ["expenses.md"], landing=landing)
@@ -399,18 +378,18 @@ def test_a_new_model_is_built_in_the_shadow_from_the_past_days_stored_chunks(iso
     from pipeline.storage import model_registry
 
     root = tmp_path / "handbook"
-    write(root, HANDBOOK)
+    write_files(root, HANDBOOK)
     landing = LocalLanding(root, collection=True)
     bare = load_embedder(contextual=False)  # its own revision: a new model to the store
     with connections.connect(isolated) as conn:
-        snapshot(conn, landing, [DAY1], embedder, chunking_config)
-        write(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
+        run_days(conn, landing, [DAY1], embedder, chunking_config)
+        write_files(root, {"expenses.md": "# Expenses\n\nTravel claims now need the zintaroll portal instead."})
         (root / "holidays.md").unlink()
-        snapshot(conn, landing, [DAY2], embedder, chunking_config)
+        run_days(conn, landing, [DAY2], embedder, chunking_config)
         served = model_registry.serving(conn)
         assert served is not None and served.revision == embedder.info.revision
 
-        report, _ = snapshot(conn, landing, [DAY1, DAY2], bare, chunking_config)
+        report, _ = run_days(conn, landing, [DAY1, DAY2], bare, chunking_config)
         restored, latest = report.plans[DAY1.isoformat()], report.plans[DAY2.isoformat()]
         assert restored.restored is not None and restored.files_read == 0, "a past day's files are never read"
         assert latest.restored is None
@@ -430,5 +409,5 @@ def test_a_new_model_is_built_in_the_shadow_from_the_past_days_stored_chunks(iso
         assert [d for d, _ in found(conn, bare, "zintaroll")] == ["expenses.md"]
         assert [d for d, _ in found(conn, bare, "quembrith")] == ["it/laptops.md"]
 
-        again, _ = snapshot(conn, landing, [DAY1, DAY2], bare, chunking_config, model=never)
+        again, _ = run_days(conn, landing, [DAY1, DAY2], bare, chunking_config, model=never)
         assert all(plan.unchanged for plan in again.plans.values()), "built once"

@@ -10,7 +10,6 @@ import os
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from dagster import materialize
 
@@ -19,12 +18,12 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.landing_zone import open_landing
 from pipeline.ingest.object_storage import StorageOptions
-from pipeline.ingest.planning import DayPlan, ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
+from pipeline.ingest.planning import DayPlan
 from pipeline.query import search
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import never, run_days
 from tests.support.s3_server import REGION, S3Server, s3_server
 from tests.support.sample import day_folder
 
@@ -117,19 +116,6 @@ def test_an_s3_object_uploaded_again_with_the_same_bytes_keeps_its_etag(s3) -> N
 @pytest.fixture(scope="module")
 def isolated(migrated, embedder):
     return fresh_database(migrated, embedder.info.dim, "docvec_landing_guards")
-
-
-def run_days(conn: psycopg.Connection, landing, days: list[dt.date], embedder, config, *, model=None):
-    """The run's days through the engine as the assets run them; ``model``: what loading the model does."""
-    recipe = Recipe(config, embedder.info, contextual=embedder.contextual)
-    report = ingest_steps.read_days(conn, landing, days, recipe, ReadOptions())
-    chunks = ingest_steps.chunk_days(report.plans, model or embedder.backend_tokenizer).batches
-    embedded = ingest_steps.embed_days(conn, chunks, model or (lambda: embedder), log=lambda _: None).batches
-    return report, loading.load_days(conn, embedded).loads
-
-
-def never(*_: object) -> object:
-    raise AssertionError("the model was loaded")
 
 
 def test_a_missing_day_folder_never_wipes_a_stored_day(isolated, embedder, chunking_config, tmp_path) -> None:

@@ -24,12 +24,11 @@ from sqlalchemy.engine import make_url
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.landing import LocalLanding
-from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import connections, urls
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import run_days
 from tests.support.sample import day_folder
 
 DAY = dt.date(2026, 7, 1)
@@ -48,11 +47,8 @@ def store(migrated, embedder, tmp_path_factory) -> Settings:
     folder = day_folder(landing, DAY)
     for n, word in enumerate(WORDS):
         (folder / f"doc-{n}.md").write_text(f"# Note {n}\n\nThe harbour schedule note {word} is kept by the desk.")
-    recipe = Recipe.of(embedder.info, contextual=embedder.contextual)
     with connections.connect(base) as conn:
-        report = ingest_steps.read_days(conn, LocalLanding(landing), [DAY], recipe, ReadOptions())
-        chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
-        loading.load_days(conn, ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches)
+        run_days(conn, LocalLanding(landing), [DAY], embedder)
     return base
 
 

@@ -14,12 +14,12 @@ from pipeline.cli.main import main
 from pipeline.cli.query_commands import hit_readers
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.permissions import PermissionSettings
-from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
+from pipeline.ingest.planning import ReadOptions
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import connections
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import run_days
 from tests.support.sample import day_folder
 
 DAY = dt.date(2026, 7, 2)
@@ -38,12 +38,9 @@ def store(migrated, embedder, tmp_path_factory) -> Settings:
     for name, text in DOCS.items():
         (folder / name).write_text(text)
     (folder / ".docvec-readers").write_text("open.md *\n")
-    recipe = Recipe.of(embedder.info, contextual=embedder.contextual)
     with connections.connect(base) as conn:
-        report = ingest_steps.read_days(conn, LocalLanding(landing), [DAY], recipe,
-                                        ReadOptions(permissions=PermissionSettings(enabled=True)))
-        chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
-        loading.load_days(conn, ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches)
+        run_days(conn, LocalLanding(landing), [DAY], embedder,
+                 options=ReadOptions(permissions=PermissionSettings(enabled=True)))
     return base
 
 

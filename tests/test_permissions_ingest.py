@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,15 +16,15 @@ from dagster import materialize
 from assets import chunk_embeddings, document_chunks, raw_documents, vector_store
 from pipeline.errors import ConfigError
 from pipeline.ingest import planning
-from pipeline.ingest.collection import CollectionOptions
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.permissions import PermissionSettings
-from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading, status
+from pipeline.ingest.planning import ReadOptions
+from pipeline.ops import status
 from pipeline.records import KeptDocument, SourceDocument
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import never, run_days, write_files
 from tests.support.s3_server import REGION, s3_server
 from tests.support.sample import day_folder
 
@@ -39,26 +38,9 @@ def isolated(migrated, embedder, request):
     return fresh_database(migrated, embedder.info.dim, f"docvec_perm_{request.node.name[5:40].lower()}")
 
 
-def never(*_: object) -> object:
-    raise AssertionError("the model was loaded")
-
-
 def run(conn: psycopg.Connection, landing, days: list[dt.date], embedder, config, permissions=OFF, *, model=None):
     """The run's days through the engine as the assets run them, with these permission settings."""
-    recipe = Recipe(config, embedder.info, contextual=embedder.contextual)
-    options = ReadOptions(permissions=permissions)
-    report = ingest_steps.read_days(conn, landing, days, recipe, options,
-                                    snapshot=CollectionOptions() if landing.collection else None)
-    chunks = ingest_steps.chunk_days(report.plans, model or embedder.backend_tokenizer).batches
-    embedded = ingest_steps.embed_days(conn, chunks, model or (lambda: embedder), log=lambda _: None).batches
-    return report, loading.load_days(conn, embedded).loads
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    return run_days(conn, landing, days, embedder, config, options=ReadOptions(permissions=permissions), model=model)
 
 
 def readers(conn: psycopg.Connection, day: dt.date | None = None) -> dict[str, list[str]]:
@@ -87,7 +69,7 @@ SIDECAR = "# who reads what\n* group:staff\n\nhr/** group:hr\nhr/open.md *\n"
 def test_front_matter_then_sidecar_then_default_and_a_sidecar_edit_parses_and_embeds_nothing(
         isolated, embedder, chunking_config, tmp_path) -> None:
     folder = day_folder(tmp_path, DAY1)
-    write(folder, DAY_FILES)
+    write_files(folder, DAY_FILES)
     (folder / ".docvec-readers").write_text(SIDECAR)
     landing = LocalLanding(tmp_path)
     with connections.connect(isolated) as conn:
@@ -156,8 +138,8 @@ def test_a_day_whose_documents_are_everyones_keeps_its_fingerprint() -> None:
 
 
 def test_every_version_carries_its_latest_versions_readers(isolated, embedder, chunking_config, tmp_path) -> None:
-    write(day_folder(tmp_path, DAY1), {"notes.md": DAY_FILES["notes.md"]})
-    write(day_folder(tmp_path, DAY2), {"notes.md": "---\nreaders: group:board\n---\n\nThe brellic soup is gone."})
+    write_files(day_folder(tmp_path, DAY1), {"notes.md": DAY_FILES["notes.md"]})
+    write_files(day_folder(tmp_path, DAY2), {"notes.md": "---\nreaders: group:board\n---\n\nThe brellic soup is gone."})
     landing = LocalLanding(tmp_path)
     with connections.connect(isolated) as conn:
         run(conn, landing, [DAY1], embedder, chunking_config)
@@ -174,7 +156,7 @@ def test_every_version_carries_its_latest_versions_readers(isolated, embedder, c
 
 def test_a_malformed_sidecar_changes_nothing(isolated, embedder, chunking_config, tmp_path) -> None:
     folder = day_folder(tmp_path, DAY1)
-    write(folder, {"notes.md": DAY_FILES["notes.md"], "hr/pay.md": DAY_FILES["hr/pay.md"]})
+    write_files(folder, {"notes.md": DAY_FILES["notes.md"], "hr/pay.md": DAY_FILES["hr/pay.md"]})
     (folder / ".docvec-readers").write_text("hr/** group:hr\n")
     landing = LocalLanding(tmp_path)
     with connections.connect(isolated) as conn:
@@ -196,7 +178,7 @@ def test_a_malformed_sidecar_changes_nothing(isolated, embedder, chunking_config
 def test_a_collection_takes_its_readers_from_the_sidecar_at_its_root(isolated, embedder, chunking_config,
                                                                      tmp_path) -> None:
     root = tmp_path / "share"
-    write(root, {name: text for name, text in DAY_FILES.items() if name != "bad.md"})
+    write_files(root, {name: text for name, text in DAY_FILES.items() if name != "bad.md"})
     (root / ".docvec-readers").write_text(SIDECAR)
     landing = LocalLanding(root, collection=True)
     with connections.connect(isolated) as conn:
@@ -220,7 +202,7 @@ def test_a_collection_takes_its_readers_from_the_sidecar_at_its_root(isolated, e
         assert readers(conn, DAY2) == {}
 
         # A changed document's new version names its readers: its older version carries them too.
-        write(root, {"notes.md": "---\nreaders: group:canteen\n---\n\nThe canteen serves brellic stew now."})
+        write_files(root, {"notes.md": "---\nreaders: group:canteen\n---\n\nThe canteen serves brellic stew now."})
         run(conn, landing, [DAY2], embedder, chunking_config, ON)
         assert readers(conn)[f"notes.md@{DAY1}"] == readers(conn)[f"notes.md@{DAY2}"] == ["group:canteen"]
 

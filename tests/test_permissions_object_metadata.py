@@ -18,6 +18,7 @@ from pipeline.ingest.planning import ReadOptions, Recipe
 from pipeline.ops import ingest_steps, loading
 from pipeline.storage import connections, dead_letters
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import run_days
 from tests.support.s3_server import REGION, s3_server
 
 DAY = dt.date(2026, 6, 1)
@@ -38,11 +39,7 @@ def isolated(migrated, embedder, request):
 
 
 def run(conn: psycopg.Connection, landing, embedder, config, *, force: bool = False):
-    recipe = Recipe(config, embedder.info, contextual=embedder.contextual)
-    report = ingest_steps.read_days(conn, landing, [DAY], recipe, ReadOptions(permissions=ON), force=force)
-    chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
-    embedded = ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches
-    return report, loading.load_days(conn, embedded).loads
+    return run_days(conn, landing, [DAY], embedder, config, options=ReadOptions(permissions=ON), force=force)
 
 
 def readers(conn: psycopg.Connection) -> dict[str, list[str]]:

@@ -35,11 +35,10 @@ from pipeline.api.auth import TokenPolicy, TokenVerifier, allowed_algorithms
 from pipeline.api.rate_limit import RateLimiter
 from pipeline.errors import ConfigError
 from pipeline.ingest.landing import LocalLanding
-from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
 from pipeline.settings import Settings
 from pipeline.storage import access, connections
 from tests.support.databases import fresh_database
+from tests.support.engine_runs import run_days
 from tests.support.network import free_port
 from tests.support.sample import day_folder
 
@@ -62,11 +61,8 @@ def store(migrated, embedder, tmp_path_factory) -> Settings:
     folder = day_folder(landing, DAY)
     for n, name in enumerate(READERS):
         (folder / name).write_text(f"# Note {n}\n\nThe harbour ledger entry {name[:-3]} is filed by the desk.")
-    recipe = Recipe.of(embedder.info, contextual=embedder.contextual)
     with connections.connect(base) as conn:
-        report = ingest_steps.read_days(conn, LocalLanding(landing), [DAY], recipe, ReadOptions())
-        chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
-        loading.load_days(conn, ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches)
+        run_days(conn, LocalLanding(landing), [DAY], embedder)
         with conn.transaction():
             for doc_id, names in READERS.items():
                 conn.execute("UPDATE documents SET readers = %s WHERE doc_id = %s", (names, doc_id))
