@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +20,7 @@ from pipeline.query import search
 from pipeline.settings import Settings
 from tests.support.databases import fresh_database
 from tests.support.network import free_port
+from tests.support.serve_process import serve_process
 from tests.support.tcp_relay import Relay
 
 
@@ -46,31 +44,10 @@ def call(base: str, path: str, params: dict[str, Any] | list[tuple[str, Any]] | 
 
 @contextmanager
 def serving(settings: Settings, tmp_path: Path, **env: str) -> Iterator[str]:
-    port = free_port()
     environment = {**os.environ, "DOCVEC_HOME": str(settings.home), **env}
-    log = (tmp_path / f"serve-{port}.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(port),
-                                "--db-timeout", "2"], env=environment, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if call(base, "/healthz")[0] in (200, 503):
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"docvec serve did not start: {(tmp_path / f'serve-{port}.log').read_text()}")
-            time.sleep(0.3)
+    # 503 counts as up: a server whose database is down still answers, and says so.
+    with serve_process(["--db-timeout", "2"], environment, tmp_path, ready=(200, 503)) as (base, _):
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_serve_answers_every_search_option_over_http(loaded_sample, migrated, conn, embedder, tmp_path) -> None:

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from tests.support.databases import fresh_database
 from tests.support.engine_runs import run_days
 from tests.support.network import free_port
 from tests.support.sample import day_folder
+from tests.support.serve_process import serve_process
 
 DAY = dt.date(2026, 7, 2)
 ISSUER, AUDIENCE = "https://idp.example.test", "docvec-search"
@@ -97,32 +97,9 @@ def seen(base: str, token: str | None, **options: Any) -> set[str]:
 
 @contextmanager
 def serving(store: Settings, tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    log_path = tmp_path / f"serve-{port}.log"
     env = {**os.environ, "DATABASE_URL": str(store.database_url), "DOCVEC_HOME": str(tmp_path / "home")}
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(port),
-                                    "--log-level", "debug", "--access-log", *args],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(base + "/healthz", timeout=5):
-                        break
-                except OSError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"docvec serve did not start: {log_path.read_text()}")
-                time.sleep(0.3)
-            yield base, log_path
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with serve_process(["--log-level", "debug", "--access-log", *args], env, tmp_path) as served:
+        yield served
 
 
 def _b64(data: bytes) -> str:
