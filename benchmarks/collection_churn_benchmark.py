@@ -2,8 +2,9 @@
 deleted and added to day by day, indexed in collection mode (one snapshot a day), side by side with
 landing a full daily snapshot of the same folder in day-folder mode.
 
-Corpus: the Python documentation as Debian ships it (python3-doc, HTML), every content page (no general
-index, search or index pages), shuffled with ``--seed``: ``--pages`` of them are the collection on day 1,
+Corpus: the Python, PostgreSQL, Django and Git documentation as Debian ships them (python3-doc,
+postgresql-doc, python-django-doc, git-doc: HTML, ~2,400 content pages by four projects' authors; no
+index, search or download pages), shuffled with ``--seed``: ``--pages`` of them are the collection on day 1,
 a reserve of others is added over the days, and a few more are kept out as donors of the paragraphs that
 edits insert. No page is copied to pad the collection: when the documentation has fewer pages than asked,
 the collection is as large as it allows, and the output says so.
@@ -14,8 +15,9 @@ had, after the page's title), ~0.5% deleted and ~0.5% added (from the reserve), 
 (a small collection's day still changes). Each version of each
 document, the first included, carries a phrase of two made-up words unique to it.
 
-Per day, each mode runs the day through the engine as the ingest assets do (read/snapshot, chunk, embed,
-load; the model loaded once before timing) and records: run seconds, files read and parsed, chunks embedded,
+Per day, each mode runs the day through the engine as the DAG does (read/snapshot, chunk, embed, load,
+then the vector_index step's upkeep: sealing days into blocks and the index each partition warrants; the
+model loaded once before timing) and records: run seconds, files read and parsed, chunks embedded,
 rows written (the chunks loaded on the day), the store's bytes (every ``chunks`` partition, ``documents``,
 ``term_stats`` and ``document_deletions`` with their indexes) and the live collection (documents, chunk
 rows). Then, in collection mode, correctness: every deleted document's and every superseded version's
@@ -23,7 +25,9 @@ phrase is searched (text, k=5) and no hit may be that version (its doc and day, 
 phrase); a sample of them is searched by vector too (the version's paragraph); every live document must be
 in the top 5 for its current phrase. Day-folder mode is run for ``--folder-days`` days only (each parses
 the whole collection and writes all its rows again) and its store extrapolated linearly to ``--days``; the
-same searches there count the stale results it returns (for comparison, not a target).
+same searches there count the stale results it returns (for comparison, not a target). Its first day is
+the same work as collection mode's (the whole collection into an empty store, one partition), so its store
+starts as a copy of collection mode's day-1 database instead of embedding everything a second time.
 
 Targets: a day's run (~2% churn) >= 20x shorter than the first run (the median day, the slowest shown
 too); the store after ``--days`` days <= 1.5x the live collection's (the day-1 store, which holds exactly
@@ -55,36 +59,34 @@ from pathlib import Path
 import psycopg
 
 from benchmarks import smoke
-from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
+from benchmarks.server import benchmark_main, copy_scratch, drop_scratch, existing_scratch, scratch_settings
+from pipeline.indexing.policy import IndexSettings
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ingest.planning import ReadOptions, Recipe
-from pipeline.ops import ingest_steps, loading
+from pipeline.ops import index_upkeep, ingest_steps, loading
 from pipeline.query.hits import SearchHit
 from pipeline.query.service import SearchService
-from pipeline.storage import connections, days
+from pipeline.settings import Settings
+from pipeline.storage import catalog, connections, days
+from pipeline.storage.layout import LayoutSettings
 from pipeline.storage.store_size import store_size, version_sizes
-from tests.support.corpora import python_docs
+from tests.support.corpora import debian_doc_collection
 
 DATABASE = "docvec_bench_churn"
 EDITED, DELETED, ADDED = 0.01, 0.005, 0.005  # shares of the live documents, per day
 DONOR_PAGES = 20
-RESERVE_MARGIN = 1.3  # pages set aside for additions: the expected number times this
+RESERVE_MARGIN = 1.15  # pages set aside for additions: the expected number times this
+WINDOW_DAYS = 30  # the retention window the index upkeep plans its blocks within
 VECTOR_SAMPLE = 3  # dead versions searched by vector each day
 MB = 1024 * 1024
 _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
 _TAG = re.compile(r"<[^>]+>")
-_TITLE_END = "</h1>"
+_TITLE_END = re.compile(r"</h[12]>")  # where an edit goes: after the page's title
 
 
 # -- the corpus and its churn -------------------------------------------------------------------------
-
-def corpus_pages(root: Path) -> list[Path]:
-    """Every content page of the documentation (no general index, search, index or download pages)."""
-    return sorted(p for p in root.rglob("*.html") if p.name not in ("index.html", "search.html", "download.html")
-                  and not p.name.startswith("genindex") and _TITLE_END in p.read_text(errors="replace"))
-
 
 def paragraphs(page: str) -> list[str]:
     """The page's prose paragraphs as plain text (tags dropped), of a length an editor would insert."""
@@ -148,7 +150,8 @@ class Churn:
         phrase = self.phrase()
         inserted = f"<p>{html.escape(paragraph)} Revision note {phrase}.</p>" if paragraph else \
             f"<p>Revision note {phrase}.</p>"
-        at = original.index(_TITLE_END) + len(_TITLE_END)
+        title = _TITLE_END.search(original)
+        at = title.end() if title else 0
         self.files[doc_id] = (original[:at] + inserted + original[at:]).encode()
         first = paragraphs(original)
         self.live[doc_id] = Version(doc_id, day, phrase, paragraph, paragraph or (first[0] if first else phrase))
@@ -186,12 +189,14 @@ class Churn:
         return DayState(day, dict(self.files), dict(self.live), list(self.dead), edited, deleted, added)
 
 
-def plan_churn(root: Path, pages: int, day_count: int, seed: int, smallest: bool) -> tuple[list[DayState], str]:
-    """Every day's collection, decided up front; and a line saying what the corpus allowed."""
+def plan_churn(corpus: dict[str, Path], pages: int, day_count: int, seed: int,
+               smallest: bool) -> tuple[list[DayState], str]:
+    """Every day's collection from ``corpus`` ({path in the collection: page}), decided up front; and a
+    line saying what the corpus allowed."""
     rng = random.Random(seed)
-    found = corpus_pages(root)
+    found = sorted(corpus)
     if smallest:  # smoke: the smallest pages, so that a first run takes seconds
-        found = sorted(found, key=lambda p: p.stat().st_size)[:pages + 12]
+        found = sorted(sorted(found, key=lambda key: corpus[key].stat().st_size)[:pages + 12])
     rng.shuffle(found)
     donor_count = min(DONOR_PAGES, max(2, len(found) // 10))
     added = ADDED * (day_count - 1) * RESERVE_MARGIN  # the reserve, per page of the collection
@@ -202,18 +207,17 @@ def plan_churn(root: Path, pages: int, day_count: int, seed: int, smallest: bool
     room = len(found) - donor_count
     collection = min(pages, math.floor((room - 2) / (1 + added)), room - reserve_for(0))
     if collection < 10:
-        raise SystemExit(f"collection_churn_benchmark: {root} holds {len(found)} pages, too few for the churn")
+        raise SystemExit(f"collection_churn_benchmark: the corpus holds {len(found)} pages, too few for the churn")
     reserve_count = min(reserve_for(collection), room - collection)
     note = (f"{collection} pages" if collection >= pages else
             f"{collection} pages (asked for {pages}: the documentation has {len(found)} content pages, of which "
             f"{donor_count} are kept out as donors and {reserve_count} as the reserve of additions; no page is copied "
             "to pad)")
-    read = {p: p.read_text(errors="replace") for p in found}
-    rel = {p: str(p.relative_to(root)) for p in found}
-    donors = [text for p in found[:donor_count] for text in paragraphs(read[p])]
+    read = {key: corpus[key].read_text(errors="replace") for key in found}
+    donors = [text for key in found[:donor_count] for text in paragraphs(read[key])]
     rng.shuffle(donors)
-    reserve = [(rel[p], read[p]) for p in found[donor_count:donor_count + reserve_count]]
-    chosen = {rel[p]: read[p] for p in found[donor_count + reserve_count:donor_count + reserve_count + collection]}
+    reserve = [(key, read[key]) for key in found[donor_count:donor_count + reserve_count]]
+    chosen = {key: read[key] for key in found[donor_count + reserve_count:donor_count + reserve_count + collection]}
     churn = Churn(chosen, reserve, donors, seed)
     first = dt.date.today() - dt.timedelta(days=day_count - 1)
     states = [churn.first_day(first)]
@@ -228,7 +232,9 @@ def plan_churn(root: Path, pages: int, day_count: int, seed: int, smallest: bool
 @dataclass
 class DayFigures:
     day: dt.date
-    seconds: float
+    seconds: float  # the whole day: ingest and index upkeep
+    upkeep_seconds: float  # of which the index upkeep (sealing, index builds)
+    partitions: int  # chunks partitions after the day
     read: int
     parsed: int
     embedded: int
@@ -246,20 +252,25 @@ class DayFigures:
 
 def run_day(conn: psycopg.Connection, landing: LocalLanding, day: dt.date, embedder: Embedder,
             recipe: Recipe) -> DayFigures:
-    """The day through the engine as the assets run it (tests/support/engine_runs.run_days), timed."""
+    """The day through the engine as the DAG runs it (tests/support/engine_runs.run_days, then the
+    vector_index step's upkeep with its default settings), timed."""
     started = time.perf_counter()
     report = ingest_steps.read_days(conn, landing, [day], recipe, ReadOptions())
     chunks = ingest_steps.chunk_days(report.plans, embedder.backend_tokenizer).batches
     embedded = ingest_steps.embed_days(conn, chunks, lambda: embedder, log=lambda _: None).batches
     loads = loading.load_days(conn, embedded).loads
-    seconds = time.perf_counter() - started
+    upkeep_started = time.perf_counter()
+    index_upkeep.upkeep_indexes(conn, [day], IndexSettings(), LayoutSettings(), today=day, window_days=WINDOW_DAYS,
+                                log=lambda _: None)
+    seconds, upkeep = time.perf_counter() - started, time.perf_counter() - upkeep_started
     plans = list(report.plans.values())
     sizes = version_sizes(conn)
     live = days.live_versions(conn, day + dt.timedelta(days=1))
     stored = store_size(conn)
     live_sizes = [sizes[key] for key in ((doc_id, v.day) for doc_id, v in live.items()) if key in sizes]
     return DayFigures(
-        day, seconds, sum(p.files_read for p in plans), sum(p.files_parsed for p in plans),
+        day, seconds, upkeep, len(catalog.partitions(conn)), sum(p.files_read for p in plans),
+        sum(p.files_parsed for p in plans),
         sum(b.embedded for b in embedded.values()), sum(0 if load.unchanged else load.chunks for load in loads),
         stored.total, len(live), sum(s.rows for s in live_sizes), sum(s.row_bytes for s in live_sizes),
         sum(s.row_bytes for s in sizes.values()), {"chunks": stored.chunks, **stored.tables})
@@ -316,40 +327,41 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(content)
 
 
-def play(label: str, database: str, states: Sequence[DayState], embedder: Embedder, recipe: Recipe,
-         prepare: Callable[[DayState, DayState | None], None], landing: LocalLanding,
-         deadline: float = math.inf) -> tuple[list[DayFigures], list[str]]:
-    """Each day prepared on the landing, run, measured and checked, in a scratch database of its own."""
-    settings = scratch_settings(database, embedder.info.dim)
+def play(label: str, settings: Settings, states: Sequence[DayState], embedder: Embedder, recipe: Recipe,
+         prepare: Callable[[DayState, DayState | None], None], landing: LocalLanding, *,
+         deadline: float = math.inf, after_first: Callable[[], None] = lambda: None,
+         previous: DayState | None = None, first_number: int = 1) -> tuple[list[DayFigures], list[str]]:
+    """Each day prepared on the landing, run, measured and checked in ``settings``' database, a connection
+    a day (``after_first`` runs once the first day's is closed: the database can then be copied)."""
     rows: list[DayFigures] = []
     problems: list[str] = []
     rng = random.Random(1)  # the vector samples: apart from the churn's generator
-    try:
+    for state in states:
+        if rows and time.perf_counter() > deadline:
+            break
+        prepare(state, previous)
         with connections.connect(settings) as conn:
-            previous = None
-            for state in states:
-                if rows and time.perf_counter() > deadline:
-                    break
-                prepare(state, previous)
-                figures = run_day(conn, landing, state.day, embedder, recipe)
-                problems += check(conn, embedder, state, rng, figures)
-                rows.append(figures)
-                print(f"  {label:<11} {table_row(len(rows), figures)}", flush=True)
-                previous = state
-    finally:
-        drop_scratch(database)
+            figures = run_day(conn, landing, state.day, embedder, recipe)
+            problems += check(conn, embedder, state, rng, figures)
+        rows.append(figures)
+        print(f"  {label:<11} {table_row(first_number + len(rows) - 1, figures)}", flush=True)
+        if len(rows) == 1:
+            after_first()
+        previous = state
     return rows, problems
 
 
 # -- output -------------------------------------------------------------------------------------------
 
-HEADER = (f"  {'mode':<11} {'day':>3} {'date':<10} {'run s':>8} {'read':>5} {'parsed':>6} {'embedded':>8} "
+HEADER = (f"  {'mode':<11} {'day':>3} {'date':<10} {'run s':>8} {'index s':>7} {'parts':>5} {'read':>5} {'parsed':>6} "
+          f"{'embedded':>8} "
           f"{'rows':>6} {'store MB':>9} {'live docs':>9} {'live rows':>9} {'live MB':>7} {'wrong':>5} {'missed':>6} "
           f"{'check s':>7}")
 
 
 def table_row(n: int, f: DayFigures) -> str:
-    return (f"{n:>3} {f.day} {f.seconds:>8.2f} {f.read:>5} {f.parsed:>6} {f.embedded:>8} {f.rows:>6} "
+    return (f"{n:>3} {f.day} {f.seconds:>8.2f} {f.upkeep_seconds:>7.2f} {f.partitions:>5} {f.read:>5} {f.parsed:>6} "
+            f"{f.embedded:>8} {f.rows:>6} "
             f"{f.store / MB:>9.1f} {f.live_docs:>9} {f.live_rows:>9} {f.live_bytes / MB:>7.1f} {f.wrong:>5} "
             f"{f.missing:>6} {f.check_seconds:>7.1f}")
 
@@ -409,27 +421,35 @@ def main() -> None:
     args = smoke.parse_args(parser, {"pages": 30, "days": 3, "folder_days": 2})
     if args.days < 2 or args.folder_days < 2:
         parser.error("--days and --folder-days must be at least 2")
-    root = python_docs()
-    states, note = plan_churn(root, args.pages, args.days, args.seed, smallest=args.smoke)
+    states, note = plan_churn(debian_doc_collection(), args.pages, args.days, args.seed, smallest=args.smoke)
     embedder = load_embedder()
     recipe = Recipe(ChunkingConfig(max_seq_length=embedder.info.max_seq_length), embedder.info,
                     contextual=embedder.contextual)
     churned = sum(len(s.edited) + len(s.deleted) + len(s.added) for s in states[1:]) / max(1, len(states) - 1)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, model {embedder.info.name} on {embedder.device}; "
-          f"corpus: {root} (HTML), collection of {note}; {args.days} days, seed {args.seed}; each day after the first "
+          f"corpus: Debian's Python, PostgreSQL, Django and Git documentation (HTML), collection of {note}; "
+          f"{args.days} days, seed {args.seed}; each day after the first "
           f"{EDITED:.1%} edited, {DELETED:.1%} deleted, {ADDED:.1%} added: {churned:.1f} documents a day "
           f"({churned / len(states[0].files):.1%})", flush=True)
     print(HEADER, flush=True)
+    folders_database = DATABASE + "_folders"
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "collection"
-        collection, problems = play("collection", DATABASE, states, embedder, recipe,
-                                    lambda state, previous: sync_collection(folder, previous, state),
-                                    LocalLanding(folder, collection=True))
-        landing = Path(tmp) / "landing"
-        deadline = time.perf_counter() + args.folder_minutes * 60
-        folders, _ = play("day folder", DATABASE + "_folders", states[:args.folder_days], embedder, recipe,
-                          lambda state, _: write_files(landing / state.day.isoformat(), state.files),
-                          LocalLanding(landing), deadline)
+        folder, landing = Path(tmp) / "collection", Path(tmp) / "landing"
+        try:
+            collection, problems = play(
+                "collection", scratch_settings(DATABASE, embedder.info.dim), states, embedder, recipe,
+                lambda state, previous: sync_collection(folder, previous, state), LocalLanding(folder, collection=True),
+                after_first=lambda: copy_scratch(DATABASE, folders_database))
+            copied = existing_scratch(folders_database)
+            assert copied is not None, "the day-1 copy was made after the first day"
+            deadline = time.perf_counter() + args.folder_minutes * 60
+            later, _ = play("day folder", copied, states[1:args.folder_days], embedder, recipe,
+                            lambda state, _: write_files(landing / state.day.isoformat(), state.files),
+                            LocalLanding(landing), deadline=deadline, previous=states[0], first_number=2)
+            folders = [collection[0], *later]
+        finally:
+            drop_scratch(DATABASE)
+            drop_scratch(folders_database)
     if report(collection, folders, problems, args.days):
         raise SystemExit(1)
 

@@ -34,6 +34,11 @@ def existing_scratch(name: str) -> Settings | None:
         return None
 
 
+def copy_scratch(source: str, target: str) -> None:
+    """Scratch database ``target`` as a copy of ``source`` (no session may be using it)."""
+    admin.copy_database(load_settings(), source, target)
+
+
 def drop_scratch(name: str) -> None:
     admin.drop_database(load_settings(), name)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import psycopg
@@ -89,6 +90,30 @@ def d(offset: int) -> str:
 def test_plan_sealing(stored, today, settings, expected) -> None:
     groups = layout.plan_sealing(stored, dt.date.fromisoformat(today), B0 - dt.timedelta(days=30), settings)
     assert [[*[p.first.isoformat() for p in g][:1], g[-1].last.isoformat()] for g in groups] == expected
+
+
+def test_plan_sealing_leaves_out_a_partition_that_dwarfs_its_block() -> None:
+    """A living collection's first snapshot (every document) beside days of a few changes: merging it would
+    rewrite the collection for each sealed day. It stays, and the days beside it merge without it; once the
+    changes reach 1/block_days of it, merging it costs no more than block_days times what they add."""
+    def sized(first: int, last: int, rows: int) -> StoredPartition:
+        return replace(part(d(first), d(last)), rows=rows)
+
+    def plan(stored: list[StoredPartition]) -> list[list[str]]:
+        groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=10), B0 - dt.timedelta(days=30), LayoutSettings(5))
+        return [[p.table for p in g] for g in groups]
+
+    snapshot = sized(0, 0, 10_000)
+    assert plan([snapshot, sized(1, 1, 100)]) == []
+    assert plan([snapshot, sized(1, 1, 100), sized(2, 2, 100), sized(3, 3, 100)]) == [
+        [part(d(1), d(1)).table, part(d(2), d(2)).table, part(d(3), d(3)).table]]
+    assert plan([snapshot, sized(1, 3, 1_500), sized(4, 4, 500)]) == [
+        [snapshot.table, part(d(1), d(3)).table, part(d(4), d(4)).table]]
+    # in the middle of its block: the runs on either side merge apart (a block may not span it)
+    assert plan([sized(0, 0, 10), sized(1, 1, 10), sized(2, 2, 10_000), sized(3, 3, 10), sized(4, 4, 10)]) == [
+        [part(d(0), d(0)).table, part(d(1), d(1)).table], [part(d(3), d(3)).table, part(d(4), d(4)).table]]
+    # days of like size (a day-folder store) always merge whole
+    assert plan([sized(0, 3, 4_000), sized(4, 4, 1_000)]) == [[part(d(0), d(3)).table, part(d(4), d(4)).table]]
 
 
 def test_plan_sealing_leaves_expired_days_to_retention() -> None:

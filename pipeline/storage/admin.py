@@ -71,6 +71,15 @@ def recreate_database(settings: Settings, name: str) -> str:
     return with_database(server_url(settings), name)
 
 
+def copy_database(settings: Settings, source: str, target: str) -> str:
+    """Database ``target`` as a copy of ``source`` (which no session may be using), replacing any
+    ``target``; return its URL. For benchmarks that start two stores from the same state."""
+    with server_connection(settings) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(source)))
+    return with_database(server_url(settings), target)
+
+
 def drop_database(settings: Settings, name: str) -> None:
     with server_connection(settings) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

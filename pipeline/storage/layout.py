@@ -3,10 +3,12 @@
 A day is loaded into its own partition (``chunks_YYYYMMDD``): reruns swap it whole, cheaply, while
 files for it may still arrive. Once a day is older than ``seal_after_days`` it is sealed: merged with
 the other sealed days of its aligned block of ``block_days`` (``chunks_YYYYMMDD_YYYYMMDD``, first and
-last day) into one partition with one vector index. A search then walks a handful of indexes instead
-of one per day (30 per-day HNSW indexes cost 62 ms p50 at 1M rows against 9.5 ms for one: see
-benchmarks/RESULTS.md), and retention still drops whole partitions, rebuilding only the one block that
-straddles the window's edge. Blocks are aligned to fixed dates, so the layout follows from the stored
+last day) into one partition with one vector index (a partition that dwarfs the rest of its block, like a
+living collection's first snapshot, is left out rather than rewritten for a few days of changes). A
+search then walks a handful of indexes instead of one per day (30 per-day HNSW indexes cost 62 ms p50
+at 1M rows against 9.5 ms for one: see benchmarks/RESULTS.md), and retention still drops whole
+partitions, rebuilding only the one block that straddles the window's edge. Blocks are aligned to fixed
+dates, so the layout follows from the stored
 days alone and every run plans the same merges.
 """
 
@@ -100,7 +102,21 @@ def plan_sealing(stored: list[StoredPartition], today: dt.date, oldest_kept: dt.
                   and aligned_block(p.first, settings.block_days) == aligned_block(p.last, settings.block_days)]
     groups = []
     for _, members in groupby(candidates, key=lambda p: aligned_block(p.first, settings.block_days)):
-        group = list(members)
-        if len(group) > 1:
-            groups.append(group)
+        groups += [run for run in _without_dominant(list(members), settings.block_days) if len(run) > 1]
     return groups
+
+
+def _without_dominant(group: list[StoredPartition], factor: int) -> list[list[StoredPartition]]:
+    """``group`` in runs of neighbouring partitions, leaving out any that holds more than ``factor`` times
+    the rows of the rest of the group: merging it would rewrite far more than the seal adds. A living
+    collection's first snapshot is such a partition (the whole collection beside days of changes): merged
+    every day, it would cost a rewrite of the collection a day. With ``factor`` = ``block_days``, a block of
+    days of like size is never left out, and what a seal rewrites stays within ``factor`` times what it adds."""
+    runs: list[list[StoredPartition]] = [[]]
+    total = sum(p.rows for p in group)
+    for partition in group:
+        if partition.rows > factor * (total - partition.rows):
+            runs.append([])
+        else:
+            runs[-1].append(partition)
+    return runs

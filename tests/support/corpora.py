@@ -67,6 +67,52 @@ def python_doc_pages(limit: int | None = None) -> list[Path]:
     return pages[:limit] if limit else pages
 
 
+# Documentation sets Debian ships as HTML, for a collection larger than any one of them (the churn
+# benchmark's >= 2,000 pages): each set's folder name in the collection, its package, and where its
+# pages lie once installed (the PostgreSQL package carries the server's major version in its name).
+DEBIAN_DOC_SETS = (
+    ("postgresql", "postgresql-doc", "/usr/share/doc/postgresql-doc-*/html"),
+    ("django", "python-django-doc", "/usr/share/doc/python-django-doc/html"),
+    ("git", "git-doc", "/usr/share/doc/git-doc"),
+)
+# Not content: indexes, search and download pages, and Sphinx's highlighted module sources and assets.
+_NOT_CONTENT = ("index.html", "search.html", "download.html", "py-modindex.html", "contents.html")
+
+
+def _installed(pattern: str) -> Path | None:
+    found = sorted(Path("/").glob(pattern.lstrip("/")))
+    return found[-1] if found else None
+
+
+def doc_set_root(package: str, pattern: str) -> Path:
+    """Where a Debian documentation package's HTML lies, installing the package when it is missing."""
+    root = _installed(pattern)
+    if root is None:
+        require_package(package, Path("/usr/share/doc") / package)  # every Debian package has this folder
+        root = _installed(pattern)
+    if root is None:
+        raise CorpusUnavailable(f"{pattern} is missing: install the Debian package {package}")
+    return root
+
+
+def content_pages(root: Path) -> list[Path]:
+    """A documentation set's content pages below ``root``, in path order: no index, search or download
+    pages, nothing under a ``_``-folder (Sphinx's module sources and assets), and only pages with a title."""
+    return [page for page in sorted(root.rglob("*.html"))
+            if page.name not in _NOT_CONTENT and not page.name.startswith("genindex")
+            and not any(part.startswith("_") for part in page.relative_to(root).parts[:-1])
+            and ("</h1>" in (text := page.read_text(errors="replace")) or "</h2>" in text)]
+
+
+def debian_doc_collection() -> dict[str, Path]:
+    """Every content page of the Python, PostgreSQL, Django and Git documentation as Debian ships them
+    (installing the packages when missing): {path in the collection, e.g. ``postgresql/sql-select.html``:
+    the installed page}. About 2,500 pages written by four projects' authors."""
+    sets = [("python", python_docs()), *((name, doc_set_root(package, pattern))
+                                         for name, package, pattern in DEBIAN_DOC_SETS)]
+    return {f"{name}/{page.relative_to(root)}": page for name, root in sets for page in content_pages(root)}
+
+
 # The retrieval evaluation corpus (benchmarks/retrieval_benchmark.py, benchmarks/eval/python-docs.jsonl):
 # every guide, a hundred-odd library modules people use daily, and the pages that list every term (the
 # general index, the table of contents, the module index, the glossary): the noise a manual brings.

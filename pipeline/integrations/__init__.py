@@ -1,0 +1,1 @@
+"""Retrievers for LLM application frameworks (LangChain, LlamaIndex): docvec's hits as their own types."""
