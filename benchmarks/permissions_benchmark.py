@@ -6,8 +6,10 @@ readable by ``group:all``; 1% of them also by ``group:few`` and 0.1% by ``group:
 nearest-neighbour queries (k=10) run as the owner (no row-level security), as ``group:all`` (the
 policies' cost alone), as ``group:few`` (1% readable) and as ``group:rare`` (0.1%): p50 and p95 per
 caller, the ratio to the unrestricted p50, and whether every query still returned k hits (pgvector's
-iterative index scans keep fetching candidates until enough rows pass the policies). Every hit is
-checked to be readable by its caller.
+iterative index scans keep fetching candidates until enough rows pass the policies). A search as
+principals takes the plan its readable share picks (storage/readable_search.py: an exact search over
+few readable chunks, else the index walk); the restricted callers also run with the other plan forced.
+Every hit is checked to be readable by its caller.
 
 Usage: ``python -m benchmarks.permissions_benchmark [--size 1000000] [--queries 200]``
 """
@@ -26,13 +28,13 @@ import numpy as np
 import psycopg
 
 from benchmarks import smoke
-from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
+from benchmarks.server import benchmark_main, drop_scratch, existing_scratch, scratch_settings
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query.request import request
 from pipeline.query.service import SearchService
 from pipeline.records import ModelInfo
-from pipeline.storage import catalog, connections, days, model_registry, retention
+from pipeline.storage import access, catalog, connections, days, model_registry, readable_search, retention
 from pipeline.storage.layout import LayoutSettings
 from tests.support.vectors import clustered, synthetic_day
 
@@ -80,18 +82,66 @@ def readable(doc_id: str, principals: Sequence[str] | None) -> bool:
     return principals is None or bool(groups & set(principals))
 
 
-def run_queries(service: SearchService, queries: np.ndarray, principals: Sequence[str] | None,
-                k: int) -> tuple[list[float], int, int]:
-    """Milliseconds per query, queries with fewer than k hits, hits the caller may not read."""
-    timings, short, leaked = [], 0, 0
+Row = tuple[str, Sequence[str] | None, str | None]  # label, principals, the plan forced (None: the probe's)
+FORCED = {None: readable_search.EXACT_MAX_READABLE_CHUNKS, "index walk": 0, "exact": 10**9}
+
+
+def benchmark_rows(conn: psycopg.Connection) -> list[Row]:
+    """Every caller with the plan its probe picks, then each restricted caller with the other plan
+    forced (one run of each plan per query and caller: a plan run twice for a query finds its pages
+    cached the second time)."""
+    others: list[Row] = []
+    for label, principals in CALLERS.items():
+        if principals is not None and principals != ["group:all"]:
+            other = "index walk" if plan_of(conn, principals).startswith("exact") else "exact"
+            others.append((f"{label.split(' ')[0]}, {'walk' if other == 'index walk' else other}", principals, other))
+    return [*((label, principals, None) for label, principals in CALLERS.items()), *others]
+
+
+def plan_of(conn: psycopg.Connection, principals: Sequence[str] | None) -> str:
+    """Which plan a vector search as ``principals`` takes (storage/readable_search.py)."""
+    if principals is None:
+        return "index walk (no probe)"
+    with access.acting_as(conn, principals):
+        share = readable_search.readable_share(conn)
+    return f"{'exact' if share.exact else 'index walk'} (probe: {share.chunks:,} chunks)"
+
+
+def run_queries(service: SearchService, queries: np.ndarray, k: int,
+                table: list[Row]) -> dict[str, tuple[list[float], int, int]]:
+    """Per row: milliseconds per query, queries with fewer than k hits, hits the caller may not read.
+    Each query runs for every row in turn, so a machine shared with other work slows them alike."""
+    figures: dict[str, tuple[list[float], int, int]] = {label: ([], 0, 0) for label, _, _ in table}
     wanted = request("synthetic query", k=k, mode="vector")
     for vector in queries:
-        started = time.perf_counter()
-        hits = service.search(wanted, vector=vector, principals=principals).hits
-        timings.append((time.perf_counter() - started) * 1000)
-        short += len(hits) < k
-        leaked += sum(not readable(h.doc_id, principals) for h in hits)
-    return timings, short, leaked
+        for label, principals, forced in table:
+            readable_search.EXACT_MAX_READABLE_CHUNKS = FORCED[forced]
+            started = time.perf_counter()
+            hits = service.search(wanted, vector=vector, principals=principals).hits
+            timings, short, leaked = figures[label]
+            timings.append((time.perf_counter() - started) * 1000)
+            figures[label] = (timings, short + (len(hits) < k),
+                              leaked + sum(not readable(h.doc_id, principals) for h in hits))
+    readable_search.EXACT_MAX_READABLE_CHUNKS = FORCED[None]
+    return figures
+
+
+def report(conn: psycopg.Connection, figures: dict[str, tuple[list[float], int, int]], table: list[Row]) -> list[str]:
+    """Print the table; the failures (leaks, short answers where k readable chunks exist)."""
+    print(f"{'caller':<20} {'p50 ms':>8} {'p95 ms':>8} {'vs owner':>9} {'short':>6} {'leaked':>7}  plan")
+    base = statistics.median(figures[table[0][0]][0])
+    failures = []
+    for label, principals, forced in table:
+        timings, short, leaked = figures[label]
+        p50 = statistics.median(timings)
+        p95 = sorted(timings)[int(0.95 * (len(timings) - 1))]
+        print(f"{label:<20} {p50:>8.2f} {p95:>8.2f} {p50 / base:>8.2f}x {short:>6} {leaked:>7}  "
+              f"{forced + ' (forced)' if forced else plan_of(conn, principals)}", flush=True)
+        if leaked:
+            failures.append(f"{label}: {leaked} hits it may not read")
+        if short and principals != ["group:rare"]:
+            failures.append(f"{label}: {short} queries returned fewer than k hits")
+    return failures
 
 
 @benchmark_main
@@ -103,13 +153,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows)
+    parser.add_argument("--reuse", action="store_true", help="keep the store after the run and reuse one kept earlier")
     args = smoke.parse_args(parser, {"size": 6000, "days": 3, "block_days": 2, "queries": 20, "exact_max_rows": 500})
     policy = IndexSettings(exact_max_rows=args.exact_max_rows)
-    settings = scratch_settings(DATABASE, MODEL.dim)
+    kept = existing_scratch(DATABASE) if args.reuse else None
+    settings = kept or scratch_settings(DATABASE, MODEL.dim)
     try:
         with connections.connect(settings) as conn:
             started = time.perf_counter()
-            documents = build_store(conn, args.size, args.days, args.block_days, policy)
+            if kept is None:
+                documents = build_store(conn, args.size, args.days, args.block_days, policy)
+            else:
+                documents = (args.size // args.days) // 4
             rows = sum(p.rows for p in catalog.partitions(conn))
             indexed = sum(1 for p in catalog.partitions(conn) if catalog.existing_vector_index(conn, p.table))
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {rows:,} chunks of {documents * args.days:,} "
@@ -118,24 +173,14 @@ def main() -> None:
                   flush=True)
             service = SearchService.over(conn)
             queries = clustered(args.queries, seed=424_242)
-            run_queries(service, queries[: max(1, len(queries) // 10)], None, args.k)  # warm the caches
-            print(f"{'caller':<20} {'p50 ms':>8} {'p95 ms':>8} {'vs owner':>9} {'short':>6} {'leaked':>7}")
-            base = None
-            failures = []
-            for label, principals in CALLERS.items():
-                timings, short, leaked = run_queries(service, queries, principals, args.k)
-                p50 = statistics.median(timings)
-                p95 = sorted(timings)[int(0.95 * (len(timings) - 1))]
-                base = base or p50
-                print(f"{label:<20} {p50:>8.2f} {p95:>8.2f} {p50 / base:>8.2f}x {short:>6} {leaked:>7}", flush=True)
-                if leaked:
-                    failures.append(f"{label}: {leaked} hits it may not read")
-                if short and principals != ["group:rare"]:
-                    failures.append(f"{label}: {short} queries returned fewer than k hits")
+            table = benchmark_rows(conn)
+            run_queries(service, clustered(max(1, len(queries) // 10), seed=7), args.k, table)  # warm the caches
+            failures = report(conn, run_queries(service, queries, args.k, table), table)
             if failures:
                 raise SystemExit("permissions_benchmark: " + "; ".join(failures))
     finally:
-        drop_scratch(DATABASE)
+        if not args.reuse:
+            drop_scratch(DATABASE)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.landing import LocalLanding
 from pipeline.query import search
 from pipeline.settings import Settings
-from pipeline.storage import connections, urls
+from pipeline.storage import connections, readable_search, urls
 from tests.support.databases import fresh_database
 from tests.support.engine_runs import run_days
 from tests.support.sample import day_folder
@@ -81,10 +81,17 @@ readers_strategy = st.lists(st.sets(st.sampled_from((*PRINCIPALS, "*")), max_siz
 caller_strategy = st.sets(st.sampled_from(PRINCIPALS), min_size=1, max_size=3)
 
 
+@pytest.fixture(params=["index walk", "exact"])
+def vector_plan(request, monkeypatch) -> str:
+    """Each plan a vector search as principals may take (storage/readable_search.py), forced."""
+    monkeypatch.setattr(readable_search, "EXACT_MAX_READABLE_CHUNKS", 0 if request.param == "index walk" else 10**9)
+    return str(request.param)
+
+
 @settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(assigned=readers_strategy, caller=caller_strategy)
-def test_no_search_ever_returns_what_the_caller_may_not_read(store, embedder, assigned, caller) -> None:
+def test_no_search_ever_returns_what_the_caller_may_not_read(store, embedder, vector_plan, assigned, caller) -> None:
     readers = {f"doc-{n}.md": sorted(names) for n, names in enumerate(assigned)}
     readable = {doc for doc, names in readers.items() if may_read(names, sorted(caller))}
     with connections.connect(store) as conn:

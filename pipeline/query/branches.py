@@ -18,7 +18,7 @@ from pgvector import SparseVector
 from pipeline.lexical import bm25
 from pipeline.lexical.terms import TERM_SPACE
 from pipeline.query.hits import SearchHit
-from pipeline.storage import catalog, chunk_search, term_stats
+from pipeline.storage import catalog, chunk_search, readable_search, term_stats
 from pipeline.storage.chunk_search import LexicalTerms, MatchedChunk, Scope
 from pipeline.storage.sqlstate import connection_guard
 from pipeline.storage.vector_indexes import AnnSettings
@@ -47,11 +47,15 @@ def _hit(rank: int, chunk: MatchedChunk) -> SearchHit:
 def search_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model_id: int, *, k: int = 10,
                   since: dt.date | None = None, until: dt.date | None = None,
                   filters: Mapping[str, str] | None = None, ef_search: int | None = None,
-                  probes: int | None = None, as_of: dt.date | None = None) -> list[SearchHit]:
-    """The ``k`` chunks nearest to ``query_vector`` among ``model_id``'s, most similar first."""
+                  probes: int | None = None, as_of: dt.date | None = None,
+                  as_principals: bool = False) -> list[SearchHit]:
+    """The ``k`` chunks nearest to ``query_vector`` among ``model_id``'s, most similar first.
+    ``as_principals``: the session searches as principals (``storage/access.acting_as``), so the
+    readable share decides between the index walk and an exact search (``storage/readable_search``)."""
     with connection_guard("searching"):
         ann = ann_settings(conn, ef_search, probes)
-    nearest = chunk_search.nearest(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
+    finder = readable_search.nearest if as_principals else chunk_search.nearest
+    nearest = finder(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
     return [_hit(i + 1, chunk) for i, chunk in enumerate(nearest)]
 
 
@@ -117,11 +121,13 @@ def with_context(conn: psycopg.Connection[Any], hits: Sequence[SearchHit], windo
 def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model_id: int, *, k: int = 10,
                    since: dt.date | None = None, until: dt.date | None = None,
                    filters: Mapping[str, str] | None = None, ef_search: int | None = None,
-                   probes: int | None = None, as_of: dt.date | None = None) -> str:
-    """EXPLAIN ANALYZE of the vector branch: proves which indexes (or exact scans) answer it."""
+                   probes: int | None = None, as_of: dt.date | None = None, as_principals: bool = False) -> str:
+    """EXPLAIN ANALYZE of the vector branch: proves which indexes (or exact scans) answer it (as
+    principals: first which plan the readable share chose, as ``search_vector``)."""
     with connection_guard("explaining the search"):
         ann = ann_settings(conn, ef_search, probes)
-    return chunk_search.explain_nearest(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
+    explain = readable_search.explain_nearest if as_principals else chunk_search.explain_nearest
+    return explain(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
 
 
 def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -132,6 +132,10 @@ class SearchResult:
     mode: str
     took_ms: float
     plans: tuple[str, ...] = ()
+    # Read-only measurements for metrics: each branch's candidates before fusion ("vector", "text"), and
+    # the seconds the query's embedding took (None when none was made: text mode, a vector given).
+    candidates: dict[str, int] = field(default_factory=dict)
+    encode_seconds: float | None = None
 
 
 class SearchService:
@@ -153,6 +157,11 @@ class SearchService:
         for the served model."""
         source = model if model is None or not isinstance(model, Embedder) else model_source(model)
         return cls(OneConnection(conn), source)
+
+    @property
+    def connections(self) -> ConnectionSource:
+        """Where the service's connections come from (read-only: ``docvec serve``'s metrics read its pool)."""
+        return self._connections
 
     @property
     def parallel_text(self) -> bool:
@@ -199,36 +208,46 @@ class SearchService:
         if not wanted.query.strip():
             raise ConfigError("the search query is empty")
         started = time.perf_counter()
+        encoded: float | None = None  # seconds the query's embedding took
+        candidates: dict[str, int] = {}
         with self._connections.connection() as conn, _as(conn, principals, tenant):
             refuse_lost_history(conn, wanted)
             stored = self._model.stored(conn)
             pending = self._text_elsewhere(wanted, stored.id, principals, tenant) if wanted.mode == "hybrid" else None
             try:
                 if wanted.mode != "text" and vector is None:
-                    vector = self._model.embedder(stored).encode([wanted.query])[0]
-                hits = self._ranked(conn, wanted, stored.id, vector, pending)
+                    embedder, encoding = self._model.embedder(stored), time.perf_counter()
+                    vector, encoded = embedder.encode([wanted.query])[0], time.perf_counter() - encoding
+                hits = self._ranked(conn, wanted, stored.id, vector, pending, principals is not None, candidates)
             finally:
                 if pending is not None:
                     pending.cancel()  # a no-op once it ran; if the vector branch failed first, it never starts
             hits = branches.with_context(conn, limit_per_document(hits, wanted.per_document, wanted.k), wanted.window,
                                          stored.id)
-            plans = self._plans(conn, wanted, stored.id, vector) if explain else ()
+            plans = self._plans(conn, wanted, stored.id, vector, principals is not None) if explain else ()
         return SearchResult(hits=hits, model=stored.label, mode=wanted.mode, plans=plans,
-                            took_ms=round((time.perf_counter() - started) * 1000, 2))
+                            took_ms=round((time.perf_counter() - started) * 1000, 2), candidates=candidates,
+                            encode_seconds=encoded)
 
     def _ranked(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int, vector: np.ndarray | None,
-                pending: Future[list[SearchHit] | None] | None) -> list[SearchHit]:
-        """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``."""
+                pending: Future[list[SearchHit] | None] | None, as_principals: bool = False,
+                candidates: dict[str, int] | None = None) -> list[SearchHit]:
+        """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``; each
+        branch's count of them goes into ``candidates``."""
+        counted = {} if candidates is None else candidates
         if wanted.mode == "text" or vector is None:
-            return _text_branch(conn, wanted, model_id)
+            counted["text"] = len(text_only := _text_branch(conn, wanted, model_id))
+            return text_only
         nearest = branches.search_vector(conn, vector, model_id, k=wanted.branch_size, since=wanted.since,
                                          until=wanted.until, filters=wanted.filters, ef_search=wanted.ef_search,
-                                         probes=wanted.probes, as_of=wanted.as_of)
+                                         probes=wanted.probes, as_of=wanted.as_of, as_principals=as_principals)
+        counted["vector"] = len(nearest)
         if wanted.mode == "vector":
             return nearest
         text = pending.result() if pending is not None else None
         if text is None:  # no branch thread, or no spare connection for it
             text = _text_branch(conn, wanted, model_id)
+        counted["text"] = len(text)
         return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
 
     def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
@@ -248,13 +267,13 @@ class SearchService:
         return self._branches.submit(run)
 
     def _plans(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int,
-               vector: np.ndarray | None) -> tuple[str, ...]:
+               vector: np.ndarray | None, as_principals: bool = False) -> tuple[str, ...]:
         scope: dict[str, Any] = {"k": wanted.branch_size, "since": wanted.since, "until": wanted.until,
                                  "filters": wanted.filters, "as_of": wanted.as_of}
         plans = []
         if vector is not None and wanted.mode != "text":
             plans.append(branches.explain_vector(conn, vector, model_id, ef_search=wanted.ef_search,
-                                                 probes=wanted.probes, **scope))
+                                                 probes=wanted.probes, as_principals=as_principals, **scope))
         if wanted.mode != "vector":
             plans.append(branches.explain_text(conn, wanted.query, model_id, **scope))
         return tuple(plans)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,28 +80,44 @@ def _by_then(scope: Scope, day: str) -> sql.Composable:
 
 def _conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
     """The WHERE clauses every statement shares: model, latest version (as of a day), dates, metadata."""
+    versions, params = version_conditions(scope)
+    chunks, values = chunk_conditions(scope)
+    return chunks[:1] + versions + chunks[1:], params | values
+
+
+def version_conditions(scope: Scope, version: str = "c") -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The clauses on a chunk's version: latest (as of a day), not deleted, stored within the dates.
+    ``version``: the row whose ``doc_id`` and ``ingest_date`` they test (the chunk ``c``, or the documents
+    row of its version where a statement tests each version once: storage/readable_search.py)."""
+    v = sql.SQL(version)
     # Latest version of each document only. As NOT EXISTS (an anti join) the planner can hash it for
     # exact-scanned days or probe documents_doc_latest_idx per candidate under an index scan; the
     # correlated max() it replaces ran once per row: 1.6 s instead of 0.1 s over 130k exact rows.
     conditions: list[sql.Composable] = [
-        sql.SQL("c.model_id = %(model_id)s"),
-        sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = c.doc_id AND d.ingest_date > c.ingest_date"
-                "{by_then})").format(by_then=_by_then(scope, "d.ingest_date")),
+        sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = {v}.doc_id AND d.ingest_date > {v}.ingest_date"
+                "{by_then})").format(v=v, by_then=_by_then(scope, "d.ingest_date")),
         # Nor a version a tombstone of its day or later deleted (pipeline/storage/tombstones.py): another
         # anti join, hashed (the table holds only deletions) or probed on its (doc_id, ingest_date) key.
-        sql.SQL("NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = c.doc_id "
-                "AND t.ingest_date >= c.ingest_date{by_then})").format(by_then=_by_then(scope, "t.ingest_date")),
+        sql.SQL("NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = {v}.doc_id "
+                "AND t.ingest_date >= {v}.ingest_date{by_then})").format(v=v, by_then=_by_then(scope, "t.ingest_date")),
     ]
-    params: dict[str, Any] = {"model_id": scope.model_id}
+    params: dict[str, Any] = {}
     if scope.as_of is not None:  # only what was stored by then (this also prunes the later days' partitions)
-        conditions.append(sql.SQL("c.ingest_date <= %(as_of)s"))
+        conditions.append(sql.SQL("{v}.ingest_date <= %(as_of)s").format(v=v))
         params["as_of"] = scope.as_of
     if scope.since is not None:
-        conditions.append(sql.SQL("c.ingest_date >= %(since)s"))
+        conditions.append(sql.SQL("{v}.ingest_date >= %(since)s").format(v=v))
         params["since"] = scope.since
     if scope.until is not None:
-        conditions.append(sql.SQL("c.ingest_date <= %(until)s"))
+        conditions.append(sql.SQL("{v}.ingest_date <= %(until)s").format(v=v))
         params["until"] = scope.until
+    return conditions, params
+
+
+def chunk_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The clauses on the chunk ``c`` itself: its model's, its metadata holding every filter pair."""
+    conditions: list[sql.Composable] = [sql.SQL("c.model_id = %(model_id)s")]
+    params: dict[str, Any] = {"model_id": scope.model_id}
     matching, values = metadata_filters.conditions("c.metadata", scope.filters)
     conditions += matching
     params.update(values)
@@ -206,8 +222,24 @@ def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Sc
         with conn.transaction():
             apply_ann_settings(conn, ann)
             rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
+    return shortened_plan(r[0] for r in rows)
+
+
+def shortened_plan(lines: Iterable[str]) -> str:
+    """A plan's lines, each inlined query vector shown as its dimensions."""
     # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
-    return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(r[0] for r in rows))
+    return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(lines))
+
+
+def scope_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The WHERE clauses (on chunks ``c``) and parameters every nearest or lexical statement shares, for
+    another statement over the same chunks (storage/document_reads.py)."""
+    return _conditions(scope)
+
+
+def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> None:
+    """Refuse a query vector the stored column cannot be compared with (another model's)."""
+    _require_dimension(conn, vector)
 
 
 def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int) -> str:
