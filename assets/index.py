@@ -17,9 +17,9 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import checked_days, daily_partitions, partition_days, single_run_backfill
-from assets.reporting import check_result, dagster_metadata
+from assets.reporting import check_result, dagster_metadata, publish_run_metrics
 from pipeline.indexing.policy import IndexKind, IndexSettings
-from pipeline.ops import index_upkeep, store_checks
+from pipeline.ops import index_upkeep, run_metrics, store_checks
 from pipeline.storage.layout import LayoutSettings
 from resources import EmbedderResource, PostgresResource, RetentionResource
 
@@ -68,6 +68,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             conn, partition_days(context), config.settings(), config.layout(), today=retention_window.today(),
             window_days=retention_window.window_days, recall_samples=config.recall_samples,
             pooled=bool(postgres.settings().pgbouncer), log=context.log.info)
+        publish_run_metrics(context, lambda: run_metrics.index_samples(conn, report))
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 

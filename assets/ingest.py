@@ -20,9 +20,9 @@ from dagster import (
 from pydantic import Field
 
 from assets.partitions import checked_days, daily_partitions, partition_days, single_run_backfill
-from assets.reporting import check_result, dagster_metadata, refused_as_failure
+from assets.reporting import check_result, dagster_metadata, publish_run_metrics, refused_as_failure
 from pipeline.ingest.planning import DayPlan, Recipe
-from pipeline.ops import ingest_steps, loading, store_checks
+from pipeline.ops import ingest_steps, loading, run_metrics, store_checks
 from pipeline.ops.reports import log_lines
 from pipeline.records import DayChunks, DayEmbeddings, ModelInfo
 from resources import (
@@ -81,6 +81,7 @@ def raw_documents(context: AssetExecutionContext, config: ChunkingSettings, sour
     for letter in report.dead_letters:
         context.log.warning(f"dead letter [{letter.stage}] {letter.source_uri}: {letter.error}. {letter.detail}")
     log_lines(context.log.info, report.lines())
+    publish_run_metrics(context, lambda: run_metrics.read_samples(report))
     return Output(report.plans, metadata=dagster_metadata(report.metadata()))
 
 
@@ -105,6 +106,7 @@ def _chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource
     vector, so unchanged text is never embedded twice; a run of unchanged days never loads the model."""
     with postgres.connect() as conn:
         report = ingest_steps.embed_days(conn, document_chunks, embedder.get, log=context.log.info)
+    publish_run_metrics(context, lambda: run_metrics.embed_samples(report))
     return Output(report.batches, metadata=dagster_metadata(report.metadata()))
 
 
@@ -129,6 +131,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
         report = loading.load_days(conn, chunk_embeddings)
     log_lines(context.log.info, report.lines())
     log_lines(context.log.warning, report.warnings())
+    publish_run_metrics(context, lambda: run_metrics.load_samples(report))
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 

@@ -3,13 +3,15 @@ can get past."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, Failure, MetadataValue
+import psycopg
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Failure, MetadataValue
 
 from pipeline.errors import ConfigError
+from pipeline.ops import run_metrics
 from pipeline.ops.reports import CheckOutcome, Markdown
 
 
@@ -44,3 +46,20 @@ def refused_as_failure() -> Iterator[None]:
         yield
     except ConfigError as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
+
+
+def publish_run_metrics(context: AssetExecutionContext, samples: Callable[[], Sequence[run_metrics.Sample]]) -> None:
+    """The step's run metrics to the Pushgateway and/or textfile folder the environment configures
+    (``pipeline/ops/run_metrics.py``), grouped by asset and partition; a failure is a warning only.
+    ``samples`` are measured only when one is configured."""
+    target = run_metrics.Target.from_environment()
+    if target.pushgateway is None and target.textfile_dir is None:
+        return
+    keys = context.partition_keys if context.has_partition_key or context.has_partition_key_range else []
+    partition = "none" if not keys else keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+    try:
+        measured = samples()
+    except psycopg.Error as exc:  # the store's size could not be read: the step's work is done all the same
+        context.log.warning(f"run metrics not published: measuring them failed ({exc}); the run goes on")
+        return
+    run_metrics.publish(context.asset_key.to_user_string(), partition, measured, context.log.warning, target)

@@ -50,6 +50,11 @@ command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/share/doc/python3.*/html/index.html >/dev/null 2>&1 || missing+=(python3-doc)
 [ -f /usr/share/doc/libtasn1-doc/libtasn1.pdf ] || missing+=(libtasn1-doc)
+# The churn benchmark's collection (tests/support/corpora.py): three more Debian documentation sets.
+ls /usr/share/doc/postgresql-doc-*/html/index.html >/dev/null 2>&1 || missing+=(postgresql-doc)
+[ -d /usr/share/doc/python-django-doc/html ] || missing+=(python-django-doc)
+[ -f /usr/share/doc/git-doc/git.html ] || missing+=(git-doc)
+command -v prometheus-pushgateway >/dev/null 2>&1 || [ -x /usr/bin/prometheus-pushgateway ] || missing+=(prometheus-pushgateway)
 if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "==> installing ${missing[*]} for the browser, PgBouncer and document-format tests"
   apt_install "${missing[@]}" || echo "scripts/test.sh: could not install ${missing[*]}; those tests will say so" >&2

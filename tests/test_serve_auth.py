@@ -33,13 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pipeline.api.auth import TokenPolicy, TokenVerifier, allowed_algorithms
 from pipeline.api.rate_limit import RateLimiter
 from pipeline.errors import ConfigError
-from pipeline.ingest.landing import LocalLanding
 from pipeline.settings import Settings
 from pipeline.storage import access, connections
-from tests.support.databases import fresh_database
-from tests.support.engine_runs import run_days
 from tests.support.network import free_port
-from tests.support.sample import day_folder
+from tests.support.readers_store import store_with_readers
 from tests.support.serve_process import serve_process
 
 DAY = dt.date(2026, 7, 2)
@@ -56,17 +53,7 @@ QUERY = "harbour ledger"
 
 @pytest.fixture(scope="module")
 def store(migrated, embedder, tmp_path_factory) -> Settings:
-    base = fresh_database(migrated, embedder.info.dim, "docvec_serve_auth")
-    landing = tmp_path_factory.mktemp("landing")
-    folder = day_folder(landing, DAY)
-    for n, name in enumerate(READERS):
-        (folder / name).write_text(f"# Note {n}\n\nThe harbour ledger entry {name[:-3]} is filed by the desk.")
-    with connections.connect(base) as conn:
-        run_days(conn, LocalLanding(landing), [DAY], embedder)
-        with conn.transaction():
-            for doc_id, names in READERS.items():
-                conn.execute("UPDATE documents SET readers = %s WHERE doc_id = %s", (names, doc_id))
-    return base
+    return store_with_readers(migrated, embedder, tmp_path_factory.mktemp("landing"), "docvec_serve_auth", DAY, READERS)
 
 
 def docvec(store: Settings, tmp_path: Path, *args: str) -> tuple[int, str, str]:

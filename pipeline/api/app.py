@@ -29,7 +29,10 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
 from pipeline.api.auth import Authentication, Caller, Refused
+from pipeline.api.metrics import install_metrics
 from pipeline.api.query_parameters import from_query, query_parameters
+from pipeline.api.search_page import search_page
+from pipeline.api.searching import search_as
 from pipeline.errors import (
     ConfigError,
     DatabaseUnavailableError,
@@ -40,7 +43,7 @@ from pipeline.errors import (
 )
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest
-from pipeline.query.service import SearchResult, SearchService
+from pipeline.query.service import SearchService
 from pipeline.storage.sqlstate import first_line, is_transient
 
 
@@ -151,13 +154,6 @@ def _caller(request: Request) -> Caller | None:
     return None if auth is None else auth.caller(request.headers.get("authorization"))
 
 
-def _searched(service: SearchService, wanted: SearchRequest, who: Caller | None) -> SearchResult:
-    """The search, as the caller's principals and tenant when there is one."""
-    if who is None:
-        return service.search(wanted)
-    return service.search(wanted, principals=who.principals, tenant=who.tenant)
-
-
 def create_app(service: SearchService, auth: Authentication | None = None) -> FastAPI:
     """The search API over ``service`` (opened when the app starts, closed when it stops); ``auth``:
     who may search, as whom (None: anyone, as the connection's own role)."""
@@ -175,9 +171,11 @@ def create_app(service: SearchService, auth: Authentication | None = None) -> Fa
                   description="Read-only search over a docvec store: hybrid (vector + BM25), vector or text.")
     app.state.auth = auth
     _add_error_handlers(app)
+    metrics = install_metrics(app, service)  # GET /metrics (Prometheus); after the error handlers it counts
+    app.include_router(search_page(service, unreachable, metrics))  # GET /: the search page for people
 
     def run(wanted: SearchRequest, who: Caller | None) -> SearchResponse:
-        result = _searched(service, wanted, who)
+        result = search_as(service, wanted, who, metrics)
         return SearchResponse(query=wanted.query, mode=result.mode, model=result.model, took_ms=result.took_ms,
                               hits=[_hit(h) for h in result.hits])
 

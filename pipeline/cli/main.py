@@ -20,6 +20,7 @@ from pipeline.cli.admin_commands import (
 from pipeline.cli.delete_command import cmd_delete
 from pipeline.cli.forget_command import cmd_forget
 from pipeline.cli.keys_command import add_keys_parser
+from pipeline.cli.mcp_command import add_mcp_parser
 from pipeline.cli.query_commands import cmd_eval, cmd_search
 from pipeline.cli.request_options import add_options
 from pipeline.cli.serve_command import add_auth_options, cmd_serve
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_auth_options(p)
     p.set_defaults(func=cmd_serve)
     add_keys_parser(sub)
+    add_mcp_parser(sub)
 
     p = with_model(sub.add_parser("migrate", help="apply schema migrations (Alembic)"))
     p.add_argument("--revision", default="head")

@@ -61,8 +61,10 @@ def _methods(args: argparse.Namespace) -> list[str]:
     return chosen
 
 
-def authentication(args: argparse.Namespace, settings: Settings) -> Authentication | None:
-    """The authentication the options ask for, or None; refuses serving beyond loopback without any."""
+def authentication(args: argparse.Namespace, settings: Settings,
+                   command: str = "docvec serve") -> Authentication | None:
+    """The authentication the options ask for, or None; refuses serving beyond loopback without any
+    (``command``: the command the refusal names)."""
     from pipeline.api.auth import Authentication, KeyStore, TokenPolicy, TokenVerifier
     from pipeline.api.keys import parse_rate
     from pipeline.errors import ConfigError
@@ -72,7 +74,7 @@ def authentication(args: argparse.Namespace, settings: Settings) -> Authenticati
     if not methods:
         if not is_loopback(args.host) and not args.allow_anyone_to_search:
             raise ConfigError(
-                f"docvec serve --host {args.host} would answer anyone who can reach the port, with every document: "
+                f"{command} --host {args.host} would answer anyone who can reach the port, with every document: "
                 "configure authentication (--auth keys, --auth jwt --jwks FILE --issuer ISS --audience AUD), or pass "
                 "--allow-anyone-to-search to serve it without (e.g. behind a proxy that authenticates)")
         return None

@@ -3,10 +3,8 @@ in a log file, waited for until ``/healthz`` answers, stopped with SIGTERM (kill
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.network import free_port
+from tests.support.processes import stop, wait_until_answering
 
 
 def _health(base: str) -> int:
@@ -36,20 +35,7 @@ def serve_process(args: Sequence[str], env: Mapping[str, str], log_dir: Path, *,
                                    env=dict(env), stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if _health(base) in ready:
-                        break
-                except OSError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"docvec serve did not start: {log_path.read_text()}")
-                time.sleep(0.3)
+            wait_until_answering(lambda: _health(base) in ready, process, "docvec serve", log_path)
             yield base, log_path
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
