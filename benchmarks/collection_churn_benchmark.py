@@ -11,7 +11,8 @@ the collection is as large as it allows, and the output says so.
 
 Churn, seeded (``random.Random(seed)``): each day after the first, ~1% of the live documents are edited
 (a paragraph of a donor page plus a phrase unique to the new version replaces the one the previous version
-had, after the page's title), ~0.5% deleted and ~0.5% added (from the reserve), at least one of each
+had, at the page's edit point: after its title, or the first place in its content that docvec's HTML reader
+keeps), ~0.5% deleted and ~0.5% added (from the reserve), at least one of each
 (a small collection's day still changes). Each version of each
 document, the first included, carries a phrase of two made-up words unique to it.
 
@@ -61,6 +62,7 @@ import psycopg
 from benchmarks import smoke
 from benchmarks.server import benchmark_main, copy_scratch, drop_scratch, existing_scratch, scratch_settings
 from pipeline.indexing.policy import IndexSettings
+from pipeline.ingest import readers
 from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.ingest.landing import LocalLanding
@@ -83,7 +85,10 @@ VECTOR_SAMPLE = 3  # dead versions searched by vector each day
 MB = 1024 * 1024
 _PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.S)
 _TAG = re.compile(r"<[^>]+>")
-_TITLE_END = re.compile(r"</h[12]>")  # where an edit goes: after the page's title
+_HEADING_END = re.compile(r"</h[12]>")
+_PARAGRAPH_START = re.compile(r"<p[ >]")
+EDIT_POINTS = 4  # of each kind: heading ends, then paragraph starts
+EDIT_PROBE = "zamolut kiverat"  # made-up words an edit point is tried with
 
 
 # -- the corpus and its churn -------------------------------------------------------------------------
@@ -92,6 +97,21 @@ def paragraphs(page: str) -> list[str]:
     """The page's prose paragraphs as plain text (tags dropped), of a length an editor would insert."""
     found = (" ".join(html.unescape(_TAG.sub("", p)).split()) for p in _PARAGRAPH.findall(page))
     return [p for p in found if 150 <= len(p) <= 700]
+
+
+def edit_point(page: str) -> int | None:
+    """Where in ``page`` an edit's paragraph goes: the first place, after one of its first headings or
+    before one of its first paragraphs, where docvec's HTML reader keeps an inserted paragraph (a site's
+    title in a header, or a manual page's header block, is navigation the reader drops); None if none."""
+    candidates = [m.end() for m in _HEADING_END.finditer(page)][:EDIT_POINTS]
+    candidates += [m.start() for m in _PARAGRAPH_START.finditer(page)][:EDIT_POINTS]
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "page.html"
+        for at in candidates:
+            probe.write_text(page[:at] + f"<p>Revision note {EDIT_PROBE}.</p>" + page[at:])
+            if EDIT_PROBE in readers.parse(probe).text:
+                return at
+    return None
 
 
 @dataclass(frozen=True)
@@ -123,8 +143,10 @@ class DayState:
 class Churn:
     """The seeded churn of a collection over days (all decided before any run, so both modes see the same)."""
 
-    def __init__(self, pages: dict[str, str], reserve: list[tuple[str, str]], donors: list[str], seed: int) -> None:
+    def __init__(self, pages: dict[str, str], reserve: list[tuple[str, str]], donors: list[str], seed: int,
+                 points: dict[str, int]) -> None:
         self.rng = random.Random(seed)
+        self.points = points
         self.originals = dict(pages)
         self.reserve = list(reserve)
         self.donors = donors
@@ -145,13 +167,12 @@ class Churn:
                 return phrase
 
     def write(self, doc_id: str, day: dt.date, paragraph: str) -> None:
-        """A new version of ``doc_id``: its original page with ``paragraph`` and a new phrase after its title."""
+        """A new version of ``doc_id``: its original page with ``paragraph`` and a new phrase at its edit point."""
         original = self.originals[doc_id]
         phrase = self.phrase()
         inserted = f"<p>{html.escape(paragraph)} Revision note {phrase}.</p>" if paragraph else \
             f"<p>Revision note {phrase}.</p>"
-        title = _TITLE_END.search(original)
-        at = title.end() if title else 0
+        at = self.points[doc_id]
         self.files[doc_id] = (original[:at] + inserted + original[at:]).encode()
         first = paragraphs(original)
         self.live[doc_id] = Version(doc_id, day, phrase, paragraph, paragraph or (first[0] if first else phrase))
@@ -198,6 +219,10 @@ def plan_churn(corpus: dict[str, Path], pages: int, day_count: int, seed: int,
     if smallest:  # smoke: the smallest pages, so that a first run takes seconds
         found = sorted(sorted(found, key=lambda key: corpus[key].stat().st_size)[:pages + 12])
     rng.shuffle(found)
+    read = {key: corpus[key].read_text(errors="replace") for key in found}
+    points = {key: point for key in found if (point := edit_point(read[key])) is not None}
+    unedited = len(found) - len(points)
+    found = [key for key in found if key in points]
     donor_count = min(DONOR_PAGES, max(2, len(found) // 10))
     added = ADDED * (day_count - 1) * RESERVE_MARGIN  # the reserve, per page of the collection
 
@@ -213,12 +238,14 @@ def plan_churn(corpus: dict[str, Path], pages: int, day_count: int, seed: int,
             f"{collection} pages (asked for {pages}: the documentation has {len(found)} content pages, of which "
             f"{donor_count} are kept out as donors and {reserve_count} as the reserve of additions; no page is copied "
             "to pad)")
-    read = {key: corpus[key].read_text(errors="replace") for key in found}
+    if unedited:
+        note += (f"; {unedited} pages left out: no place in them where an inserted paragraph survives the HTML "
+                 "reader's removal of navigation and headers")
     donors = [text for key in found[:donor_count] for text in paragraphs(read[key])]
     rng.shuffle(donors)
     reserve = [(key, read[key]) for key in found[donor_count:donor_count + reserve_count]]
     chosen = {key: read[key] for key in found[donor_count + reserve_count:donor_count + reserve_count + collection]}
-    churn = Churn(chosen, reserve, donors, seed)
+    churn = Churn(chosen, reserve, donors, seed, points)
     first = dt.date.today() - dt.timedelta(days=day_count - 1)
     states = [churn.first_day(first)]
     states += [churn.next_day(first + dt.timedelta(days=n)) for n in range(1, day_count)]
