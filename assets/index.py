@@ -68,7 +68,7 @@ def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, post
             conn, partition_days(context), config.settings(), config.layout(), today=retention_window.today(),
             window_days=retention_window.window_days, recall_samples=config.recall_samples,
             pooled=bool(postgres.settings().pgbouncer), log=context.log.info)
-        publish_run_metrics(context, lambda: run_metrics.index_samples(conn, report))
+        publish_run_metrics(context, postgres.settings(), lambda: run_metrics.index_samples(conn, report))
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 

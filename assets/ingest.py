@@ -81,7 +81,7 @@ def raw_documents(context: AssetExecutionContext, config: ChunkingSettings, sour
     for letter in report.dead_letters:
         context.log.warning(f"dead letter [{letter.stage}] {letter.source_uri}: {letter.error}. {letter.detail}")
     log_lines(context.log.info, report.lines())
-    publish_run_metrics(context, lambda: run_metrics.read_samples(report))
+    publish_run_metrics(context, postgres.settings(), lambda: run_metrics.read_samples(report))
     return Output(report.plans, metadata=dagster_metadata(report.metadata()))
 
 
@@ -106,7 +106,7 @@ def _chunk_embeddings(context: AssetExecutionContext, embedder: EmbedderResource
     vector, so unchanged text is never embedded twice; a run of unchanged days never loads the model."""
     with postgres.connect() as conn:
         report = ingest_steps.embed_days(conn, document_chunks, embedder.get, log=context.log.info)
-    publish_run_metrics(context, lambda: run_metrics.embed_samples(report))
+    publish_run_metrics(context, postgres.settings(), lambda: run_metrics.embed_samples(report))
     return Output(report.batches, metadata=dagster_metadata(report.metadata()))
 
 
@@ -131,7 +131,7 @@ def vector_store(context: AssetExecutionContext, postgres: PostgresResource,
         report = loading.load_days(conn, chunk_embeddings)
     log_lines(context.log.info, report.lines())
     log_lines(context.log.warning, report.warnings())
-    publish_run_metrics(context, lambda: run_metrics.load_samples(report))
+    publish_run_metrics(context, postgres.settings(), lambda: run_metrics.load_samples(report))
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 
 

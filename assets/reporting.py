@@ -13,6 +13,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
 from pipeline.errors import ConfigError
 from pipeline.ops import run_metrics
 from pipeline.ops.reports import CheckOutcome, Markdown
+from pipeline.settings import Settings
 
 
 def _value(value: Any) -> Any:
@@ -48,11 +49,13 @@ def refused_as_failure() -> Iterator[None]:
         raise Failure(description=str(exc), allow_retries=False) from exc
 
 
-def publish_run_metrics(context: AssetExecutionContext, samples: Callable[[], Sequence[run_metrics.Sample]]) -> None:
+def publish_run_metrics(context: AssetExecutionContext, settings: Settings,
+                        samples: Callable[[], Sequence[run_metrics.Sample]]) -> None:
     """The step's run metrics to the Pushgateway and/or textfile folder the environment configures
-    (``pipeline/ops/run_metrics.py``), grouped by asset and partition; a failure is a warning only.
+    (``pipeline/ops/run_metrics.py``; ``settings``: ``DOCVEC_PUSHGATEWAY_URL``, ``DOCVEC_METRICS_TEXTFILE_DIR``),
+    grouped by asset and partition; a failure is a warning only.
     ``samples`` are measured only when one is configured."""
-    target = run_metrics.Target.from_environment()
+    target = run_metrics.Target.of(settings)
     if target.pushgateway is None and target.textfile_dir is None:
         return
     keys = context.partition_keys if context.has_partition_key or context.has_partition_key_range else []

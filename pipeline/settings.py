@@ -11,6 +11,8 @@ Environment variables are read only when these functions are called (never at im
   ``$DOCVEC_HOME/landing``
 * ``DOCVEC_SOURCE_MODE`` – ``days`` (default: one ``YYYY-MM-DD/`` folder per ingest day) or ``collection``
   (the landing is one living folder or prefix, mirrored by a snapshot on each run)
+* ``DOCVEC_PUSHGATEWAY_URL`` – a Prometheus Pushgateway the pipeline pushes each step's figures to
+* ``DOCVEC_METRICS_TEXTFILE_DIR`` – a folder the pipeline writes them to for node_exporter's textfile collector
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Settings:
     search_database_url: str | None = None
     landing_url: str | None = None
     source_mode: str = "days"  # as set: the source resource checks it
+    pushgateway_url: str | None = None
+    metrics_textfile_dir: Path | None = None
 
     @property
     def landing(self) -> str:
@@ -76,4 +80,6 @@ def load_settings(
         search_database_url=os.environ.get("DOCVEC_SEARCH_DATABASE_URL") or None,
         landing_url=os.environ.get("DOCVEC_LANDING_DIR") or None,
         source_mode=(os.environ.get("DOCVEC_SOURCE_MODE") or "days").strip().lower(),
+        pushgateway_url=os.environ.get("DOCVEC_PUSHGATEWAY_URL", "").strip() or None,
+        metrics_textfile_dir=Path(folder) if (folder := os.environ.get("DOCVEC_METRICS_TEXTFILE_DIR", "").strip()) else None,
     )

@@ -27,7 +27,7 @@ from pipeline.api.app import create_app
 from pipeline.ingest.landing import LocalLanding
 from pipeline.ops import run_metrics
 from pipeline.query.service import OneConnection, SearchService
-from pipeline.settings import Settings
+from pipeline.settings import Settings, load_settings
 from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
@@ -248,4 +248,6 @@ def test_publishing_never_fails_the_step_it_warns_naming_the_setting(tmp_path) -
 def test_nothing_configured_publishes_nothing(monkeypatch) -> None:
     monkeypatch.delenv(run_metrics.PUSHGATEWAY_ENV, raising=False)
     monkeypatch.delenv(run_metrics.TEXTFILE_ENV, raising=False)
-    assert run_metrics.publish("raw_documents", DAY.isoformat(), [], pytest.fail) == []
+    nowhere = run_metrics.Target.of(load_settings())
+    assert nowhere == run_metrics.Target()
+    assert run_metrics.publish("raw_documents", DAY.isoformat(), [], pytest.fail, nowhere) == []

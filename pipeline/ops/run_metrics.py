@@ -17,7 +17,6 @@ labels are the asset, the partition and the day."""
 from __future__ import annotations
 
 import http.client
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pipeline.ops.index_upkeep import IndexUpkeepReport
 from pipeline.ops.ingest_steps import EmbedReport, ReadReport
 from pipeline.ops.loading import LoadReport
 from pipeline.ops.reports import LogLines
+from pipeline.settings import Settings
 from pipeline.storage import catalog
 
 PUSHGATEWAY_ENV = "DOCVEC_PUSHGATEWAY_URL"
@@ -55,10 +55,9 @@ class Target:
     textfile_dir: Path | None = None
 
     @classmethod
-    def from_environment(cls) -> Target:
-        url = os.environ.get(PUSHGATEWAY_ENV, "").strip() or None
-        folder = os.environ.get(TEXTFILE_ENV, "").strip()
-        return cls(url, Path(folder) if folder else None)
+    def of(cls, settings: Settings) -> Target:
+        """Where ``settings`` say (``DOCVEC_PUSHGATEWAY_URL``, ``DOCVEC_METRICS_TEXTFILE_DIR``)."""
+        return cls(settings.pushgateway_url, settings.metrics_textfile_dir)
 
 
 def read_samples(report: ReadReport) -> list[Sample]:
@@ -124,11 +123,9 @@ def registry_of(asset: str, partition: str, samples: Sequence[Sample], *, labell
     return registry
 
 
-def publish(asset: str, partition: str, samples: Sequence[Sample], warn: LogLines,
-            target: Target | None = None) -> list[str]:
-    """The step's samples to the configured Pushgateway and textfile folder (``target``, default from
-    the environment); what failed is a warning through ``warn``, never an error. Returns where they went."""
-    where = target or Target.from_environment()
+def publish(asset: str, partition: str, samples: Sequence[Sample], warn: LogLines, where: Target) -> list[str]:
+    """The step's samples to the Pushgateway and textfile folder ``where`` names; what failed is a
+    warning through ``warn``, never an error. Returns where they went."""
     went = []
     if where.pushgateway:
         try:
