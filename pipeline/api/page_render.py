@@ -13,7 +13,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from pipeline.lexical import terms
-from pipeline.query.hits import SearchHit
+from pipeline.query.hits import SearchHit, place
 from pipeline.query.request import MODES
 
 # A word of a document's text as the highlighter sees it: a run of word characters, or an identifier joined
@@ -113,15 +113,11 @@ def message(text: str, kind: str = "error") -> str:
 
 
 def _where(metadata: Mapping[str, object]) -> str:
-    """Where a chunk sits: its section, page (or pages) and slide, those it has."""
-    parts = []
-    if metadata.get("section"):
-        parts.append(str(metadata["section"]))
-    if metadata.get("page") is not None:
-        last = metadata.get("last_page")
-        parts.append(f"pages {metadata['page']}–{last}" if last is not None else f"page {metadata['page']}")
-    if metadata.get("slide") is not None:
-        parts.append(f"slide {metadata['slide']}")
+    """Where a chunk sits: its section and its page (or pages, or slide), those it has."""
+    parts = [str(metadata["section"])] if metadata.get("section") else []
+    in_file = place(metadata)
+    if in_file:
+        parts.append(in_file)
     return " · ".join(parts)
 
 

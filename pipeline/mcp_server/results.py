@@ -7,28 +7,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.query.hits import SearchHit
+from pipeline.query.hits import SearchHit, metadata_int, place
 from pipeline.query.service import SearchResult
 from pipeline.storage.chunk_search import MatchedChunk
-
-
-def _number(metadata: Mapping[str, Any], key: str) -> int | None:
-    value = metadata.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(metadata: Mapping[str, Any], key: str) -> str | None:
     value = metadata.get(key)
     return value.strip() or None if isinstance(value, str) else None
-
-
-def place(metadata: Mapping[str, Any]) -> str | None:
-    """``page 12``, ``pages 12–13`` or ``slide 4``, when the metadata has one."""
-    page, last = _number(metadata, "page"), _number(metadata, "last_page")
-    if page is not None:
-        return f"pages {page}–{last}" if last is not None and last != page else f"page {page}"
-    slide = _number(metadata, "slide")
-    return None if slide is None else f"slide {slide}"
 
 
 def citation(doc_id: str, day: dt.date, metadata: Mapping[str, Any]) -> str:
@@ -43,8 +29,8 @@ def citation(doc_id: str, day: dt.date, metadata: Mapping[str, Any]) -> str:
 
 def _located(doc_id: str, day: dt.date, metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {"doc_id": doc_id, "title": _text(metadata, "title"), "section": _text(metadata, "section"),
-            "page": _number(metadata, "page"), "last_page": _number(metadata, "last_page"),
-            "slide": _number(metadata, "slide"), "day": day.isoformat(),
+            "page": metadata_int(metadata, "page"), "last_page": metadata_int(metadata, "last_page"),
+            "slide": metadata_int(metadata, "slide"), "day": day.isoformat(),
             "citation": citation(doc_id, day, metadata)}
 
 
@@ -75,7 +61,7 @@ def chunk(stored: MatchedChunk) -> dict[str, Any]:
     """One chunk of a fetched document: its position, section, page and text."""
     metadata = stored.metadata
     return _compact({"seq": stored.seq, "chunk_id": stored.chunk_id, "section": _text(metadata, "section"),
-                     "page": _number(metadata, "page"), "slide": _number(metadata, "slide"),
+                     "page": metadata_int(metadata, "page"), "slide": metadata_int(metadata, "slide"),
                      "citation": citation(stored.doc_id, stored.ingest_date, metadata), "text": stored.text})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,3 +22,19 @@ class SearchHit:
     score: float = 0.0  # what the mode ranks by: similarity, text score, or the chunk's fused RRF score
     context: list[dict[str, Any]] | None = None  # neighbouring chunks (seq, text) when a window was asked
     document_score: float | None = None  # hybrid: the document's fused RRF score, which orders the hits
+
+
+def metadata_int(metadata: Mapping[str, Any], key: str) -> int | None:
+    """A whole number of a chunk's metadata (``page``, ``last_page``, ``slide``), None when absent or not one."""
+    value = metadata.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def place(metadata: Mapping[str, Any]) -> str | None:
+    """Where a chunk sits in its file, as people cite it: ``page 12``, ``pages 12–13`` or ``slide 4``,
+    when its metadata has one (PDF pages, presentation slides)."""
+    page, last = metadata_int(metadata, "page"), metadata_int(metadata, "last_page")
+    if page is not None:
+        return f"pages {page}–{last}" if last is not None and last != page else f"page {page}"
+    slide = metadata_int(metadata, "slide")
+    return None if slide is None else f"slide {slide}"

@@ -230,11 +230,10 @@ class SearchService:
                             encode_seconds=encoded)
 
     def _ranked(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int, vector: np.ndarray | None,
-                pending: Future[list[SearchHit] | None] | None, as_principals: bool = False,
-                candidates: dict[str, int] | None = None) -> list[SearchHit]:
+                pending: Future[list[SearchHit] | None] | None, as_principals: bool,
+                counted: dict[str, int]) -> list[SearchHit]:
         """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``; each
-        branch's count of them goes into ``candidates``."""
-        counted = {} if candidates is None else candidates
+        branch's count of them goes into ``counted``."""
         if wanted.mode == "text" or vector is None:
             counted["text"] = len(text_only := _text_branch(conn, wanted, model_id))
             return text_only
@@ -267,7 +266,7 @@ class SearchService:
         return self._branches.submit(run)
 
     def _plans(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int,
-               vector: np.ndarray | None, as_principals: bool = False) -> tuple[str, ...]:
+               vector: np.ndarray | None, as_principals: bool) -> tuple[str, ...]:
         scope: dict[str, Any] = {"k": wanted.branch_size, "since": wanted.since, "until": wanted.until,
                                  "filters": wanted.filters, "as_of": wanted.as_of}
         plans = []

@@ -78,8 +78,9 @@ def _by_then(scope: Scope, day: str) -> sql.Composable:
     return sql.SQL("") if scope.as_of is None else sql.SQL(" AND {} <= %(as_of)s").format(sql.SQL(day))
 
 
-def _conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
-    """The WHERE clauses every statement shares: model, latest version (as of a day), dates, metadata."""
+def scope_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The WHERE clauses (on chunks ``c``) every statement over the scope's chunks shares, here and in
+    storage/document_reads.py: model, latest version (as of a day), dates, metadata."""
     versions, params = version_conditions(scope)
     chunks, values = chunk_conditions(scope)
     return chunks[:1] + versions + chunks[1:], params | values
@@ -125,7 +126,7 @@ def chunk_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]
 
 
 def _nearest_statement(vector: np.ndarray, scope: Scope, k: int) -> tuple[sql.Composed, dict[str, Any]]:
-    conditions, params = _conditions(scope)
+    conditions, params = scope_conditions(scope)
     params.update(query=vector, k=k)
     # Iterative index scans return rows in relaxed order: the outer ORDER BY restores exact order.
     statement = sql.SQL(
@@ -144,7 +145,7 @@ def _nearest_statement(vector: np.ndarray, scope: Scope, k: int) -> tuple[sql.Co
 
 
 def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int) -> tuple[sql.Composed, dict[str, Any]]:
-    conditions, params = _conditions(scope)
+    conditions, params = scope_conditions(scope)
     params.update(terms=list(terms.candidate_ids), weights=terms.weights, k=k)
     # Candidates: the chunks holding a selective query term (the GIN index on lexical_terms, per partition);
     # score: the BM25 inner product (``<#>`` is its negative) times the chunk's list prior.
@@ -161,7 +162,7 @@ def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int) -> tuple[sql.C
     return statement, params
 
 
-def _require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> None:
+def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> None:
     """Refuse a query vector the stored column cannot be compared with (another model's)."""
     stored = chunks_dimension(conn)
     if len(vector) != stored:
@@ -176,7 +177,7 @@ def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: 
     index (or scanning an unindexed day exactly) with ``ann``'s settings."""
     statement, params = _nearest_statement(vector, scope, k)
     with connection_guard("searching"):
-        _require_dimension(conn, vector)
+        require_dimension(conn, vector)
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
             apply_ann_settings(conn, ann)
             rows = cursor.execute(statement, params).fetchall()
@@ -218,7 +219,7 @@ def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Sc
     """EXPLAIN ANALYZE of ``nearest``: which days answer by which index, or by an exact scan."""
     statement, params = _nearest_statement(vector, scope, k)
     with connection_guard("explaining the search"):
-        _require_dimension(conn, vector)
+        require_dimension(conn, vector)
         with conn.transaction():
             apply_ann_settings(conn, ann)
             rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
@@ -229,17 +230,6 @@ def shortened_plan(lines: Iterable[str]) -> str:
     """A plan's lines, each inlined query vector shown as its dimensions."""
     # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
     return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(lines))
-
-
-def scope_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]]:
-    """The WHERE clauses (on chunks ``c``) and parameters every nearest or lexical statement shares, for
-    another statement over the same chunks (storage/document_reads.py)."""
-    return _conditions(scope)
-
-
-def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> None:
-    """Refuse a query vector the stored column cannot be compared with (another model's)."""
-    _require_dimension(conn, vector)
 
 
 def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int) -> str:
