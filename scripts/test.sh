@@ -54,6 +54,9 @@ ls /usr/share/doc/python3.*/html/index.html >/dev/null 2>&1 || missing+=(python3
 ls /usr/share/doc/postgresql-doc-*/html/index.html >/dev/null 2>&1 || missing+=(postgresql-doc)
 [ -d /usr/share/doc/python-django-doc/html ] || missing+=(python-django-doc)
 [ -f /usr/share/doc/git-doc/git.html ] || missing+=(git-doc)
+# OCR of scanned PDFs and images (docvec[ocr]): the Tesseract engine and its English data.
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+[ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || missing+=(tesseract-ocr-eng)
 command -v prometheus-pushgateway >/dev/null 2>&1 || [ -x /usr/bin/prometheus-pushgateway ] || missing+=(prometheus-pushgateway)
 if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "==> installing ${missing[*]} for the browser, PgBouncer and document-format tests"
