@@ -29,6 +29,7 @@ from pipeline.settings import Settings
 from pipeline.storage import connections, readable_search, urls
 from tests.support.databases import fresh_database
 from tests.support.engine_runs import run_days
+from tests.support.readers_store import chunks_out_of_step
 from tests.support.sample import day_folder
 
 DAY = dt.date(2026, 7, 1)
@@ -142,6 +143,33 @@ def test_a_reader_session_sees_nothing_without_principals(store, embedder, reade
                 reader.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("UPDATE documents SET readers = '{*}'")
+
+
+tenant_strategy = st.none() | st.sampled_from(("acme", "globex", "initech"))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(assigned=readers_strategy, caller=st.sets(st.sampled_from(PRINCIPALS), max_size=3), tenant=tenant_strategy)
+def test_a_reader_session_reads_a_chunk_exactly_when_it_may_read_its_version(store, reader_login, assigned, caller,
+                                                                             tenant) -> None:
+    """The chunks policy reads the readers on the chunk row (migration 0015), which the triggers on
+    documents keep equal to its version's: a reader session sees the same documents through either table,
+    and exactly those its principals and tenant admit, whatever readers were set since."""
+    role, password = reader_login
+    url = make_url(store.database_url).set(username=role, password=password).render_as_string(hide_password=False)
+    readers = {f"doc-{n}.md": sorted(names) for n, names in enumerate(assigned)}
+    expected = {doc for doc, names in readers.items() if may_read(names, sorted(caller))
+                and (tenant is None or f"tenant:{tenant}" in names)}
+    with connections.connect(store) as owner:
+        set_readers(owner, readers)
+        assert chunks_out_of_step(owner) == []
+    with psycopg.connect(url, autocommit=True) as reader, reader.transaction():
+        reader.execute("SELECT set_config('docvec.principals', %s, true), set_config('docvec.tenant', %s, true)",
+                       ("{" + ",".join(f'"{p}"' for p in sorted(caller)) + "}", tenant or ""))
+        through_chunks = {r[0] for r in reader.execute("SELECT DISTINCT doc_id FROM chunks")}
+        through_documents = {r[0] for r in reader.execute("SELECT doc_id FROM documents")}
+    assert through_chunks == through_documents == expected
 
 
 def test_searching_as_principals_checks_them_and_leaves_the_session_as_it_was(store, embedder) -> None:

@@ -25,6 +25,7 @@ from pipeline.storage import connections
 from resources import DayBatchIOManager, EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
 from tests.support.engine_runs import never, run_days, write_files
+from tests.support.readers_store import chunks_out_of_step
 from tests.support.s3_server import REGION, s3_server
 from tests.support.sample import day_folder
 
@@ -44,7 +45,9 @@ def run(conn: psycopg.Connection, landing, days: list[dt.date], embedder, config
 
 
 def readers(conn: psycopg.Connection, day: dt.date | None = None) -> dict[str, list[str]]:
-    """{doc_id: readers} of the day's stored versions (every version's, keyed doc_id@day, when no day)."""
+    """{doc_id: readers} of the day's stored versions (every version's, keyed doc_id@day, when no day);
+    every chunk carries its version's readers (what the chunks policy reads)."""
+    assert chunks_out_of_step(conn) == []
     rows = conn.execute("SELECT doc_id, ingest_date, readers FROM documents ORDER BY 1, 2").fetchall()
     return {(doc_id if day else f"{doc_id}@{stored}"): list(r) for doc_id, stored, r in rows
             if day is None or stored == day}

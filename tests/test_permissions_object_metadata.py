@@ -19,6 +19,7 @@ from pipeline.ops import ingest_steps, loading
 from pipeline.storage import connections, dead_letters
 from tests.support.databases import fresh_database
 from tests.support.engine_runs import run_days
+from tests.support.readers_store import chunks_out_of_step
 from tests.support.s3_server import REGION, s3_server
 
 DAY = dt.date(2026, 6, 1)
@@ -43,6 +44,8 @@ def run(conn: psycopg.Connection, landing, embedder, config, *, force: bool = Fa
 
 
 def readers(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """{doc_id: readers} of the day's versions; every chunk carries its version's (the chunks policy's)."""
+    assert chunks_out_of_step(conn) == []
     return {doc_id: list(r) for doc_id, r in conn.execute(
         "SELECT doc_id, readers FROM documents WHERE ingest_date = %s ORDER BY 1", (DAY,)).fetchall()}
 

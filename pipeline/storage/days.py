@@ -89,9 +89,12 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         stage = partitions.create_stage(conn, first, last)
         cursor = conn.cursor()
         copy_started = time.perf_counter()
+        # Each chunk carries its version's readers (migration 0015: the chunks policy reads them there); the
+        # triggers on documents correct them when the version rows below set others.
+        readers = {d.doc_id: list(d.readers) for d in batch.documents}
         rows = (
             (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v,
-             c.context, *term_stats.lexical_columns(c.lexical), c.prior)
+             c.context, *term_stats.lexical_columns(c.lexical), c.prior, readers.get(c.doc_id, []))
             for c, v in zip(batch.chunks, batch.vectors, strict=True)
         )
         stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.CHUNK_TYPES, rows, freeze=True)

@@ -26,9 +26,9 @@ from pipeline.storage.vector_indexes import (
 )
 
 CHUNK_COLUMNS = ("ingest_date", "chunk_id", "doc_id", "seq", "text", "token_count", "content_sha256",
-                 "metadata", "model_id", "embedding", "context", "lexical_terms", "lexical", "prior")
+                 "metadata", "model_id", "embedding", "context", "lexical_terms", "lexical", "prior", "readers")
 CHUNK_TYPES = ("date", "text", "text", "int4", "text", "int4", "text", "jsonb", "int4", "vector", "text", "int4[]",
-               "sparsevec", "float4")
+               "sparsevec", "float4", "text[]")
 
 # Two-key advisory lock namespace: (DAY_LOCK, day ordinal) serialises rebuilds of the same day (or of
 # the block holding it) only.

@@ -8,6 +8,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import psycopg
+
 from pipeline.ingest.embedding import Embedder
 from pipeline.ingest.landing import LocalLanding
 from pipeline.settings import Settings
@@ -33,3 +35,17 @@ def store_with_readers(migrated: Settings, embedder: Embedder, landing: Path, da
             for doc_id, names in readers.items():
                 conn.execute("UPDATE documents SET readers = %s WHERE doc_id = %s", (list(names), doc_id))
     return base
+
+
+def chunks_out_of_step(conn: psycopg.Connection) -> list[tuple[str, str, list[str], list[str] | None]]:
+    """Chunks whose ``readers`` are not their version's (migration 0015 keeps them equal; a chunk without
+    a version row must hold ``{}``): ``(day, chunk_id, chunk readers, version readers)``, as the owner sees
+    them. Empty when the chunks policy and the documents policy admit the same rows."""
+    return [(str(day), chunk_id, list(mine), None if theirs is None else list(theirs))
+            for day, chunk_id, mine, theirs in conn.execute(
+                """
+                SELECT c.ingest_date, c.chunk_id, c.readers, d.readers FROM chunks c
+                LEFT JOIN documents d ON d.ingest_date = c.ingest_date AND d.doc_id = c.doc_id
+                WHERE c.readers IS DISTINCT FROM coalesce(d.readers, '{}')
+                ORDER BY 1, 2
+                """)]
