@@ -54,12 +54,14 @@ def build_store(conn: psycopg.Connection, size: int, day_count: int, block_days:
         day = today - dt.timedelta(days=day_count - 1 - n)
         days.replace_day(conn, synthetic_day(day, clustered(per_day, seed=n), MODEL.name, MODEL.revision,
                                              documents=documents, doc_prefix=f"day{n}doc"), model_id)
+    # Before any vector index exists: every chunk's readers change once here (migration 0015's triggers),
+    # which with the indexes built would insert a new entry per chunk into its HNSW graph.
+    set_readers(conn)
     sealing.seal_days(conn, today, retention.oldest_kept_day(today, day_count + 1), LayoutSettings(block_days=block_days),
                       policy)
     for part in catalog.partitions(conn):
         if not catalog.existing_vector_index(conn, part.table):
             builds.maintain_partition(conn, part.table, policy)
-    set_readers(conn)
     conn.execute("VACUUM ANALYZE")
     return documents
 
@@ -74,6 +76,22 @@ def set_readers(conn: psycopg.Connection) -> None:
         FROM (SELECT doc_id, split_part(split_part(doc_id, '-', 2), '.', 1)::int AS number FROM documents) n
         WHERE n.doc_id = d.doc_id
         """)
+
+
+def time_readers_change(conn: psycopg.Connection, every: int = 1000) -> str:
+    """Grant ``group:temp`` on one document in ``every``, then revoke it, in the indexed store: what a
+    sidecar edit costs now that every chunk of a changed version is rewritten (its HNSW entry included)."""
+    changed = "split_part(split_part(doc_id, '-', 2), '.', 1)::int %% %s = 7"
+    timings = []
+    for statement in (f"UPDATE documents SET readers = readers || '{{group:temp}}' WHERE {changed}",
+                      f"UPDATE documents SET readers = array_remove(readers, 'group:temp') WHERE {changed}"):
+        started = time.perf_counter()
+        with conn.transaction():
+            versions = conn.execute(statement, (every,)).rowcount
+        timings.append(time.perf_counter() - started)
+    chunks = int(conn.execute(f"SELECT count(*) FROM chunks WHERE {changed}", (every,)).fetchone()[0])
+    return (f"readers of {versions:,} document versions ({chunks:,} chunks) changed in the indexed store: "
+            f"grant {timings[0]:.1f} s, revoke {timings[1]:.1f} s ({chunks / statistics.mean(timings):,.0f} chunks/s)")
 
 
 def readable(doc_id: str, principals: Sequence[str] | None) -> bool:
@@ -176,6 +194,7 @@ def main() -> None:
             table = benchmark_rows(conn)
             run_queries(service, clustered(max(1, len(queries) // 10), seed=7), args.k, table)  # warm the caches
             failures = report(conn, run_queries(service, queries, args.k, table), table)
+            print(time_readers_change(conn), flush=True)
             if failures:
                 raise SystemExit("permissions_benchmark: " + "; ".join(failures))
     finally:
