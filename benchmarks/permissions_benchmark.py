@@ -122,6 +122,8 @@ def plan_of(conn: psycopg.Connection, principals: Sequence[str] | None) -> str:
         return "index walk (no probe)"
     with access.acting_as(conn, principals):
         share = readable_search.readable_share(conn)
+    if share.estimated:
+        return f"index walk (no probe: ~{share.chunks:,} chunks expected)"
     return f"{'exact' if share.exact else 'index walk'} (probe: {share.chunks:,} chunks)"
 
 

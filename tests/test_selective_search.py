@@ -139,3 +139,18 @@ def test_the_probe_finds_the_readable_versions_in_the_readers_index(store) -> No
         shown = "\n".join(r[0] for r in conn.execute("EXPLAIN " + readable_search.PROBE, (10,)))
         assert "documents_readers_idx" in shown, shown
         assert readable_search.readable_share(conn).versions == 3, "doc-b, doc-d (public) and doc-f"
+
+
+def test_a_caller_the_planner_expects_to_read_far_more_than_the_bound_walks_without_the_probe(
+        store, embedder, monkeypatch) -> None:
+    """With a bound of 1 readable chunk, alice (5 chunks) is expected to read over ESTIMATE_MARGIN times
+    as many: the walk runs without counting, says so, and returns what the exact plan returns."""
+    monkeypatch.setattr(readable_search, "ESTIMATE_MARGIN", 1)
+    with connections.connect(store) as conn:
+        conn.execute("ANALYZE chunks")
+        with access.acting_as(conn, ["alice"]):
+            expected = readable_search.expected_readable_chunks(conn)
+    assert expected >= 2, "the planner's estimate, from the statistics of chunks.readers"
+    shown = plan(store, embedder, 1, monkeypatch, ["alice"])
+    assert shown.startswith("docvec plan: vector index walk (HNSW iterative scan): the planner expects"), shown
+    assert hits(store, embedder, 1, monkeypatch, ["alice"]) == hits(store, embedder, EXACT, monkeypatch, ["alice"])

@@ -1,20 +1,24 @@
 """The nearest chunks for a search as principals, by the cheaper of two plans that return the same rows.
 
-Row-level security (migrations 0012, 0014) decides which chunks a caller may read on every statement,
-whatever its plan. When the caller may read most of the store, walking each day's HNSW index with
-pgvector's iterative scan (``chunk_search.nearest``) finds k readable chunks after a few candidates. When
-it may read few (0.1% of a 1M-chunk store), that walk visits ~1,000× more candidates than it keeps, and an
-exact search over the readable chunks alone is cheaper: the readable document versions come from the
-GIN index on ``documents.readers`` (the policy's own condition), their chunks by the documents key, and
-all of them are ordered by exact cosine distance, so it returns the true k nearest readable chunks.
+Row-level security (migrations 0012, 0014, 0015) decides which chunks a caller may read on every
+statement, whatever its plan, from the readers each chunk row carries (no lookup per chunk). When the
+caller may read most of the store, walking each day's HNSW index with pgvector's iterative scan
+(``chunk_search.nearest``) finds k readable chunks after a few candidates. When it may read few (1% of a
+1M-chunk store), that walk visits ~100x more candidates than it keeps, and an exact search over the
+readable chunks alone is cheaper: the readable document versions come from the GIN index on
+``documents.readers`` (the policy's own condition), their chunks from the GIN index on ``chunks.readers``
+(one bitmap per partition, joined to those versions by hash), and all of them are ordered by exact
+cosine distance, so it returns the true k nearest readable chunks.
 
 A bounded probe picks the plan: the readable versions, counted up to ``EXACT_MAX_READABLE_CHUNKS + 1``
-rows (so it costs the same on any store size), and their chunks. Neither plan names a reader: the probe
-and both statements read what the policies let the session read, so the choice can make a search
-faster or slower, never show more (docs/RELIABILITY.md)."""
+rows (so it costs the same on any store size), and their chunks; a caller the planner expects to read
+far more walks without it. Neither plan names a reader: the probe and both statements read what the
+policies let the session read, so the choice can make a search faster or slower, never show more
+(docs/RELIABILITY.md)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +34,22 @@ from pipeline.storage.vector_indexes import AnnSettings
 
 # At most this many readable chunks (of every version and model the caller may read) are searched
 # exactly; more walk the HNSW indexes. Measured with benchmarks/permissions_benchmark.py at 1M chunks
-# (6 HNSW partitions, k=10) on a 2-core VM, each plan forced for the same queries (benchmarks/RESULTS.md):
-# the exact search costs about 0.5x + 0.33x per 1,000 readable chunks of an unrestricted search (1,110
-# chunks: 0.8x; 10,110: 3.6-4x), the walk about 2.25x at 1% readable and in proportion to how few it may
-# read (0.1%: 16-20x). They cross near 7,600 chunks; the bound is lower because every caller who may read
-# more pays the probe, which reads up to this many documents rows (~2-4 ms at 8,000 on that VM, half at
-# 5,000). On a smaller store the walk finds readable chunks sooner and the crossing comes earlier (about
-# as the square root of the store's size), so there a caller near the bound may be searched exactly at up
-# to ~2x where the walk would be quicker. 0: always walk (but a caller who may read nothing is answered
-# without a search).
-EXACT_MAX_READABLE_CHUNKS = 5_000
+# (6 HNSW partitions, k=10) on a 2-core VM, each plan forced for the same queries (benchmarks/RESULTS.md).
+# Since chunks carry their readers (migration 0015, with a GIN index on them) the exact search reads a
+# caller's chunks as one bitmap per partition: 10,110 readable chunks cost 63-65 ms where the walk took
+# 74-140 ms and an unrestricted search 33-39 ms (a loaded machine; 1,110: 16 ms against a 24-530 ms
+# walk). Before, 10,110 chunks cost 114 ms exactly, and the bound was 5,000. On a smaller store the walk
+# finds readable chunks sooner, so there a caller near the bound may be searched exactly where the walk
+# would be quicker, both fast. 0: always walk (but a caller who may read nothing is answered without a
+# search).
+EXACT_MAX_READABLE_CHUNKS = 15_000
+# A caller the planner expects to read more than this many times the bound walks without the probe: the
+# probe reads up to the bound's documents rows, ~10 ms at 15,000 on a loaded 2-core VM, which a caller
+# who may read most of the store would pay on every search for nothing. The planner's figure comes from
+# the statistics of ``chunks.readers`` (the session's principals are known when it plans), so it is
+# rough: the margin keeps a caller near the bound on the counted path. Stale statistics can only send a
+# caller to the slower plan, never change the hits.
+ESTIMATE_MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class ReadableShare:
     versions: int
     chunks: int
     limit: int
+    estimated: bool = False  # the planner's estimate of the readable chunks, not a count: the probe was skipped
 
     @property
     def exact(self) -> bool:
@@ -58,6 +69,10 @@ class ReadableShare:
 
     def describe(self) -> str:
         """The plan chosen, as the first line of ``--explain``'s vector plan."""
+        if self.estimated:
+            return (f"docvec plan: vector index walk (HNSW iterative scan): the planner expects ~{self.chunks:,} "
+                    f"readable chunks, over {ESTIMATE_MARGIN}x EXACT_MAX_READABLE_CHUNKS ({self.limit:,}), "
+                    "so none were counted")
         if not self.versions:
             return "docvec plan: nothing readable, so no statement runs (the search returns no hits)"
         if self.exact:
@@ -71,11 +86,26 @@ class ReadableShare:
 PROBE = "SELECT count(*), coalesce(sum(chunk_count), 0) FROM (SELECT chunk_count FROM documents LIMIT %s) AS readable"
 
 
+def expected_readable_chunks(conn: psycopg.Connection[Any]) -> int:
+    """The planner's estimate of the chunks the session may read (no row is read: row-level security's
+    conditions, with the session's principals, against each partition's statistics of ``readers``)."""
+    with connection_guard("estimating the readable chunks"):
+        row = conn.execute("EXPLAIN (FORMAT JSON) SELECT 1 FROM chunks", prepare=False).fetchone()
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def readable_share(conn: psycopg.Connection[Any]) -> ReadableShare:
     """The probe: the session's readable document versions and their chunks, up to a bound. Under row-level
     security the documents policy finds them in the GIN index on ``readers`` when few match, or stops
-    a sequential scan early when most do."""
+    a sequential scan early when most do. Skipped (an estimate instead) when the planner expects far more
+    than the bound."""
     limit = EXACT_MAX_READABLE_CHUNKS
+    if limit > 0:
+        expected = expected_readable_chunks(conn)
+        if expected > ESTIMATE_MARGIN * limit:
+            return ReadableShare(versions=limit + 1, chunks=expected, limit=limit, estimated=True)
     with connection_guard("counting the readable documents"):
         # Planned for each search (never a prepared generic plan): the plan depends on who asks, the GIN
         # bitmap for a few readable versions, a sequential scan that stops early for many; never a parallel
