@@ -14,6 +14,7 @@ from pipeline.ingest.object_storage import StorageOptions
 from pipeline.ingest.parse_pool import ParseLimits
 from pipeline.ingest.permissions import PermissionSettings
 from pipeline.ingest.planning import ReadOptions
+from pipeline.ingest.readers.ocr import OcrOptions
 from pipeline.settings import load_settings
 
 SourceMode = Literal["days", "collection"]
@@ -57,6 +58,14 @@ class SourceResource(ConfigurableResource):
     parse_memory_mb: int = Field(default=ParseLimits.memory_mb, ge=256, description=(
         "address space a parse worker may use for one file; a file that needs more is dead-lettered"))
     parse_workers: int = Field(default=ParseLimits.workers, ge=0, description="parse workers; 0 = one per CPU core")
+    ocr: bool = Field(default=OcrOptions.enabled, description=(
+        "OCR the pages of PDFs that have no text layer, and PNG, JPEG and TIFF images, when Tesseract is installed "
+        "(pip install 'docvec[ocr]', apt-get install tesseract-ocr); off: such files are dead-lettered"))
+    ocr_languages: str = Field(default=OcrOptions.languages, description=(
+        "Tesseract languages joined by '+', e.g. 'deu+eng'; each needs Debian's tesseract-ocr-<lang>"))
+    ocr_dpi: int = Field(default=OcrOptions.dpi, ge=72, le=600, description="resolution PDF pages are OCR'd at")
+    ocr_max_pages: int = Field(default=OcrOptions.max_pages, ge=1, description=(
+        "a file with more pages to OCR is dead-lettered before any is read (OCR also runs under the parse limits)"))
     endpoint_url: str | None = Field(default=None, description=(
         "object storage endpoint for MinIO or another S3-compatible store, e.g. http://minio:9000"))
     region: str | None = Field(default=None, description="the bucket's region (S3)")
@@ -72,7 +81,8 @@ class SourceResource(ConfigurableResource):
 
     def parse_limits(self) -> ParseLimits:
         return ParseLimits(seconds=self.parse_timeout_seconds, memory_mb=self.parse_memory_mb,
-                           workers=self.parse_workers)
+                           workers=self.parse_workers, ocr=OcrOptions(self.ocr, self.ocr_languages, self.ocr_dpi,
+                                                                       self.ocr_max_pages))
 
     def read_options(self) -> ReadOptions:
         """Which files of a day are read, and the limits each is read under."""

@@ -128,7 +128,7 @@ def test_every_bad_document_is_a_dead_letter_naming_the_fix(real_day) -> None:
     letters = {d.source_uri.rsplit("/", 1)[1]: f"{d.error}. {d.detail}" for d in read.dead_letters}
     expected = {
         "encrypted.pdf": "password-protected",
-        "scanned.pdf": "scanned PDF: no text to extract (OCR is not enabled)",
+        "scanned.pdf": "scanned PDF: OCR found no text on its 1 page",  # a drawing, no words
         "truncated.pdf": "not a readable PDF",
         "truncated.docx": "not a valid Word file",
         "objects.inv": "no reader for .inv; docvec reads: .docx, .epub",

@@ -15,17 +15,19 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from pipeline.errors import ConfigError, UnreadableDocument
-from pipeline.ingest.readers import parse
+from pipeline.ingest.readers import ocr, parse
+from pipeline.ingest.readers.ocr import OcrOptions
 from pipeline.ingest.readers.structure import Parsed
 
 # Imported once by the fork server, so each worker starts with the parsers loaded (~0.05 s, not ~1 s).
-_PRELOAD = ["pipeline.ingest.readers.pdf", "pipeline.ingest.readers.office", "pipeline.ingest.readers.html"]
+_PRELOAD = ["pipeline.ingest.readers.pdf", "pipeline.ingest.readers.office", "pipeline.ingest.readers.html",
+            "pipeline.ingest.readers.images"]
 _COMPLETE_FIX = "check that the file is complete and opens in its own application; split it if it is huge"
 
 Outcome = Parsed | UnreadableDocument
@@ -36,6 +38,7 @@ class ParseLimits:
     seconds: float = 120.0  # per file
     memory_mb: int = 2048  # address space of a worker while it parses one file
     workers: int = 0  # 0: one per CPU core
+    ocr: OcrOptions = field(default_factory=OcrOptions)  # pages without text: OCR'd inside the same limits
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.memory_mb < 256 or self.workers < 0:
@@ -64,12 +67,13 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
     over_limit = UnreadableDocument(f"needed more than the parse memory limit of {memory_bytes // 2**20:,} MiB",
                                     f"raise the source's parse_memory_mb, or {_COMPLETE_FIX}")
     while True:
-        path = conn.recv()
-        if path is None:
+        job = conn.recv()
+        if job is None:
             return
+        path, options = job
         outcome: Outcome
         try:
-            outcome = parse(Path(path))
+            outcome = parse(Path(path), options)
         except UnreadableDocument as exc:
             outcome = exc
         except MemoryError:
@@ -157,6 +161,7 @@ def parse_files(paths: Sequence[Path], limits: ParseLimits) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(paths)
     if not paths:
         return []
+    ocr.check_languages(limits.ocr)
     pool = _Pool(limits, limits.worker_count(len(paths)))
     queue = deque(range(len(paths)))
     try:
@@ -164,7 +169,7 @@ def parse_files(paths: Sequence[Path], limits: ParseLimits) -> list[Outcome]:
             for worker in pool.workers:
                 if worker.job is None and queue:
                     worker.job, worker.started = queue.popleft(), time.monotonic()
-                    worker.conn.send(str(paths[worker.job]))
+                    worker.conn.send((str(paths[worker.job]), limits.ocr))
             busy = [w for w in pool.workers if w.job is not None]
             deadline = min(w.started for w in busy) + limits.seconds
             ready = wait([w.conn for w in busy], timeout=max(0.0, deadline - time.monotonic()))

@@ -63,8 +63,16 @@ class ReadReport:
             "bytes": sum(d.bytes for plan in plans for d in plan.read.documents),
             "dead_letters": len(self.dead_letters),
             "seconds": round(sum(plan.read.seconds for plan in plans), 3),
+            **_ocr_metadata(plans),
             "landing": self.landing,
         }
+
+
+def _ocr_metadata(plans: Sequence[DayPlan]) -> Metadata:
+    """What OCR cost the days' documents read (pages recognised, seconds inside the parse workers)."""
+    read = [d.metadata for plan in plans for d in plan.read.documents]
+    return {"ocr_pages": sum(int(m.get("ocr_pages", 0)) for m in read),
+            "ocr_seconds": round(sum(float(m.get("ocr_seconds", 0.0)) for m in read), 3)}
 
 
 def _changes_metadata(plans: Sequence[DayPlan]) -> Metadata:
@@ -92,7 +100,9 @@ def _read_line(plan: DayPlan) -> str:
     kept = f", {len(read.kept)} unchanged files kept without reading them" if read.kept else ""
     verdict = "; unchanged since the last load" if plan.unchanged else ""
     deleted = f", {len(read.deleted)} deleted by its manifest" if read.deleted else ""
-    return (f"{plan.day}: {len(read.documents)} documents read{kept}, {len(read.dead_letters)} dead letters"
+    cost = _ocr_metadata([plan])
+    scanned = f", {cost['ocr_pages']} pages OCR'd in {cost['ocr_seconds']:.1f} s" if cost["ocr_pages"] else ""
+    return (f"{plan.day}: {len(read.documents)} documents read{kept}{scanned}, {len(read.dead_letters)} dead letters"
             f"{deleted}{verdict}")
 
 

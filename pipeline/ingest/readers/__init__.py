@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import UnreadableDocument
+from pipeline.ingest.readers.ocr import OcrOptions
 from pipeline.ingest.readers.structure import Parsed
 
 Reader = Callable[[Path], Parsed]
+OcrReader = Callable[[Path, OcrOptions], Parsed]  # a format whose pages may need OCR
 
 
 # extension -> (module, function), imported on first use: a day of Markdown never loads PDFium or lxml.
@@ -23,7 +25,10 @@ _READERS: dict[str, tuple[str, str]] = {
     ".docx": ("office", "read_docx"), ".pptx": ("office", "read_pptx"),
     ".xlsx": ("office", "read_xlsx"), ".xlsm": ("office", "read_xlsx"),
     ".epub": ("epub", "read_epub"),
+    ".png": ("images", "read_image"), ".jpg": ("images", "read_image"), ".jpeg": ("images", "read_image"),
+    ".tif": ("images", "read_image"), ".tiff": ("images", "read_image"),
 }
+_OCR_MODULES = frozenset({"pdf", "images"})
 # Formats cheap and safe to read in the calling process (pure Python on bounded text); every other
 # format is parsed in a worker process under a time and memory limit.
 IN_PROCESS = frozenset({".txt", ".text", ".md", ".markdown"})
@@ -50,5 +55,10 @@ def reader_for(name: str) -> Reader:
     return reader
 
 
-def parse(path: Path) -> Parsed:
+def parse(path: Path, ocr: OcrOptions | None = None) -> Parsed:
+    """``path`` read by its format's reader; pages without text OCR'd as ``ocr`` says (default: on)."""
+    module, function = require_reader(path.name)
+    if module in _OCR_MODULES:
+        reader: OcrReader = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        return reader(path, ocr or OcrOptions())
     return reader_for(path.name)(path)
