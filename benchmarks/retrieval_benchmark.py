@@ -1,10 +1,18 @@
 """Retrieval quality on a real manual nobody here wrote, side by side in one run: a plain peer-like
 pipeline and docvec, on the same pages, the same model and the same labelled questions.
 
-Corpus: the pages of the Python documentation listed in ``tests/support/corpora.py`` (every guide, 108
-library modules, and the index, contents, module-index and glossary pages), as Debian's python3-doc
-ships them. Questions: ``benchmarks/eval/python-docs.jsonl``, 77 written by reading those pages (40
-in plain words, 30 naming an identifier, 7 short keyword queries), answered by document.
+Corpora (``--corpus``, one or both; tests/support/corpora.py builds each page set from a Debian package):
+
+- ``python-docs`` (the default): the pages of the Python documentation listed in ``corpora.python_eval_pages``
+  (every guide, 108 library modules, and the index, contents, module-index and glossary pages), as Debian's
+  python3-doc ships them (Sphinx HTML). Questions: ``benchmarks/eval/python-docs.jsonl``, 77 written by
+  reading those pages (40 in plain words, 30 naming an identifier, 7 short keyword queries).
+- ``git-docs``: git's manual as Debian's git-doc ships it (``corpora.git_eval_pages``: 213 AsciiDoc pages,
+  every command page, the guides and the how-tos; a style nobody tuned on). Questions:
+  ``benchmarks/eval/git-docs.jsonl``, 72 written by reading those pages before any search ran (42 in plain
+  words, 24 hinging on an option, config key, variable or command, 6 keyword queries).
+
+Answers are by document (every page that answers is listed).
 
 - **peer**: what a plain pipeline does: fixed windows of 256 word pieces (32 shared), no titles, MiniLM
   vectors (exact cosine), PostgreSQL full text (``ts_rank_cd`` over ``to_tsvector('english')``, any
@@ -16,8 +24,9 @@ in plain words, 30 naming an identifier, 7 short keyword queries), answered by d
 
 Metrics per question: the ranked list of distinct documents; MRR over the first 10, hit@1, hit@5.
 
-Usage: ``python -m benchmarks.retrieval_benchmark [--ablate] [--queries FILE]``; it works in scratch
-databases (``docvec_bench_retrieval*``) and a temporary landing folder.
+Usage: ``python -m benchmarks.retrieval_benchmark [--corpus python-docs git-docs] [--ablate] [--queries FILE]``;
+it works in scratch databases (``docvec_bench_retrieval*``) and a temporary landing folder; with two corpora
+it ends with their figures side by side.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +69,23 @@ QUERIES = Path(__file__).parent / "eval" / "python-docs.jsonl"
 DAY = dt.date(2026, 1, 5)
 CANDIDATES = 50
 Ranker = Callable[[int, evaluation.LabelledQuery], list[str]]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An evaluation corpus: its labelled questions, its scratch databases' name, its pages and their root."""
+
+    queries: Path
+    database: str
+    pages: Callable[[], list[Path]]
+    root: Callable[[], Path]
+
+
+CORPORA = {
+    "python-docs": Corpus(QUERIES, DATABASE, corpora.python_eval_pages, corpora.python_docs),
+    "git-docs": Corpus(QUERIES.with_name("git-docs.jsonl"), f"{DATABASE}_git", corpora.git_eval_pages,
+                       corpora.git_docs),
+}
 
 
 def load_docvec(settings: Settings, landing: Path, embedder: Embedder) -> tuple[int, int, float]:
@@ -184,6 +211,26 @@ def measure(rankers: dict[str, Ranker], queries: Sequence[evaluation.LabelledQue
     return rows
 
 
+def measure_lists(conn: psycopg.Connection[Any], vectors: np.ndarray, embedder: Embedder,
+                  queries: Sequence[evaluation.LabelledQuery]) -> list[str]:
+    """The hybrid result list as users get it (k = 10 chunks, no per-document limit): the default (documents
+    take turns) against the list before it (``group_by_document``: a document's chunks follow it). Per
+    question: a relevant page among the first 5 chunks' pages, and the share of the first 5 and 10 chunks
+    that come from a relevant page (evaluation.list_scores)."""
+    service = SearchService.over(conn, embedder)
+    lines = []
+    for label, grouped in (("default (documents take turns)", False), ("grouped (before)", True)):
+        rows = []
+        for n, q in enumerate(queries):
+            hits = service.search(request(q.query, k=10, group_by_document=grouped), vector=vectors[n]).hits
+            rows.append((*evaluation.list_scores(hits, q.expected_doc_ids, 5),
+                         evaluation.list_scores(hits, q.expected_doc_ids, 10)[1]))
+        hit5, share5, share10 = (statistics.fmean(r[i] for r in rows) for i in range(3))
+        lines.append(f"docvec hybrid list, {label:<31} page hit@5 {hit5:.3f}  on-topic chunks@5 {share5:.3f}  "
+                     f"@10 {share10:.3f}")
+    return lines
+
+
 def print_rows(system: str, rows: Sequence[dict[str, Any]]) -> None:
     for r in rows:
         tags = "  ".join(f"{t} {v:.3f}" for t, v in r["by_tag"].items())
@@ -191,25 +238,21 @@ def print_rows(system: str, rows: Sequence[dict[str, Any]]) -> None:
               f"{r['p50_ms']:>7.1f}   {tags}")
 
 
-@benchmark_main
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queries", type=Path, default=QUERIES)
-    parser.add_argument("--ablate", action="store_true", help="also docvec without contextual headers")
-    parser.add_argument("--reuse", action="store_true", help="keep the loaded databases, and reuse them when present")
-    parser.add_argument("--limit-pages", type=int, help="only the corpus's first N pages (default: all)")
-    parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
-    args = smoke.parse_args(parser, {"limit_pages": 2, "limit_questions": 5})
-    queries = evaluation.load_queries(args.queries)[:args.limit_questions]
-    pages = corpora.python_eval_pages()[:args.limit_pages]
+def run_corpus(corpus: Corpus, args: argparse.Namespace) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Load one corpus (or reuse it), measure every system on its questions, print its table."""
+    queries_file = args.queries or corpus.queries
+    queries = evaluation.load_queries(queries_file)[:args.limit_questions]
+    pages = corpus.pages()[:args.limit_pages]
+    root = corpus.root()
     variants = [("docvec", True)] + ([("docvec, no headers", False)] if args.ablate else [])
     results: list[tuple[str, list[dict[str, Any]]]] = []
+    lists: list[str] = []  # the default result list's figures (measure_lists), docvec with headers
     notes = []
     with tempfile.TemporaryDirectory() as tmp:
         landing = Path(tmp) / "landing"
-        corpora.write_days(pages, landing, 1, DAY)
+        corpora.write_days(pages, landing, 1, DAY, root)
         for n, (label, contextual) in enumerate(variants):
-            name = f"{DATABASE}_{n}"
+            name = f"{corpus.database}_{n}"
             embedder = load_embedder(contextual=contextual)
             settings = existing_scratch(name) if args.reuse else None
             with connections.connect(settings) if settings else nullcontext() as conn:
@@ -224,6 +267,7 @@ def main() -> None:
             vectors = embedder.encode([q.query for q in queries])
             with connections.connect(settings) as conn:
                 results.append((label, measure(docvec_rankers(conn, vectors, model, embedder), queries)))
+                lists += measure_lists(conn, vectors, embedder, queries) if n == 0 else []
                 if n == 0:
                     if not (args.reuse and value(conn, "SELECT to_regclass('peer_chunks') IS NOT NULL")):
                         peer_chunks, peer_seconds = load_peer(conn, landing, embedder)
@@ -231,17 +275,50 @@ def main() -> None:
                     results.insert(0, ("peer (256-token windows)", measure(peer_rankers(conn, vectors), queries)))
             if not args.reuse:
                 drop_scratch(name)
-    root = corpora.python_docs()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; corpus: {len(pages)} pages of {root}; "
-          f"{len(queries)} questions ({args.queries.name}); {'; '.join(notes)}")
+          f"{len(queries)} questions ({queries_file.name}); {'; '.join(notes)}")
     print(f"{'system':<22} {'mode':<24} {'MRR@10':>6} {'hit@1':>6} {'hit@5':>6} {'p50 ms':>7}   MRR by tag")
     for system, rows in results:
         print_rows(system, rows)
+    print("\n".join(lists))
     peer_hybrid = next(r for r in results[0][1] if r["name"] == "hybrid")
     docvec = {r["name"]: r for r in results[1][1]}
     print(f"docvec hybrid - peer hybrid: MRR@10 {docvec['hybrid']['mrr'] - peer_hybrid['mrr']:+.3f}, "
           f"hit@1 {docvec['hybrid']['hit1'] - peer_hybrid['hit1']:+.3f}; docvec text MRR@10 {docvec['text']['mrr']:.3f}")
+    return results
 
+
+def print_side_by_side(measured: dict[str, list[tuple[str, list[dict[str, Any]]]]]) -> None:
+    """The peer's and docvec's vector, text and hybrid modes, one column group per corpus."""
+    names = list(measured)
+    print(f"\n{'system':<26} {'mode':<8} " + " ".join(f"{n:>12} {'MRR@10':>6} {'hit@1':>5} {'hit@5':>5}" for n in names))
+    for system in ("peer (256-token windows)", "docvec"):
+        for mode in ("vector", "text", "hybrid"):
+            cells = []
+            for name in names:
+                row = next(r for s, rows in measured[name] if s == system for r in rows if r["name"] == mode)
+                cells.append(f"{'':>12} {row['mrr']:>6.3f} {row['hit1']:>5.3f} {row['hit5']:>5.3f}")
+            print(f"{system:<26} {mode:<8} " + " ".join(cells))
+
+
+@benchmark_main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", nargs="+", choices=sorted(CORPORA), default=["python-docs"],
+                        help="the evaluation corpora, measured one after the other (default: python-docs)")
+    parser.add_argument("--queries", type=Path, help="another questions file (one corpus only)")
+    parser.add_argument("--ablate", action="store_true", help="also docvec without contextual headers")
+    parser.add_argument("--reuse", action="store_true", help="keep the loaded databases, and reuse them when present")
+    parser.add_argument("--limit-pages", type=int, help="only the corpus's first N pages (default: all)")
+    parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
+    args = smoke.parse_args(parser, {"limit_pages": 2, "limit_questions": 5})
+    if args.queries and len(args.corpus) > 1:
+        parser.error("--queries replaces one corpus's questions: name one --corpus with it")
+    measured = {}
+    for name in dict.fromkeys(args.corpus):
+        measured[name] = run_corpus(CORPORA[name], args)
+    if len(measured) > 1:
+        print_side_by_side(measured)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,9 @@ pipeline/lexical, the fusion of pipeline/query/fusion.py, the metrics of pipelin
 Vectors are ranked exactly here (the benchmark goes through the HNSW index), so its vector figures can
 differ from the benchmark's by the index's recall.
 
-Usage: ``python -m benchmarks.retrieval_benchmark --reuse`` once, then ``python -m benchmarks.retrieval_sweep``
+Usage: ``python -m benchmarks.retrieval_benchmark --reuse`` once, then ``python -m benchmarks.retrieval_sweep``;
+``--corpus git-docs`` (after ``retrieval_benchmark --corpus git-docs --reuse``) confirms on the second corpus
+what the first chose.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import smoke
-from benchmarks.retrieval_benchmark import DATABASE, QUERIES
+from benchmarks.retrieval_benchmark import CORPORA
 from benchmarks.server import benchmark_main, existing_scratch
 from pipeline.ingest.embedding import load_embedder
 from pipeline.lexical import bm25
@@ -96,10 +98,13 @@ def scores(ranked_lists: Sequence[list[str]], queries: Sequence[evaluation.Label
 @benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    smoke.parse_args(parser, {})  # its size is the corpus retrieval_benchmark left (smoke-sized after its --smoke)
-    settings = existing_scratch(f"{DATABASE}_0")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="python-docs")
+    args = smoke.parse_args(parser, {})  # its size is the corpus retrieval_benchmark left (smoke-sized after its --smoke)
+    corpus = CORPORA[args.corpus]
+    settings = existing_scratch(f"{corpus.database}_0")
     if settings is None:
-        raise SystemExit("run `python -m benchmarks.retrieval_benchmark --reuse` first: it loads the corpus")
+        raise SystemExit(f"run `python -m benchmarks.retrieval_benchmark --corpus {args.corpus} --reuse` first: "
+                         "it loads the corpus")
     embedder = load_embedder()
     with connections.connect(settings) as conn:
         model = model_registry.registered(conn, embedder.info)
@@ -109,7 +114,7 @@ def main() -> None:
                             "FROM chunks WHERE model_id = %s ORDER BY chunk_id", (model.id,)).fetchall()
     chunks = [Chunk(*row[:6]) for row in rows]
     matrix = np.stack([row[6].to_numpy() for row in rows])
-    queries = evaluation.load_queries(QUERIES)
+    queries = evaluation.load_queries(corpus.queries)
     query_vectors = embedder.encode([q.query for q in queries])
     vector_hits: list[list[SearchHit]] = []
     for similarities in query_vectors @ matrix.T:

@@ -13,6 +13,9 @@ Environment variables are read only when these functions are called (never at im
   (the landing is one living folder or prefix, mirrored by a snapshot on each run)
 * ``DOCVEC_PUSHGATEWAY_URL`` – a Prometheus Pushgateway the pipeline pushes each step's figures to
 * ``DOCVEC_METRICS_TEXTFILE_DIR`` – a folder the pipeline writes them to for node_exporter's textfile collector
+* ``DOCVEC_RERANKER`` – a local sentence-transformers CrossEncoder directory: searches rerank their first
+  candidates with it (``pipeline/query/rerank.py``); unset, no reranking
+* ``DOCVEC_RERANK_CANDIDATES`` – how many fused candidates it reranks (default 50)
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class Settings:
     source_mode: str = "days"  # as set: the source resource checks it
     pushgateway_url: str | None = None
     metrics_textfile_dir: Path | None = None
+    reranker: Path | None = None
+    rerank_candidates: str | None = None  # as set: pipeline/query/rerank.py checks it
 
     @property
     def landing(self) -> str:
@@ -82,4 +87,6 @@ def load_settings(
         source_mode=(os.environ.get("DOCVEC_SOURCE_MODE") or "days").strip().lower(),
         pushgateway_url=os.environ.get("DOCVEC_PUSHGATEWAY_URL", "").strip() or None,
         metrics_textfile_dir=Path(folder) if (folder := os.environ.get("DOCVEC_METRICS_TEXTFILE_DIR", "").strip()) else None,
+        reranker=Path(model) if (model := os.environ.get("DOCVEC_RERANKER", "").strip()) else None,
+        rerank_candidates=os.environ.get("DOCVEC_RERANK_CANDIDATES", "").strip() or None,
     )

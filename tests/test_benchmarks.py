@@ -119,11 +119,19 @@ SMOKE: dict[str, Smoke] = {
                                        r"^  rerun, 1 object edited\s+{n}\s+1\s+1\s+1\s+1 read"), model=True),
     "retrieval_benchmark": Smoke((r"^docvec\s+hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
                                   r"^peer \(256-token windows\) hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
-                                  r"^docvec hybrid - peer hybrid: MRR@10 {n}, hit@1 {n}"),
+                                  r"^docvec hybrid - peer hybrid: MRR@10 {n}, hit@1 {n}",
+                                  r"^docvec hybrid list, default \(documents take turns\)\s+page hit@5 {n}\s+"
+                                  r"on-topic chunks@5 {n}\s+@10 {n}"),
                                  args=("--reuse",), needs=corpora.python_eval_pages, model=True,
                                  then="retrieval_sweep"),
+    "header_recipes": Smoke((r"^python-docs\s+title > path, 32 tokens\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}",
+                             r"^git-docs\s+title, 32 tokens\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}"),
+                            needs=lambda: (corpora.python_eval_pages(), corpora.git_eval_pages()), model=True),
     "retrieval_sweep": Smoke((r"vector alone \(exact\): MRR@10 {n}, hit@1 {n}", r"^BM25 k1\s+0\.9\s+{n}\s+{n}\s+{n}$",
                               r"^fusion\s+rrf/chunk\s+{n}\s+{n}$"), model=True),
+    "rerank_benchmark": Smoke((r"^tiny \(1 layer, 32 wide\)\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$",
+                               r"^MiniLM-L6-sized \(6 layers, 384 wide\)\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$"),
+                              needs=corpora.python_docs, model=True),
     "hybrid_benchmark": Smoke((r"^\s+{n}\s+{n}\s+{n} hybrid\s+{n}\s+{n}\s+{n}",
                                r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
@@ -141,6 +149,10 @@ SMOKE: dict[str, Smoke] = {
                                          r"^wrong results: 0 ",
                                          r"^day folders, full daily snapshot: {n} of {n} days run"),
                                         needs=corpora.debian_doc_collection, model=True),
+    "ocr_benchmark": Smoke((r"^  scanned \(OCR\)\s+hybrid\s+{n}\s+{n}\s+{n}", r"^scanned - text, hybrid MRR@10: {n}",
+                            r"^OCR character error rate: {n}%", r"^OCR / embedding: {n}x",
+                            r"pytesseract page by page {n} pages/s; tesseract CLI .* {n} pages/s"),
+                           needs=lambda: (corpora.python_docs(), corpora.tool("chromium", "chromium")), model=True),
 }
 # Run by the benchmark before them (``then``), not on their own.
 FOLLOWERS = {smoke.then for smoke in SMOKE.values() if smoke.then}

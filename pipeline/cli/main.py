@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     def with_search(p: argparse.ArgumentParser, *, positional: tuple[str, ...] = ("query",)) -> argparse.ArgumentParser:
         add_options(p, SearchRequest, positional=positional, skip=() if positional else ("query",))
         p.add_argument("--json", action="store_true", help="print JSON")
-        p.add_argument("--explain", action="store_true", help="also print the query plans (EXPLAIN ANALYZE)")
+        p.add_argument("--explain", action="store_true", help="also print the query plans (EXPLAIN ANALYZE) and how the "
+                       "list was ordered (documents taking turns, grouped, or reranked)")
         return with_query_model(p)
 
     def with_query_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

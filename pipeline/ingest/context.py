@@ -3,25 +3,48 @@ so a chunk deep in a page still says what the page and section are about (a ques
 words than the chunk finds it through its header). The header is stored apart (``chunks.context``) so
 results show clean text, and it never exceeds the room the chunker leaves for it.
 
-The recipe is part of the embedding revision (``records.CONTEXT_REVISION_SUFFIX``): change anything
-here that changes a header, and bump that suffix."""
+The recipe (``HeaderRecipe``: which headings, how much room) is part of the embedding revision
+(``records.CONTEXT_REVISION_SUFFIX``): change ``RECIPE`` or anything here that changes a header, and bump
+that suffix. Other recipes exist for measurement (benchmarks/header_recipes.py), never for a store."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pipeline.lexical.bm25 import section_below_title
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-HEADER_TOKENS = 32  # word pieces reserved for the header in every chunk's budget
 SEPARATOR = "\n\n"
+Sections = Literal["path", "last", "none"]
 
 
-def header(title: str | None, section: str | None) -> str:
-    """``Title > Section path``, without repeating the title when the path starts with it."""
-    return " > ".join(part for part in (title, *section_below_title(title, section)) if part)
+@dataclass(frozen=True)
+class HeaderRecipe:
+    """How a chunk's header is made: the page title, then its section headings (``path``: every heading
+    from the page's top down to the chunk's; ``last``: only the chunk's own heading; ``none``: the title
+    alone), within ``tokens`` word pieces reserved in every chunk's budget (more when the chunk is short)."""
+
+    sections: Sections = "path"
+    tokens: int = 32
+
+    @property
+    def name(self) -> str:
+        return f"title{'' if self.sections == 'none' else ' > ' + self.sections}, {self.tokens} tokens"
+
+
+RECIPE = HeaderRecipe()  # what stores embed: measured against the others in benchmarks/RESULTS.md
+HEADER_TOKENS = RECIPE.tokens  # word pieces reserved for the header in every chunk's budget
+
+
+def header(title: str | None, section: str | None, recipe: HeaderRecipe = RECIPE) -> str:
+    """``Title > Section path`` (or the recipe's part of it), without repeating the title when the path
+    starts with it."""
+    headings = section_below_title(title, section)
+    kept = headings if recipe.sections == "path" else headings[-1:] if recipe.sections == "last" else ()
+    return " > ".join(part for part in (title, *kept) if part)
 
 
 def fit(text: str, tokenizer: Tokenizer, room: int) -> str:

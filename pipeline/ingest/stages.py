@@ -100,11 +100,12 @@ def restored_chunks(plan: DayPlan, tokenizer: Tokenizer) -> DayChunks:
 
 def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingConfig,
                     max_chunks_per_document: int | None = None, *, fingerprint: str = "",
-                    contextual: bool = True) -> DayChunks:
+                    contextual: bool = True, recipe: context.HeaderRecipe = context.RECIPE) -> DayChunks:
     """Chunk the day's documents. Each chunk gets its metadata (title, section, page), its BM25 entry
     and its list prior; with ``contextual`` also its header, which gets the room the chunk leaves
     (``config.reserved_tokens`` guarantees some). ``contextual`` must match the embedder's
-    (``Embedder.contextual``): the model embeds what is cut here."""
+    (``Embedder.contextual``): the model embeds what is cut here. ``recipe`` is the header's (only
+    benchmarks/header_recipes.py passes another: a store's revision names the default)."""
     started = time.perf_counter()
     per_document = chunk_texts([d.text for d in batch.documents], tokenizer, config,
                                [[s.start for s in d.sections if s.heading] for d in batch.documents])
@@ -122,7 +123,7 @@ def chunk_documents(batch: DayDocuments, tokenizer: Tokenizer, config: ChunkingC
         counts[document.doc_id] = len(pieces)
         for piece in pieces:
             metadata = chunk_metadata(document, piece.char_start, piece.char_end)
-            header = context.fit(context.header(metadata.get("title"), metadata.get("section")), tokenizer,
+            header = context.fit(context.header(metadata.get("title"), metadata.get("section"), recipe), tokenizer,
                                  config.model_room - piece.token_count) if contextual else ""
             pieces_of.append((document, piece, metadata, header))
     lexical = bm25.entries([bm25.chunk_term_counts(piece.text, metadata.get("title"), metadata.get("section"))

@@ -113,6 +113,7 @@ def build_server(tools: DocvecTools, acting: Acting | None) -> DocvecMCP:
         as_of: Annotated[str | None, _option("as_of", " (YYYY-MM-DD)")] = None,
         documents: Annotated[bool, _option("documents")] = _default("documents"),
         per_doc: Annotated[int | None, _option("per_doc")] = None,
+        group_by_document: Annotated[bool, _option("group_by_document")] = _default("group_by_document"),
         window: Annotated[int, _option("window")] = _default("window"),
         fusion: Annotated[str, _option("fusion", " (tuning: leave unset)")] = _default("fusion"),
         vector_weight: Annotated[float, _option("vector_weight", " (tuning: leave unset)")] = _default("vector_weight"),
@@ -122,7 +123,8 @@ def build_server(tools: DocvecTools, acting: Acting | None) -> DocvecMCP:
         probes: Annotated[int | None, _option("probes", " (tuning: leave unset)")] = None,
     ) -> dict[str, Any]:
         options = {"query": query, "k": k, "mode": mode, "filters": filters, "since": since, "until": until,
-                   "as_of": as_of, "documents": documents, "per_doc": per_doc, "window": window, "fusion": fusion,
+                   "as_of": as_of, "documents": documents, "per_doc": per_doc, "group_by_document": group_by_document,
+                   "window": window, "fusion": fusion,
                    "vector_weight": vector_weight, "rrf_k": rrf_k, "candidates": candidates,
                    "ef_search": ef_search, "probes": probes}
         return tools.search(options, who(ctx))

@@ -1,4 +1,7 @@
-"""Retrieval evaluation on labelled queries: recall@k, hit@1, hit@k, MRR and nDCG@10 per search mode.
+"""Retrieval evaluation on labelled queries: recall@k, hit@1, hit@k, MRR and nDCG@10 per search mode,
+and two measures of the result list a user gets by default (k chunks, documents taking turns): whether
+a relevant page is among its first k chunks' pages (``list_hit_at_k``), and the share of those chunks
+that come from a relevant page (``relevant_share``: what an LLM given the first k chunks reads that is on topic).
 
 A labelled file is JSONL, one query per line:
 ``{"query": "what does ERR-4471 mean", "expected_doc_ids": ["runbooks/err-4471.md"], "tags": ["identifier"]}``
@@ -29,7 +32,7 @@ from pipeline.storage import catalog, chunk_search, ingest_days, model_registry
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
 # The search options an evaluation may vary (``docvec eval --fusion rrf``): how results are ranked. The
 # query, mode, k and per-document limit are the evaluation's own.
-TUNING = ("fusion", "vector_weight", "rrf_k", "candidates", "ef_search", "probes", "as_of")
+TUNING = ("fusion", "vector_weight", "rrf_k", "candidates", "ef_search", "probes", "as_of", "group_by_document")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ModeScores:
     queries: int
     hit_at_1: float = 0.0  # share of queries whose first document is an expected one
     hit_at_k: float = 0.0  # share with an expected document in the first k
+    list_hit_at_k: float = 0.0  # default list of k chunks: share of queries with a relevant page among them
+    relevant_share: float = 0.0  # default list of k chunks: mean share of them that come from a relevant page
     by_tag: dict[str, dict[str, float]] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)  # queries whose documents were not in the top k
 
@@ -100,23 +105,36 @@ def hits_for(ranked: Sequence[str], expected: Sequence[str], k: int) -> tuple[fl
     return float(bool(ranked) and ranked[0] in relevant), float(bool(relevant & set(ranked[:k])))
 
 
+def list_scores(hits: Sequence[SearchHit], expected: Sequence[str], k: int) -> tuple[float, float]:
+    """A result list's first ``k`` chunks: whether one comes from a relevant page (page-level hit@k), and
+    the share of the ``k`` that do (a list shorter than ``k`` counts its missing chunks as off topic)."""
+    relevant = set(expected)
+    first = [hit.doc_id in relevant for hit in hits[:k]]
+    return float(any(first)), sum(first) / k
+
+
 def evaluate(conn: psycopg.Connection[Any], model: ModelSource | Embedder | None, queries: Sequence[LabelledQuery],
              modes: Sequence[str] = MODES, k: int = 5, **options: Any) -> list[ModeScores]:
     """Each mode's scores on ``queries``, searched through the search service on ``conn`` with ``model``
     (a source, a loaded embedder, or None for the served model; loaded only when a mode embeds the
-    queries). Each query asks for the first ``RANKED`` documents, one chunk each; ``options`` are further
-    ``SearchRequest`` fields (fusion, ef_search, ...)."""
+    queries). Each query asks for the first ``RANKED`` documents, one chunk each, and for the default list
+    of ``k`` chunks (``list_scores``); ``options`` are further ``SearchRequest`` fields (fusion, ...)."""
     service = SearchService.over(conn, model)
     requests = {mode: [request(q.query, mode=mode, k=RANKED, per_doc=1, **options) for q in queries] for mode in modes}
+    lists = {mode: [request(q.query, mode=mode, k=k, **options) for q in queries] for mode in modes}
     vectors = service.encode([q.query for q in queries]) if queries and any(m != "text" for m in modes) else None
     results = []
     for mode in modes:
         per_query = []
         by_tag: dict[str, list[tuple[float, float, float]]] = {}
         hit_rows: list[tuple[float, float]] = []
+        list_rows: list[tuple[float, float]] = []
         misses = []
         for n, labelled in enumerate(queries):
-            hits = service.search(requests[mode][n], vector=None if vectors is None else vectors[n]).hits
+            vector = None if vectors is None else vectors[n]
+            hits = service.search(requests[mode][n], vector=vector).hits
+            list_rows.append(list_scores(service.search(lists[mode][n], vector=vector).hits,
+                                         labelled.expected_doc_ids, k))
             ranked = ranked_documents(hits)
             triple = scores_for(ranked, labelled.expected_doc_ids, k)
             hit_rows.append(hits_for(ranked, labelled.expected_doc_ids, k))
@@ -128,6 +146,7 @@ def evaluate(conn: psycopg.Connection[Any], model: ModelSource | Embedder | None
         results.append(ModeScores(
             mode=mode, recall_at_k=_mean(per_query, 0), mrr=_mean(per_query, 1), ndcg_at_10=_mean(per_query, 2),
             queries=len(per_query), misses=misses, hit_at_1=_mean(hit_rows, 0), hit_at_k=_mean(hit_rows, 1),
+            list_hit_at_k=_mean(list_rows, 0), relevant_share=_mean(list_rows, 1),
             by_tag={tag: {"recall_at_k": _mean(rows, 0), "mrr": _mean(rows, 1), "ndcg_at_10": _mean(rows, 2),
                           "queries": len(rows)} for tag, rows in sorted(by_tag.items())},
         ))
@@ -139,10 +158,11 @@ def _mean(rows: Sequence[tuple[float, ...]], column: int) -> float:
 
 
 def format_scores(scores: Sequence[ModeScores], k: int) -> str:
-    lines = [f"{'mode':<8} {'queries':>7} {f'recall@{k}':>9} {'hit@1':>6} {f'hit@{k}':>6} {'MRR':>7} {'nDCG@10':>8}"]
+    lines = [f"{'mode':<8} {'queries':>7} {f'recall@{k}':>9} {'hit@1':>6} {f'hit@{k}':>6} {'MRR':>7} {'nDCG@10':>8}"
+             f"  {f'list hit@{k}':>11} {f'on-topic@{k}':>11}"]
     for s in scores:
         lines.append(f"{s.mode:<8} {s.queries:>7} {s.recall_at_k:>9.3f} {s.hit_at_1:>6.3f} {s.hit_at_k:>6.3f} "
-                     f"{s.mrr:>7.3f} {s.ndcg_at_10:>8.3f}")
+                     f"{s.mrr:>7.3f} {s.ndcg_at_10:>8.3f}  {s.list_hit_at_k:>11.3f} {s.relevant_share:>11.3f}")
     tags = sorted({tag for s in scores for tag in s.by_tag})
     if len(tags) > 1:
         lines.append("")

@@ -70,6 +70,9 @@ class SearchRequest(BaseModel):
                                   "could match); an until after it changes nothing; a future day is today")
     per_doc: int | None = Field(default=None, ge=1, description="at most this many results per document")
     documents: bool = Field(default=False, description="rank documents: each one's best chunk and its score")
+    group_by_document: bool = Field(default=False, description="hybrid: each document's chunks together after "
+                                    "it, documents by score (by default documents take turns: the best document's "
+                                    "best two chunks, then one chunk of each other document, round after round)")
     window: int = Field(default=0, ge=0, le=10, description="neighbouring chunks returned on each side of a hit")
     fusion: Fusion = Field(default="relative", description="hybrid: relative (normalised scores, weighted) "
                            "or rrf (reciprocal ranks)")

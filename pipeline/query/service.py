@@ -4,7 +4,9 @@ pool) and where its model comes from (``search_model.ModelSource``), and turns a
 into a ``SearchResult``.
 
 The sequence: identify the model whose vectors to read (never loading it: text mode needs none), run
-the branches the mode asks for, fuse them (hybrid), keep at most ``per_doc`` hits of each document
+the branches the mode asks for, fuse them (hybrid), rerank the first candidates with a cross-encoder
+when one is configured (``rerank.py``), else let a hybrid list's documents take turns
+(``fusion.interleave``, unless ``group_by_document``), keep at most ``per_doc`` hits of each document
 and the first ``k``, and add each hit's neighbouring chunks (``window``). A search ``as_of`` a day first
 checks that the day's history is still kept (``refuse_lost_history``). With a pool, a hybrid
 search runs its text branch on a second connection while the query is embedded and the vector branch
@@ -25,10 +27,12 @@ import psycopg
 from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
 from pipeline.query import branches
-from pipeline.query.fusion import fuse, limit_per_document
+from pipeline.query.fusion import LEAD, fuse, interleave, limit_per_document
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest, request
+from pipeline.query.rerank import CrossEncoderReranker, from_settings
 from pipeline.query.search_model import ModelSource, model_source
+from pipeline.settings import load_settings
 from pipeline.storage import access, history
 from pipeline.storage.model_registry import StoredModel
 from pipeline.storage.sqlstate import connection_guard
@@ -140,14 +144,19 @@ class SearchResult:
 
 class SearchService:
     """Runs searches (see the module docstring). ``parallel_text``: run a hybrid search's text branch on
-    a connection of its own; on by default when the connections come from a pool."""
+    a connection of its own; on by default when the connections come from a pool. ``reranker``: the
+    cross-encoder stage, by default the one the settings configure (``DOCVEC_RERANKER``; none when unset);
+    False for none whatever the settings say."""
 
     def __init__(self, connections: ConnectionSource, model: ModelSource | None = None, *,
-                 parallel_text: bool | None = None, threads: int = 8) -> None:
+                 parallel_text: bool | None = None, threads: int = 8,
+                 reranker: CrossEncoderReranker | bool | None = None) -> None:
         if parallel_text and not connections.parallel:
             raise ConfigError("a parallel text branch needs a second connection: give the service a pool")
         self._connections = connections
         self._model = model or model_source(None)
+        self._reranker = (from_settings(load_settings()) if reranker is None or reranker is True
+                          else reranker or None)
         parallel = connections.parallel if parallel_text is None else parallel_text
         self._branches = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docvec-branch") if parallel else None
 
@@ -222,9 +231,10 @@ class SearchService:
             finally:
                 if pending is not None:
                     pending.cancel()  # a no-op once it ran; if the vector branch failed first, it never starts
+            hits, stage = self._ordered(wanted, hits)
             hits = branches.with_context(conn, limit_per_document(hits, wanted.per_document, wanted.k), wanted.window,
                                          stored.id)
-            plans = self._plans(conn, wanted, stored.id, vector, principals is not None) if explain else ()
+            plans = (*self._plans(conn, wanted, stored.id, vector, principals is not None), stage) if explain else ()
         return SearchResult(hits=hits, model=stored.label, mode=wanted.mode, plans=plans,
                             took_ms=round((time.perf_counter() - started) * 1000, 2), candidates=candidates,
                             encode_seconds=encoded)
@@ -237,7 +247,8 @@ class SearchService:
         if wanted.mode == "text" or vector is None:
             counted["text"] = len(text_only := _text_branch(conn, wanted, model_id))
             return text_only
-        nearest = branches.search_vector(conn, vector, model_id, k=wanted.branch_size, since=wanted.since,
+        fetched = wanted.branch_size if self._reranker is None else max(wanted.branch_size, self._reranker.candidates)
+        nearest = branches.search_vector(conn, vector, model_id, k=fetched, since=wanted.since,
                                          until=wanted.until, filters=wanted.filters, ef_search=wanted.ef_search,
                                          probes=wanted.probes, as_of=wanted.as_of, as_principals=as_principals)
         counted["vector"] = len(nearest)
@@ -248,6 +259,21 @@ class SearchService:
             text = _text_branch(conn, wanted, model_id)
         counted["text"] = len(text)
         return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
+
+    def _ordered(self, wanted: SearchRequest, hits: list[SearchHit]) -> tuple[list[SearchHit], str]:
+        """The candidates in the order the list shows them, and a line saying how (for ``explain``):
+        reranked by the cross-encoder when one is configured; else a hybrid list's documents take turns
+        (``fusion.interleave``) unless the request groups them."""
+        if self._reranker is not None:
+            reranked = self._reranker.rerank(wanted.query, hits)
+            return reranked.hits, (f"rerank: the first {reranked.scored} of {len(hits)} candidates scored by the "
+                                   f"cross-encoder {self._reranker.path} in {reranked.seconds * 1000:.1f} ms")
+        if wanted.mode != "hybrid":
+            return hits, f"order: {wanted.mode} scores, chunk by chunk"
+        if wanted.group_by_document:
+            return hits, "order: documents by fused score, each document's chunks after it (group_by_document)"
+        return interleave(hits), (f"order: documents by fused score, taking turns (the first document's best {LEAD} "
+                                   "chunks, then one chunk of each document per round)")
 
     def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
                         principals: Sequence[str] | None,

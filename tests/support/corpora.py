@@ -144,6 +144,35 @@ def python_eval_pages() -> list[Path]:
     return guides + library + listings
 
 
+# The second retrieval evaluation corpus (benchmarks/eval/git-docs.jsonl): git's manual as Debian's git-doc
+# ships it (AsciiDoc HTML, one page per command, guides and how-tos; a different style from Sphinx's). Left
+# out: links (index.html is git.html), pages that only say where a document moved or that a command is a
+# synonym of another, the retired tools list, and the index pages of the how-tos and the internals.
+GIT_DOCS_PACKAGE = "git-doc"
+_GIT_NOT_CONTENT = ("howto-index.html", "git-tools.html")
+_GIT_STUBS = ("This document has been moved to", "This is a synonym for")
+
+
+def git_docs() -> Path:
+    """The folder of git's HTML manual (installing git-doc when missing)."""
+    root = Path("/usr/share/doc/git-doc")
+    require_package(GIT_DOCS_PACKAGE, root / "git.html")
+    return root
+
+
+def git_eval_pages() -> list[Path]:
+    """The pages of the git evaluation corpus: every command page and guide at the top of git-doc's
+    folder, then its how-tos (``howto/*.html``), in name order; no links, moved-page notes or synonyms."""
+    root = git_docs()
+    pages = [page for page in (*sorted(root.glob("*.html")), *sorted((root / "howto").glob("*.html")))
+             if not page.is_symlink() and page.name not in _GIT_NOT_CONTENT
+             and not any(stub in page.read_text(errors="replace") for stub in _GIT_STUBS)]
+    if len(pages) < 150:
+        raise CorpusUnavailable(f"{root} holds {len(pages)} manual pages, fewer than git-doc ships: "
+                                f"reinstall the Debian package {GIT_DOCS_PACKAGE}")
+    return pages
+
+
 def write_days(pages: Sequence[Path], landing: Path, days: int, end: dt.date, root: Path | None = None) -> list[dt.date]:
     """Spread ``pages`` over ``days`` day folders ending at ``end`` (round robin, keeping each page's
     path below ``root``, so ``library/os.html`` lands as ``YYYY-MM-DD/library/os.html``)."""

@@ -24,12 +24,14 @@ class Parsed:
     links: tuple[LinkBlock, ...] = ()  # blocks with link text, where the format has links
 
 
-def clean_line_text(text: str) -> str:
+def clean_line_text(text: str, *, preformatted: bool = False) -> str:
     """Text of one block: Windows line ends and runs of spaces flattened, soft hyphens and form feeds
-    dropped, blank-line runs shortened, ends trimmed."""
+    dropped, blank-line runs shortened, ends trimmed. ``preformatted`` (a code block): each line's
+    spaces and indent kept as written, only line ends, trailing spaces and blank lines around it cleaned."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "").replace("\x02", "")
-    text = "\n".join(_SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
-    return _BLANK_RUNS.sub("\n\n", text).strip()
+    lines = (line.rstrip() if preformatted else _SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
+    text = _BLANK_RUNS.sub("\n\n", "\n".join(lines))
+    return text.strip("\n") if preformatted else text.strip()
 
 
 def heading_text(text: str) -> str:
@@ -73,9 +75,10 @@ class Builder:
         self._pending_heading = True
         self.block(text)
 
-    def block(self, text: str, link_share: float = 0.0) -> None:
-        """A block of text; ``link_share``: the fraction of its characters that are link text."""
-        text = clean_line_text(text)
+    def block(self, text: str, link_share: float = 0.0, *, preformatted: bool = False) -> None:
+        """A block of text; ``link_share``: the fraction of its characters that are link text;
+        ``preformatted``: a code block, whose spaces and indents are kept (``clean_line_text``)."""
+        text = clean_line_text(text, preformatted=preformatted)
         if not text:
             return
         if self._parts:
