@@ -102,8 +102,9 @@ def test_as_of_a_day_is_the_store_as_it_was_then_in_every_mode(history, conn, em
     [hit] = [h for h in search.search(conn, embedder, HERON_QUERY, k=20, as_of=D1, window=1) if h.doc_id == HERON]
     assert [c["text"] for c in hit.context or []] == [V1], "the context window is the as-of version's"
 
-    plans = SearchService.over(conn, embedder).search(request(HERON_QUERY, as_of=D1), explain=True).plans
+    *plans, order = SearchService.over(conn, embedder).search(request(HERON_QUERY, as_of=D1), explain=True).plans
     assert len(plans) == 2, "hybrid: the vector and the text branch"
+    assert order.startswith("order: "), "then how the list was ordered"
     for plan in plans:
         assert plan.count("Anti Join") == 2, f"versions and tombstones stay anti joins:\n{plan}"
         assert partition_name(D1) in plan and partition_name(D2) not in plan and partition_name(D3) not in plan, \
