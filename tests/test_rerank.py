@@ -58,6 +58,8 @@ def test_reranking_is_off_by_default_and_on_when_the_setting_names_a_directory(
     configured = SearchService.over(conn, embedder).search(wanted, explain=True)
     assert configured.plans[-1].startswith("rerank: the first 5 of ")
     assert len(configured.hits) == len(off.hits)
+    # Every service built from the same settings shares one reranker (search.search builds one per call).
+    assert from_settings(load_settings()) is from_settings(load_settings())
 
 
 def test_a_missing_or_wrong_directory_is_a_config_error_naming_it(tmp_path, monkeypatch) -> None:

@@ -11,6 +11,7 @@ plumbing and the latency are (benchmarks/rerank_benchmark.py)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -112,4 +113,11 @@ def from_settings(settings: Settings) -> CrossEncoderReranker | None:
     count = settings.rerank_candidates or str(RERANK_CANDIDATES)
     if not count.isdigit():
         raise ConfigError(f"DOCVEC_RERANK_CANDIDATES must be a whole number >= 1, got {count!r}")
-    return CrossEncoderReranker(settings.reranker, int(count))
+    return _shared(settings.reranker.expanduser().resolve(), int(count))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared(path: Path, candidates: int) -> CrossEncoderReranker:
+    """One reranker per configured directory and count in a process: every ``SearchService`` built from
+    the settings (``search.search`` builds one per call) shares it, so the cross-encoder loads once."""
+    return CrossEncoderReranker(path, candidates)

@@ -85,6 +85,11 @@ def _pytesseract_missing() -> bool:
     return False
 
 
+def _absent(options: OcrOptions, languages: frozenset[str]) -> list[str]:
+    """The languages ``options`` names that Tesseract has no data for."""
+    return [lang for lang in options.language_list if lang not in languages]
+
+
 def missing(options: OcrOptions) -> str | None:
     """Why OCR cannot run here (what is not installed), or None when it can."""
     if _pytesseract_missing():
@@ -92,7 +97,7 @@ def missing(options: OcrOptions) -> str | None:
     languages = installed_languages()
     if languages is None:
         return "the tesseract binary is not installed"
-    absent = [lang for lang in options.language_list if lang not in languages]
+    absent = _absent(options, languages)
     if absent:
         return f"Tesseract has no language data for {'+'.join(absent)}"
     return None
@@ -106,7 +111,7 @@ def check_languages(options: OcrOptions) -> None:
     languages = installed_languages()
     if languages is None:
         return
-    absent = [lang for lang in options.language_list if lang not in languages]
+    absent = _absent(options, languages)
     if absent:
         raise ConfigError(f"ocr_languages {options.languages!r}: Tesseract has no data for {'+'.join(absent)} "
                           f"(it has {', '.join(sorted(languages - {'osd'})) or 'none'}); install it with "
