@@ -1,7 +1,8 @@
 """Each constant of docvec's ranking varied alone around its default, the others fixed, on the
 evaluation corpus of benchmarks/retrieval_benchmark.py: BM25's k1 and b, the title and section weights,
-the list prior, the share of chunks above which a term stops selecting candidates (without the floor
-that keeps small stores unpruned), and hybrid fusion (method and vector weight). This is what chose them; RESULTS.md keeps
+the list prior, the share of chunks above which a term stops selecting candidates (the rule docvec's
+text branch used before its exact early stop, pipeline/lexical/pruning.py; docvec now scores as share
+1.0 does), and hybrid fusion (method and vector weight). This is what chose them; RESULTS.md keeps
 its output.
 
 It reads the chunks (text, title, section, prior, vector) that ``retrieval_benchmark --reuse`` left in
@@ -34,7 +35,6 @@ from pipeline.ingest.embedding import load_embedder
 from pipeline.lexical import bm25
 from pipeline.query import evaluation, fusion
 from pipeline.query.hits import SearchHit
-from pipeline.query.search import CANDIDATE_FLOOR, CANDIDATE_TERM_SHARE
 from pipeline.storage import connections, model_registry
 
 POOL = 50
@@ -69,7 +69,7 @@ class Lexical:
                 self.postings[term].append((row, weight))
         self.chunks = chunks
 
-    def search(self, query: str, *, share: float = CANDIDATE_TERM_SHARE, floor: int = CANDIDATE_FLOOR,
+    def search(self, query: str, *, share: float = 1.0, floor: int = 0,
                use_prior: bool = True) -> list[SearchHit]:
         n = len(self.chunks)
         present = {t: len(self.postings[t]) for t in bm25.query_terms(query) if t in self.postings}
@@ -113,7 +113,7 @@ def main() -> None:
         rows = conn.execute("SELECT chunk_id, doc_id, text, metadata->>'title', metadata->>'section', prior, embedding "
                             "FROM chunks WHERE model_id = %s ORDER BY chunk_id", (model.id,)).fetchall()
     chunks = [Chunk(*row[:6]) for row in rows]
-    matrix = np.stack([row[6].to_numpy() for row in rows])
+    matrix = np.stack([np.asarray(row[6].to_numpy(), dtype=np.float32) for row in rows])  # halfvec: float16
     queries = evaluation.load_queries(corpus.queries)
     query_vectors = embedder.encode([q.query for q in queries])
     vector_hits: list[list[SearchHit]] = []

@@ -16,6 +16,8 @@ Environment variables are read only when these functions are called (never at im
 * ``DOCVEC_RERANKER`` – a local sentence-transformers CrossEncoder directory: searches rerank their first
   candidates with it (``pipeline/query/rerank.py``); unset, no reranking
 * ``DOCVEC_RERANK_CANDIDATES`` – how many fused candidates it reranks (default 50)
+* ``DOCVEC_VECTOR_STORAGE`` – what ``docvec migrate`` stores vectors as (migration 0016): ``halfvec`` (16-bit
+  floats, the default) or ``vector`` (32-bit); a store keeps its type until migrated again
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Settings:
     metrics_textfile_dir: Path | None = None
     reranker: Path | None = None
     rerank_candidates: str | None = None  # as set: pipeline/query/rerank.py checks it
+    vector_storage: str | None = None  # as set: pipeline/storage/vector_storage.py checks it
 
     @property
     def landing(self) -> str:
@@ -89,4 +92,5 @@ def load_settings(
         metrics_textfile_dir=Path(folder) if (folder := os.environ.get("DOCVEC_METRICS_TEXTFILE_DIR", "").strip()) else None,
         reranker=Path(model) if (model := os.environ.get("DOCVEC_RERANKER", "").strip()) else None,
         rerank_candidates=os.environ.get("DOCVEC_RERANK_CANDIDATES", "").strip() or None,
+        vector_storage=os.environ.get("DOCVEC_VECTOR_STORAGE", "").strip() or None,
     )

@@ -134,6 +134,8 @@ SMOKE: dict[str, Smoke] = {
                               needs=corpora.python_docs, model=True),
     "hybrid_benchmark": Smoke((r"^\s+{n}\s+{n}\s+{n} hybrid\s+{n}\s+{n}\s+{n}",
                                r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
+    "bm25_benchmark": Smoke((r"^all classes\s+early stop \(docvec\)\s+{n}\s+{n}\s+{n}\s+100\.0%$",  # always exact
+                             r"^early stop / before: p50 {n}, p99 {n}; early stop / complete: p50 {n}, p99 {n}$")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
                                    for mode in ("vector", "text", "hybrid")), model=True),
     "permissions_benchmark": Smoke(tuple(rf"^{caller}\s+{{n}}\s+{{n}}\s+{{n}}x\s+0\s+0\s+(?:exact|index walk)"  # k hits,
@@ -149,6 +151,12 @@ SMOKE: dict[str, Smoke] = {
                                          r"^wrong results: 0 ",
                                          r"^day folders, full daily snapshot: {n} of {n} days run"),
                                         needs=corpora.debian_doc_collection, model=True),
+    "halfvec_benchmark": Smoke((*(rf"^\s*{storage}\s+{{n}} {method}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}$"
+                                  for storage in ("vector", "halfvec") for method in ("exact", "hnsw", "ivfflat")),
+                                r"^halfvec / vector: table {n}x, hnsw {n}x size, {n}x build, recall@10 {n}",
+                                r"^hybrid\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$",
+                                r"^vector mode top-10 chunks: identical lists for {n} of {n} questions"),
+                               needs=corpora.python_eval_pages, model=True),
     "ocr_benchmark": Smoke((r"^  scanned \(OCR\)\s+hybrid\s+{n}\s+{n}\s+{n}", r"^scanned - text, hybrid MRR@10: {n}",
                             r"^OCR character error rate: {n}%", r"^OCR / embedding: {n}x",
                             r"pytesseract page by page {n} pages/s; tesseract CLI .* {n} pages/s"),

@@ -121,7 +121,7 @@ def test_build_recall_plan_and_drop(indexed_db, kind) -> None:
         assert recall >= 0.95, recall
         plan = plan_text(conn, vectors, model_id)
         assert outcome.index_name in plan, "search uses the index"
-        assert "'[384 dims]'::vector" in plan, "the query vector is elided from the printed plan"
+        assert "'[384 dims]'::halfvec" in plan, "the query vector is elided from the printed plan"
         again = builds.maintain_partition(conn, partition, policy)
         assert again.plan.action == Action.KEEP and again.index_name == outcome.index_name
 

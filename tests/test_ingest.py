@@ -101,7 +101,7 @@ def test_vectors_of_the_wrong_shape_or_nan_are_refused(conn, tmp_path, embedder,
     (day_folder(tmp_path, day) / "x.md").write_text("Some text about kites.")
     embeddings, _ = run_day(conn, tmp_path, day, embedder, chunking_config)
     wrong = embeddings.__class__(**{**embeddings.__dict__, "vectors": np.ones((1, 768), dtype=np.float32)})
-    with pytest.raises(DimensionMismatchError, match=r"768 dimensions but chunks.embedding is vector\(384\)"):
+    with pytest.raises(DimensionMismatchError, match=r"768 dimensions but chunks.embedding is halfvec\(384\)"):
         stages.load_embeddings(conn, wrong)
     nan = embeddings.__class__(**{**embeddings.__dict__, "vectors": np.full((1, 384), np.nan, dtype=np.float32)})
     # NaN is not a dimension problem: it is named for what it is, with the chunk it came from.

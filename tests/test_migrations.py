@@ -6,7 +6,8 @@ import json
 
 import psycopg
 
-from pipeline.lexical.terms import term_id
+from pipeline.lexical.bm25 import IMPACT_TERM, stored_term_ids
+from pipeline.lexical.terms import TERM_SPACE, term_id
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import connections, migrate
@@ -85,7 +86,9 @@ def test_no_migration_hard_codes_the_vector_dimension() -> None:
         source = path.read_text()
         assert not re.search(r"(?i)vector\s*\(\s*\d+\s*\)", source), f"{path.name} hard-codes a dimension"
         if re.search(r"(?i)\bVECTOR\b", source):
-            assert "migration_embedding_dim()" in source, f"{path.name} must take the dimension from the model"
+            # From the model, or (a type change of the existing column, 0016) from the column itself.
+            assert "migration_embedding_dim()" in source or "a.atttypmod INTO" in source, \
+                f"{path.name} must take the dimension from the model or the stored column"
 
 
 def test_every_day_partition_gets_the_lexical_index_and_its_statistics(loaded_sample, conn) -> None:
@@ -100,11 +103,13 @@ def test_every_day_partition_gets_the_lexical_index_and_its_statistics(loaded_sa
     terms, weights = conn.execute("SELECT lexical_terms, lexical FROM chunks WHERE doc_id = 'runbooks/err-4471.md' "
                                   "LIMIT 1").fetchone()
     assert term_id("err-4471") in terms and term_id("4471") in terms  # the identifier whole and by its parts
-    assert sorted(terms) == weights.indices() and all(w > 0 for w in weights.values())
+    # Besides the term ids, the indexed terms hold impact markers (pipeline/lexical/bm25.py).
+    assert sorted(stored_term_ids(terms)) == weights.indices() and all(w > 0 for w in weights.values())
+    assert IMPACT_TERM in terms and any(t >= TERM_SPACE or t < -1 for t in terms if t != IMPACT_TERM)
     # The statistics are exactly a recount of the stored terms, per model and day.
     recount = conn.execute("""SELECT c.model_id, c.ingest_date, t, count(*) FROM chunks c, unnest(c.lexical_terms) t
                               GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
-    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term >= 0 "
+    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term <> -1 "
                           "ORDER BY 1, 2, 3").fetchall()
     assert stored == recount
     per_day = conn.execute("SELECT model_id, ingest_date, df FROM term_stats WHERE term = -1 ORDER BY 1, 2").fetchall()

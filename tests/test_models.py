@@ -141,7 +141,7 @@ def test_activate_refuses_a_model_missing_days_and_dimensions_are_named(lifecycl
         with pytest.raises(ConfigError, match="no previously served"):
             model_lifecycle.rollback(conn)
         wide = ModelInfo(name="wide-model", revision="x", dim=768, max_seq_length=512, normalized=True, device="cpu")
-        with pytest.raises(DimensionMismatchError, match=r"768-d.*vector\(384\)"):
+        with pytest.raises(DimensionMismatchError, match=r"768-d.*halfvec\(384\)"):
             model_registry.register(conn, wide)
         served = model_registry.serving(conn)
         with pytest.raises(DimensionMismatchError, match=r"768 dimensions.*have 384"):

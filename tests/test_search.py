@@ -216,7 +216,7 @@ def test_hybrid_searches_on_a_full_pool_never_wait_for_a_second_connection(loade
 def test_explain_shows_each_branch_plan_for_the_same_search(loaded_sample, conn, embedder) -> None:
     service = SearchService.over(conn, embedder)
     hybrid = service.search(request.request("ERR-4714", mode="hybrid"), explain=True)
-    assert len(hybrid.plans) == 3 and "'[384 dims]'::vector" in hybrid.plans[0] and hybrid.hits
+    assert len(hybrid.plans) == 3 and "'[384 dims]'::halfvec" in hybrid.plans[0] and hybrid.hits
     assert hybrid.plans[-1].startswith("order: documents by fused score, taking turns"), "how the list was ordered"
     text = service.search(request.request("ERR-4714", mode="text"), explain=True)
     assert len(text.plans) == 2 and "dims" not in text.plans[0] and "lexical" in text.plans[0]

@@ -25,7 +25,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     migrate.upgrade(settings, embedder.info.dim)
     env_path = write_env_file(dagster_environment(settings), PROJECT_ROOT / ".env")
     where = "embedded PostgreSQL" if settings.uses_embedded_server else "PostgreSQL"
-    print(f"docvec is up: {where} at {urls.redact(url)}, schema migrated (vector({embedder.info.dim}) for "
+    print(f"docvec is up: {where} at {urls.redact(url)}, schema migrated ({migrate.stored_vectors(settings)} for "
           f"{embedder.info.name}), Dagster instance configured in {env_path}")
     return 0
 

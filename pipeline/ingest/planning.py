@@ -51,7 +51,7 @@ from pipeline.storage import days, ingest_days, model_lifecycle, model_registry
 # What a day's stored BM25 entries and list priors were computed with (pipeline/lexical): bump it when
 # tokenizing, weighting or the prior change, and every day is rebuilt on its next run (its vectors are
 # reused: the text the model sees is the same).
-LEXICAL_RECIPE = "bm25-1"
+LEXICAL_RECIPE = "bm25-2"  # 2: impact markers (pipeline/lexical/bm25.py)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.lexical.terms import term_counts, term_id, terms
+from pipeline.lexical.terms import TERM_SPACE, term_counts, term_id, terms
 
 K1 = 1.2  # term-frequency saturation
 B = 0.75  # length normalisation
@@ -28,6 +28,18 @@ TITLE_WEIGHT = 3  # a title term counts as three body occurrences
 SECTION_WEIGHT = 2  # a heading term (the section path below the title) as two
 MAX_TERMS = 1000  # the most terms a chunk keeps (the heaviest): pgvector indexes sparsevecs up to 1,000
 
+# Impact markers, for the text branch's exact early stop (pipeline/lexical/pruning.py). No weight reaches
+# WEIGHT_CEILING (tf·(k1+1)/(tf+norm) < k1+1). Where a term weighs at least IMPACT_TIERS[i] in a chunk,
+# the chunk's indexed terms (``lexical_terms``) hold tier i's marker of it besides its id: so the GIN
+# index also lists, per term, the chunks where it weighs most, and a chunk holding a term without a
+# marker is known to score under idf·IMPACT_TIERS[0] for it. In a chunk of average length 1.2 is about
+# two occurrences, 1.6 four (or one in the title). Every chunk indexed this way also holds IMPACT_TERM,
+# so the store can tell whether all its chunks carry markers (days loaded before them do not until rebuilt).
+WEIGHT_CEILING = K1 + 1
+IMPACT_TIERS = (1.2, 1.6)
+# Marker ids, clear of term ids [0, TERM_SPACE) and term_stats' -1, within int4: tier 0 in
+# [-TERM_SPACE - 1, -2], tier 1 in [TERM_SPACE, 2·TERM_SPACE).
+IMPACT_TERM = 2_100_000_000
 
 @dataclass(frozen=True)
 class LexicalEntry:
@@ -35,6 +47,24 @@ class LexicalEntry:
     term_ids: tuple[int, ...]
     weights: tuple[float, ...]
     length: int  # weighted term count (title and section terms counted with their weight)
+
+    @property
+    def indexed_terms(self) -> list[int]:
+        """What the chunk's ``lexical_terms`` hold: its term ids, each tier's marker of the terms that
+        weigh at least the tier's weight, and IMPACT_TERM."""
+        markers = [impact_marker(t, tier) for t, w in zip(self.term_ids, self.weights, strict=True)
+                   for tier, least in enumerate(IMPACT_TIERS) if w >= least]
+        return [*self.term_ids, *markers, IMPACT_TERM]
+
+
+def impact_marker(term: int, tier: int) -> int:
+    """The indexed id that a chunk holds where ``term`` weighs at least ``IMPACT_TIERS[tier]``."""
+    return -2 - term if tier == 0 else TERM_SPACE + term
+
+
+def stored_term_ids(indexed: Sequence[int]) -> tuple[int, ...]:
+    """The term ids among a chunk's stored ``lexical_terms`` (without its impact markers)."""
+    return tuple(t for t in indexed if 0 <= t < TERM_SPACE)
 
 
 def section_below_title(title: str | None, section: str | None) -> tuple[str, ...]:
@@ -64,7 +94,9 @@ def entries(counts: Sequence[Mapping[str, int]], *, k1: float = K1, b: float = B
         weights: dict[int, float] = {}
         for term, tf in count.items():
             index = term_id(term)
-            weights[index] = weights.get(index, 0.0) + tf * (k1 + 1) / (tf + norm)
+            # Two terms hashing to one id (rare) keep the larger weight: a sum could pass k1 + 1,
+            # the ceiling the text branch's early stop counts on.
+            weights[index] = max(weights.get(index, 0.0), tf * (k1 + 1) / (tf + norm))
         kept = sorted(weights.items(), key=lambda item: -item[1])[:MAX_TERMS]
         kept.sort()
         out.append(LexicalEntry(tuple(i for i, _ in kept), tuple(w for _, w in kept), length))

@@ -7,6 +7,7 @@ version stored by that day, unless deleted by then)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import psycopg
 from pgvector import SparseVector
 
-from pipeline.lexical import bm25
+from pipeline.lexical import bm25, pruning
 from pipeline.lexical.terms import TERM_SPACE
 from pipeline.query.hits import SearchHit
 from pipeline.storage import catalog, chunk_search, readable_search, term_stats
@@ -59,53 +60,114 @@ def search_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model
     return [_hit(i + 1, chunk) for i, chunk in enumerate(nearest)]
 
 
-# Terms held by more than this share of the stored chunks still score, but do not select candidates:
-# a chunk holding only such terms cannot rank high. On benchmarks/eval/python-docs.jsonl this kept
-# BM25's MRR@10 (0.839 against 0.837 with every term) and read 5x fewer candidates (481 against 2,496
-# chunks per query); at 2% MRR fell to 0.801. Pruning only pays where candidates are many: a term held
-# by at most CANDIDATE_FLOOR chunks always selects, so a small store (the sample corpus, where 5% is a
-# handful of chunks) scores every chunk that shares a word with the query.
-CANDIDATE_TERM_SHARE = 0.05
-CANDIDATE_FLOOR = 200
+# The first round of the text branch aims at this many candidates per result wanted (estimated as if
+# the query's terms were independent, pipeline/lexical/pruning.py), and at least FIRST_ROUND_FLOOR: most
+# queries settle in one or two rounds of a few thousand chunks, whatever the commonness of their words.
+FIRST_ROUND_PER_RESULT = 4
+FIRST_ROUND_FLOOR = 100
+# No round scores more chunks than this (estimated): proving the last places of a top k can take every
+# chunk holding a common word when they tie (one word of a short query, held once by each of 200,000
+# chunks of equal length). Such a search then ends on the widest round within it; its hits scoring at
+# least that round's threshold are exact, the ones below are the best of what it scored.
+MAX_ROUND_CHUNKS = 5_000
 
 
 @dataclass(frozen=True)
 class LexicalQuery:
-    """A query's side of BM25: its terms' IDF weights over the days stored (``storage/term_stats``),
-    and the terms whose chunks are the candidates (the GIN index on ``lexical_terms``): the ones rare
-    enough to select, or the rarest when none is. Terms no stored chunk holds match nothing."""
+    """A query's side of BM25: its terms' IDF weights over the days stored (``storage/term_stats``), and
+    the plan that picks which chunks each round scores (pipeline/lexical/pruning.py). Terms no stored
+    chunk holds match nothing."""
     term_ids: list[int]
-    candidate_ids: list[int]
     weights: SparseVector
+    plan: pruning.PruningPlan
 
-    @property
-    def terms(self) -> LexicalTerms:
-        return LexicalTerms(candidate_ids=self.candidate_ids, weights=self.weights)
+    def terms(self, candidates: pruning.Candidates) -> LexicalTerms:
+        return LexicalTerms(any_of=candidates.any_of, all_of=candidates.all_of, weights=self.weights)
+
+
+@dataclass(frozen=True)
+class TextRounds:
+    """The BM25 top k, the candidate sets scored to find it, in order, and the score down to which it is
+    exact (0.0: all of it; above 0 where the rounds hit MAX_ROUND_CHUNKS)."""
+    matches: list[MatchedChunk]
+    rounds: list[pruning.Candidates]
+    exact_down_to: float = 0.0
 
 
 def lexical_query(conn: psycopg.Connection[Any], query: str, model_id: int) -> LexicalQuery:
     """The BM25 side of ``query`` over ``model_id``'s stored chunks."""
-    wanted = bm25.query_terms(query)
+    wanted = list(bm25.query_terms(query))
+    tiers = range(len(bm25.IMPACT_TIERS))
+    counted = [*wanted, *(bm25.impact_marker(t, tier) for t in wanted for tier in tiers), bm25.IMPACT_TERM]
     with connection_guard("searching the text"):
-        chunks, frequencies = term_stats.frequencies(conn, model_id, wanted)
-    present = {term: df for term, df in frequencies.items() if df > 0}
+        chunks, frequencies = term_stats.frequencies(conn, model_id, counted)
+    present = {term: frequencies[term] for term in wanted if frequencies.get(term, 0) > 0}
     weights = {term: bm25.idf(df, chunks) for term, df in present.items()}
-    most = max(CANDIDATE_TERM_SHARE * chunks, CANDIDATE_FLOOR)
-    selective = sorted(term for term, df in present.items() if df <= most)
-    rarest = sorted(present, key=lambda term: (present[term], term))[:1]
-    return LexicalQuery(sorted(weights), selective or rarest, SparseVector(weights, TERM_SPACE))
+    statistics = [pruning.TermStatistics(term, weights[term], df,
+                                         tuple(frequencies.get(bm25.impact_marker(term, tier), 0) for tier in tiers))
+                  for term, df in present.items()]
+    # Days indexed before impact markers existed (until their next run rebuilds them) have none.
+    tiered = chunks > 0 and frequencies.get(bm25.IMPACT_TERM, 0) >= chunks
+    return LexicalQuery(sorted(weights), SparseVector(weights, TERM_SPACE),
+                        pruning.PruningPlan(statistics, chunks, tiered=tiered))
+
+
+def text_rounds(conn: psycopg.Connection[Any], lexical: LexicalQuery, scope: Scope, k: int,
+                proven: int | None = None) -> TextRounds:
+    """The ``k`` chunks in ``scope`` with the highest BM25 scores (exactly those: ties by chunk id),
+    scoring candidate sets until one proves that no chunk outside it can rank; within MAX_ROUND_CHUNKS
+    a round (``TextRounds.exact_down_to``). ``proven`` (at most ``k``): prove only the first places, and
+    fill the rest with the best of the chunks the proving rounds scored (hybrid fusion's pool: its
+    first places decide, and proving 50 places costs rounds of far more chunks than proving 10)."""
+    plan = lexical.plan
+    places = min(proven or k, k)
+    candidates = plan.first(max(FIRST_ROUND_FLOOR, FIRST_ROUND_PER_RESULT * places))
+    if candidates.estimated > MAX_ROUND_CHUNKS:
+        candidates = plan.widest_within(MAX_ROUND_CHUNKS)
+        if candidates.estimated > MAX_ROUND_CHUNKS:  # even the strongest chunks are too many to prove
+            return _best_effort(conn, lexical, scope, k, [], [], candidates, math.inf)
+    rounds: list[pruning.Candidates] = []
+    while True:
+        rounds.append(candidates)
+        matches = chunk_search.lexical_matches(conn, lexical.terms(candidates), scope, k)
+        scores = [m.text_score or 0.0 for m in matches]
+        if candidates.settled(scores, places):
+            return TextRounds(matches, rounds)
+        # Enough in scope: every chunk that could still rank scores at least the k-th found (one more
+        # round settles). Too few: the scope (dates, metadata, versions, readers) left out most candidates.
+        wider = plan.candidates(scores[places - 1]) if len(scores) >= places else plan.lower(candidates)
+        if wider.estimated > MAX_ROUND_CHUNKS:
+            within = plan.widest_within(MAX_ROUND_CHUNKS)
+            if within.complete or within.threshold >= candidates.threshold:  # no wider round fits
+                return _best_effort(conn, lexical, scope, k, matches, rounds, wider, candidates.threshold)
+            wider = within
+        candidates = wider
+
+
+def _best_effort(conn: psycopg.Connection[Any], lexical: LexicalQuery, scope: Scope, k: int,
+                 matches: list[MatchedChunk], rounds: list[pruning.Candidates], wider: pruning.Candidates,
+                 exact_down_to: float) -> TextRounds:
+    """The proven hits (scoring ``exact_down_to`` or more), then the best of the first MAX_ROUND_CHUNKS
+    chunks of the ``wider`` round that would have proven the rest."""
+    more = chunk_search.lexical_matches(conn, lexical.terms(wider), scope, k, scan_limit=MAX_ROUND_CHUNKS)
+    merged = {m.chunk_id: m for m in [*matches, *more]}
+    best = sorted(merged.values(), key=lambda m: (-(m.text_score or 0.0), m.chunk_id))[:k]
+    return TextRounds(best, [*rounds, wider], exact_down_to=exact_down_to)
 
 
 def search_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,
                 since: dt.date | None = None, until: dt.date | None = None,
-                filters: Mapping[str, str] | None = None, as_of: dt.date | None = None) -> list[SearchHit]:
-    """Okapi BM25 over title, headings and text (pipeline/lexical), computed in PostgreSQL: chunks holding
-    any of the query's terms, best score first. Identifiers match whole and by their parts."""
+                filters: Mapping[str, str] | None = None, as_of: dt.date | None = None,
+                proven: int | None = None) -> list[SearchHit]:
+    """Okapi BM25 over title, headings and text (pipeline/lexical), computed in PostgreSQL: the exact top
+    ``k`` of the chunks holding any of the query's terms, best score first (``proven``: its first places
+    exact, the rest the best of the chunks scored to prove them; ``text_rounds``). Identifiers match
+    whole and by their parts."""
     lexical = lexical_query(conn, query, model_id)
     if not lexical.term_ids:
         return []
-    matches = chunk_search.lexical_matches(conn, lexical.terms, _scope(model_id, since, until, filters, as_of), k)
-    return [_hit(i + 1, chunk) for i, chunk in enumerate(matches)]
+    found = text_rounds(conn, lexical, _scope(model_id, since, until, filters, as_of), k, proven)
+    return [_hit(i + 1, chunk) for i, chunk in enumerate(found.matches)]
 
 
 def with_context(conn: psycopg.Connection[Any], hits: Sequence[SearchHit], window: int,
@@ -133,8 +195,20 @@ def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, mode
 def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,
                  since: dt.date | None = None, until: dt.date | None = None,
                  filters: Mapping[str, str] | None = None, as_of: dt.date | None = None) -> str:
-    """EXPLAIN ANALYZE of the text branch: shows the GIN index on each day's lexical terms (or not)."""
+    """EXPLAIN ANALYZE of the text branch's last round, after a line per round: which candidates each
+    scored (pipeline/lexical/pruning.py), and the GIN index on each day's lexical terms (or not)."""
     lexical = lexical_query(conn, query, model_id)
     if not lexical.term_ids:
         return "no stored chunk holds any term of the query"
-    return chunk_search.explain_lexical(conn, lexical.terms, _scope(model_id, since, until, filters, as_of), k)
+    scope = _scope(model_id, since, until, filters, as_of)
+    found = text_rounds(conn, lexical, scope, k)
+    rounds = found.rounds
+    described = [f"BM25 round {n}: " + ("every chunk holding a query term" if c.complete else
+                 f"chunks that can score {c.threshold:.3f} or more ({len(c.any_of) + len(c.all_of)} GIN lookups, "
+                 f"~{c.estimated:,.0f} chunks estimated)") for n, c in enumerate(rounds, 1)]
+    if found.exact_down_to:
+        proven = ("no hit is proven" if math.isinf(found.exact_down_to) else
+                  f"hits scoring {found.exact_down_to:.3f} or more are exact")
+        described.append(f"BM25 stopped at {MAX_ROUND_CHUNKS:,} chunks a round: {proven}; the last round scored "
+                         f"the first {MAX_ROUND_CHUNKS:,} of its candidates")
+    return "\n".join([*described, chunk_search.explain_lexical(conn, lexical.terms(rounds[-1]), scope, k)])

@@ -12,8 +12,6 @@ import psycopg
 
 from pipeline.ingest.embedding import Embedder
 from pipeline.query.branches import (
-    CANDIDATE_FLOOR,
-    CANDIDATE_TERM_SHARE,
     ann_settings,
     explain_text,
     explain_vector,
@@ -24,7 +22,7 @@ from pipeline.query.hits import SearchHit
 from pipeline.query.request import MODES, request
 from pipeline.query.service import SearchService
 
-__all__ = ["CANDIDATE_FLOOR", "CANDIDATE_TERM_SHARE", "MODES", "ann_settings", "explain_text", "explain_vector",
+__all__ = ["MODES", "ann_settings", "explain_text", "explain_vector",
            "search", "search_text", "search_vector"]
 
 

@@ -312,8 +312,12 @@ def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None,
 
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:
+    # The branch fetches a pool (branch_size) whose first k places are what a list shows, or what decides
+    # hybrid fusion: those are proven exact BM25, the rest is the best of what proving them scored
+    # (branches.text_rounds). A per-document limit in text mode may reach deep into the pool: all exact.
+    proven = None if wanted.mode == "text" and wanted.per_document is not None else wanted.k
     return branches.search_text(conn, wanted.query, model_id, k=wanted.branch_size, since=wanted.since,
-                                until=wanted.until, filters=wanted.filters, as_of=wanted.as_of)
+                                until=wanted.until, filters=wanted.filters, as_of=wanted.as_of, proven=proven)
 
 
 def refuse_lost_history(conn: psycopg.Connection[Any], wanted: SearchRequest) -> None:

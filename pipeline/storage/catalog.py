@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 
-from pipeline.errors import PreconditionError
 from pipeline.storage.layout import StoredPartition, holding, parse_partition_name
 from pipeline.storage.queries import one
 from pipeline.storage.vector_indexes import (
@@ -21,6 +20,7 @@ from pipeline.storage.vector_indexes import (
     IndexSpec,
     parse_index,
 )
+from pipeline.storage.vector_storage import stored_column
 
 # The partitions of chunks (c) and, joined to them, their vector indexes (x, i, am).
 _PARTITIONS = "pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid"
@@ -68,12 +68,7 @@ def relation_size(conn: psycopg.Connection[Any], name: str) -> int:
 
 
 def chunks_dimension(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
-    ).fetchone()
-    if row is None:
-        raise PreconditionError("table chunks does not exist: run `docvec migrate` first")
-    return int(row[0])
+    return stored_column(conn).dim
 
 
 def existing_vector_index(conn: psycopg.Connection[Any], table: str) -> ExistingIndex | None:

@@ -20,11 +20,11 @@ from psycopg.rows import dict_row
 
 from pipeline.errors import DimensionMismatchError
 from pipeline.storage import metadata_filters
-from pipeline.storage.catalog import chunks_dimension
 from pipeline.storage.sqlstate import connection_guard
 from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
+from pipeline.storage.vector_storage import VectorColumn, stored_column
 
-_VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::vector")
+_VECTOR_LITERAL = re.compile(r"'\[([^\]]{64,})\]'::(vector|halfvec)")
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,11 @@ class MatchedChunk:
 
 @dataclass(frozen=True)
 class LexicalTerms:
-    """A query's side of BM25: the terms whose chunks are the candidates, and every query term's weight."""
-    candidate_ids: Sequence[int]
+    """A query's side of BM25: which chunks are the candidates (those whose indexed terms hold any of
+    ``any_of``, or all of one of ``all_of``: pipeline/lexical/pruning.py), and every query term's weight."""
+    any_of: Sequence[int]
     weights: SparseVector
+    all_of: Sequence[Sequence[int]] = ()
 
 
 class ChunkPosition(Protocol):
@@ -90,11 +92,17 @@ def version_conditions(scope: Scope, version: str = "c") -> tuple[list[sql.Compo
     """The clauses on a chunk's version: latest (as of a day), not deleted, stored within the dates.
     ``version``: the row whose ``doc_id`` and ``ingest_date`` they test (the chunk ``c``, or the documents
     row of its version where a statement tests each version once: storage/readable_search.py)."""
+    days, params = day_conditions(scope, version)
+    return latest_conditions(scope, version) + days, params
+
+
+def latest_conditions(scope: Scope, version: str = "c") -> list[sql.Composable]:
+    """The anti joins of ``version_conditions``: the latest version (as of a day), not deleted."""
     v = sql.SQL(version)
     # Latest version of each document only. As NOT EXISTS (an anti join) the planner can hash it for
     # exact-scanned days or probe documents_doc_latest_idx per candidate under an index scan; the
     # correlated max() it replaces ran once per row: 1.6 s instead of 0.1 s over 130k exact rows.
-    conditions: list[sql.Composable] = [
+    return [
         sql.SQL("NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = {v}.doc_id AND d.ingest_date > {v}.ingest_date"
                 "{by_then})").format(v=v, by_then=_by_then(scope, "d.ingest_date")),
         # Nor a version a tombstone of its day or later deleted (pipeline/storage/tombstones.py): another
@@ -102,6 +110,12 @@ def version_conditions(scope: Scope, version: str = "c") -> tuple[list[sql.Compo
         sql.SQL("NOT EXISTS (SELECT 1 FROM document_deletions t WHERE t.doc_id = {v}.doc_id "
                 "AND t.ingest_date >= {v}.ingest_date{by_then})").format(v=v, by_then=_by_then(scope, "t.ingest_date")),
     ]
+
+
+def day_conditions(scope: Scope, version: str = "c") -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The clauses of ``version_conditions`` on the version's day: ``as_of``, ``since``, ``until``."""
+    v = sql.SQL(version)
+    conditions: list[sql.Composable] = []
     params: dict[str, Any] = {}
     if scope.as_of is not None:  # only what was stored by then (this also prunes the later days' partitions)
         conditions.append(sql.SQL("{v}.ingest_date <= %(as_of)s").format(v=v))
@@ -125,69 +139,101 @@ def chunk_conditions(scope: Scope) -> tuple[list[sql.Composable], dict[str, Any]
     return conditions, params
 
 
-def _nearest_statement(vector: np.ndarray, scope: Scope, k: int) -> tuple[sql.Composed, dict[str, Any]]:
+def _nearest_statement(vector: np.ndarray, scope: Scope, k: int,
+                       column: VectorColumn) -> tuple[sql.Composed, dict[str, Any]]:
     conditions, params = scope_conditions(scope)
     params.update(query=vector, k=k)
-    # Iterative index scans return rows in relaxed order: the outer ORDER BY restores exact order.
+    # Iterative index scans return rows in relaxed order: the outer ORDER BY restores exact order. The
+    # query is cast to the column's type (halfvec or vector), the type its indexes' operator class orders.
     statement = sql.SQL(
         """
         SELECT * FROM (
             SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
-                   c.embedding <=> %(query)s AS distance
+                   c.embedding <=> {query} AS distance
             FROM chunks c
             WHERE {where}
-            ORDER BY c.embedding <=> %(query)s
+            ORDER BY c.embedding <=> {query}
             LIMIT %(k)s
         ) AS nearest ORDER BY distance
         """
-    ).format(where=sql.SQL(" AND ").join(conditions))
+    ).format(where=sql.SQL(" AND ").join(conditions), query=column.query())
     return statement, params
 
 
-def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int) -> tuple[sql.Composed, dict[str, Any]]:
-    conditions, params = scope_conditions(scope)
-    params.update(terms=list(terms.candidate_ids), weights=terms.weights, k=k)
-    # Candidates: the chunks holding a selective query term (the GIN index on lexical_terms, per partition);
-    # score: the BM25 inner product (``<#>`` is its negative) times the chunk's list prior.
+def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int,
+                       scan_limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+    chunks, params = chunk_conditions(scope)
+    days, values = day_conditions(scope)
+    params.update(values, weights=terms.weights, k=k, scan_limit=scan_limit)
+    # Candidates: GIN lookups on lexical_terms, per partition (a BitmapOr of them); score: the BM25 inner
+    # product (``<#>`` is its negative) times the chunk's list prior. ``scan_limit``: score only the first
+    # candidates found, in no particular order (a bounded best effort).
+    lookups: list[sql.Composable] = []
+    if terms.any_of:
+        lookups.append(sql.SQL("c.lexical_terms && %(any_of)s::int4[]"))
+        params["any_of"] = list(terms.any_of)
+    for n, ids in enumerate(terms.all_of):
+        lookups.append(sql.SQL("c.lexical_terms @> {}::int4[]").format(sql.Placeholder(f"all_of_{n}")))
+        params[f"all_of_{n}"] = list(ids)
+    # The candidates are scored and sorted first; the version anti joins then probe only as many of the
+    # best as it takes to find k (their subqueries cannot be pushed into the sorted one). Joined before
+    # sorting, the planner hashed all of documents for a few thousand candidates: 37 ms instead of 4.
+    # Under a scan limit they apply before it, so that the chunks scored are all in scope.
+    latest = latest_conditions(scope)
+    inner, outer = (chunks + days + latest, [sql.SQL("true")]) if scan_limit else (chunks + days, latest)
     statement = sql.SQL(
         """
-        SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
-               (c.lexical <#> %(weights)s) * -c.prior AS text_score
-        FROM chunks c
-        WHERE c.lexical_terms && %(terms)s::int4[] AND {where}
-        ORDER BY text_score DESC, c.chunk_id
+        SELECT c.* FROM (
+            SELECT * FROM (
+                SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
+                       (c.lexical <#> %(weights)s) * -c.prior AS text_score
+                FROM chunks c
+                WHERE ({lookups}) AND {where}
+                LIMIT %(scan_limit)s
+            ) AS found
+            ORDER BY text_score DESC, chunk_id
+        ) AS c
+        WHERE {latest}
+        ORDER BY c.text_score DESC, c.chunk_id
         LIMIT %(k)s
         """
-    ).format(where=sql.SQL(" AND ").join(conditions))
+    ).format(lookups=sql.SQL(" OR ").join(lookups or [sql.SQL("false")]),
+             where=sql.SQL(" AND ").join(inner), latest=sql.SQL(" AND ").join(outer))
     return statement, params
 
 
-def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> None:
-    """Refuse a query vector the stored column cannot be compared with (another model's)."""
-    stored = chunks_dimension(conn)
-    if len(vector) != stored:
+def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> VectorColumn:
+    """Refuse a query vector the stored column cannot be compared with (another model's); the column."""
+    stored = stored_column(conn)
+    if len(vector) != stored.dim:
         raise DimensionMismatchError(
-            f"the query vector has {len(vector)} dimensions but the stored vectors have {stored}: embed the "
+            f"the query vector has {len(vector)} dimensions but the stored vectors have {stored.dim}: embed the "
             "query with the model that built the store")
+    return stored
 
 
 def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int,
             ann: AnnSettings) -> list[MatchedChunk]:
     """The ``k`` chunks in ``scope`` nearest to ``vector``, nearest first, walking each day's vector
     index (or scanning an unindexed day exactly) with ``ann``'s settings."""
-    statement, params = _nearest_statement(vector, scope, k)
     with connection_guard("searching"):
-        require_dimension(conn, vector)
+        statement, params = _nearest_statement(vector, scope, k, require_dimension(conn, vector))
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
             apply_ann_settings(conn, ann)
             rows = cursor.execute(statement, params).fetchall()
     return [MatchedChunk(**{**row, "distance": float(row["distance"])}) for row in rows]
 
 
-def lexical_matches(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int) -> list[MatchedChunk]:
-    """The ``k`` chunks in ``scope`` holding a candidate term, highest BM25 score first."""
-    statement, params = _lexical_statement(terms, scope, k)
-    with connection_guard("searching the text"), conn.cursor(row_factory=dict_row) as cursor:
+def lexical_matches(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int, *,
+                    scan_limit: int | None = None, serial: bool = True) -> list[MatchedChunk]:
+    """The ``k`` candidates in ``scope`` with the highest BM25 score, best first (of the first
+    ``scan_limit`` found, when given). ``serial``: no parallel workers, for candidate sets of a few
+    thousand chunks, where starting them costs more than they save (and a server's cores serve
+    concurrent searches better one each)."""
+    statement, params = _lexical_statement(terms, scope, k, scan_limit)
+    with connection_guard("searching the text"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+        if serial:
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         rows = cursor.execute(statement, params).fetchall()
     return [MatchedChunk(**{**row, "text_score": float(row["text_score"])}) for row in rows]
 
@@ -217,9 +263,8 @@ def neighbours(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition], win
 
 def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int, ann: AnnSettings) -> str:
     """EXPLAIN ANALYZE of ``nearest``: which days answer by which index, or by an exact scan."""
-    statement, params = _nearest_statement(vector, scope, k)
     with connection_guard("explaining the search"):
-        require_dimension(conn, vector)
+        statement, params = _nearest_statement(vector, scope, k, require_dimension(conn, vector))
         with conn.transaction():
             apply_ann_settings(conn, ann)
             rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
@@ -229,13 +274,14 @@ def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Sc
 def shortened_plan(lines: Iterable[str]) -> str:
     """A plan's lines, each inlined query vector shown as its dimensions."""
     # The plan inlines the query vector: hundreds of floats per line that hide the plan itself.
-    return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::vector", "\n".join(lines))
+    return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::{m.group(2)}", "\n".join(lines))
 
 
 def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int) -> str:
     """EXPLAIN ANALYZE of ``lexical_matches``: shows the GIN index on each day's lexical terms (or not)."""
     statement, params = _lexical_statement(terms, scope, k)
-    with connection_guard("explaining the text search"):
+    with connection_guard("explaining the text search"), conn.transaction():
+        conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     return "\n".join(r[0] for r in rows)
 

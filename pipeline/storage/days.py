@@ -20,7 +20,7 @@ from pipeline.errors import (
     InvalidVectorError,
     StoredStateError,
 )
-from pipeline.lexical.bm25 import LexicalEntry
+from pipeline.lexical.bm25 import LexicalEntry, stored_term_ids
 from pipeline.records import ChunkRecord, DayEmbeddings, DayLoad, KeptDocument, SourceState
 from pipeline.storage import (
     catalog,
@@ -33,6 +33,7 @@ from pipeline.storage import (
 )
 from pipeline.storage.loader import copy_rows
 from pipeline.storage.queries import value
+from pipeline.storage.vector_storage import VectorColumn, as_float32, stored_column
 
 DOCUMENT_COLUMNS = ("ingest_date", "doc_id", "source_uri", "content_sha256", "bytes", "chunk_count", "metadata",
                     "source_stamp", "readers")
@@ -51,18 +52,18 @@ def reusable_vectors(conn: psycopg.Connection[Any], model_id: int,
         """,
         (model_id, list(set(content_hashes))),
     ).fetchall()
-    return {sha: vector.to_numpy() for sha, vector in rows}
+    return {sha: as_float32(vector) for sha, vector in rows}
 
 
-def _validate_vectors(batch: DayEmbeddings, column_dim: int) -> None:
+def _validate_vectors(batch: DayEmbeddings, column: VectorColumn) -> None:
     vectors = batch.vectors
     if vectors.ndim != 2 or vectors.shape[0] != len(batch.chunks):
         raise DimensionMismatchError(
             f"{batch.day}: {vectors.shape} vectors for {len(batch.chunks)} chunks (one row per chunk expected)"
         )
-    if vectors.shape[1] != column_dim:
+    if vectors.shape[1] != column.dim:
         raise DimensionMismatchError(
-            f"{batch.day}: vectors have {vectors.shape[1]} dimensions but chunks.embedding is vector({column_dim})"
+            f"{batch.day}: vectors have {vectors.shape[1]} dimensions but chunks.embedding is {column.type_name}"
         )
     bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
     if bad.any():
@@ -85,7 +86,8 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
     with conn.transaction():
         target = partitions.claim_holding(conn, day)
         first, last = (target.first, target.last) if target else (day, day)
-        _validate_vectors(batch, catalog.chunks_dimension(conn))
+        column = stored_column(conn)  # the type COPY writes: halfvec or vector, as the store holds it
+        _validate_vectors(batch, column)
         stage = partitions.create_stage(conn, first, last)
         cursor = conn.cursor()
         copy_started = time.perf_counter()
@@ -93,11 +95,13 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         # triggers on documents correct them when the version rows below set others.
         readers = {d.doc_id: list(d.readers) for d in batch.documents}
         rows = (
-            (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id, v,
+            (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id,
+             column.adapt(v),
              c.context, *term_stats.lexical_columns(c.lexical), c.prior, readers.get(c.doc_id, []))
             for c, v in zip(batch.chunks, batch.vectors, strict=True)
         )
-        stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.CHUNK_TYPES, rows, freeze=True)
+        stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.chunk_types(column.storage), rows,
+                          freeze=True)
         copy_seconds = time.perf_counter() - copy_started
         replaced = carried = kept = 0
         kept_ids = [d.doc_id for d in batch.kept]
@@ -314,7 +318,8 @@ def stored_chunks(conn: psycopg.Connection[Any], day: dt.date, model_id: int) ->
         entry = None
         if terms is not None and weights is not None:
             values = dict(zip(weights.indices(), weights.values(), strict=True))
-            entry = LexicalEntry(tuple(terms), tuple(float(values[t]) for t in terms), 0)
+            ids = stored_term_ids(terms)
+            entry = LexicalEntry(ids, tuple(float(values[t]) for t in ids), 0)
         chunks.append(ChunkRecord(chunk_id=chunk_id, doc_id=doc_id, seq=seq, text=text, token_count=tokens,
                                   content_sha256=sha, metadata=metadata, context=header or "", lexical=entry,
                                   prior=float(prior if prior is not None else 1.0)))

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from pipeline.storage import catalog
 from pipeline.storage.vector_indexes import AnnSettings, ProgressLog, apply_ann_settings
+from pipeline.storage.vector_storage import stored_column
 
 
 def poll_build_progress(conninfo: str, index_relname: str, log: ProgressLog, stop: threading.Event) -> None:
@@ -65,7 +66,8 @@ def recall_at_k(conn: psycopg.Connection[Any], partition: str, k: int = 10, samp
 
 def insane_vectors(conn: psycopg.Connection[Any], partition: str, dim: int) -> int:
     """Rows whose vector has the wrong dimension or zero length (pgvector itself refuses NaN and Inf)."""
+    norm = sql.Identifier(stored_column(conn, partition).norm_function)
     row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE vector_dims(embedding) <> %s OR vector_norm(embedding) = 0").format(
-            sql.Identifier(partition)), (dim,)).fetchone()
+        sql.SQL("SELECT count(*) FROM {} WHERE vector_dims(embedding) <> %s OR {}(embedding) = 0").format(
+            sql.Identifier(partition), norm), (dim,)).fetchone()
     return int(row[0]) if row else 0

@@ -17,6 +17,7 @@ from pipeline.storage.admin import ensure_databases, ensure_vector_extension, re
 from pipeline.storage.connections import connect_kwargs
 from pipeline.storage.queries import value
 from pipeline.storage.urls import docvec_url
+from pipeline.storage.vector_storage import VectorStorage, parse_storage, stored_column
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "docvec_alembic_version"
@@ -27,6 +28,7 @@ def alembic_config(settings: Settings, embedding_dim: int, *, url: str | None = 
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("version_table", VERSION_TABLE)
     config.attributes["embedding_dim"] = embedding_dim
+    config.attributes["vector_storage"] = parse_storage(settings.vector_storage).value
     config.attributes["url"] = url or docvec_url(settings, driver="postgresql+psycopg")
     return config
 
@@ -43,7 +45,8 @@ def upgrade(settings: Settings, embedding_dim: int, revision: str = "head") -> N
 def migrated_scratch_database(base: Settings, embedding_dim: int, name: str) -> Settings:
     """A fresh database ``name`` on ``base``'s server, migrated to head, and settings that point at it."""
     url = recreate_database(base, name)
-    scratch = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=base.pgbouncer)
+    scratch = Settings(home=base.home, database_url=url, dagster_database_url=url, pgbouncer=base.pgbouncer,
+                       vector_storage=base.vector_storage)
     upgrade(scratch, embedding_dim)
     return scratch
 
@@ -98,3 +101,18 @@ def migration_embedding_dim() -> int:
     if not 0 < dim <= 16000:
         raise ConfigError(f"embedding dimension {dim} is out of range (pgvector vectors hold 1..16000 dims)")
     return dim
+
+
+def migration_vector_storage() -> VectorStorage:
+    """Inside a migration: what ``chunks.embedding`` is stored as (``DOCVEC_VECTOR_STORAGE``, which
+    ``docvec migrate`` passes; plain ``alembic`` takes ``-x vector_storage=vector``; default halfvec)."""
+    given = context.config.attributes.get("vector_storage")
+    if given is None:
+        given = context.get_x_argument(as_dictionary=True).get("vector_storage")
+    return parse_storage(given)
+
+
+def stored_vectors(settings: Settings) -> str:
+    """What the migrated store holds its vectors as, for messages: ``halfvec(384)``."""
+    with psycopg.connect(docvec_url(settings), autocommit=True, **connect_kwargs(settings)) as conn:  # type: ignore[arg-type]
+        return stored_column(conn).type_name

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from pipeline.errors import ConfigError, DimensionMismatchError, StoredStateError
 from pipeline.records import ModelInfo, backend_of_revision, is_contextual_revision
-from pipeline.storage.catalog import chunks_dimension
+from pipeline.storage.vector_storage import stored_column
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def registered(conn: psycopg.Connection[Any], info: ModelInfo) -> StoredModel | 
 def register(conn: psycopg.Connection[Any], info: ModelInfo) -> StoredModel:
     """The stored row of this (model, revision), created on first use; refuses a dimension the table
     cannot hold."""
-    column_dim = chunks_dimension(conn)
-    if info.dim != column_dim:
+    column = stored_column(conn)
+    if info.dim != column.dim:
         raise DimensionMismatchError(
-            f"model {info.name} produces {info.dim}-d vectors but chunks.embedding is vector({column_dim}). "
+            f"model {info.name} produces {info.dim}-d vectors but chunks.embedding is {column.type_name}. "
             "Use a model with the same dimension, or migrate a fresh database for this model "
             "(DOCVEC_HOME or DATABASE_URL pointing elsewhere, then `docvec migrate`)."
         )

@@ -24,11 +24,18 @@ from pipeline.storage.vector_indexes import (
     no_log,
     partition_stats,
 )
+from pipeline.storage.vector_storage import VectorStorage
 
 CHUNK_COLUMNS = ("ingest_date", "chunk_id", "doc_id", "seq", "text", "token_count", "content_sha256",
                  "metadata", "model_id", "embedding", "context", "lexical_terms", "lexical", "prior", "readers")
 CHUNK_TYPES = ("date", "text", "text", "int4", "text", "int4", "text", "jsonb", "int4", "vector", "text", "int4[]",
                "sparsevec", "float4", "text[]")
+
+
+def chunk_types(storage: VectorStorage) -> tuple[str, ...]:
+    """``CHUNK_TYPES`` with the embedding's type as the store holds it (``vector_storage.stored_column``)."""
+    return tuple(storage.value if column == "embedding" else kind for column, kind in zip(CHUNK_COLUMNS, CHUNK_TYPES,
+                                                                                          strict=True))
 
 # Two-key advisory lock namespace: (DAY_LOCK, day ordinal) serialises rebuilds of the same day (or of
 # the block holding it) only.

@@ -31,6 +31,7 @@ from pipeline.storage import chunk_search
 from pipeline.storage.chunk_search import MatchedChunk, Scope
 from pipeline.storage.sqlstate import connection_guard
 from pipeline.storage.vector_indexes import AnnSettings
+from pipeline.storage.vector_storage import VectorColumn
 
 # At most this many readable chunks (of every version and model the caller may read) are searched
 # exactly; more walk the HNSW indexes. Measured with benchmarks/permissions_benchmark.py at 1M chunks
@@ -119,7 +120,8 @@ def readable_share(conn: psycopg.Connection[Any]) -> ReadableShare:
     return ReadableShare(versions=int(row[0]), chunks=int(row[1]), limit=limit)
 
 
-def _exact_statement(vector: np.ndarray, scope: Scope, k: int) -> tuple[sql.Composed, dict[str, Any]]:
+def _exact_statement(vector: np.ndarray, scope: Scope, k: int,
+                     column: VectorColumn) -> tuple[sql.Composed, dict[str, Any]]:
     versions, params = chunk_search.version_conditions(scope, "v")
     chunks, values = chunk_search.chunk_conditions(scope)
     params.update(values, query=vector, k=k)
@@ -134,14 +136,14 @@ def _exact_statement(vector: np.ndarray, scope: Scope, k: int) -> tuple[sql.Comp
             SELECT v.ingest_date, v.doc_id FROM documents v WHERE {versions}
         )
         SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
-               c.embedding <=> %(query)s AS distance
+               c.embedding <=> {query} AS distance
         FROM versions v
         JOIN chunks c ON c.ingest_date = v.ingest_date AND c.doc_id = v.doc_id
         WHERE {chunks}
-        ORDER BY (c.embedding <=> %(query)s) + 0, c.chunk_id
+        ORDER BY (c.embedding <=> {query}) + 0, c.chunk_id
         LIMIT %(k)s
         """
-    ).format(versions=sql.SQL(" AND ").join(versions), chunks=sql.SQL(" AND ").join(chunks))
+    ).format(versions=sql.SQL(" AND ").join(versions), chunks=sql.SQL(" AND ").join(chunks), query=column.query())
     return statement, params
 
 
@@ -150,13 +152,13 @@ def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: 
     """``chunk_search.nearest`` for a session searching as principals: the ``k`` nearest readable chunks
     in ``scope``, nearest first, exactly when few are readable (none: no statement at all)."""
     with connection_guard("searching"):
-        chunk_search.require_dimension(conn, vector)
+        column = chunk_search.require_dimension(conn, vector)
     share = readable_share(conn)
     if not share.versions:
         return []
     if not share.exact:
         return chunk_search.nearest(conn, vector, scope, k, ann)
-    statement, params = _exact_statement(vector, scope, k)
+    statement, params = _exact_statement(vector, scope, k, column)
     with connection_guard("searching"), conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(statement, params).fetchall()
     return [MatchedChunk(**{**row, "distance": float(row["distance"])}) for row in rows]
@@ -170,8 +172,7 @@ def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Sc
         return share.describe()
     if not share.exact:
         return share.describe() + "\n" + chunk_search.explain_nearest(conn, vector, scope, k, ann)
-    statement, params = _exact_statement(vector, scope, k)
     with connection_guard("explaining the search"):
-        chunk_search.require_dimension(conn, vector)
+        statement, params = _exact_statement(vector, scope, k, chunk_search.require_dimension(conn, vector))
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     return share.describe() + "\n" + chunk_search.shortened_plan(r[0] for r in rows)

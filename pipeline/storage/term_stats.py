@@ -23,11 +23,12 @@ DAY_CHUNKS = -1  # term ids are >= 0: this row's df is the day's chunk count
 
 
 def lexical_columns(entry: bm25.LexicalEntry | None) -> tuple[list[int] | None, SparseVector | None]:
-    """A chunk's stored lexical columns: its term ids (``lexical_terms``, under the GIN index) and its
-    BM25 weights (``lexical``, a sparsevec over the term space); both NULL without an entry."""
+    """A chunk's stored lexical columns: its indexed terms (``lexical_terms``, under the GIN index: term
+    ids and impact markers, bm25.LexicalEntry.indexed_terms) and its BM25 weights (``lexical``, a
+    sparsevec over the term space); both NULL without an entry."""
     if entry is None:
         return None, None
-    return list(entry.term_ids), SparseVector(dict(zip(entry.term_ids, entry.weights, strict=True)), TERM_SPACE)
+    return entry.indexed_terms, SparseVector(dict(zip(entry.term_ids, entry.weights, strict=True)), TERM_SPACE)
 
 
 def refresh_day(conn: psycopg.Connection[Any], day: dt.date, model_id: int, kept_models: Sequence[int] = ()) -> None:

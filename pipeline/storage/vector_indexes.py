@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.storage.queries import value
+from pipeline.storage.vector_storage import stored_column
 
 ProgressLog = Callable[[str], None]
 MAX_BUILD_MEMORY = 8 * 1024**3
@@ -138,17 +139,22 @@ def reset_build_resources(conn: psycopg.Connection[Any]) -> None:
     conn.execute("RESET max_parallel_maintenance_workers")
 
 
-def create_index_sql(name: str, table: str, spec: IndexSpec, *, concurrently: bool) -> sql.Composed:
+def create_index_sql(name: str, table: str, spec: IndexSpec, *, concurrently: bool,
+                     opclass: str = "vector_cosine_ops") -> sql.Composed:
+    """``opclass``: the column's cosine operator class (``VectorColumn.opclass``; partitions of ``chunks``
+    take it from the catalog, see ``create_index_concurrently``)."""
     with_params = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in spec.params)
-    statement = "CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding vector_cosine_ops) WITH ({params})"
+    statement = "CREATE INDEX {concurrently}{name} ON {table} USING {am} (embedding {opclass}) WITH ({params})"
     return sql.SQL(statement).format(
         concurrently=sql.SQL("CONCURRENTLY " if concurrently else ""), name=sql.Identifier(name),
-        table=sql.Identifier(table), am=sql.SQL(spec.kind.value), params=with_params)
+        table=sql.Identifier(table), am=sql.SQL(spec.kind.value), opclass=sql.Identifier(opclass), params=with_params)
 
 
 def create_index_concurrently(conn: psycopg.Connection[Any], name: str, table: str, spec: IndexSpec) -> None:
-    """Build the index while loads and searches go on (needs an autocommit connection)."""
-    conn.execute(create_index_sql(name, table, spec, concurrently=True))
+    """Build the index while loads and searches go on (needs an autocommit connection), with the operator
+    class of the type the table stores its vectors as."""
+    opclass = stored_column(conn, table).opclass
+    conn.execute(create_index_sql(name, table, spec, concurrently=True, opclass=opclass))
 
 
 def drop_index_concurrently(conn: psycopg.Connection[Any], name: str) -> None:
@@ -184,7 +190,7 @@ def build_on_new_table(conn: psycopg.Connection[Any], table: str, partition: str
     name = index_name(partition, spec.kind)
     set_build_resources(conn, stats, spec, local=True)
     started = time.perf_counter()
-    conn.execute(create_index_sql(name, table, spec, concurrently=False))
+    conn.execute(create_index_sql(name, table, spec, concurrently=False, opclass=stored_column(conn, table).opclass))
     record_build(conn, name, stats, spec)
     log(f"built {name} ({spec.kind.value} {spec.params_dict}) on {stats.rows:,} rows in "
         f"{time.perf_counter() - started:.1f} s")
