@@ -32,7 +32,9 @@ from pipeline.lexical.bm25 import IMPACT_TIERS, WEIGHT_CEILING, impact_marker
 # Bounds are widened by this factor: stored weights and query IDFs are float32 in PostgreSQL.
 ROUNDING_SLACK = 1.0 + 1e-4
 MAX_TIERED_TERMS = 5  # 4^5 = 1,024 state assignments to enumerate per query
-MAX_CONJUNCTIONS = 64  # more GIN conjunctions than this cost more than scoring every candidate
+# A round of more GIN lookups than this scores every chunk holding a query term instead: a guard on the
+# statement's size (each lookup reads its terms' posting lists in every partition), not a measured optimum.
+MAX_CONJUNCTIONS = 64
 # Bounds are summed in fixed point (units of 2^-32, each rounded up): exact sums in any order, so two
 # assignments with equal bounds are equal here too, and every comparison with a threshold is exact.
 UNITS = 2.0 ** 32
