@@ -109,7 +109,7 @@ def _materialize(resources: dict, day: dt.date, instance: DagsterInstance, conte
 def _term_stats_match_a_recount(conn: psycopg.Connection) -> bool:
     recount = conn.execute("""SELECT c.model_id, c.ingest_date, t, count(*) FROM chunks c, unnest(c.lexical_terms) t
                               GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
-    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term >= 0 "
+    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term <> -1 "  # impact markers too
                           "ORDER BY 1, 2, 3").fetchall()
     per_day = conn.execute("SELECT model_id, ingest_date, df FROM term_stats WHERE term = -1 ORDER BY 1, 2").fetchall()
     counted = conn.execute("SELECT model_id, ingest_date, count(*) FROM chunks GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
