@@ -167,6 +167,9 @@ def test_a_round_budget_keeps_every_hit_above_its_threshold_exact(pruning_store,
             assert got[:len(certain)] == certain, (query, found.exact_down_to)
             assert len(got) == len(exact), "as many hits as the complete scoring finds"
             stopped += found.exact_down_to > 0
+            if found.exact_down_to:  # --explain says so
+                plan = branches.explain_text(conn, query, model_id)
+                assert "BM25 stopped at 60 chunks a round" in plan, plan[:400]
     assert stopped, "some searches reach the budget"
 
 

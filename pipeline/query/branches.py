@@ -211,4 +211,7 @@ def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k:
                   f"hits scoring {found.exact_down_to:.3f} or more are exact")
         described.append(f"BM25 stopped at {MAX_ROUND_CHUNKS:,} chunks a round: {proven}; the last round scored "
                          f"the first {MAX_ROUND_CHUNKS:,} of its candidates")
-    return "\n".join([*described, chunk_search.explain_lexical(conn, lexical.terms(rounds[-1]), scope, k)])
+    # The last round as it ran: scan-limited when the search ended on the round budget.
+    plan = chunk_search.explain_lexical(conn, lexical.terms(rounds[-1]), scope, k,
+                                        scan_limit=MAX_ROUND_CHUNKS if found.exact_down_to else None)
+    return "\n".join([*described, plan])

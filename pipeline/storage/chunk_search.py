@@ -224,16 +224,19 @@ def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: 
     return [MatchedChunk(**{**row, "distance": float(row["distance"])}) for row in rows]
 
 
+def _without_parallel_workers(conn: psycopg.Connection[Any]) -> None:
+    """For the rest of the transaction: candidate sets are a few thousand chunks, where starting parallel
+    workers costs more than they save (and a server's cores serve concurrent searches better one each)."""
+    conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+
+
 def lexical_matches(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int, *,
-                    scan_limit: int | None = None, serial: bool = True) -> list[MatchedChunk]:
+                    scan_limit: int | None = None) -> list[MatchedChunk]:
     """The ``k`` candidates in ``scope`` with the highest BM25 score, best first (of the first
-    ``scan_limit`` found, when given). ``serial``: no parallel workers, for candidate sets of a few
-    thousand chunks, where starting them costs more than they save (and a server's cores serve
-    concurrent searches better one each)."""
+    ``scan_limit`` found, when given), without parallel workers."""
     statement, params = _lexical_statement(terms, scope, k, scan_limit)
     with connection_guard("searching the text"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-        if serial:
-            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+        _without_parallel_workers(conn)
         rows = cursor.execute(statement, params).fetchall()
     return [MatchedChunk(**{**row, "text_score": float(row["text_score"])}) for row in rows]
 
@@ -277,11 +280,12 @@ def shortened_plan(lines: Iterable[str]) -> str:
     return _VECTOR_LITERAL.sub(lambda m: f"'[{m.group(1).count(',') + 1} dims]'::{m.group(2)}", "\n".join(lines))
 
 
-def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int) -> str:
+def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int, *,
+                    scan_limit: int | None = None) -> str:
     """EXPLAIN ANALYZE of ``lexical_matches``: shows the GIN index on each day's lexical terms (or not)."""
-    statement, params = _lexical_statement(terms, scope, k)
+    statement, params = _lexical_statement(terms, scope, k, scan_limit)
     with connection_guard("explaining the text search"), conn.transaction():
-        conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+        _without_parallel_workers(conn)
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
     return "\n".join(r[0] for r in rows)
 
