@@ -14,6 +14,13 @@ with complete scoring's, in order; "proven" is the share of searches whose whole
 proved exact (the others ended on the round budget: hits above the proven score exact, the rest the best of
 those scored, pipeline/query/branches.MAX_ROUND_CHUNKS).
 
+As a principal (``--principal-queries`` per class, 0: skip): the early stop as the owner, as a principal
+through row-level security with ``docvec_readable_text_matches`` (migration 0017: the GIN index under the
+policies), and as the same principal with the policies alone (the text statement before 0017: its GIN
+conditions could not run below the policies). The store's documents are readable by everyone (``*``), the
+policies' worst case for the statement before: every chunk passes them; "same top 10" compares with the
+owner's.
+
 Usage: ``python -m benchmarks.bm25_benchmark [--rows 1000000] [--days 30] [--queries 40] [--reuse]``
 """
 
@@ -23,7 +30,8 @@ import argparse
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -33,7 +41,7 @@ from benchmarks import smoke
 from benchmarks.hybrid_benchmark import DATABASE, bundled_model, load, reusable, vocabulary
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
 from pipeline.query import branches
-from pipeline.storage import chunk_search, connections, model_registry
+from pipeline.storage import access, chunk_search, connections, model_registry
 from pipeline.storage.chunk_search import LexicalTerms, MatchedChunk, Scope
 
 BEFORE_SHARE = 0.05  # the rule before the early stop: a term held by more of the chunks selected no candidates
@@ -117,6 +125,65 @@ def measure(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int
     return lines
 
 
+PRINCIPAL_PATHS = ("owner (no policies)", "principal: function (0017)", "principal: policies alone")
+
+
+@contextmanager
+def policies_alone() -> Iterator[None]:
+    """The text statement a session bound by the policies ran before migration 0017: the owner's."""
+    detect = chunk_search._text_session
+
+    def owner_statement(conn: psycopg.Connection[Any]) -> bool:
+        detect(conn)  # its session settings still apply
+        return False
+
+    chunk_search._text_session = owner_statement  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        chunk_search._text_session = detect  # type: ignore[assignment]
+
+
+def as_principal(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int, per_class: int) -> list[str]:
+    """The early stop as the owner and as a principal, each way (``PRINCIPAL_PATHS``), per class."""
+    lines = []
+    everything: dict[str, list[float]] = {path: [] for path in PRINCIPAL_PATHS}
+    with connections.connect(settings, for_search=True) as conn:
+        scope = Scope(model_id=model_id)
+
+        def run(path: str, phrase: str) -> list[str]:
+            if path == PRINCIPAL_PATHS[0]:
+                return [m.chunk_id for m in early_stop(conn, branches.lexical_query(conn, phrase, model_id), scope, k)]
+            with access.acting_as(conn, ["group:benchmark"]), (policies_alone() if path == PRINCIPAL_PATHS[2]
+                                                                 else nullcontext()):
+                return [m.chunk_id for m in early_stop(conn, branches.lexical_query(conn, phrase, model_id), scope, k)]
+
+        for label, phrases in by_class.items():
+            timings: dict[str, list[float]] = {path: [] for path in PRINCIPAL_PATHS}
+            same: dict[str, list[bool]] = {path: [] for path in PRINCIPAL_PATHS}
+            for n, phrase in enumerate(phrases[:per_class]):
+                results = {}
+                for path in PRINCIPAL_PATHS[n % 3:] + PRINCIPAL_PATHS[:n % 3]:
+                    started = time.perf_counter()
+                    results[path] = run(path, phrase)
+                    timings[path].append((time.perf_counter() - started) * 1000)
+                for path in PRINCIPAL_PATHS:
+                    same[path].append(results[path] == results[PRINCIPAL_PATHS[0]])
+            for path in PRINCIPAL_PATHS:
+                lat = np.array(timings[path])
+                everything[path] += timings[path]
+                lines.append(f"{label:<20} {path:<28} {np.percentile(lat, 50):>8.1f} {np.percentile(lat, 99):>8.1f} "
+                             f"{lat.mean():>8.1f} {100 * np.mean(same[path]):>9.1f}%")
+    p50 = {path: float(np.percentile(np.array(everything[path]), 50)) for path in PRINCIPAL_PATHS}
+    for path in PRINCIPAL_PATHS:
+        lat = np.array(everything[path])
+        lines.append(f"{'all classes':<20} {path:<28} {p50[path]:>8.1f} {np.percentile(lat, 99):>8.1f} "
+                     f"{lat.mean():>8.1f}")
+    lines.append(f"p50 as a principal / as the owner: function {p50[PRINCIPAL_PATHS[1]] / p50[PRINCIPAL_PATHS[0]]:.2f}, "
+                 f"policies alone {p50[PRINCIPAL_PATHS[2]] / p50[PRINCIPAL_PATHS[0]]:.2f}")
+    return lines
+
+
 @benchmark_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,8 +191,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--queries", type=int, default=40, help="queries per class")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--principal-queries", type=int, default=10,
+                        help="queries per class searched as a principal each way (0: skip)")
     parser.add_argument("--reuse", action="store_true", help="keep the loaded database between runs and reuse it")
-    args = smoke.parse_args(parser, {"rows": 600, "days": 2, "queries": 3})
+    args = smoke.parse_args(parser, {"rows": 600, "days": 2, "queries": 3, "principal_queries": 2})
     words = vocabulary()
     name = f"{DATABASE}_{args.rows}"
     settings = reusable(name, args.rows, args.days) if args.reuse else None
@@ -137,13 +206,19 @@ def main() -> None:
     with connections.connect(settings) as conn:
         model_id = model_registry.register(conn, bundled_model()).id
     load_note = "loaded earlier" if loaded else f"load + index + seal {time.perf_counter() - started:.0f} s"
-    lines = measure(settings, model_id, queries(args.queries, words, args.days), args.k)
+    by_class = queries(args.queries, words, args.days)
+    lines = measure(settings, model_id, by_class, args.k)
+    principal = as_principal(settings, model_id, by_class, args.k, args.principal_queries) if args.principal_queries else []
     if not args.reuse:
         drop_scratch(name)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} chunks over {args.days} days "
           f"({load_note}); {args.queries} queries per class, k={args.k}; latency includes reading term statistics")
     print(f"{'class':<20} {'path':<24} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'same top ' + str(args.k):>10}")
     print("\n".join(lines))
+    if principal:
+        print(f"\nas a principal who may read everything, {args.principal_queries} queries per class:")
+        print(f"{'class':<20} {'path':<28} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'same top ' + str(args.k):>10}")
+        print("\n".join(principal))
 
 
 if __name__ == "__main__":

@@ -135,7 +135,12 @@ SMOKE: dict[str, Smoke] = {
     "hybrid_benchmark": Smoke((r"^\s+{n}\s+{n}\s+{n} hybrid\s+{n}\s+{n}\s+{n}",
                                r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
     "bm25_benchmark": Smoke((r"^all classes\s+early stop \(docvec\)\s+{n}\s+{n}\s+{n}\s+100\.0%$",  # always exact
-                             r"^early stop / before: p50 {n}, p99 {n}; early stop / complete: p50 {n}, p99 {n}$")),
+                             r"^early stop / before: p50 {n}, p99 {n}; early stop / complete: p50 {n}, p99 {n}$",
+                             # as a principal who may read everything: the owner's hits, each way
+                             r"^all classes\s+principal: function \(0017\)\s+{n}\s+{n}\s+{n}$",
+                             r"^identifier\s+principal: function \(0017\)\s+{n}\s+{n}\s+{n}\s+100\.0%$",
+                             r"^one common word\s+principal: policies alone\s+{n}\s+{n}\s+{n}\s+100\.0%$",
+                             r"^p50 as a principal / as the owner: function {n}, policies alone {n}$")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
                                    for mode in ("vector", "text", "hybrid")), model=True),
     "permissions_benchmark": Smoke(tuple(rf"^{caller}\s+{{n}}\s+{{n}}\s+{{n}}x\s+0\s+0\s+(?:exact|index walk)"  # k hits,

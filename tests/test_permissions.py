@@ -10,6 +10,7 @@ are set on the stored versions directly, the way an admin fix would, to aim at e
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -19,11 +20,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pgvector import SparseVector
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.landing import LocalLanding
+from pipeline.lexical.bm25 import query_terms
+from pipeline.lexical.terms import TERM_SPACE
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import connections, readable_search, urls
@@ -145,6 +149,17 @@ def test_a_reader_session_sees_nothing_without_principals(store, embedder, reade
             reader.execute("UPDATE documents SET readers = '{*}'")
 
 
+# Every document holds both words: candidates by any of them, or by all of them.
+HARBOUR = sorted(query_terms("harbour schedule"))
+HARBOUR_WEIGHTS = SparseVector(dict.fromkeys(HARBOUR, 1.0), TERM_SPACE).to_text()
+EVERY_PATH = json.dumps([[{"path": f"doc-{n}.md"} for n in range(len(WORDS))]])  # one filter group: any of them
+
+
+def model_id(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT DISTINCT model_id FROM chunks").fetchone()
+    return int(row[0]) if row else 0
+
+
 tenant_strategy = st.none() | st.sampled_from(("acme", "globex", "initech"))
 
 
@@ -169,7 +184,16 @@ def test_a_reader_session_reads_a_chunk_exactly_when_it_may_read_its_version(sto
                        ("{" + ",".join(f'"{p}"' for p in sorted(caller)) + "}", tenant or ""))
         through_chunks = {r[0] for r in reader.execute("SELECT DISTINCT doc_id FROM chunks")}
         through_documents = {r[0] for r in reader.execute("SELECT doc_id FROM documents")}
-    assert through_chunks == through_documents == expected
+        # The text search's SECURITY DEFINER function (migration 0017) reads as the owner: it must apply
+        # the same rights itself, through each way it finds candidates.
+        through_text = {r[0] for r in reader.execute(
+            "SELECT DISTINCT doc_id FROM docvec_readable_text_matches(%s, '[]', %s::sparsevec, %s, NULL, NULL, NULL, "
+            "'[]', NULL)",
+            (HARBOUR, HARBOUR_WEIGHTS, model_id(reader)))}
+        through_all_of = {r[0] for r in reader.execute(
+            "SELECT DISTINCT doc_id FROM docvec_readable_text_matches('{}', %s, %s::sparsevec, %s, NULL, %s, NULL, %s, "
+            "1000)", (json.dumps([HARBOUR]), HARBOUR_WEIGHTS, model_id(reader), DAY, EVERY_PATH))}
+    assert through_chunks == through_documents == through_text == through_all_of == expected
 
 
 def test_searching_as_principals_checks_them_and_leaves_the_session_as_it_was(store, embedder) -> None:

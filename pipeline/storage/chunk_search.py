@@ -7,6 +7,7 @@ and how to rank it is decided in ``pipeline/query``; this module only reads."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,8 +161,10 @@ def _nearest_statement(vector: np.ndarray, scope: Scope, k: int,
     return statement, params
 
 
-def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int,
-                       scan_limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int, scan_limit: int | None = None,
+                       under_policies: bool = False) -> tuple[sql.Composed, dict[str, Any]]:
+    if under_policies:
+        return _readable_lexical_statement(terms, scope, k, scan_limit)
     chunks, params = chunk_conditions(scope)
     days, values = day_conditions(scope)
     params.update(values, weights=terms.weights, k=k, scan_limit=scan_limit)
@@ -202,6 +205,44 @@ def _lexical_statement(terms: LexicalTerms, scope: Scope, k: int,
     return statement, params
 
 
+def _readable_lexical_statement(terms: LexicalTerms, scope: Scope, k: int,
+                                scan_limit: int | None) -> tuple[sql.Composed, dict[str, Any]]:
+    """``_lexical_statement`` for a session the row-level security policies bind: its conditions on
+    ``lexical_terms`` cannot use the GIN index below the policies (no array operator is leakproof), so the
+    candidates and their scores come from ``docvec_readable_text_matches`` (migration 0017: the GIN index,
+    then the policies' own readers conditions, as the tables' owner), with the scope's model, dates and
+    metadata. The version anti joins read ``documents`` under the policies, as in ``_lexical_statement``;
+    under a scan limit they apply after it (the function's first candidates found may hold superseded
+    versions: a best effort over fewer chunks). The k kept are read from ``chunks`` under the policies:
+    a row they would hide is dropped, whatever the function returned."""
+    params: dict[str, Any] = {
+        "any_of": list(terms.any_of), "all_of": json.dumps([list(ids) for ids in terms.all_of]),
+        "weights": terms.weights, "model_id": scope.model_id, "since": scope.since, "until": scope.until,
+        "as_of": scope.as_of, "filter_groups": json.dumps(metadata_filters.groups(scope.filters)),
+        "scan_limit": scan_limit, "k": k,
+    }
+    statement = sql.SQL(
+        """
+        SELECT chunk.chunk_id, chunk.doc_id, chunk.ingest_date, chunk.seq, chunk.text, chunk.metadata,
+               best.text_score
+        FROM (
+            SELECT c.* FROM (
+                SELECT * FROM docvec_readable_text_matches(
+                    %(any_of)s::int4[], %(all_of)s::jsonb, %(weights)s, %(model_id)s, %(since)s::date,
+                    %(until)s::date, %(as_of)s::date, %(filter_groups)s::jsonb, %(scan_limit)s)
+                ORDER BY text_score DESC, chunk_id
+            ) AS c
+            WHERE {latest}
+            ORDER BY c.text_score DESC, c.chunk_id
+            LIMIT %(k)s
+        ) AS best
+        JOIN chunks chunk ON chunk.ingest_date = best.ingest_date AND chunk.chunk_id = best.chunk_id
+        ORDER BY best.text_score DESC, best.chunk_id
+        """
+    ).format(latest=sql.SQL(" AND ").join(latest_conditions(scope)))
+    return statement, params
+
+
 def require_dimension(conn: psycopg.Connection[Any], vector: np.ndarray) -> VectorColumn:
     """Refuse a query vector the stored column cannot be compared with (another model's); the column."""
     stored = stored_column(conn)
@@ -224,19 +265,29 @@ def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: 
     return [MatchedChunk(**{**row, "distance": float(row["distance"])}) for row in rows]
 
 
-def _without_parallel_workers(conn: psycopg.Connection[Any]) -> None:
-    """For the rest of the transaction: candidate sets are a few thousand chunks, where starting parallel
-    workers costs more than they save (and a server's cores serve concurrent searches better one each)."""
-    conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+# The function a session bound by the policies scores its candidates with (migration 0017).
+READABLE_TEXT_MATCHES = ("docvec_readable_text_matches(int4[], jsonb, sparsevec, integer, date, date, date, jsonb, "
+                         "integer)")
+
+
+def _text_session(conn: psycopg.Connection[Any]) -> bool:
+    """For the rest of the transaction, no parallel workers: candidate sets are a few thousand chunks,
+    where starting workers costs more than they save (and a server's cores serve concurrent searches
+    better one each). Returns whether row-level security binds the session on ``chunks`` and it may
+    execute ``READABLE_TEXT_MATCHES`` (a search as principals): the text statement goes through it."""
+    row = conn.execute(
+        "SELECT set_config('max_parallel_workers_per_gather', '0', true), row_security_active('chunks') "
+        "AND coalesce(has_function_privilege(to_regprocedure(%s), 'EXECUTE'), false)",
+        (READABLE_TEXT_MATCHES,)).fetchone()
+    return bool(row and row[1])
 
 
 def lexical_matches(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int, *,
                     scan_limit: int | None = None) -> list[MatchedChunk]:
     """The ``k`` candidates in ``scope`` with the highest BM25 score, best first (of the first
     ``scan_limit`` found, when given), without parallel workers."""
-    statement, params = _lexical_statement(terms, scope, k, scan_limit)
     with connection_guard("searching the text"), conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-        _without_parallel_workers(conn)
+        statement, params = _lexical_statement(terms, scope, k, scan_limit, _text_session(conn))
         rows = cursor.execute(statement, params).fetchall()
     return [MatchedChunk(**{**row, "text_score": float(row["text_score"])}) for row in rows]
 
@@ -283,11 +334,16 @@ def shortened_plan(lines: Iterable[str]) -> str:
 def explain_lexical(conn: psycopg.Connection[Any], terms: LexicalTerms, scope: Scope, k: int, *,
                     scan_limit: int | None = None) -> str:
     """EXPLAIN ANALYZE of ``lexical_matches``: shows the GIN index on each day's lexical terms (or not)."""
-    statement, params = _lexical_statement(terms, scope, k, scan_limit)
     with connection_guard("explaining the text search"), conn.transaction():
-        _without_parallel_workers(conn)
+        under_policies = _text_session(conn)
+        statement, params = _lexical_statement(terms, scope, k, scan_limit, under_policies)
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
-    return "\n".join(r[0] for r in rows)
+    lines = [r[0] for r in rows]
+    if under_policies:  # the function's own statement runs inside it: say what it does
+        lines.insert(0, "docvec plan: candidates scored by docvec_readable_text_matches (the GIN index on lexical "
+                        "terms, then the readers policy's conditions; migration 0017), the hits read under the "
+                        "policies")
+    return "\n".join(lines)
 
 
 def documents_present(conn: psycopg.Connection[Any], doc_ids: Sequence[str]) -> int:
