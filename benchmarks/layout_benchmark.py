@@ -7,10 +7,18 @@ Then the daily upkeep of the sealed layout: a new day arrives, the oldest day le
 what sealing (the growing block is rebuilt with one more day) and retention (the block straddling the
 window's edge is rebuilt without its expired day) cost, against dropping a day partition.
 
+Last, every row rebuilt into one partition with one HNSW index (the same build parameters): the
+single-index baseline the sealed layout is held against. Each layout's search is measured at every
+``--ef-search`` (the per-partition candidate list): more partitions each return their own k nearest, so
+the sealed layout may reach the single index's recall at a lower ef_search, and the comparison that
+matters is latency at equal recall. The last line: the sealed layout at the lowest ef_search whose recall
+reaches the single index's at the ef_search the indexes record (docvec's), against the single index
+at that one.
+
 Data: clustered 384-d vectors (see index_benchmark), ``--rows`` over ``--days`` days ending today.
 
 Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]
-[--exact-max-rows 20000]``
+[--exact-max-rows 20000] [--ef-search 16 24 32 48 64]``
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
 from pipeline.records import ModelInfo
-from pipeline.storage import catalog, connections, days, model_registry, retention
+from pipeline.storage import catalog, connections, days, model_registry, partitions, retention
 from pipeline.storage.layout import LayoutSettings
 from tests.support.vectors import clustered, synthetic_day
 
@@ -51,24 +59,56 @@ def index_days(conn, days: list[dt.date], policy: IndexSettings) -> float:
     return time.perf_counter() - started
 
 
-def measure(conn, model_id: int, queries: np.ndarray) -> tuple[float, float, float]:
-    """p50 and p99 ms of docvec's vector search, and its recall@10 against the exact answer (the same
-    search with index scans turned off). The exact answers come first: interleaved, each full scan
-    would evict the indexes from shared_buffers and time the reload instead of the search."""
+Measured = tuple[float, float, float]  # p50 ms, p99 ms, recall@10
+
+
+def exact_answers(conn, model_id: int, queries: np.ndarray) -> list[set[str]]:
+    """Each query's true 10 nearest (the same search with index scans turned off)."""
     exact = []
     for query in queries:
         with conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")
             exact.append({h.chunk_id for h in search.search_vector(conn, query, model_id, k=10)})
+    return exact
+
+
+def measure(conn, model_id: int, queries: np.ndarray, ef_search: int | None = None,
+            exact: list[set[str]] | None = None) -> Measured:
+    """p50 and p99 ms of docvec's vector search (at ``ef_search``; None: the recorded one), and its
+    recall@10 against the exact answer. The exact answers come first: interleaved, each full scan would
+    evict the indexes from shared_buffers and time the reload instead of the search."""
+    exact = exact if exact is not None else exact_answers(conn, model_id, queries)
     for query in queries:  # one untimed pass: a serving index lives in memory
-        search.search_vector(conn, query, model_id, k=10)
+        search.search_vector(conn, query, model_id, k=10, ef_search=ef_search)
     latencies, recalls = [], []
     for query, expected in zip(queries, exact, strict=True):
         started = time.perf_counter()
-        hits = search.search_vector(conn, query, model_id, k=10)
+        hits = search.search_vector(conn, query, model_id, k=10, ef_search=ef_search)
         latencies.append((time.perf_counter() - started) * 1000)
         recalls.append(len(expected & {h.chunk_id for h in hits}) / max(1, len(expected)))
     return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), float(np.mean(recalls))
+
+
+def sweep(conn, model_id: int, queries: np.ndarray, label: str, ef_values: list[int]) -> dict[int, Measured]:
+    """``measure`` at each ef_search, a line each."""
+    exact = exact_answers(conn, model_id, queries)
+    found = {}
+    for ef in ef_values:
+        found[ef] = p50, p99, recall = measure(conn, model_id, queries, ef, exact)
+        print(f"  {label:<12} ef_search {ef:>4}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}", flush=True)
+    return found
+
+
+def one_index(conn) -> tuple[str, float]:
+    """Every partition rebuilt into one, with the HNSW index the sealed blocks have (build and search
+    parameters), given the memory to build it in memory as the policy would for a smaller table."""
+    parts = catalog.partitions(conn)
+    spec = next(spec for part in parts if (spec := catalog.index_spec_of(conn, part.table)) is not None)
+    started = time.perf_counter()
+    conn.execute("SET maintenance_work_mem = '4GB'")
+    table = partitions.rebuild(conn, parts, parts[0].first, parts[-1].last, partitions.same_index(spec))
+    conn.execute("RESET maintenance_work_mem")
+    return str(table), time.perf_counter() - started
 
 
 def describe(conn) -> str:
@@ -86,14 +126,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows,
                         help="the index policy's threshold: partitions up to this many rows are scanned exactly")
-    args = smoke.parse_args(parser, {"rows": 800, "days": 8, "block_days": 2, "queries": 5, "exact_max_rows": 40})
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 24, 32, 48],
+                        help="per-partition HNSW candidate lists to measure the sealed layout and the one index at "
+                             "(besides the one the indexes record)")
+    args = smoke.parse_args(parser, {"rows": 800, "days": 8, "block_days": 2, "queries": 5, "exact_max_rows": 40,
+                                     "ef_search": [16]})
     policy = IndexSettings(exact_max_rows=args.exact_max_rows)
     per_day = args.rows // args.days
     today = dt.date.today()
     days = [today - dt.timedelta(days=args.days - 1 - n) for n in range(args.days)]
     sealed_layout = LayoutSettings(block_days=args.block_days)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} rows = {args.days} days x {per_day:,}, "
-          f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW ef_search 64); policy: "
+          f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW at the ef_search its "
+          "indexes record unless swept); policy: "
           f"HNSW above {policy.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
           f"seal after {sealed_layout.seal_after_days}")
     settings = scratch_settings(DATABASE, MODEL.dim)
@@ -139,6 +184,21 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE chunks")
             p50, p99, recall = measure(conn, model_id, queries)
             print(f"after     {describe(conn):<40} {'':21}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}")
+            recorded = catalog.search_settings(conn).ef_search  # what docvec searches with
+            ef_values = sorted({*args.ef_search, recorded})
+            sealed_sweep = sweep(conn, model_id, queries, "sealed", ef_values)
+
+            table, build_seconds = one_index(conn)
+            conn.execute("VACUUM ANALYZE chunks")
+            print(f"one index {describe(conn):<40} rebuild      {build_seconds:7.1f} s   ({table})", flush=True)
+            single_sweep = sweep(conn, model_id, queries, "one index", ef_values)
+            single = single_sweep[recorded]
+            matching = [ef for ef in ef_values if sealed_sweep[ef][2] >= single[2]] or [max(ef_values)]
+            ef = matching[0]
+            print(f"sealed at ef_search {ef} (recall@10 {sealed_sweep[ef][2]:.3f}) / one index at ef_search "
+                  f"{recorded} (recall@10 {single[2]:.3f}): p50 {sealed_sweep[ef][0] / single[0]:.2f}x, "
+                  f"p99 {sealed_sweep[ef][1] / single[1]:.2f}x; both at ef_search {recorded}: p50 "
+                  f"{sealed_sweep[recorded][0] / single[0]:.2f}x")
     finally:
         drop_scratch(DATABASE)
 

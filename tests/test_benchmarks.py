@@ -103,7 +103,11 @@ SMOKE: dict[str, Smoke] = {
     "layout_benchmark": Smoke((r"^per-day .* index builds\s+{n} s .* recall@10 {n}",
                                r"^sealed .* sealing\s+{n} s .* recall@10 {n}",
                                r"^next day\s+load \+ index {n} s; sealing {n} s .*; retention {n} s",
-                               r"^after .* p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}")),
+                               r"^after .* p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}",
+                               r"^one index 1 partitions \(1 indexed, 1 blocks\)\s+rebuild\s+{n} s",
+                               r"^\s+one index\s+ef_search\s+16\s+p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}",
+                               r"^sealed at ef_search {n} \(recall@10 {n}\) / one index at ef_search {n} "
+                               r"\(recall@10 {n}\): p50 {n}x, p99 {n}x; both at ef_search {n}: p50 {n}x$")),
     "concurrency_benchmark": Smoke((r"^idle\s+{n}\s+{n}\s+0\s+", r"^loading a [\d,]+-row day\s+{n}\s+{n}\s+0\s+",
                                     r"^HNSW build, [\d,]+-row day \(CONCURRENTLY\)\s+{n}\s+{n}\s+0\s+",
                                     r"^retention dropping the oldest day\s+{n}\s+{n}\s+0\s+")),
