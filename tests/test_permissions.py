@@ -134,6 +134,9 @@ def test_a_reader_session_sees_nothing_without_principals(store, embedder, reade
                       "VALUES ('2026-07-01/hr/secret-plan.pdf', %s, 'read', 'encrypted') ON CONFLICT DO NOTHING", (DAY,))
     with psycopg.connect(url, autocommit=True) as reader:
         assert reader.execute("SELECT count(DISTINCT doc_id) FROM chunks").fetchone()[0] == 1, "only the public one"
+        assert [r[0] for r in reader.execute(
+            "SELECT DISTINCT doc_id FROM docvec_readable_text_matches(%s, '[]', %s::sparsevec, %s, NULL, NULL, NULL, "
+            "'[]', NULL)", (HARBOUR, HARBOUR_WEIGHTS, model_id(reader)))] == ["doc-0.md"], "the text function too"
         assert [r[0] for r in reader.execute("SELECT doc_id FROM documents")] == ["doc-0.md"]
         assert reader.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0, "failed files' paths are hidden"
         reader.execute("SELECT set_config('docvec.principals', '{group:hr}', false)")
@@ -158,6 +161,30 @@ EVERY_PATH = json.dumps([[{"path": f"doc-{n}.md"} for n in range(len(WORDS))]]) 
 def model_id(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT DISTINCT model_id FROM chunks").fetchone()
     return int(row[0]) if row else 0
+
+
+def test_only_the_reader_role_may_execute_the_text_function(store, migrated) -> None:
+    """The SECURITY DEFINER function reads as the tables' owner: a login outside docvec_reader (PUBLIC)
+    may not call it, and it cannot be made to resolve a caller's objects (its search_path is fixed)."""
+    role, password = f"docvec_perm_public_{os.getpid()}", uuid.uuid4().hex
+    with psycopg.connect(urls.server_url(migrated), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    try:
+        url = make_url(store.database_url).set(username=role, password=password).render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as stranger, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            stranger.execute("SELECT * FROM docvec_readable_text_matches('{1}', '[]', '{}/10'::sparsevec, 1, "
+                             "NULL, NULL, NULL, '[]', NULL)")
+        with connections.connect(store) as owner:
+            settings = owner.execute(
+                "SELECT p.prosecdef, p.proconfig, has_function_privilege('public', p.oid, 'EXECUTE') "
+                "FROM pg_proc p WHERE p.proname = 'docvec_readable_text_matches'").fetchone()
+        assert settings is not None and settings[0], "SECURITY DEFINER"
+        assert any(c.startswith("search_path=") and c.endswith("pg_temp") for c in settings[1]), settings[1]
+        assert not settings[2], "PUBLIC may not execute it"
+    finally:
+        with psycopg.connect(urls.server_url(migrated), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 tenant_strategy = st.none() | st.sampled_from(("acme", "globex", "initech"))
