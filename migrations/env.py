@@ -21,6 +21,9 @@ def run_migrations_offline() -> None:
     context.configure(
         url=context.config.attributes.get("url") or "postgresql+psycopg://",
         literal_binds=True,
+        # A named paramstyle leaves '%' alone: psycopg's pyformat doubled every one in the printed SQL, so
+        # format('%I', ...) in a DO block or a function body came out as format('%%I', ...).
+        dialect_opts={"paramstyle": "named"},
         version_table=VERSION_TABLE,
         transaction_per_migration=True,
     )

@@ -11,6 +11,7 @@ from pipeline.lexical.terms import TERM_SPACE, term_id
 from pipeline.query import search
 from pipeline.settings import Settings
 from pipeline.storage import connections, migrate
+from pipeline.storage.admin import drop_database, recreate_database
 from tests.support.databases import fresh_database
 
 TABLES = {"embedding_models", "documents", "chunks", "dead_letters"}
@@ -44,6 +45,33 @@ def test_offline_sql_for_dbas(migrated: Settings) -> None:
     text = migrate.upgrade_sql(migrated, 384)
     assert "CREATE TABLE chunks" in text and "VECTOR(384)" in text.upper()
     assert "PARTITION BY RANGE (ingest_date)" in text
+
+
+def test_the_offline_sql_builds_the_schema_a_dba_applies(migrated: Settings) -> None:
+    """``docvec migrate --sql`` applied as printed (what a DBA does) reaches head: every '%' of a
+    format() in a DO block or function body as written (psycopg's pyformat doubled them), the text
+    search function created SECURITY DEFINER with its fixed search_path."""
+    text = migrate.upgrade_sql(migrated, 384)
+    assert "format('GRANT docvec_owner TO %I', current_user)" in text, "a DO block's format() as written"
+    url = recreate_database(migrated, "docvec_offline_sql")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(text)  # no parameters: one simple query holding every statement
+            version = conn.execute("SELECT version_num FROM docvec_alembic_version").fetchone()
+            function = conn.execute("SELECT prosecdef, proconfig FROM pg_proc "
+                                    "WHERE proname = 'docvec_readable_text_matches'").fetchone()
+            # The triggers that copy a version's readers to its chunks (0015) run their format()ted UPDATE.
+            conn.execute("INSERT INTO documents (ingest_date, doc_id, source_uri, content_sha256, bytes, chunk_count, "
+                         "readers) VALUES ('2026-07-01', 'a.md', 'a.md', '0', 1, 0, '{group:hr}')")
+            conn.execute("UPDATE documents SET readers = '{*}'")
+            matches = conn.execute("SELECT count(*) FROM docvec_readable_text_matches('{1}', '[[1, 2]]', "
+                                   "'{}/10'::sparsevec, 1, '2026-07-01', NULL, NULL, '[[{\"a\": 1}]]', 5)").fetchone()
+    finally:
+        drop_database(migrated, "docvec_offline_sql")
+    assert version == (migrate.head_revision(),)
+    assert function is not None and function[0] and function[1] == ["search_path=pg_catalog, pg_temp"]
+    assert matches == (0,), "the function's own format() calls make a statement that runs"
 
 
 def test_upgrade_checks_pgvector_first(migrated: Settings) -> None:
