@@ -31,7 +31,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -152,10 +152,11 @@ def as_principal(settings: Any, model_id: int, by_class: dict[str, list[str]], k
         scope = Scope(model_id=model_id)
 
         def run(path: str, phrase: str) -> list[str]:
-            if path == PRINCIPAL_PATHS[0]:
-                return [m.chunk_id for m in early_stop(conn, branches.lexical_query(conn, phrase, model_id), scope, k)]
-            with access.acting_as(conn, ["group:benchmark"]), (policies_alone() if path == PRINCIPAL_PATHS[2]
-                                                                 else nullcontext()):
+            with ExitStack() as way:
+                if path != PRINCIPAL_PATHS[0]:
+                    way.enter_context(access.acting_as(conn, ["group:benchmark"]))
+                if path == PRINCIPAL_PATHS[2]:
+                    way.enter_context(policies_alone())
                 return [m.chunk_id for m in early_stop(conn, branches.lexical_query(conn, phrase, model_id), scope, k)]
 
         for label, phrases in by_class.items():
