@@ -136,7 +136,7 @@ def test_a_reader_session_sees_nothing_without_principals(store, embedder, reade
         assert reader.execute("SELECT count(DISTINCT doc_id) FROM chunks").fetchone()[0] == 1, "only the public one"
         assert [r[0] for r in reader.execute(
             "SELECT DISTINCT doc_id FROM docvec_readable_text_matches(%s, '[]', %s::sparsevec, %s, NULL, NULL, NULL, "
-            "'[]', NULL)", (HARBOUR, HARBOUR_WEIGHTS, model_id(reader)))] == ["doc-0.md"], "the text function too"
+            "'[]', NULL)", (HARBOUR, HARBOUR_WEIGHTS, model_id(store)))] == ["doc-0.md"], "the text function too"
         assert [r[0] for r in reader.execute("SELECT doc_id FROM documents")] == ["doc-0.md"]
         assert reader.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0, "failed files' paths are hidden"
         reader.execute("SELECT set_config('docvec.principals', '{group:hr}', false)")
@@ -158,9 +158,13 @@ HARBOUR_WEIGHTS = SparseVector(dict.fromkeys(HARBOUR, 1.0), TERM_SPACE).to_text(
 EVERY_PATH = json.dumps([[{"path": f"doc-{n}.md"} for n in range(len(WORDS))]])  # one filter group: any of them
 
 
-def model_id(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT DISTINCT model_id FROM chunks").fetchone()
-    return int(row[0]) if row else 0
+def model_id(store: Settings) -> int:
+    """The stored chunks' model, read as the owner: a reader who may read nothing would find none, and a
+    function called with no model would return nothing whatever it let through."""
+    with connections.connect(store) as owner:
+        row = owner.execute("SELECT DISTINCT model_id FROM chunks").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_only_the_reader_role_may_execute_the_text_function(store, migrated) -> None:
@@ -216,10 +220,10 @@ def test_a_reader_session_reads_a_chunk_exactly_when_it_may_read_its_version(sto
         through_text = {r[0] for r in reader.execute(
             "SELECT DISTINCT doc_id FROM docvec_readable_text_matches(%s, '[]', %s::sparsevec, %s, NULL, NULL, NULL, "
             "'[]', NULL)",
-            (HARBOUR, HARBOUR_WEIGHTS, model_id(reader)))}
+            (HARBOUR, HARBOUR_WEIGHTS, model_id(store)))}
         through_all_of = {r[0] for r in reader.execute(
             "SELECT DISTINCT doc_id FROM docvec_readable_text_matches('{}', %s, %s::sparsevec, %s, NULL, %s, NULL, %s, "
-            "1000)", (json.dumps([HARBOUR]), HARBOUR_WEIGHTS, model_id(reader), DAY, EVERY_PATH))}
+            "1000)", (json.dumps([HARBOUR]), HARBOUR_WEIGHTS, model_id(store), DAY, EVERY_PATH))}
     assert through_chunks == through_documents == through_text == through_all_of == expected
 
 
