@@ -62,28 +62,29 @@ def index_days(conn, days: list[dt.date], policy: IndexSettings) -> float:
 Measured = tuple[float, float, float]  # p50 ms, p99 ms, recall@10
 
 
-def exact_answers(conn, model_id: int, queries: np.ndarray) -> list[set[str]]:
-    """Each query's true 10 nearest (the same search with index scans turned off)."""
+def exact_answers(conn, model_id: int, queries: np.ndarray, k: int = 10,
+                  since: dt.date | None = None) -> list[set[str]]:
+    """Each query's true ``k`` nearest from ``since`` on (the same search with index scans turned off)."""
     exact = []
     for query in queries:
         with conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")
-            exact.append({h.chunk_id for h in search.search_vector(conn, query, model_id, k=10)})
+            exact.append({h.chunk_id for h in search.search_vector(conn, query, model_id, k=k, since=since)})
     return exact
 
 
 def measure(conn, model_id: int, queries: np.ndarray, ef_search: int | None = None,
-            exact: list[set[str]] | None = None) -> Measured:
-    """p50 and p99 ms of docvec's vector search (at ``ef_search``; None: the recorded one), and its
-    recall@10 against the exact answer. The exact answers come first: interleaved, each full scan would
-    evict the indexes from shared_buffers and time the reload instead of the search."""
-    exact = exact if exact is not None else exact_answers(conn, model_id, queries)
+            exact: list[set[str]] | None = None, k: int = 10, since: dt.date | None = None) -> Measured:
+    """p50 and p99 ms of docvec's vector search (at ``ef_search``; None: docvec's default, the walked
+    ef_search), and its recall@k against the exact answer. The exact answers come first: interleaved,
+    each full scan would evict the indexes from shared_buffers and time the reload instead of the search."""
+    exact = exact if exact is not None else exact_answers(conn, model_id, queries, k, since)
     for query in queries:  # one untimed pass: a serving index lives in memory
-        search.search_vector(conn, query, model_id, k=10, ef_search=ef_search)
+        search.search_vector(conn, query, model_id, k=k, ef_search=ef_search, since=since)
     latencies, recalls = [], []
     for query, expected in zip(queries, exact, strict=True):
         started = time.perf_counter()
-        hits = search.search_vector(conn, query, model_id, k=10, ef_search=ef_search)
+        hits = search.search_vector(conn, query, model_id, k=k, ef_search=ef_search, since=since)
         latencies.append((time.perf_counter() - started) * 1000)
         recalls.append(len(expected & {h.chunk_id for h in hits}) / max(1, len(expected)))
     return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), float(np.mean(recalls))
@@ -98,6 +99,24 @@ def sweep(conn, model_id: int, queries: np.ndarray, label: str, ef_values: list[
         found[ef] = p50, p99, recall = measure(conn, model_id, queries, ef, exact)
         print(f"  {label:<12} ef_search {ef:>4}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}", flush=True)
     return found
+
+
+def walked_scopes(conn, model_id: int, queries: np.ndarray, recorded: int, today: dt.date) -> None:
+    """docvec's walked ef_search against the recorded one, where the days searched lie in fewer
+    partitions (a ``since``), and for hybrid's pool of 50 nearest: a line each, recall against exact."""
+    parts = catalog.partitions(conn)
+    scopes = [(None, 10), (None, 50), (today - dt.timedelta(days=2), 10)]
+    newest_block = next((p for p in reversed(parts) if p.is_block), None)
+    if newest_block is not None:
+        scopes.append((newest_block.first, 10))
+    for since, k in scopes:
+        walk = search.vector_walk(conn, since=since)
+        exact = exact_answers(conn, model_id, queries, k, since)
+        scope = f"since {since}" if since else "all days"
+        for label, ef in (("walked", walk.ann.ef_search), ("recorded", recorded)):
+            p50, p99, recall = measure(conn, model_id, queries, ef, exact, k, since)
+            print(f"  {scope:<17} {walk.hnsw_indexes} HNSW  k={k:<3} {label:<8} ef_search {ef:>3}   p50 {p50:7.2f} ms  "
+                  f"p99 {p99:7.2f} ms  recall@{k} {recall:.3f}", flush=True)
 
 
 def one_index(conn) -> tuple[str, float]:
@@ -186,9 +205,13 @@ def main() -> None:
             exact = exact_answers(conn, model_id, queries)  # the same rows for the line below and the sweep
             p50, p99, recall = measure(conn, model_id, queries, exact=exact)
             print(f"after     {describe(conn):<40} {'':21}   p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  recall@10 {recall:.3f}")
-            recorded = catalog.search_settings(conn).ef_search  # what docvec searches with
-            ef_values = sorted({*args.ef_search, recorded})
+            recorded = catalog.search_settings(conn).ef_search  # what the indexes record, for one index
+            walk = search.vector_walk(conn)  # what docvec searches every day with
+            print(f"  docvec's default over {walk.hnsw_indexes} HNSW indexes: ef_search {walk.ann.ef_search} "
+                  f"(walked_ef_search of the recorded {recorded})")
+            ef_values = sorted({*args.ef_search, recorded, walk.ann.ef_search})
             sealed_sweep = sweep(conn, model_id, queries, "sealed", ef_values, exact)
+            walked_scopes(conn, model_id, queries, recorded, tomorrow)
 
             table, build_seconds = one_index(conn)
             conn.execute("VACUUM ANALYZE chunks")
@@ -201,6 +224,10 @@ def main() -> None:
                   f"{recorded} (recall@10 {single[2]:.3f}): p50 {sealed_sweep[ef][0] / single[0]:.2f}x, "
                   f"p99 {sealed_sweep[ef][1] / single[1]:.2f}x; both at ef_search {recorded}: p50 "
                   f"{sealed_sweep[recorded][0] / single[0]:.2f}x")
+            default = sealed_sweep[walk.ann.ef_search]
+            print(f"docvec's defaults: sealed at the walked ef_search {walk.ann.ef_search} (recall@10 {default[2]:.3f}) / "
+                  f"one index at {recorded} (recall@10 {single[2]:.3f}): p50 {default[0] / single[0]:.2f}x, "
+                  f"p99 {default[1] / single[1]:.2f}x")
     finally:
         drop_scratch(DATABASE)
 

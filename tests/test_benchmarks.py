@@ -107,7 +107,12 @@ SMOKE: dict[str, Smoke] = {
                                r"^one index 1 partitions \(1 indexed, 1 blocks\)\s+rebuild\s+{n} s",
                                r"^\s+one index\s+ef_search\s+16\s+p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}",
                                r"^sealed at ef_search {n} \(recall@10 {n}\) / one index at ef_search {n} "
-                               r"\(recall@10 {n}\): p50 {n}x, p99 {n}x; both at ef_search {n}: p50 {n}x$")),
+                               r"\(recall@10 {n}\): p50 {n}x, p99 {n}x; both at ef_search {n}: p50 {n}x$",
+                               r"^  docvec's default over {n} HNSW indexes: ef_search {n} \(walked_ef_search of the",
+                               r"^  all days\s+{n} HNSW\s+k=50\s+walked\s+ef_search\s+{n}\s+p50\s+{n} ms .* recall@50 {n}",
+                               r"^  since \S+\s+{n} HNSW\s+k=10\s+recorded\s+ef_search\s+{n}\s+p50",
+                               r"^docvec's defaults: sealed at the walked ef_search {n} \(recall@10 {n}\) / one index "
+                               r"at {n} \(recall@10 {n}\): p50 {n}x, p99 {n}x$")),
     "concurrency_benchmark": Smoke((r"^idle\s+{n}\s+{n}\s+0\s+", r"^loading a [\d,]+-row day\s+{n}\s+{n}\s+0\s+",
                                     r"^HNSW build, [\d,]+-row day \(CONCURRENTLY\)\s+{n}\s+{n}\s+0\s+",
                                     r"^retention dropping the oldest day\s+{n}\s+{n}\s+0\s+")),

@@ -170,3 +170,52 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
     assert recall.metadata["recall_at_10"].value == {partition: 0.5}
     [event] = again.get_asset_materialization_events()
     assert event.materialization.metadata["actions"].value[partition].startswith("keep")
+
+
+@pytest.mark.parametrize("recorded,indexes,expected", [
+    (64, 0, 64), (64, 1, 64), (64, 2, 46), (64, 4, 32), (64, 7, 25), (64, 16, 16), (64, 100, 16),
+    (40, 4, 20), (12, 9, 12),  # never above what the indexes record, even under the floor
+])
+def test_walked_ef_search(recorded, indexes, expected) -> None:
+    assert vector_indexes.walked_ef_search(recorded, indexes) == expected
+
+
+WALK_DAYS = [dt.date(2026, 5, 1) + dt.timedelta(days=n) for n in range(4)]
+WALK_ROWS = 3_000  # per day, each above the policy's threshold below: four HNSW indexes
+
+
+def test_a_search_over_several_indexes_walks_each_with_a_shorter_list(migrated, embedder) -> None:
+    """A search whose days lie in several HNSW-indexed partitions shortens each index's candidate list
+    (``walked_ef_search``) by the number its range walks, and still finds the exact nearest."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_index_walk")
+    policy = IndexSettings(exact_max_rows=1_000)
+    with connections.connect(isolated) as conn:
+        model_id = model_registry.register(conn, embedder.info).id
+        for n, day in enumerate(WALK_DAYS):
+            days.replace_day(conn, synthetic_day(day, clustered(WALK_ROWS, seed=50 + n), embedder.info.name,
+                                                 embedder.info.revision, documents=300, doc_prefix=f"w{n}"), model_id)
+            builds.maintain_partition(conn, layout.partition_name(day), policy)
+        conn.execute("ANALYZE chunks")
+        recorded = catalog.search_settings(conn).ef_search
+        assert recorded == 64, "what the policy's HNSW indexes record (m=16)"
+        walked = {(since, until): catalog.recorded_search(conn, since, until).hnsw_walked for since, until in [
+            (None, None), (WALK_DAYS[2], None), (None, WALK_DAYS[0]), (WALK_DAYS[1], WALK_DAYS[2]),
+            (WALK_DAYS[3] + dt.timedelta(days=1), None)]}
+        assert list(walked.values()) == [4, 2, 1, 2, 0]
+        assert search.ann_settings(conn).ef_search == 32
+        assert search.ann_settings(conn, since=WALK_DAYS[3]).ef_search == recorded, "one index: what it records"
+        assert search.ann_settings(conn, as_of=WALK_DAYS[1]).ef_search == 46, "as_of ends the days read"
+        assert search.ann_settings(conn, ef_search=100).ef_search == 100, "the caller's value wins"
+        plan = plan_text(conn, [clustered(1, seed=7)[0]], model_id)
+        assert "docvec plan: hnsw.ef_search 32 per index over 4 HNSW indexes (the indexes record 64 for one)" in plan
+
+        queries = clustered(30, seed=77)
+        recalls = []
+        for query in queries:
+            with conn.transaction():  # the exact answer: no index
+                conn.execute("SET LOCAL enable_indexscan = off")
+                exact = {h.chunk_id for h in search.search_vector(conn, query, model_id, k=10)}
+            found = search.search_vector(conn, query, model_id, k=10)
+            assert len(found) == 10
+            recalls.append(len(exact & {h.chunk_id for h in found}) / 10)
+        assert sum(recalls) / len(recalls) >= 0.95, recalls

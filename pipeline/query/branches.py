@@ -22,14 +22,47 @@ from pipeline.query.hits import SearchHit
 from pipeline.storage import catalog, chunk_search, readable_search, term_stats
 from pipeline.storage.chunk_search import LexicalTerms, MatchedChunk, Scope
 from pipeline.storage.sqlstate import connection_guard
-from pipeline.storage.vector_indexes import AnnSettings
+from pipeline.storage.vector_indexes import AnnSettings, walked_ef_search
 
 
-def ann_settings(conn: psycopg.Connection[Any], ef_search: int | None = None, probes: int | None = None) -> AnnSettings:
+@dataclass(frozen=True)
+class VectorWalk:
+    """The ANN settings a vector search runs with, and why: the ef_search its indexes record, and how
+    many HNSW indexes the days it searches lie in."""
+    ann: AnnSettings
+    recorded_ef_search: int
+    hnsw_indexes: int
+
+    def describe(self) -> str | None:
+        """One line for ``--explain`` (None when no HNSW index is walked)."""
+        if self.hnsw_indexes == 0:
+            return None
+        if self.ann.ef_search == self.recorded_ef_search or self.hnsw_indexes == 1:
+            walked = "1 HNSW index" if self.hnsw_indexes == 1 else f"{self.hnsw_indexes} HNSW indexes"
+            return f"docvec plan: hnsw.ef_search {self.ann.ef_search} over {walked}"
+        return (f"docvec plan: hnsw.ef_search {self.ann.ef_search} per index over {self.hnsw_indexes} HNSW indexes "
+                f"(the indexes record {self.recorded_ef_search} for one)")
+
+
+def vector_walk(conn: psycopg.Connection[Any], ef_search: int | None = None, probes: int | None = None, *,
+                since: dt.date | None = None, until: dt.date | None = None,
+                as_of: dt.date | None = None) -> VectorWalk:
     """The session's ANN settings: what the store's indexes were built and their recall checked for
-    (recorded on each index by the vector_index step), unless the caller asks for other values."""
-    recorded = catalog.search_settings(conn)
-    return AnnSettings(ef_search=ef_search or recorded.ef_search, probes=probes or recorded.probes)
+    (recorded on each index by the vector_index step), unless the caller asks for other values; the
+    ef_search shortened when the days searched (``since`` to ``until``, none after ``as_of``) lie in
+    several HNSW-indexed partitions (``vector_indexes.walked_ef_search``)."""
+    last = until if as_of is None else min(until or as_of, as_of)
+    recorded = catalog.recorded_search(conn, since, last)
+    walked = walked_ef_search(recorded.ann.ef_search, recorded.hnsw_walked)
+    return VectorWalk(AnnSettings(ef_search=ef_search or walked, probes=probes or recorded.ann.probes),
+                      recorded.ann.ef_search, recorded.hnsw_walked)
+
+
+def ann_settings(conn: psycopg.Connection[Any], ef_search: int | None = None, probes: int | None = None, *,
+                 since: dt.date | None = None, until: dt.date | None = None,
+                 as_of: dt.date | None = None) -> AnnSettings:
+    """``vector_walk``'s settings."""
+    return vector_walk(conn, ef_search, probes, since=since, until=until, as_of=as_of).ann
 
 
 def _scope(model_id: int, since: dt.date | None, until: dt.date | None, filters: Mapping[str, str] | None,
@@ -54,7 +87,7 @@ def search_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model
     ``as_principals``: the session searches as principals (``storage/access.acting_as``), so the
     readable share decides between the index walk and an exact search (``storage/readable_search``)."""
     with connection_guard("searching"):
-        ann = ann_settings(conn, ef_search, probes)
+        ann = ann_settings(conn, ef_search, probes, since=since, until=until, as_of=as_of)
     finder = readable_search.nearest if as_principals else chunk_search.nearest
     nearest = finder(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
     return [_hit(i + 1, chunk) for i, chunk in enumerate(nearest)]
@@ -187,9 +220,11 @@ def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, mode
     """EXPLAIN ANALYZE of the vector branch: proves which indexes (or exact scans) answer it (as
     principals: first which plan the readable share chose, as ``search_vector``)."""
     with connection_guard("explaining the search"):
-        ann = ann_settings(conn, ef_search, probes)
+        walk = vector_walk(conn, ef_search, probes, since=since, until=until, as_of=as_of)
     explain = readable_search.explain_nearest if as_principals else chunk_search.explain_nearest
-    return explain(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, ann)
+    plan = explain(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, walk.ann)
+    walked = walk.describe()
+    return plan if walked is None else f"{plan}\n{walked}"
 
 
 def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,

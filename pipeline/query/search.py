@@ -17,13 +17,14 @@ from pipeline.query.branches import (
     explain_vector,
     search_text,
     search_vector,
+    vector_walk,
 )
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import MODES, request
 from pipeline.query.service import SearchService
 
 __all__ = ["MODES", "ann_settings", "explain_text", "explain_vector",
-           "search", "search_text", "search_vector"]
+           "search", "search_text", "search_vector", "vector_walk"]
 
 
 def search(conn: psycopg.Connection[Any], embedder: Embedder | None, query: str, *,

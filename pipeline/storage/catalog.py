@@ -98,14 +98,34 @@ def search_settings(conn: psycopg.Connection[Any]) -> AnnSettings:
     """The ANN settings a search over every partition needs: the largest ``ef_search`` and ``probes``
     recorded on any valid vector index (the values its recall was checked with), pgvector's defaults
     where no index records one."""
-    ef_search, probes = one(conn, f"""
-        SELECT max((obj_description(i.oid, 'pg_class')::jsonb -> 'search' ->> 'ef_search')::int),
-               max((obj_description(i.oid, 'pg_class')::jsonb -> 'search' ->> 'probes')::int)
+    return recorded_search(conn).ann
+
+
+@dataclass(frozen=True)
+class RecordedSearch:
+    """What ``search_settings`` reads, and how many HNSW indexes a search over a range of days walks."""
+    ann: AnnSettings
+    hnsw_walked: int
+
+
+def recorded_search(conn: psycopg.Connection[Any], since: dt.date | None = None,
+                    until: dt.date | None = None) -> RecordedSearch:
+    """``search_settings``, and the valid HNSW indexes of the partitions holding a day from ``since`` to
+    ``until`` (None: unbounded), the partitions a search in that range walks (names carry the range)."""
+    first, last = "to_date(substr(c.relname, 8, 8), 'YYYYMMDD')", "to_date(right(c.relname, 8), 'YYYYMMDD')"
+    comment = "obj_description(i.oid, 'pg_class')"
+    recorded = f"CASE WHEN left({comment}, 1) = '{{' THEN {comment}::jsonb END"  # docvec's JSON record only
+    ef_search, probes, walked = one(conn, f"""
+        SELECT max(({recorded} -> 'search' ->> 'ef_search')::int), max(({recorded} -> 'search' ->> 'probes')::int),
+               count(DISTINCT c.oid) FILTER (
+                   WHERE am.amname = 'hnsw' AND c.relname ~ '^chunks_[0-9]{{8}}(_[0-9]{{8}})?$'
+                     AND (%(since)s::date IS NULL OR {last} >= %(since)s::date)
+                     AND (%(until)s::date IS NULL OR {first} <= %(until)s::date))
         FROM {_PARTITIONS}{_VECTOR_INDEXES}
         WHERE {_OF_CHUNKS} AND x.indisvalid
-          AND obj_description(i.oid, 'pg_class') LIKE '{{%'
-    """)
-    return AnnSettings(ef_search=int(ef_search or DEFAULT_EF_SEARCH), probes=int(probes or DEFAULT_PROBES))
+    """, {"since": since, "until": until})
+    return RecordedSearch(AnnSettings(ef_search=int(ef_search or DEFAULT_EF_SEARCH),
+                                      probes=int(probes or DEFAULT_PROBES)), int(walked or 0))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ module's."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -207,6 +208,23 @@ class AnnSettings:
     checked with (one session setting serves every partition), unless the caller asks for more or less."""
     ef_search: int = DEFAULT_EF_SEARCH
     probes: int = DEFAULT_PROBES
+
+
+# A search over several HNSW-indexed partitions (a sealed layout's blocks and newest days) merges each
+# index's own nearest rows, so each index needs to find only its share of the top k: measured at 1M rows
+# over 7 partitions (benchmarks/RESULTS.md, "the walked ef_search"), the recorded ef_search divided by the
+# square root of the indexes walked keeps recall@10 above a single index's at the recorded value. The floor
+# keeps each graph's own search from getting too narrow to navigate.
+WALKED_EF_FLOOR = 16
+
+
+def walked_ef_search(recorded: int, indexes: int) -> int:
+    """The ef_search for a search that walks ``indexes`` HNSW indexes whose recall was checked at
+    ``recorded``: ``recorded`` for one, ``recorded / sqrt(indexes)`` (at least WALKED_EF_FLOOR, at most
+    ``recorded``) for more."""
+    if indexes <= 1:
+        return recorded
+    return min(recorded, max(WALKED_EF_FLOOR, math.ceil(recorded / math.sqrt(indexes))))
 
 
 def apply_ann_settings(conn: psycopg.Connection[Any], settings: AnnSettings, *, iterative: bool = True) -> None:
