@@ -9,6 +9,11 @@ import pytest
 from pipeline import sample_corpus
 from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder, model_identity
+from pipeline.query import search_model
+from pipeline.query.request import request
+from pipeline.query.search_model import QUERY_BACKENDS, ServedModel, query_backend
+from pipeline.query.service import OneConnection, SearchService
+from pipeline.storage.model_registry import StoredModel
 
 TEXTS = [
     "PostgreSQL drops a day partition in milliseconds instead of deleting its rows.",
@@ -58,3 +63,33 @@ def test_bad_backend_settings_are_refused(export_dir) -> None:
         Embedder(backend="tensorrt", export_dir=export_dir)
     with pytest.raises(ConfigError, match="runs on the CPU"):
         Embedder(backend="onnx-int8", device="cuda", export_dir=export_dir)
+
+
+def test_the_query_backend_follows_the_stored_vectors(monkeypatch) -> None:
+    torch_vectors = StoredModel(1, "all-MiniLM-L6-v2", "abc+ctx1", 384, None, None)
+    int8_vectors = StoredModel(2, "all-MiniLM-L6-v2", "abc+ctx1+int8", 384, None, None)
+    assert query_backend(torch_vectors, "auto") == "onnx", "onnxruntime is installed here and there is no GPU"
+    assert query_backend(torch_vectors, "onnx") == "onnx" and query_backend(torch_vectors, "torch") == "torch"
+    assert {query_backend(int8_vectors, wanted) for wanted in QUERY_BACKENDS} == {"onnx-int8"}, \
+        "int8 vectors are only ever compared with int8 queries"
+    with pytest.raises(ConfigError, match="not one of auto, torch, onnx"):
+        query_backend(torch_vectors, "tensorrt")
+    monkeypatch.setattr(search_model, "choose_device", lambda: "cuda")
+    assert query_backend(torch_vectors, "auto") == "torch", "on a GPU, torch stays"
+
+
+@pytest.mark.database
+def test_a_server_encodes_queries_with_onnx_and_finds_what_torch_finds(loaded_sample, conn, embedder) -> None:
+    """``docvec serve``'s default: queries for fp32 torch vectors are encoded by ONNX Runtime on one thread,
+    the model checked against the stored revision as before, and every search finds the same hits."""
+    onnx = ServedModel(encode_threads=1, backend="auto")
+    stored = onnx.stored(conn)
+    loaded = onnx.embedder(stored)
+    assert loaded.backend == "onnx" and loaded.info.revision == stored.revision == embedder.info.revision
+    queries = [q["query"] for q in sample_corpus.labelled_queries()]
+    assert float((loaded.encode(queries) * embedder.encode(queries)).sum(axis=1).min()) > 0.9999
+    by_onnx, by_torch = SearchService(OneConnection(conn), onnx), SearchService.over(conn, embedder)
+    for query in queries:
+        for mode in ("vector", "hybrid"):
+            wanted = request(query, mode=mode, k=10)
+            assert [h.chunk_id for h in by_onnx.search(wanted).hits] == [h.chunk_id for h in by_torch.search(wanted).hits]

@@ -23,7 +23,7 @@ from pipeline.cli.keys_command import add_keys_parser
 from pipeline.cli.mcp_command import add_mcp_parser
 from pipeline.cli.query_commands import cmd_eval, cmd_search
 from pipeline.cli.request_options import add_options
-from pipeline.cli.serve_command import add_auth_options, cmd_serve
+from pipeline.cli.serve_command import add_auth_options, add_query_backend_option, cmd_serve
 from pipeline.cli.setup_commands import (
     cmd_demo,
     cmd_dev,
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="database connections at most (default 8; a hybrid search uses two at once)")
     p.add_argument("--encode-threads", type=int, default=1,
                    help="CPU threads per query encode (default 1: concurrent requests share the cores)")
+    add_query_backend_option(p)
     p.add_argument("--db-timeout", type=float, default=5.0,
                    help="seconds a request waits for a database connection before answering 503 (default 5)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))

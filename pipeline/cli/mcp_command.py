@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from pipeline.cli.serve_command import add_auth_options
+from pipeline.cli.serve_command import add_auth_options, add_query_backend_option
 from pipeline.settings import Settings
 
 
@@ -29,6 +29,7 @@ def add_mcp_parser(sub: Any) -> None:
     p.add_argument("--pool-size", type=int, default=4,
                    help="database connections at most (default 4; a hybrid search uses two at once)")
     p.add_argument("--encode-threads", type=int, default=1, help="CPU threads per query encode (default 1)")
+    add_query_backend_option(p)
     p.add_argument("--db-timeout", type=float, default=5.0,
                    help="seconds a call waits for a database connection before it answers that the database is "
                         "unavailable (default 5)")
@@ -73,7 +74,8 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--as and --tenant apply without authentication: with --auth each caller searches as "
                           "its own key's or token's principals; leave --as out")
     source = PooledConnections(connections.search_pool(settings, max_size=args.pool_size, timeout=args.db_timeout))
-    service = SearchService(source, ServedModel(encode_threads=args.encode_threads), threads=args.pool_size)
+    model = ServedModel(encode_threads=args.encode_threads, backend=args.query_backend)
+    service = SearchService(source, model, threads=args.pool_size)
     server = build_server(DocvecTools(service, source), None if auth is not None else acting)
     service.open()
     if auth is not None:

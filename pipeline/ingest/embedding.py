@@ -113,7 +113,7 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int | None = None,
                  normalize: bool = True, backend: str = "torch", export_dir: Path | None = None,
-                 contextual: bool = True) -> None:
+                 contextual: bool = True, threads: int | None = None) -> None:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"embedder batch_size must be >= 1, got {batch_size}")
         require_backend(backend)
@@ -155,7 +155,7 @@ class Embedder:
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
             files_revision = model_identity(model, "torch", contextual=False)[1]
             cache = (export_dir or _default_export_dir()) / f"{slug}-{files_revision}"
-            self._onnx = OnnxEncoder(prepared_model(self.model, backend, cache), self.model)
+            self._onnx = OnnxEncoder(prepared_model(self.model, backend, cache), self.model, threads)
         self.info = ModelInfo(
             name=name,
             revision=revision,
@@ -220,19 +220,21 @@ class Embedder:
         return vectors
 
 
-_cache: dict[tuple[str, str, int | None, bool, str, bool], Embedder] = {}
+_cache: dict[tuple[str, str, int | None, bool, str, bool, int | None], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 def load_embedder(model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int | None = None,
-                  normalize: bool = True, backend: str = "torch", contextual: bool = True) -> Embedder:
-    """Process-wide cache: loading a model costs seconds, so each process loads each model once."""
-    key = (model, device, batch_size, normalize, backend, contextual)
+                  normalize: bool = True, backend: str = "torch", contextual: bool = True,
+                  threads: int | None = None) -> Embedder:
+    """Process-wide cache: loading a model costs seconds, so each process loads each model once.
+    ``threads``: an ONNX backend's intra-op threads (torch's are process-wide: ``set_encode_threads``)."""
+    key = (model, device, batch_size, normalize, backend, contextual, threads)
     with _cache_lock:
         if key not in _cache:
             started = time.perf_counter()
             _cache[key] = Embedder(model, device=device, batch_size=batch_size, normalize=normalize, backend=backend,
-                                   contextual=contextual)
+                                   contextual=contextual, threads=threads)
             log.info("loaded %s (%s) on %s in %.1f s", model, backend, _cache[key].device,
                      time.perf_counter() - started)
         return _cache[key]

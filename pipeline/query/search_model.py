@@ -4,6 +4,7 @@ without loading it (all text mode needs) and loads it only when a query must be 
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import cached_property
 from typing import Any, Protocol
@@ -11,10 +12,12 @@ from typing import Any, Protocol
 import psycopg
 
 from pipeline.errors import ConfigError, DimensionMismatchError, NothingServedError, PreconditionError
-from pipeline.ingest.embedding import Embedder, load_embedder, model_identity, set_encode_threads
+from pipeline.ingest.embedding import Embedder, choose_device, load_embedder, model_identity, set_encode_threads
 from pipeline.storage import model_registry
 from pipeline.storage.model_registry import StoredModel
-from pipeline.storage.sqlstate import connection_guard
+from pipeline.storage.sqlstate import connection_guard, first_line
+
+log = logging.getLogger(__name__)
 
 
 def served_model(conn: psycopg.Connection[Any]) -> StoredModel:
@@ -55,10 +58,34 @@ def search_model_id(conn: psycopg.Connection[Any], embedder: Embedder, query: st
     return stored_model_of(conn, embedder).id
 
 
-def verified_embedder(stored: StoredModel) -> Embedder:
-    """``stored``'s model, loaded locally (same backend and headers), after checking that its files are
-    the ones that made the stored vectors."""
-    embedder = load_embedder(stored.name, backend=stored.backend, contextual=stored.contextual)
+# How a long-running searcher encodes queries (``docvec serve --query-backend``): 'onnx' encodes queries
+# for fp32 torch vectors with ONNX Runtime (the same vectors to 1e-6, recorded under the same revision:
+# ~3 ms for a short query on one CPU thread against ~13 ms through sentence-transformers, whose Python
+# per layer also holds the GIL that a hybrid search's text branch needs); 'auto': 'onnx' where
+# onnxruntime is installed and the model runs on a CPU, else 'torch'; 'torch': the stored vectors' backend.
+QUERY_BACKENDS = ("auto", "torch", "onnx")
+
+
+def query_backend(stored: StoredModel, wanted: str) -> str:
+    """The backend that encodes queries for ``stored``'s vectors (see QUERY_BACKENDS)."""
+    if wanted not in QUERY_BACKENDS:
+        raise ConfigError(f"query backend {wanted!r} is not one of {', '.join(QUERY_BACKENDS)}")
+    if wanted == "torch" or stored.backend != "torch":  # int8 vectors need the int8 model; onnx is onnx already
+        return stored.backend
+    if wanted == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None or choose_device() != "cpu":
+            return stored.backend
+    return "onnx"
+
+
+def verified_embedder(stored: StoredModel, *, backend: str | None = None, threads: int | None = None) -> Embedder:
+    """``stored``'s model, loaded locally (same headers; ``backend``: the backend to load it with, by default
+    the stored vectors' own), after checking that its files are the ones that made the stored vectors (a
+    backend whose vectors differ records another revision and is refused). ``threads``: an ONNX backend's."""
+    embedder = load_embedder(stored.name, backend=backend or stored.backend, contextual=stored.contextual,
+                             threads=threads)
     if embedder.info.revision != stored.revision:
         raise PreconditionError(
             f"search reads {stored.label}, but the local copy of {stored.name} is revision "
@@ -91,10 +118,14 @@ class ModelSource(Protocol):
 class ServedModel:
     """The model the store serves now, looked up on every search (a switch is seen at once) and loaded
     again only when it changed. ``encode_threads``: CPU threads per query encode, set on each load
-    (a server's concurrent requests share the cores instead of each spreading over all of them)."""
+    (a server's concurrent requests share the cores instead of each spreading over all of them);
+    ``backend``: how queries are encoded (QUERY_BACKENDS; 'torch', the stored vectors' own, by default)."""
 
-    def __init__(self, *, encode_threads: int | None = None) -> None:
+    def __init__(self, *, encode_threads: int | None = None, backend: str = "torch") -> None:
+        if backend not in QUERY_BACKENDS:
+            raise ConfigError(f"query backend {backend!r} is not one of {', '.join(QUERY_BACKENDS)}")
         self.encode_threads = encode_threads
+        self.backend = backend
         self._lock = threading.Lock()
         self._loaded: tuple[int, Embedder] | None = None
 
@@ -106,8 +137,20 @@ class ServedModel:
             if self._loaded is None or self._loaded[0] != stored.id:
                 if self.encode_threads is not None:
                     set_encode_threads(self.encode_threads)
-                self._loaded = (stored.id, verified_embedder(stored))
+                self._loaded = (stored.id, self._load(stored))
             return self._loaded[1]
+
+    def _load(self, stored: StoredModel) -> Embedder:
+        backend = query_backend(stored, self.backend)
+        if backend == stored.backend:
+            return verified_embedder(stored)
+        try:
+            return verified_embedder(stored, backend=backend, threads=self.encode_threads)
+        except (ConfigError, OSError) as exc:  # e.g. a read-only home the ONNX export cannot be written to
+            if self.backend != "auto":
+                raise
+            log.warning("encoding queries with %s instead of ONNX Runtime: %s", stored.backend, first_line(exc))
+            return verified_embedder(stored)
 
 
 class NamedModel:
