@@ -7,8 +7,11 @@ The stores are the ones benchmarks/hybrid_benchmark.py builds (its ``load``: day
 10-day sealed blocks), reused when that benchmark ran with ``--reuse``, built here otherwise. Latency is
 measured at the client and includes embedding the query (hybrid and vector modes) on the server's CPU.
 
+``--query-backends auto torch`` measures the query encoders side by side (``docvec serve --query-backend``:
+auto encodes with ONNX Runtime where it is installed).
+
 Usage: ``python -m benchmarks.serve_benchmark [--sizes 100000 1000000] [--days 10 30] [--clients 1 4 8]
-[--seconds 15]``
+[--seconds 15] [--query-backends auto torch]``
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from pipeline.settings import Settings
 from tests.support.network import free_port
 
 
-def start_server(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(settings: Settings, home: Path, query_backend: str = "auto") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**os.environ, **dagster_environment(settings), "DOCVEC_HOME": str(home)}
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--port", str(port),
-                                "--pool-size", "16", "--log-level", "warning"], env=env,
+                                "--pool-size", "16", "--log-level", "warning", "--query-backend", query_backend], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -90,7 +93,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, nargs="+", default=[10])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--seconds", type=float, default=15.0)
-    args = smoke.parse_args(parser, {"sizes": [400], "days": [2], "clients": [1, 2], "seconds": 0.5})
+    parser.add_argument("--query-backends", nargs="+", default=["auto"], choices=("auto", "torch", "onnx"),
+                        help="docvec serve --query-backend values to measure side by side (a server each)")
+    args = smoke.parse_args(parser, {"sizes": [400], "days": [2], "clients": [1, 2], "seconds": 0.5,
+                                     "query_backends": ["auto", "torch"]})
     words = hybrid_benchmark.vocabulary()
     lines = []
     for rows, day_count in zip(args.sizes, args.days, strict=True):
@@ -100,21 +106,22 @@ def main() -> None:
             settings = scratch_settings(name, 384)
             hybrid_benchmark.load(settings, rows, day_count, words)
         phrases = hybrid_benchmark.phrases(5_000, words, day_count)
-        with tempfile.TemporaryDirectory() as home:
-            process, port = start_server(settings, Path(home))
-            try:
-                for mode in search.MODES:
-                    for clients in args.clients:
-                        latencies, errors = run_clients(port, mode, clients, args.seconds, phrases)
-                        lat = np.array(latencies)
-                        lines.append(f"{rows:>10,} {mode:<7} {clients:>7} {np.percentile(lat, 50):>8.1f} "
-                                     f"{np.percentile(lat, 99):>8.1f} {len(lat) / args.seconds:>8.1f} {errors:>6}")
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+        for backend in args.query_backends:
+            with tempfile.TemporaryDirectory() as home:
+                process, port = start_server(settings, Path(home), backend)
+                try:
+                    for mode in search.MODES:
+                        for clients in args.clients:
+                            latencies, errors = run_clients(port, mode, clients, args.seconds, phrases)
+                            lat = np.array(latencies)
+                            lines.append(f"{rows:>10,} {backend:<7} {mode:<7} {clients:>7} {np.percentile(lat, 50):>8.1f} "
+                                         f"{np.percentile(lat, 99):>8.1f} {len(lat) / args.seconds:>8.1f} {errors:>6}")
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; docvec serve (1 process, pool of 16) and its "
           f"clients on the same machine; {args.seconds:.0f} s per row, k=10, distinct queries")
-    print(f"{'rows':>10} {'mode':<7} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>8} {'errors':>6}")
+    print(f"{'rows':>10} {'queries':<7} {'mode':<7} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>8} {'errors':>6}")
     print("\n".join(lines))
 
 
