@@ -9,7 +9,8 @@ in memory: vectors ranked exactly (the benchmark goes through HNSW, so its vecto
 the index's recall), BM25 and fusion by benchmarks/retrieval_sweep.py's copy of docvec's scoring. The
 recipe only changes what is embedded, so the text column moves only through the chunk sizes.
 
-Usage: ``python -m benchmarks.header_recipes [--corpus python-docs git-docs] [--recipes path/32 none/32 ...]``
+Usage: ``python -m benchmarks.header_recipes [--corpus python-docs git-docs] [--recipes path/32 none/32 ...]
+[--backend onnx]``
 (no database: everything is in memory).
 """
 
@@ -87,10 +88,13 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help="also chunks embedded without a header")
     parser.add_argument("--limit-pages", type=int, help="only each corpus's first N pages (default: all)")
     parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="the embedding backend (onnx: the same vectors to 1e-6, faster on a CPU)")
     args = smoke.parse_args(parser, {"limit_pages": 3, "limit_questions": 5})
-    embedder = load_embedder(contextual=True)
+    embedder = load_embedder(contextual=True, backend=args.backend)
     recipes: list[context.HeaderRecipe | None] = [*args.recipes, *([None] if args.bare else [])]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; default recipe: {context.RECIPE.name}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; default recipe: {context.RECIPE.name}; "
+          f"embedded with {args.backend}")
     print(f"{'corpus':<12} {'recipe':<24} {'chunks':>7} {'vector MRR hit1 hit5':>21} {'text MRR':>9} "
           f"{'hybrid MRR hit1 hit5':>21} {'seconds':>8}")
     for name in dict.fromkeys(args.corpus):

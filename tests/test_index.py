@@ -219,3 +219,5 @@ def test_a_search_over_several_indexes_walks_each_with_a_shorter_list(migrated, 
             assert len(found) == 10
             recalls.append(len(exact & {h.chunk_id for h in found}) / 10)
         assert sum(recalls) / len(recalls) >= 0.95, recalls
+        pool = search.search_vector(conn, queries[0], model_id, k=50)  # hybrid's pool: more than the list per index
+        assert len(pool) == 50 and len({h.chunk_id for h in pool}) == 50, "iterative scans go past ef_search"
