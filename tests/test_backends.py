@@ -3,13 +3,17 @@ under their own revision (onnx-int8), made once from local files and reused, bad
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from pipeline import sample_corpus
 from pipeline.errors import ConfigError
+from pipeline.ingest import embedding
 from pipeline.ingest.embedding import Embedder, model_identity
 from pipeline.query import search_model
+from pipeline.query.hits import SearchHit
 from pipeline.query.request import request
 from pipeline.query.search_model import QUERY_BACKENDS, ServedModel, query_backend
 from pipeline.query.service import OneConnection, SearchService
@@ -65,7 +69,21 @@ def test_bad_backend_settings_are_refused(export_dir) -> None:
         Embedder(backend="onnx-int8", device="cuda", export_dir=export_dir)
 
 
+def test_a_cached_export_that_no_longer_reproduces_the_model_is_refused(export_dir) -> None:
+    """The fp32 export is recorded under torch's revision, so every load checks it again: a stale or
+    foreign file in the cache (here the int8 one) is refused and removed, and the next load makes it anew."""
+    Embedder(backend="onnx-int8", export_dir=export_dir)
+    [optimized] = export_dir.rglob("model.opt.onnx")
+    optimized.write_bytes(next(export_dir.rglob("model.opt.int8.onnx")).read_bytes())
+    with pytest.raises(ConfigError, match="does not reproduce its vectors"):
+        Embedder(backend="onnx", export_dir=export_dir)
+    assert not optimized.exists()
+    assert Embedder(backend="onnx", export_dir=export_dir).info.revision == model_identity()[1]
+
+
 def test_the_query_backend_follows_the_stored_vectors(monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(search_model, "choose_device", lambda: "cpu")
     torch_vectors = StoredModel(1, "all-MiniLM-L6-v2", "abc+ctx1", 384, None, None)
     int8_vectors = StoredModel(2, "all-MiniLM-L6-v2", "abc+ctx1+int8", 384, None, None)
     assert query_backend(torch_vectors, "auto") == "onnx", "onnxruntime is installed here and there is no GPU"
@@ -78,11 +96,18 @@ def test_the_query_backend_follows_the_stored_vectors(monkeypatch) -> None:
     assert query_backend(torch_vectors, "auto") == "torch", "on a GPU, torch stays"
 
 
+def same_ranking(found: list[SearchHit], expected: list[SearchHit]) -> bool:
+    """The same chunks in the same order, except where two of them tie to 1e-4 (vectors equal to ~2e-7
+    may swap exact ties)."""
+    return len(found) == len(expected) and all(
+        a.chunk_id == b.chunk_id or abs(a.score - b.score) < 1e-4 for a, b in zip(found, expected, strict=True))
+
+
 @pytest.mark.database
 def test_a_server_encodes_queries_with_onnx_and_finds_what_torch_finds(loaded_sample, conn, embedder) -> None:
-    """``docvec serve``'s default: queries for fp32 torch vectors are encoded by ONNX Runtime on one thread,
-    the model checked against the stored revision as before, and every search finds the same hits."""
-    onnx = ServedModel(encode_threads=1, backend="auto")
+    """``docvec serve``'s default: queries for fp32 torch vectors are encoded by ONNX Runtime, the model
+    checked against the stored revision as before, and every search finds the same hits."""
+    onnx = ServedModel(backend="onnx")
     stored = onnx.stored(conn)
     loaded = onnx.embedder(stored)
     assert loaded.backend == "onnx" and loaded.info.revision == stored.revision == embedder.info.revision
@@ -92,4 +117,22 @@ def test_a_server_encodes_queries_with_onnx_and_finds_what_torch_finds(loaded_sa
     for query in queries:
         for mode in ("vector", "hybrid"):
             wanted = request(query, mode=mode, k=10)
-            assert [h.chunk_id for h in by_onnx.search(wanted).hits] == [h.chunk_id for h in by_torch.search(wanted).hits]
+            assert same_ranking(by_onnx.search(wanted).hits, by_torch.search(wanted).hits), (query, mode)
+
+
+@pytest.mark.database
+def test_auto_falls_back_to_torch_when_the_export_cannot_be_made(loaded_sample, conn, embedder, monkeypatch,
+                                                                 caplog) -> None:
+    """A home the export cannot be written to: ``auto`` logs why and encodes with torch (the stored
+    vectors' own backend, checked against their revision); an explicit ``onnx`` fails with the reason."""
+    def read_only(*_args: object) -> None:
+        raise OSError("[Errno 30] Read-only file system: 'models'")
+
+    monkeypatch.setattr(embedding, "prepared_model", read_only)
+    monkeypatch.setattr(embedding, "_cache", {})  # nothing loaded yet in this process
+    stored = ServedModel().stored(conn)
+    with caplog.at_level(logging.WARNING, logger="pipeline.query.search_model"):
+        assert ServedModel(backend="auto").embedder(stored).backend == "torch"
+    assert "instead of ONNX Runtime" in caplog.text and "Read-only file system" in caplog.text
+    with pytest.raises(OSError, match="Read-only"):
+        ServedModel(backend="onnx").embedder(stored)

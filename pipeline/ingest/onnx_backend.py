@@ -119,7 +119,9 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def prepared_model(model: SentenceTransformer, backend: str, cache_dir: Path) -> Path:
-    """The ONNX file for ``backend``, made under ``cache_dir`` on first use and reused afterwards."""
+    """The ONNX file for ``backend``, made under ``cache_dir`` on first use and reused afterwards. The
+    fp32 file is checked against the torch model on every load, not only when made: its vectors are
+    recorded under torch's revision, so a stale or foreign file in the cache must never be used."""
     _import_onnxruntime()
     exported, optimized, quantized = (cache_dir / "model.onnx", cache_dir / "model.opt.onnx",
                                       cache_dir / "model.opt.int8.onnx")
@@ -128,7 +130,7 @@ def prepared_model(model: SentenceTransformer, backend: str, cache_dir: Path) ->
         if not exported.exists():
             _export(model, exported)
         _optimize(exported, optimized, model)
-        _verify(optimized, model)
+    _verify(optimized, model)
     if backend == "onnx":
         return optimized
     if not quantized.exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -213,6 +214,10 @@ def with_context(conn: psycopg.Connection[Any], hits: Sequence[SearchHit], windo
     return [replace(hit, context=context.get(hit.chunk_id, [])) for hit in hits]
 
 
+# An index scan of one of docvec's HNSW indexes (``vector_indexes.index_name``) in a plan.
+_HNSW_SCAN = re.compile(r"Index Scan using \S+_hnsw_\d+ ")
+
+
 def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, model_id: int, *, k: int = 10,
                    since: dt.date | None = None, until: dt.date | None = None,
                    filters: Mapping[str, str] | None = None, ef_search: int | None = None,
@@ -224,7 +229,8 @@ def explain_vector(conn: psycopg.Connection[Any], query_vector: np.ndarray, mode
     explain = readable_search.explain_nearest if as_principals else chunk_search.explain_nearest
     plan = explain(conn, query_vector, _scope(model_id, since, until, filters, as_of), k, walk.ann)
     walked = walk.describe()
-    return plan if walked is None else f"{plan}\n{walked}"
+    # Only where an HNSW index answers: an exact search (few readable chunks, unindexed days) walks none.
+    return f"{plan}\n{walked}" if walked is not None and _HNSW_SCAN.search(plan) else plan
 
 
 def explain_text(conn: psycopg.Connection[Any], query: str, model_id: int, *, k: int = 10,

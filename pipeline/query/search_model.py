@@ -75,7 +75,7 @@ def query_backend(stored: StoredModel, wanted: str) -> str:
     if wanted == "auto":
         import importlib.util
 
-        if importlib.util.find_spec("onnxruntime") is None or choose_device() != "cpu":
+        if any(importlib.util.find_spec(m) is None for m in ("onnxruntime", "onnx")) or choose_device() != "cpu":
             return stored.backend
     return "onnx"
 
@@ -142,13 +142,16 @@ class ServedModel:
 
     def _load(self, stored: StoredModel) -> Embedder:
         backend = query_backend(stored, self.backend)
-        if backend == stored.backend:
-            return verified_embedder(stored)
+        if backend == stored.backend:  # an ONNX backend's session gets the threads; torch's are process-wide
+            return verified_embedder(stored, threads=self.encode_threads if backend != "torch" else None)
         try:
             return verified_embedder(stored, backend=backend, threads=self.encode_threads)
-        except (ConfigError, OSError) as exc:  # e.g. a read-only home the ONNX export cannot be written to
+        except PreconditionError:  # the local files are not the stored vectors' model: never fall back past that
+            raise
+        except Exception as exc:  # e.g. a read-only home, an export ONNX Runtime cannot load
             if self.backend != "auto":
                 raise
+            # torch is the stored vectors' own backend, checked against their revision again below.
             log.warning("encoding queries with %s instead of ONNX Runtime: %s", stored.backend, first_line(exc))
             return verified_embedder(stored)
 
