@@ -128,7 +128,7 @@ def test_auto_falls_back_to_torch_when_the_export_cannot_be_made(loaded_sample, 
     def read_only(*_args: object) -> None:
         raise OSError("[Errno 30] Read-only file system: 'models'")
 
-    monkeypatch.setattr(embedding, "prepared_model", read_only)
+    monkeypatch.setattr(embedding, "loaded_encoder", read_only)
     monkeypatch.setattr(embedding, "_cache", {})  # nothing loaded yet in this process
     stored = ServedModel().stored(conn)
     with caplog.at_level(logging.WARNING, logger="pipeline.query.search_model"):

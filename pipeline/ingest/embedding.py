@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.ingest.onnx_backend import OnnxEncoder, prepared_model, require_backend
+from pipeline.ingest.onnx_backend import OnnxEncoder, loaded_encoder, require_backend
 from pipeline.records import ModelInfo, recorded_revision
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class Embedder:
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
             files_revision = model_identity(model, "torch", contextual=False)[1]
             cache = (export_dir or _default_export_dir()) / f"{slug}-{files_revision}"
-            self._onnx = OnnxEncoder(prepared_model(self.model, backend, cache), self.model, threads)
+            self._onnx = loaded_encoder(self.model, backend, cache, threads)
         self.info = ModelInfo(
             name=name,
             revision=revision,

@@ -118,10 +118,20 @@ def _quantize(source: Path, target: Path) -> None:
         logging.disable(logging.NOTSET)
 
 
+def loaded_encoder(model: SentenceTransformer, backend: str, cache_dir: Path,
+                   threads: int | None = None) -> OnnxEncoder:
+    """The encoder for ``backend`` (``prepared_model``), one session with ``threads``. The fp32 one is
+    checked against the torch model on every load, not only when made: its vectors are recorded under
+    torch's revision, so a stale or foreign file in the cache must never be used."""
+    path = prepared_model(model, backend, cache_dir)
+    encoder = OnnxEncoder(path, model, threads)
+    if backend == "onnx":
+        _require_reproduces(encoder, model, path)
+    return encoder
+
+
 def prepared_model(model: SentenceTransformer, backend: str, cache_dir: Path) -> Path:
-    """The ONNX file for ``backend``, made under ``cache_dir`` on first use and reused afterwards. The
-    fp32 file is checked against the torch model on every load, not only when made: its vectors are
-    recorded under torch's revision, so a stale or foreign file in the cache must never be used."""
+    """The ONNX file for ``backend``, made under ``cache_dir`` on first use and reused afterwards."""
     _import_onnxruntime()
     exported, optimized, quantized = (cache_dir / "model.onnx", cache_dir / "model.opt.onnx",
                                       cache_dir / "model.opt.int8.onnx")
@@ -130,7 +140,7 @@ def prepared_model(model: SentenceTransformer, backend: str, cache_dir: Path) ->
         if not exported.exists():
             _export(model, exported)
         _optimize(exported, optimized, model)
-    _verify(optimized, model)
+        _require_reproduces(OnnxEncoder(optimized, model), model, optimized)
     if backend == "onnx":
         return optimized
     if not quantized.exists():
@@ -142,11 +152,11 @@ PROBE_TEXTS = ("short", "A longer sentence about partitioned PostgreSQL tables a
                "数据库索引 and emoji 🚀 in one line", "def f(x):\n    return x ** 2  # code")
 
 
-def _verify(path: Path, model: SentenceTransformer) -> None:
-    """Refuse an export whose vectors differ from the torch model's (a trace gone wrong on some
-    architecture), instead of silently storing wrong vectors."""
+def _require_reproduces(encoder: OnnxEncoder, model: SentenceTransformer, path: Path) -> None:
+    """Refuse (and delete) an fp32 export at ``path`` whose vectors differ from the torch model's (a trace
+    gone wrong on some architecture, a stale file), instead of silently storing or searching wrong vectors."""
     expected = model.encode(list(PROBE_TEXTS), convert_to_numpy=True, normalize_embeddings=True)
-    got = OnnxEncoder(path, model)(PROBE_TEXTS, batch_size=len(PROBE_TEXTS))
+    got = encoder(PROBE_TEXTS, batch_size=len(PROBE_TEXTS))
     got /= np.linalg.norm(got, axis=1, keepdims=True)
     worst = float((expected * got).sum(axis=1).min())
     if worst < 0.999:

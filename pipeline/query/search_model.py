@@ -66,10 +66,14 @@ def search_model_id(conn: psycopg.Connection[Any], embedder: Embedder, query: st
 QUERY_BACKENDS = ("auto", "torch", "onnx")
 
 
-def query_backend(stored: StoredModel, wanted: str) -> str:
-    """The backend that encodes queries for ``stored``'s vectors (see QUERY_BACKENDS)."""
+def _require_query_backend(wanted: str) -> None:
     if wanted not in QUERY_BACKENDS:
         raise ConfigError(f"query backend {wanted!r} is not one of {', '.join(QUERY_BACKENDS)}")
+
+
+def query_backend(stored: StoredModel, wanted: str) -> str:
+    """The backend that encodes queries for ``stored``'s vectors (see QUERY_BACKENDS)."""
+    _require_query_backend(wanted)
     if wanted == "torch" or stored.backend != "torch":  # int8 vectors need the int8 model; onnx is onnx already
         return stored.backend
     if wanted == "auto":
@@ -122,8 +126,7 @@ class ServedModel:
     ``backend``: how queries are encoded (QUERY_BACKENDS; 'torch', the stored vectors' own, by default)."""
 
     def __init__(self, *, encode_threads: int | None = None, backend: str = "torch") -> None:
-        if backend not in QUERY_BACKENDS:
-            raise ConfigError(f"query backend {backend!r} is not one of {', '.join(QUERY_BACKENDS)}")
+        _require_query_backend(backend)
         self.encode_threads = encode_threads
         self.backend = backend
         self._lock = threading.Lock()

@@ -51,15 +51,19 @@ def partition_for(conn: psycopg.Connection[Any], day: dt.date) -> StoredPartitio
     return holding(partitions(conn), day)
 
 
+def _named_span(table: str) -> tuple[str, str, str]:
+    """SQL over ``table``'s ``relname`` (a pg_class alias): whether it is named as a docvec partition,
+    and its first and last day (names carry the range, ``layout.partition_name``)."""
+    return (f"{table}.relname ~ '^chunks_[0-9]{{8}}(_[0-9]{{8}})?$'",
+            f"to_date(substr({table}.relname, 8, 8), 'YYYYMMDD')", f"to_date(right({table}.relname, 8), 'YYYYMMDD')")
+
+
 def partition_exists_sql(day_expression: str) -> str:
     """A SQL condition: some docvec partition covers the date ``day_expression`` (a column or a
     placeholder). Names carry the range, so this reads the catalog only."""
-    return (
-        "EXISTS (SELECT 1 FROM pg_inherits pi JOIN pg_class pc ON pc.oid = pi.inhrelid "
-        "WHERE pi.inhparent = 'chunks'::regclass AND pc.relname ~ '^chunks_[0-9]{8}(_[0-9]{8})?$' "
-        f"AND {day_expression} BETWEEN to_date(substr(pc.relname, 8, 8), 'YYYYMMDD') "
-        "AND to_date(right(pc.relname, 8), 'YYYYMMDD'))"
-    )
+    named, first, last = _named_span("pc")
+    return ("EXISTS (SELECT 1 FROM pg_inherits pi JOIN pg_class pc ON pc.oid = pi.inhrelid "
+            f"WHERE pi.inhparent = 'chunks'::regclass AND {named} AND {day_expression} BETWEEN {first} AND {last})")
 
 
 def relation_size(conn: psycopg.Connection[Any], name: str) -> int:
@@ -112,13 +116,13 @@ def recorded_search(conn: psycopg.Connection[Any], since: dt.date | None = None,
                     until: dt.date | None = None) -> RecordedSearch:
     """``search_settings``, and the valid HNSW indexes of the partitions holding a day from ``since`` to
     ``until`` (None: unbounded), the partitions a search in that range walks (names carry the range)."""
-    first, last = "to_date(substr(c.relname, 8, 8), 'YYYYMMDD')", "to_date(right(c.relname, 8), 'YYYYMMDD')"
+    named, first, last = _named_span("c")
     comment = "obj_description(i.oid, 'pg_class')"
     recorded = f"CASE WHEN left({comment}, 1) = '{{' THEN {comment}::jsonb END"  # docvec's JSON record only
     ef_search, probes, walked = one(conn, f"""
         SELECT max(({recorded} -> 'search' ->> 'ef_search')::int), max(({recorded} -> 'search' ->> 'probes')::int),
                count(DISTINCT c.oid) FILTER (
-                   WHERE am.amname = 'hnsw' AND c.relname ~ '^chunks_[0-9]{{8}}(_[0-9]{{8}})?$'
+                   WHERE am.amname = 'hnsw' AND {named}
                      AND (%(since)s::date IS NULL OR {last} >= %(since)s::date)
                      AND (%(until)s::date IS NULL OR {first} <= %(until)s::date))
         FROM {_PARTITIONS}{_VECTOR_INDEXES}
