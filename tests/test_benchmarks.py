@@ -171,6 +171,10 @@ SMOKE: dict[str, Smoke] = {
                                 r"^hybrid\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$",
                                 r"^vector mode top-10 chunks: identical lists for {n} of {n} questions"),
                                needs=corpora.python_eval_pages, model=True),
+    "scale_benchmark": Smoke((r"^{n} chunks: {n} partitions \({n} blocks\); upkeep: sealed .*; retention \S+ -> ",
+                              r"^vector recall@10 \(vs exact\)\s+{n}\s+{n}\s+{n}x$",
+                              r"^text top 10 = complete BM25 \(share\)\s+1\.00\s+1\.00\s+1\.00x$",  # always exact
+                              *(rf"^{mode} p99 \(ms\)\s+{{n}}\s+{{n}}\s+{{n}}x$" for mode in ("vector", "text", "hybrid")))),
     "ocr_benchmark": Smoke((r"^  scanned \(OCR\)\s+hybrid\s+{n}\s+{n}\s+{n}", r"^scanned - text, hybrid MRR@10: {n}",
                             r"^OCR character error rate: {n}%", r"^OCR / embedding: {n}x",
                             r"pytesseract page by page {n} pages/s; tesseract CLI .* {n} pages/s"),
