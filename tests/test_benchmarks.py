@@ -21,7 +21,7 @@ import pytest
 from pipeline.cli.envfile import PROJECT_ROOT
 from pipeline.settings import Settings
 from pipeline.storage import admin, urls
-from pipeline.storage.embedded_server import stop_embedded_server
+from pipeline.storage.embedded_server import server_settings, stop_embedded_server
 from tests.support import corpora
 
 
@@ -42,6 +42,8 @@ def test_a_benchmark_on_a_fresh_home_starts_the_embedded_server(tmp_path) -> Non
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "binary COPY" in done.stdout and "ratio COPY / executemany" in done.stdout
     assert (home / "pgdata" / "PG_VERSION").exists()
+    # The new cluster got this machine's shared_buffers (the searches' HNSW pages), not PostgreSQL's 128 MB.
+    assert f"shared_buffers = '{server_settings()['shared_buffers']}'" in (home / "pgdata" / "postgresql.conf").read_text()
 
 
 def test_an_unreachable_server_is_one_line(tmp_path) -> None:

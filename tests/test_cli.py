@@ -92,4 +92,5 @@ def test_doctor_flags_low_memory_settings_and_invalid_indexes(migrated, loaded_s
             conn.execute("DROP INDEX CONCURRENTLY IF EXISTS doctor_probe")
     problems = "\n".join(report.problems)
     assert "work_mem is 1.0 MB; 16.0 MB recommended" in problems
+    assert "ALTER SYSTEM SET work_mem = '16MB'; SELECT pg_reload_conf()" in problems  # how to fix it
     assert "index doctor_probe on" in problems and "INVALID" in problems

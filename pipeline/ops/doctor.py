@@ -17,6 +17,7 @@ from pipeline.storage.vector_indexes import hnsw_build_bytes
 MiB = 1024**2
 DEAD_TUPLE_WARN_RATIO = 0.2
 STATEMENTS_SHOWN = 5
+RESTART_SETTINGS = frozenset({"shared_buffers"})  # the others take effect on a reload
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,14 @@ class SettingCheck:
     @property
     def ok(self) -> bool:
         return self.current_bytes >= self.recommended_bytes
+
+    @property
+    def fix(self) -> str:
+        """The statement that applies the recommendation, and when it takes effect."""
+        statement = f"ALTER SYSTEM SET {self.name} = '{self.recommended_bytes // MiB}MB'"
+        if self.name in RESTART_SETTINGS:
+            return f"{statement}, then restart the server (the embedded one: docvec down && docvec up)"
+        return f"{statement}; SELECT pg_reload_conf()"
 
 
 @dataclass
@@ -51,7 +60,7 @@ class Report:
 
     @property
     def problems(self) -> list[str]:
-        found = [f"{s.name} is {_size(s.current_bytes)}; {_size(s.recommended_bytes)} recommended ({s.why})"
+        found = [f"{s.name} is {_size(s.current_bytes)}; {_size(s.recommended_bytes)} recommended ({s.why}): {s.fix}"
                  for s in self.settings if not s.ok]
         found += [f"index {i.index} on {i.partition} is INVALID: rerun the vector_index asset"
                   for i in self.indexes if not i.valid]

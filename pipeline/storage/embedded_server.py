@@ -5,6 +5,7 @@ under ``$DOCVEC_HOME/pgdata`` and left running for the next process (``cleanup_m
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -19,13 +20,29 @@ log = logging.getLogger(__name__)
 EMBEDDED_SERVER_SETTINGS = {
     "wal_level": "minimal",
     "max_wal_senders": "0",
-    "shared_buffers": "256MB",
     "work_mem": "16MB",
     "maintenance_work_mem": "1GB",
     "max_parallel_maintenance_workers": "2",
     "max_wal_size": "4GB",
     "checkpoint_timeout": "15min",
 }
+MiB = 1024**2
+# An HNSW search reads a page per graph node it visits; a page outside shared_buffers costs a buffer
+# eviction and a copy from the OS page cache, several times a hit. A quarter of the machine's memory is
+# PostgreSQL's advice for a dedicated server (`docvec doctor` checks it against the indexes).
+SHARED_BUFFERS_SHARE = 4
+MIN_SHARED_BUFFERS = 128 * MiB
+
+
+def shared_buffers(memory_bytes: int) -> str:
+    """The embedded server's shared_buffers on a machine with ``memory_bytes`` of memory."""
+    return f"{max(MIN_SHARED_BUFFERS, memory_bytes // SHARED_BUFFERS_SHARE) // MiB}MB"
+
+
+def server_settings() -> dict[str, str]:
+    """What a new embedded cluster is configured with, on this machine."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {**EMBEDDED_SERVER_SETTINGS, "shared_buffers": shared_buffers(memory)}
 
 _server_lock = threading.Lock()
 _server_uris: dict[Path, str] = {}
@@ -37,7 +54,7 @@ def _configure_new_cluster(pgdata: Path) -> None:
     text = conf.read_text()
     if marker in text:
         return
-    lines = [marker] + [f"{key} = '{value}'" for key, value in EMBEDDED_SERVER_SETTINGS.items()]
+    lines = [marker] + [f"{key} = '{value}'" for key, value in server_settings().items()]
     conf.write_text(text + "\n" + "\n".join(lines) + "\n")
 
 
