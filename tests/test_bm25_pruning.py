@@ -69,6 +69,19 @@ def test_levels_narrow_candidates_and_lowering_widens_them() -> None:
     assert plan.candidates(0.0).complete and set(plan.candidates(0.0).any_of) == {1, 2, 3}
 
 
+def test_candidates_cover_the_lookups_that_hold_one_of_theirs() -> None:
+    def lookups(any_of: tuple[int, ...] = (), all_of: tuple[tuple[int, ...], ...] = (), complete: bool = False):
+        return pruning.Candidates(any_of, all_of, threshold=1.0, complete=complete, estimated=1.0)
+
+    ours = lookups(any_of=(7,), all_of=((1, 2), (3, 4)))
+    assert ours.covers(ours), "the same lookups select the same chunks"
+    assert ours.covers(lookups(all_of=((7, 9), (1, 2, 5)))), "a chunk holding 7 and 9 holds 7"
+    assert not ours.covers(lookups(all_of=((1, 3),))), "holding 1 and 3 is neither 1+2 nor 3+4"
+    assert not ours.covers(lookups(any_of=(1,))), "holding 1 alone is not 1+2"
+    assert not ours.covers(lookups(any_of=(7,), complete=True)), "every chunk holding a query term"
+    assert lookups(any_of=(1,), complete=True).covers(ours)
+
+
 def _texts(n: int, seed: int) -> list[str]:
     """Zipf-distributed words (a few very common, most rare), some titles repeating them."""
     rng = np.random.default_rng(seed)
@@ -101,6 +114,8 @@ def _check_queries(conn, model_id: int, scopes: list[Scope], queries: list[str])
         found = branches.text_rounds(conn, lexical, scope, k)
         got = [(m.chunk_id, m.text_score) for m in found.matches]
         assert got == _exact(conn, lexical, scope, k), (query, scope, k, found.rounds)
+        # No round scores only chunks an earlier round scored: its top k would be that round's again.
+        assert not any(earlier.covers(later) for earlier, later in itertools.pairwise(found.rounds)), found.rounds
         rounds.append(len(found.rounds) if not found.rounds[-1].complete else 0)
     return rounds
 

@@ -64,6 +64,17 @@ class Candidates:
         """Whether these descending ``scores`` of the candidates in scope are the exact top ``k``."""
         return self.complete or (len(scores) >= k and scores[k - 1] >= self.threshold)
 
+    def covers(self, other: Candidates) -> bool:
+        """Whether every chunk ``other`` selects is one of these: each of its lookups holds all the ids of
+        one of ours. Scoring ``other`` would then find no chunk these did not."""
+        if self.complete:
+            return True
+        if other.complete:
+            return False
+        ours = [frozenset((t,)) for t in self.any_of] + [frozenset(ids) for ids in self.all_of]
+        theirs = [frozenset((t,)) for t in other.any_of] + [frozenset(ids) for ids in other.all_of]
+        return all(any(mine <= lookup for mine in ours) for lookup in theirs)
+
 
 @dataclass(frozen=True)
 class _State:

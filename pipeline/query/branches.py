@@ -170,6 +170,10 @@ def text_rounds(conn: psycopg.Connection[Any], lexical: LexicalQuery, scope: Sco
         # Enough in scope: every chunk that could still rank scores at least the k-th found (one more
         # round settles). Too few: the scope (dates, metadata, versions, readers) left out most candidates.
         wider = plan.candidates(scores[places - 1]) if len(scores) >= places else plan.lower(candidates)
+        if candidates.covers(wider):
+            # The k-th score fell short of this round's level, but no more chunks can reach it: the lookups
+            # for it select no chunk this round did not score, so its top k is already the exact one.
+            return TextRounds(matches, rounds)
         if wider.estimated > MAX_ROUND_CHUNKS:
             within = plan.widest_within(MAX_ROUND_CHUNKS)
             if within.complete or within.threshold >= candidates.threshold:  # no wider round fits
