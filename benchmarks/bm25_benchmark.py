@@ -1,14 +1,15 @@
 """The text branch at scale: docvec's exact early stop (pipeline/lexical/pruning.py) against the rule it
 replaced (candidates: the chunks holding a query term held by at most 5% of the chunks, or the rarest
 term's) and against complete scoring (every chunk holding any query term: the exact BM25 top 10 by
-definition), side by side on the same store in one run, per class of query.
+definition), side by side on the same store in one run, per class of query; and against itself without
+skipping a round that would only score the last round's chunks again ("no skip", as it was before).
 
 The store is the search-modes benchmark's (benchmarks/hybrid_benchmark.py: 1M synthetic chunks over 30
 days, ~60 words each from a 5,000-word Zipf vocabulary, an ``ERR-nnnnnnn`` identifier in one chunk in five,
 sealed into 10-day blocks); ``--reuse`` keeps it between runs. Query classes, the realistic mix the issue
 names: an identifier alone; an identifier with words; plain-word questions (stop words and 3-5 content
 words of rank 30-5,000); all-common-word queries (2-4 words of rank 10-100, each held by 6-48% of the
-chunks); a single common word (rank 10-200). The three paths run in a rotating order per query, each
+chunks); a single common word (rank 10-200). The paths run in a rotating order per query, each
 through the same SQL statement shape, so caches favour none. "same top 10" compares a path's chunk ids
 with complete scoring's, in order; "proven" is the share of searches whose whole top 10 the early stop
 proved exact (the others ended on the round budget: hits above the proven score exact, the rest the best of
@@ -40,13 +41,14 @@ import psycopg
 from benchmarks import smoke
 from benchmarks.hybrid_benchmark import DATABASE, bundled_model, load, reusable, vocabulary
 from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
+from pipeline.lexical import pruning
 from pipeline.query import branches
 from pipeline.storage import access, chunk_search, connections, model_registry
 from pipeline.storage.chunk_search import LexicalTerms, MatchedChunk, Scope
 
 BEFORE_SHARE = 0.05  # the rule before the early stop: a term held by more of the chunks selected no candidates
 BEFORE_FLOOR = 200
-PATHS = ("before: selective terms", "complete scoring", "early stop (docvec)")
+PATHS = ("before: selective terms", "complete scoring", "early stop (docvec)", "early stop, no skip")
 
 
 def queries(classes: int, words: list[str], day_count: int, seed: int = 11) -> dict[str, list[str]]:
@@ -83,8 +85,27 @@ def early_stop(conn: psycopg.Connection[Any], lexical: branches.LexicalQuery, sc
     return branches.text_rounds(conn, lexical, scope, k).matches
 
 
+@contextmanager
+def every_round() -> Iterator[None]:
+    """The early stop as it was before it skipped a round that would only score the last round's chunks
+    again (``Candidates.covers``)."""
+    covers = pruning.Candidates.covers
+    pruning.Candidates.covers = lambda self, other: False  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        pruning.Candidates.covers = covers  # type: ignore[method-assign]
+
+
+def early_stop_no_skip(conn: psycopg.Connection[Any], lexical: branches.LexicalQuery, scope: Scope,
+                       k: int) -> list[MatchedChunk]:
+    with every_round():
+        return early_stop(conn, lexical, scope, k)
+
+
 def measure(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int) -> list[str]:
-    runs: dict[str, Callable[..., list[MatchedChunk]]] = dict(zip(PATHS, (before, complete, early_stop), strict=True))
+    runs: dict[str, Callable[..., list[MatchedChunk]]] = dict(
+        zip(PATHS, (before, complete, early_stop, early_stop_no_skip), strict=True))
     lines = []
     everything: dict[str, list[float]] = {path: [] for path in PATHS}
     agree_all: dict[str, list[bool]] = {path: [] for path in PATHS}
@@ -96,7 +117,7 @@ def measure(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int
             rounds, proven = [], []
             for n, phrase in enumerate(phrases):
                 results = {}
-                for path in PATHS[n % 3:] + PATHS[:n % 3]:
+                for path in PATHS[n % len(PATHS):] + PATHS[:n % len(PATHS)]:
                     started = time.perf_counter()
                     lexical = branches.lexical_query(conn, phrase, model_id)  # term statistics: every path reads them
                     results[path] = [m.chunk_id for m in runs[path](conn, lexical, scope, k)]
@@ -121,7 +142,8 @@ def measure(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int
     p50 = {path: float(np.percentile(np.array(everything[path]), 50)) for path in PATHS}
     p99 = {path: float(np.percentile(np.array(everything[path]), 99)) for path in PATHS}
     lines.append(f"early stop / before: p50 {p50[PATHS[2]] / p50[PATHS[0]]:.2f}, p99 {p99[PATHS[2]] / p99[PATHS[0]]:.2f}; "
-                 f"early stop / complete: p50 {p50[PATHS[2]] / p50[PATHS[1]]:.2f}, p99 {p99[PATHS[2]] / p99[PATHS[1]]:.2f}")
+                 f"early stop / complete: p50 {p50[PATHS[2]] / p50[PATHS[1]]:.2f}, p99 {p99[PATHS[2]] / p99[PATHS[1]]:.2f}; "
+                 f"early stop / no skip: p50 {p50[PATHS[2]] / p50[PATHS[3]]:.2f}, p99 {p99[PATHS[2]] / p99[PATHS[3]]:.2f}")
     return lines
 
 
