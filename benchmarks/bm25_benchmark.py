@@ -9,7 +9,7 @@ days, ~60 words each from a 5,000-word Zipf vocabulary, an ``ERR-nnnnnnn`` ident
 sealed into 10-day blocks); ``--reuse`` keeps it between runs. Query classes, the realistic mix the issue
 names: an identifier alone; an identifier with words; plain-word questions (stop words and 3-5 content
 words of rank 30-5,000); all-common-word queries (2-4 words of rank 10-100, each held by 6-48% of the
-chunks); a single common word (rank 10-200). The paths run in a rotating order per query, each
+chunks); a single common word (rank 10-200). The paths run in a shuffled order per query, each
 through the same SQL statement shape, so caches favour none. "same top 10" compares a path's chunk ids
 with complete scoring's, in order; "proven" is the share of searches whose whole top 10 the early stop
 proved exact (the others ended on the round budget: hits above the proven score exact, the rest the best of
@@ -109,15 +109,17 @@ def measure(settings: Any, model_id: int, by_class: dict[str, list[str]], k: int
     lines = []
     everything: dict[str, list[float]] = {path: [] for path in PATHS}
     agree_all: dict[str, list[bool]] = {path: [] for path in PATHS}
+    order = np.random.default_rng(5)
     with connections.connect(settings, for_search=True) as conn:
         scope = Scope(model_id=model_id)
         for label, phrases in by_class.items():
             timings: dict[str, list[float]] = {path: [] for path in PATHS}
             same: dict[str, list[bool]] = {path: [] for path in PATHS}
             rounds, proven = [], []
-            for n, phrase in enumerate(phrases):
+            for phrase in phrases:
                 results = {}
-                for path in PATHS[n % len(PATHS):] + PATHS[:n % len(PATHS)]:
+                # A fresh order per query: a path run right after the same query's search finds its pages warm.
+                for path in (PATHS[i] for i in order.permutation(len(PATHS))):
                     started = time.perf_counter()
                     lexical = branches.lexical_query(conn, phrase, model_id)  # term statistics: every path reads them
                     results[path] = [m.chunk_id for m in runs[path](conn, lexical, scope, k)]
