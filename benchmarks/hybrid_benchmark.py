@@ -38,7 +38,7 @@ from pipeline.query import search
 from pipeline.query.request import SearchRequest
 from pipeline.query.search_model import NamedModel
 from pipeline.query.service import SearchService
-from pipeline.records import ModelInfo
+from pipeline.records import DayEmbeddings, ModelInfo
 from pipeline.settings import Settings
 from pipeline.storage import connections, days, layout, model_registry
 from tests.support.vectors import clustered, synthetic_day
@@ -72,18 +72,22 @@ def texts(n: int, seed: int, words: list[str]) -> list[str]:
     return out
 
 
+def store_day(day: dt.date, n: int, per_day: int, words: list[str]) -> DayEmbeddings:
+    """Day ``n`` of this benchmark's synthetic store, stored on ``day``: its chunks, vectors and BM25 entries."""
+    model = bundled_model()
+    return synthetic_day(day, clustered(per_day, seed=n), model.name, model.revision,
+                         texts=texts(per_day, n, words), documents=per_day // 4, doc_prefix=f"d{n}")
+
+
 def load(settings: Settings, rows: int, day_count: int, words: list[str]) -> None:
     per_day = rows // day_count
     policy = IndexSettings()
-    model = bundled_model()
     last = FIRST_DAY + dt.timedelta(days=day_count - 1)
     with connections.connect(settings) as conn:
-        model_id = model_registry.register(conn, model).id
+        model_id = model_registry.register(conn, bundled_model()).id
         for n in range(day_count):
             day = FIRST_DAY + dt.timedelta(days=n)
-            batch = synthetic_day(day, clustered(per_day, seed=n), model.name, model.revision,
-                                  texts=texts(per_day, n, words), documents=per_day // 4, doc_prefix=f"d{n}")
-            days.replace_day(conn, batch, model_id)
+            days.replace_day(conn, store_day(day, n, per_day, words), model_id)
             builds.maintain_partition(conn, layout.partition_name(day), policy)
         sealing.seal_days(conn, last, FIRST_DAY, layout.LayoutSettings(), policy)
         # The text column docvec had before BM25 (migration 0005), for the side-by-side text mode.

@@ -3,7 +3,6 @@ heaviest statements, in one report (text or JSON)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +10,7 @@ import psycopg
 
 from pipeline.storage import catalog, server_facts
 from pipeline.storage.catalog import IndexHealth
+from pipeline.storage.host import machine_memory
 from pipeline.storage.server_facts import StatementStats, TableBloat
 from pipeline.storage.vector_indexes import hnsw_build_bytes
 
@@ -81,16 +81,12 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _machine_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def recommended_settings(conn: psycopg.Connection, vector_index_bytes: int, largest_rows: int, dim: int,
                          hnsw_m: int = 16) -> list[SettingCheck]:
     """What this data wants: searches hit the vector indexes, so they should fit shared_buffers (up to a
     quarter of memory); an HNSW build stays fast only while the largest day's graph fits
     maintenance_work_mem; 16 MB of work_mem keeps result sorts and hash joins in memory."""
-    quarter = _machine_memory() // 4
+    quarter = machine_memory() // 4
     return [
         SettingCheck("shared_buffers", server_facts.setting_bytes(conn, "shared_buffers"),
                      min(quarter, max(128 * MiB, int(vector_index_bytes * 1.2))),

@@ -5,11 +5,12 @@ under ``$DOCVEC_HOME/pgdata`` and left running for the next process (``cleanup_m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
+
+from pipeline.storage.host import machine_memory
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,7 @@ def shared_buffers(memory_bytes: int) -> str:
 
 def server_settings() -> dict[str, str]:
     """What a new embedded cluster is configured with, on this machine."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {**EMBEDDED_SERVER_SETTINGS, "shared_buffers": shared_buffers(memory)}
+    return {**EMBEDDED_SERVER_SETTINGS, "shared_buffers": shared_buffers(machine_memory())}
 
 _server_lock = threading.Lock()
 _server_uris: dict[Path, str] = {}

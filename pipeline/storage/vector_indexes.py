@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pipeline.storage.host import machine_memory
 from pipeline.storage.queries import value
 from pipeline.storage.vector_storage import stored_column
 
@@ -91,11 +92,7 @@ def hnsw_build_bytes(rows: int, dim: int, m: int) -> int:
 def build_memory_allowance() -> int:
     """What one index build may take: a quarter of this machine's memory, at most MAX_BUILD_MEMORY (the
     server is assumed local or alike; set the policy's preferred kind to ivfflat where it is smaller)."""
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 4 * MAX_BUILD_MEMORY
-    return min(MAX_BUILD_MEMORY, physical // 4)
+    return min(MAX_BUILD_MEMORY, (machine_memory() or 4 * MAX_BUILD_MEMORY) // 4)
 
 
 def partition_stats(conn: psycopg.Connection[Any], table: str) -> PartitionStats:
