@@ -4,6 +4,7 @@ vector_index asset, searched through one index, a day reloaded inside it, trimme
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -289,3 +290,58 @@ def test_a_day_loaded_into_a_planned_seal_range_makes_the_seal_wait_for_the_next
         [outcome] = sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING)
         assert outcome.partition == layout.partition_name(first, last)
         assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 60
+
+
+def contiguous(values: list) -> bool:
+    """Each distinct value in one run."""
+    seen: set = set()
+    for n, value in enumerate(values):
+        if n and value == values[n - 1]:
+            continue
+        if value in seen:
+            return False
+        seen.add(value)
+    return True
+
+
+def physical_rows(conn: psycopg.Connection, table: str) -> dict[dt.date, list[tuple]]:
+    """Per day, (readers, doc_id, seq) of the partition's rows in the order they lie in its heap."""
+    rows = conn.execute(f'SELECT ingest_date, readers, doc_id, seq FROM "{table}" ORDER BY ctid').fetchall()
+    by_day: dict[dt.date, list[tuple]] = {}
+    for day, readers, doc_id, seq in rows:
+        by_day.setdefault(day, []).append((tuple(readers), doc_id, seq))
+    return by_day
+
+
+def grouped(rows: list[tuple]) -> bool:
+    """Equal readers together, each document's chunks together and in sequence."""
+    documents = [doc_id for _, doc_id, _ in rows]
+    in_sequence = all(a[2] < b[2] for a, b in itertools.pairwise(rows) if a[1] == b[1])
+    return contiguous([readers for readers, _, _ in rows]) and contiguous(documents) and in_sequence
+
+
+def test_partitions_are_written_grouped_by_readers(migrated, embedder) -> None:
+    """partitions.GROUPED_ORDER: a day's load and a seal write chunks with equal readers together, so a
+    caller who may read few reads few pages. A readers change after the load rewrites chunk rows wherever
+    there is room; the seal groups them again."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_grouped")
+    with connections.connect(isolated) as conn:
+        model_id = model_registry.register(conn, embedder.info).id
+        for day in DAYS:
+            batch = synthetic_day(day, clustered(120, seed=day.toordinal()), embedder.info.name,
+                                  embedder.info.revision, documents=12, doc_prefix=f"doc-{day:%d}")
+            documents = [replace(doc, readers=("group:few",) if n % 3 == 0 else ("*",))
+                         for n, doc in enumerate(batch.documents)]
+            days.replace_day(conn, replace(batch, documents=documents), model_id)
+        loaded = physical_rows(conn, layout.partition_name(DAYS[0]))[DAYS[0]]
+        assert grouped(loaded), loaded
+        assert len({readers for readers, _, _ in loaded}) == 2
+        conn.execute("UPDATE documents SET readers = CASE WHEN doc_id LIKE '%-4.md' THEN '{group:rare}'::text[] "
+                     "ELSE '{*}' END WHERE doc_id LIKE '%-3.md' OR doc_id LIKE '%-4.md'")
+        assert not all(grouped(rows) for day in DAYS for rows in physical_rows(conn, layout.partition_name(day)).values())
+        assert sealing.seal_days(conn, TODAY, FIRST, LayoutSettings(block_days=5), INDEXING)
+        sealed = physical_rows(conn, layout.partition_name(FIRST, LAST))
+        assert sorted(sealed) == DAYS
+        for day, rows in sealed.items():
+            assert grouped(rows), (day, rows)
+            assert len({readers for readers, _, _ in rows}) == 3

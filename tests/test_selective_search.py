@@ -70,8 +70,12 @@ SCOPES = ({}, {"k": 2}, {"as_of": D1}, {"as_of": D2}, {"since": D2}, {"until": D
           {"filters": {"path": "doc-a.md"}}, {"filters": {"path": "doc-e.md"}, "as_of": D2})
 
 
+@pytest.mark.parametrize("pool_factor", [readable_search.POOL_FACTOR, 1])
 @pytest.mark.parametrize("principals", [["alice"], ["group:ops"], ["bob", "group:ops"], ["carol"]])
-def test_both_plans_return_the_same_hits_in_every_scope(store, embedder, monkeypatch, principals) -> None:
+def test_both_plans_return_the_same_hits_in_every_scope(store, embedder, monkeypatch, principals, pool_factor) -> None:
+    """With the default pool and with a pool of k (which sends every scope where a superseded or deleted
+    version is among the nearest k readable chunks to the complete statement)."""
+    monkeypatch.setattr(readable_search, "POOL_FACTOR", pool_factor)
     for options in SCOPES:
         exact = hits(store, embedder, EXACT, monkeypatch, principals, **options)
         walked = hits(store, embedder, WALK, monkeypatch, principals, **options)
@@ -91,6 +95,29 @@ def test_the_exact_plan_honours_versions_tombstones_dates_and_filters(store, emb
         "until D1: doc-a's first version is not its latest, so it is not there"
     assert hits(store, embedder, EXACT, monkeypatch, alice, filters={"path": "doc-e.md"}) == [("doc-e.md", D3)]
     assert len(hits(store, embedder, EXACT, monkeypatch, alice, k=1)) == 1
+
+
+def test_the_version_rules_cover_every_readable_version_when_the_pool_holds_too_few(store, embedder,
+                                                                                    monkeypatch) -> None:
+    """alice may read five chunks: doc-a's two versions, doc-b's (deleted on D2), doc-d's and doc-e's. A
+    pool of 5 for k=5 holds all five but only three current versions, and it is full, so a sixth chunk
+    could be current: the complete statement answers, with the same three hits."""
+    alice = ["alice"]
+    current = [("doc-a.md", D2), ("doc-d.md", D1), ("doc-e.md", D3)]
+    monkeypatch.setattr(readable_search, "POOL_FACTOR", 1)
+    assert sorted(hits(store, embedder, EXACT, monkeypatch, alice, k=5)) == current
+    assert "held fewer than 5 current versions" in plan(store, embedder, EXACT, monkeypatch, alice, k=5)
+    # The nearest readable chunk to doc-a's first draft is that superseded version itself: a pool of one
+    # holds no current version, and the answer comes from the complete statement.
+    monkeypatch.setattr(readable_search, "EXACT_MAX_READABLE_CHUNKS", EXACT)
+    with connections.connect(store) as conn:
+        found = search.search(conn, embedder, "# doc-a.md The harbour schedule note: first draft.", mode="vector",
+                              k=1, principals=alice)
+    assert [(h.doc_id, h.ingest_date) for h in found] == [("doc-a.md", D2)]
+    monkeypatch.setattr(readable_search, "POOL_FACTOR", 2)
+    assert sorted(hits(store, embedder, EXACT, monkeypatch, alice, k=5)) == current, "a pool of 10 held them all"
+    assert "version rules tested on the nearest 10 readable chunks" in plan(store, embedder, EXACT, monkeypatch,
+                                                                          alice, k=5)
 
 
 def test_the_exact_plan_returns_the_true_nearest_readable_chunks(store, embedder, monkeypatch) -> None:
@@ -123,7 +150,8 @@ def test_explain_shows_the_plan_that_ran(store, embedder, monkeypatch) -> None:
     exact = plan(store, embedder, EXACT, monkeypatch, ["alice"])
     # Every version alice may read counts (doc-a's two, doc-b's deleted one): a bound on the exact plan's work.
     assert exact.startswith("docvec plan: exact nearest over the 5 readable chunks of 5 document versions"), exact
-    assert "documents_readers_idx" in exact or "documents v" in exact, "the statement reads the readable versions"
+    assert "version rules tested on the nearest 40 readable chunks" in exact, exact
+    assert "documents_doc_latest_idx" in exact or "documents d" in exact, "the latest-version rule ran on the pool"
     walked = plan(store, embedder, WALK, monkeypatch, ["alice"])
     assert walked.startswith("docvec plan: vector index walk"), walked
     with connections.connect(store) as conn:  # the owner: no probe, the walk's plan as before
@@ -154,3 +182,48 @@ def test_a_caller_the_planner_expects_to_read_far_more_than_the_bound_walks_with
     shown = plan(store, embedder, 1, monkeypatch, ["alice"])
     assert shown.startswith("docvec plan: vector index walk (HNSW iterative scan): the planner expects"), shown
     assert hits(store, embedder, 1, monkeypatch, ["alice"]) == hits(store, embedder, EXACT, monkeypatch, ["alice"])
+
+
+def test_the_tenant_condition_is_an_index_condition_not_a_filter_per_row(store) -> None:
+    """Migration 0018: the readers and tenant conditions are one restrictive policy, so both reach the GIN
+    index on ``chunks.readers`` (computed once per scan); as two policies the tenant's was a second
+    security level, tested on every row (no array operator is leakproof)."""
+    with connections.connect(store) as conn:
+        policies = conn.execute("SELECT tablename, count(*) FROM pg_policies WHERE 'docvec_reader' = ANY(roles) "
+                                "AND tablename IN ('chunks', 'documents') GROUP BY tablename").fetchall()
+        assert sorted(policies) == [("chunks", 1), ("documents", 1)]
+        for tenant in (None, "acme"):
+            with access.acting_as(conn, ["group:ops"], tenant=tenant):
+                conn.execute("SET LOCAL enable_seqscan = off")
+                shown = "\n".join(r[0] for r in conn.execute("EXPLAIN SELECT chunk_id FROM chunks"))
+            index_conditions = [line for line in shown.splitlines() if "Index Cond" in line]
+            assert index_conditions and all("docvec.tenant" in line for line in index_conditions), shown
+            assert not any("Filter" in line and "docvec.tenant" in line for line in shown.splitlines()), shown
+
+
+def test_a_callers_share_is_reused_for_a_while_but_never_a_share_of_nothing(store, embedder, monkeypatch) -> None:
+    """The probe runs once per caller and database for SHARE_REUSE_SECONDS; a caller who could read nothing
+    is counted at every search, so a grant shows at the next one."""
+    counted: list[str] = []
+    count = readable_search.counted_share
+    monkeypatch.setattr(readable_search, "counted_share", lambda conn: counted.append("probe") or count(conn))
+    alice = hits(store, embedder, EXACT, monkeypatch, ["alice"])
+    assert hits(store, embedder, EXACT, monkeypatch, ["alice"]) == alice and len(counted) == 1
+    assert "as found by this caller's search under 60 s ago" in plan(store, embedder, EXACT, monkeypatch, ["alice"])
+    hits(store, embedder, EXACT, monkeypatch, ["bob"])
+    hits(store, embedder, WALK, monkeypatch, ["alice"])
+    assert len(counted) == 3, "another caller, another bound: counted"
+    monkeypatch.setattr(readable_search, "SHARE_REUSE_SECONDS", 0)
+    hits(store, embedder, EXACT, monkeypatch, ["alice"])
+    assert len(counted) == 4, "0: counted for every search"
+    monkeypatch.setattr(readable_search, "SHARE_REUSE_SECONDS", 60)
+    with connections.connect(store) as owner:
+        owner.execute("UPDATE documents SET readers = '{dave}' WHERE doc_id = 'doc-d.md'")  # no public document
+        try:
+            assert hits(store, embedder, EXACT, monkeypatch, ["nobody"]) == []
+            owner.execute("UPDATE documents SET readers = '{nobody}' WHERE doc_id = 'doc-c.md'")
+            assert hits(store, embedder, EXACT, monkeypatch, ["nobody"]) == [("doc-c.md", D1)], "granted: seen at once"
+            assert len(counted) == 6
+        finally:
+            owner.execute("UPDATE documents SET readers = '{*}' WHERE doc_id = 'doc-d.md'")
+            owner.execute("UPDATE documents SET readers = '{bob}' WHERE doc_id = 'doc-c.md'")

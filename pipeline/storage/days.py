@@ -94,11 +94,14 @@ def replace_day(conn: psycopg.Connection[Any], batch: DayEmbeddings, model_id: i
         # Each chunk carries its version's readers (migration 0015: the chunks policy reads them there); the
         # triggers on documents correct them when the version rows below set others.
         readers = {d.doc_id: list(d.readers) for d in batch.documents}
+        # Grouped by readers, a document's chunks in sequence, as a seal writes a block (partitions.GROUPED_ORDER).
+        ordered = sorted(zip(batch.chunks, batch.vectors, strict=True),
+                         key=lambda pair: (readers.get(pair[0].doc_id, []), pair[0].doc_id, pair[0].seq))
         rows = (
             (day, c.chunk_id, c.doc_id, c.seq, c.text, c.token_count, c.content_sha256, c.metadata, model_id,
              column.adapt(v),
              c.context, *term_stats.lexical_columns(c.lexical), c.prior, readers.get(c.doc_id, []))
-            for c, v in zip(batch.chunks, batch.vectors, strict=True)
+            for c, v in ordered
         )
         stats = copy_rows(cursor, stage, partitions.CHUNK_COLUMNS, partitions.chunk_types(column.storage), rows,
                           freeze=True)

@@ -5,10 +5,11 @@ statement, whatever its plan, from the readers each chunk row carries (no lookup
 caller may read most of the store, walking each day's HNSW index with pgvector's iterative scan
 (``chunk_search.nearest``) finds k readable chunks after a few candidates. When it may read few (1% of a
 1M-chunk store), that walk visits ~100x more candidates than it keeps, and an exact search over the
-readable chunks alone is cheaper: the readable document versions come from the GIN index on
-``documents.readers`` (the policy's own condition), their chunks from the GIN index on ``chunks.readers``
-(one bitmap per partition, joined to those versions by hash), and all of them are ordered by exact
-cosine distance, so it returns the true k nearest readable chunks.
+readable chunks alone is cheaper: the readable chunks in scope come from the GIN index on
+``chunks.readers`` (the policy's own condition, one bitmap per partition), all of them are ordered by
+exact cosine distance, and the version rules (latest version, not deleted) are tested on the nearest few;
+should those hold fewer than k current versions, on every readable version. So it returns the true k
+nearest readable chunks of current versions.
 
 A bounded probe picks the plan: the readable versions, counted up to ``EXACT_MAX_READABLE_CHUNKS + 1``
 rows (so it costs the same on any store size), and their chunks; a caller the planner expects to read
@@ -19,7 +20,8 @@ policies let the session read, so the choice can make a search faster or slower,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,10 +41,11 @@ from pipeline.storage.vector_storage import VectorColumn
 # Since chunks carry their readers (migration 0015, with a GIN index on them) the exact search reads a
 # caller's chunks as one bitmap per partition: 10,110 readable chunks cost 63-65 ms where the walk took
 # 74-140 ms and an unrestricted search 33-39 ms (a loaded machine; 1,110: 16 ms against a 24-530 ms
-# walk). Before, 10,110 chunks cost 114 ms exactly, and the bound was 5,000. On a smaller store the walk
-# finds readable chunks sooner, so there a caller near the bound may be searched exactly where the walk
-# would be quicker, both fast. 0: always walk (but a caller who may read nothing is answered without a
-# search).
+# walk). Before, 10,110 chunks cost 114 ms exactly, and the bound was 5,000. With the version rules
+# tested on the pool alone (a quiet machine, 6 GB of shared buffers): 10,110 chunks 26.9 ms, the walk
+# 32.1 ms, unrestricted 9.8 ms. On a smaller store the walk finds readable chunks sooner, so there a
+# caller near the bound may be searched exactly where the walk would be quicker, both fast. 0: always
+# walk (but a caller who may read nothing is answered without a search).
 EXACT_MAX_READABLE_CHUNKS = 15_000
 # A caller the planner expects to read more than this many times the bound walks without the probe: the
 # probe reads up to the bound's documents rows, ~10 ms at 15,000 on a loaded 2-core VM, which a caller
@@ -53,6 +56,15 @@ EXACT_MAX_READABLE_CHUNKS = 15_000
 ESTIMATE_MARGIN = 4
 
 
+# A caller's share, once counted, is reused by the same caller's searches (principals, tenant, bound) on
+# the same database for this many seconds: the probe read 2,520 documents rows (~3 ms) of a 1% caller's
+# ~25 ms search at 1M chunks. The share only picks the plan, so one that changed meanwhile (a load, a
+# grant) can make a search slower for at most this long, never return other rows. A share of nothing is
+# never reused, so a grant shows at the caller's next search. 0: count for every search.
+SHARE_REUSE_SECONDS = 60.0
+REMEMBERED_CALLERS = 1024
+
+
 @dataclass(frozen=True)
 class ReadableShare:
     """What the session may read, counted no further than ``limit`` + 1 document versions: the
@@ -61,6 +73,7 @@ class ReadableShare:
     chunks: int
     limit: int
     estimated: bool = False  # the planner's estimate of the readable chunks, not a count: the probe was skipped
+    reused: bool = False  # counted (or estimated) for an earlier search of the same caller
 
     @property
     def exact(self) -> bool:
@@ -68,8 +81,7 @@ class ReadableShare:
         chunk, so more than ``limit`` versions (the probe stopped) is more than ``limit`` chunks."""
         return self.versions <= self.limit and self.chunks <= self.limit
 
-    def describe(self) -> str:
-        """The plan chosen, as the first line of ``--explain``'s vector plan."""
+    def _chosen(self) -> str:
         if self.estimated:
             return (f"docvec plan: vector index walk (HNSW iterative scan): the planner expects ~{self.chunks:,} "
                     f"readable chunks, over {ESTIMATE_MARGIN}x EXACT_MAX_READABLE_CHUNKS ({self.limit:,}), "
@@ -81,6 +93,12 @@ class ReadableShare:
                     f"document versions (at most {self.limit:,}: EXACT_MAX_READABLE_CHUNKS)")
         return (f"docvec plan: vector index walk (HNSW iterative scan): more than {self.limit:,} readable chunks "
                 "(EXACT_MAX_READABLE_CHUNKS)")
+
+    def describe(self) -> str:
+        """The plan chosen, as the first line of ``--explain``'s vector plan."""
+        chosen = self._chosen()
+        return f"{chosen}; the share as found by this caller's search under {SHARE_REUSE_SECONDS:g} s ago" \
+            if self.reused else chosen
 
 
 # What the probe reads: the documents rows row-level security lets the session read, no more than a bound.
@@ -97,7 +115,36 @@ def expected_readable_chunks(conn: psycopg.Connection[Any]) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+_shares: dict[tuple[Any, ...], tuple[float, ReadableShare]] = {}
+
+
+def forget_shares() -> None:
+    """Count every caller's share afresh at its next search."""
+    _shares.clear()
+
+
 def readable_share(conn: psycopg.Connection[Any]) -> ReadableShare:
+    """The session's share of the store (``counted_share``), reused for ``SHARE_REUSE_SECONDS`` by the
+    same caller's searches on the same database."""
+    if SHARE_REUSE_SECONDS <= 0:
+        return counted_share(conn)
+    with connection_guard("reading the caller"):
+        row = conn.execute("SELECT current_database(), current_setting('docvec.principals', true), "
+                           "current_setting('docvec.tenant', true)").fetchone()
+    caller = (conn.info.host, conn.info.port, *(row or ()), EXACT_MAX_READABLE_CHUNKS)
+    now = time.monotonic()
+    kept = _shares.get(caller)
+    if kept is not None and kept[0] > now:
+        return replace(kept[1], reused=True)
+    share = counted_share(conn)
+    if share.versions:
+        if len(_shares) >= REMEMBERED_CALLERS:
+            _shares.clear()
+        _shares[caller] = (now + SHARE_REUSE_SECONDS, share)
+    return share
+
+
+def counted_share(conn: psycopg.Connection[Any]) -> ReadableShare:
     """The probe: the session's readable document versions and their chunks, up to a bound. Under row-level
     security the documents policy finds them in the GIN index on ``readers`` when few match, or stops
     a sequential scan early when most do. Skipped (an estimate instead) when the planner expects far more
@@ -120,31 +167,84 @@ def readable_share(conn: psycopg.Connection[Any]) -> ReadableShare:
     return ReadableShare(versions=int(row[0]), chunks=int(row[1]), limit=limit)
 
 
-def _exact_statement(vector: np.ndarray, scope: Scope, k: int,
-                     column: VectorColumn) -> tuple[sql.Composed, dict[str, Any]]:
+# The exact search orders the readable chunks in scope by distance and tests the version rules (latest
+# version, not deleted) on the nearest ``POOL_FACTOR`` x k of them only: at 1% of a 1M-chunk store the rules
+# over every readable version cost more than ordering the chunks themselves (benchmarks/RESULTS.md). When
+# more than the pool's spare places go to superseded or deleted versions (a document edited many times,
+# its unchanged chunks stored once per version), the complete statement tests every readable version.
+POOL_FACTOR = 4
+
+_COLUMNS = sql.SQL("c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata")
+
+
+def _pooled_statement(vector: np.ndarray, scope: Scope, k: int,
+                      column: VectorColumn) -> tuple[sql.Composed, dict[str, Any]]:
+    days, params = chunk_search.day_conditions(scope, "c")
+    chunks, values = chunk_search.chunk_conditions(scope)
+    params.update(values, query=vector, pool=POOL_FACTOR * k)
+    # The readable chunks in scope (the chunks policy's bitmap of their readers), ordered by a computed
+    # distance (``+ 0``, the same order), which no vector index can answer, so every one is measured; then
+    # whether each of the nearest is its document's current version, tested once per pooled chunk.
+    statement = sql.SQL(
+        """
+        SELECT {columns}, c.distance, ({latest}) AS current
+        FROM (
+            SELECT {columns}, c.embedding <=> {query} AS distance
+            FROM chunks c
+            WHERE {conditions}
+            ORDER BY (c.embedding <=> {query}) + 0, c.chunk_id
+            LIMIT %(pool)s
+        ) AS c
+        ORDER BY c.distance, c.chunk_id
+        """
+    ).format(columns=_COLUMNS, latest=sql.SQL(" AND ").join(chunk_search.latest_conditions(scope, "c")),
+             conditions=sql.SQL(" AND ").join(chunks + days), query=column.query())
+    return statement, params
+
+
+def _complete_statement(vector: np.ndarray, scope: Scope, k: int,
+                        column: VectorColumn) -> tuple[sql.Composed, dict[str, Any]]:
     versions, params = chunk_search.version_conditions(scope, "v")
     chunks, values = chunk_search.chunk_conditions(scope)
     params.update(values, query=vector, k=k)
     # The readable versions (the policy's bitmap of documents) that the version rules keep (latest, not
     # deleted, within the dates), tested once per version (MATERIALIZED: never once per chunk), then their
-    # chunks by the documents key. Ordering by a computed distance (``+ 0``, the same order) is what no
-    # vector index can answer, so the planner cannot turn this back into an index walk: every readable
-    # chunk in scope is measured.
+    # chunks by the documents key, every one measured (``+ 0``, as above).
     statement = sql.SQL(
         """
         WITH versions AS MATERIALIZED (
             SELECT v.ingest_date, v.doc_id FROM documents v WHERE {versions}
         )
-        SELECT c.chunk_id, c.doc_id, c.ingest_date, c.seq, c.text, c.metadata,
-               c.embedding <=> {query} AS distance
+        SELECT {columns}, c.embedding <=> {query} AS distance
         FROM versions v
         JOIN chunks c ON c.ingest_date = v.ingest_date AND c.doc_id = v.doc_id
         WHERE {chunks}
         ORDER BY (c.embedding <=> {query}) + 0, c.chunk_id
         LIMIT %(k)s
         """
-    ).format(versions=sql.SQL(" AND ").join(versions), chunks=sql.SQL(" AND ").join(chunks), query=column.query())
+    ).format(columns=_COLUMNS, versions=sql.SQL(" AND ").join(versions), chunks=sql.SQL(" AND ").join(chunks),
+             query=column.query())
     return statement, params
+
+
+def _matched(rows: list[dict[str, Any]]) -> list[MatchedChunk]:
+    return [MatchedChunk(chunk_id=r["chunk_id"], doc_id=r["doc_id"], ingest_date=r["ingest_date"], seq=r["seq"],
+                         text=r["text"], metadata=r["metadata"], distance=float(r["distance"])) for r in rows]
+
+
+def _exact_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int,
+                   column: VectorColumn) -> tuple[list[MatchedChunk], bool]:
+    """The ``k`` nearest readable chunks of current versions, exactly; and whether the pool held them
+    (False: the complete statement answered)."""
+    with connection_guard("searching"), conn.cursor(row_factory=dict_row) as cursor:
+        statement, params = _pooled_statement(vector, scope, k, column)
+        pooled = cursor.execute(statement, params).fetchall()
+        current = [row for row in pooled if row["current"]]
+        # Enough current versions among the nearest, or every readable chunk in scope was pooled: exact.
+        if len(current) >= k or len(pooled) < POOL_FACTOR * k:
+            return _matched(current[:k]), True
+        statement, params = _complete_statement(vector, scope, k, column)
+        return _matched(cursor.execute(statement, params).fetchall()), False
 
 
 def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int,
@@ -158,21 +258,23 @@ def nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: 
         return []
     if not share.exact:
         return chunk_search.nearest(conn, vector, scope, k, ann)
-    statement, params = _exact_statement(vector, scope, k, column)
-    with connection_guard("searching"), conn.cursor(row_factory=dict_row) as cursor:
-        rows = cursor.execute(statement, params).fetchall()
-    return [MatchedChunk(**{**row, "distance": float(row["distance"])}) for row in rows]
+    return _exact_nearest(conn, vector, scope, k, column)[0]
 
 
 def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int,
                     ann: AnnSettings) -> str:
-    """The plan ``nearest`` chooses (first line) and the EXPLAIN ANALYZE of the statement it runs."""
+    """The plan ``nearest`` chooses (first lines) and the EXPLAIN ANALYZE of the statement that answers."""
     share = readable_share(conn)
     if not share.versions:
         return share.describe()
     if not share.exact:
         return share.describe() + "\n" + chunk_search.explain_nearest(conn, vector, scope, k, ann)
+    column = chunk_search.require_dimension(conn, vector)
+    pooled = _exact_nearest(conn, vector, scope, k, column)[1]
+    how = (f"docvec plan: the version rules tested on the nearest {POOL_FACTOR * k} readable chunks" if pooled else
+           f"docvec plan: the nearest {POOL_FACTOR * k} readable chunks held fewer than {k} current versions, so the "
+           "version rules were tested on every readable version")
+    statement, params = (_pooled_statement if pooled else _complete_statement)(vector, scope, k, column)
     with connection_guard("explaining the search"):
-        statement, params = _exact_statement(vector, scope, k, chunk_search.require_dimension(conn, vector))
         rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
-    return share.describe() + "\n" + chunk_search.shortened_plan(r[0] for r in rows)
+    return f"{share.describe()}\n{how}\n" + chunk_search.shortened_plan(r[0] for r in rows)
