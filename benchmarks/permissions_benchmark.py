@@ -8,7 +8,8 @@ policies' cost alone), as ``group:few`` (1% readable) and as ``group:rare`` (0.1
 caller, the ratio to the unrestricted p50, and whether every query still returned k hits (pgvector's
 iterative index scans keep fetching candidates until enough rows pass the policies). A search as
 principals takes the plan its readable share picks (storage/readable_search.py: an exact search over
-few readable chunks, else the index walk); the restricted callers also run with the other plan forced.
+few readable chunks, else the index walk); the restricted callers also run with the other plan forced,
+and the 1% caller once more with its share counted for every search (a caller's later searches reuse it).
 Every hit is checked to be readable by its caller.
 
 Usage: ``python -m benchmarks.permissions_benchmark [--size 1000000] [--queries 200]``
@@ -101,7 +102,16 @@ def readable(doc_id: str, principals: Sequence[str] | None) -> bool:
 
 
 Row = tuple[str, Sequence[str] | None, str | None]  # label, principals, the plan forced (None: the probe's)
-FORCED = {None: readable_search.EXACT_MAX_READABLE_CHUNKS, "index walk": 0, "exact": 10**9}
+FORCED = {None: readable_search.EXACT_MAX_READABLE_CHUNKS, "index walk": 0, "exact": 10**9,
+          "probe every search": readable_search.EXACT_MAX_READABLE_CHUNKS}
+REUSE = readable_search.SHARE_REUSE_SECONDS
+
+
+def force(forced: str | None) -> None:
+    """The plan a row forces, and whether it counts the caller's share for every search (the first
+    search of a caller does; later ones reuse it: readable_search.SHARE_REUSE_SECONDS)."""
+    readable_search.EXACT_MAX_READABLE_CHUNKS = FORCED[forced]
+    readable_search.SHARE_REUSE_SECONDS = 0 if forced == "probe every search" else REUSE
 
 
 def benchmark_rows(conn: psycopg.Connection) -> list[Row]:
@@ -113,7 +123,8 @@ def benchmark_rows(conn: psycopg.Connection) -> list[Row]:
         if principals is not None and principals != ["group:all"]:
             other = "index walk" if plan_of(conn, principals).startswith("exact") else "exact"
             others.append((f"{label.split(' ')[0]}, {'walk' if other == 'index walk' else other}", principals, other))
-    return [*((label, principals, None) for label, principals in CALLERS.items()), *others]
+    counted: list[Row] = [("group:few, probe each", ["group:few"], "probe every search")]
+    return [*((label, principals, None) for label, principals in CALLERS.items()), *others, *counted]
 
 
 def plan_of(conn: psycopg.Connection, principals: Sequence[str] | None) -> str:
@@ -138,14 +149,14 @@ def run_queries(service: SearchService, queries: np.ndarray, k: int,
         # Each row goes first for an equal share of the queries: the first row to search a query reads its
         # pages from disk or the OS cache, the others find them in shared buffers.
         for label, principals, forced in table[n % len(table):] + table[:n % len(table)]:
-            readable_search.EXACT_MAX_READABLE_CHUNKS = FORCED[forced]
+            force(forced)
             started = time.perf_counter()
             hits = service.search(wanted, vector=vector, principals=principals).hits
             timings, short, leaked = figures[label]
             timings.append((time.perf_counter() - started) * 1000)
             figures[label] = (timings, short + (len(hits) < k),
                               leaked + sum(not readable(h.doc_id, principals) for h in hits))
-    readable_search.EXACT_MAX_READABLE_CHUNKS = FORCED[None]
+    force(None)
     return figures
 
 
@@ -159,7 +170,7 @@ def report(conn: psycopg.Connection, figures: dict[str, tuple[list[float], int, 
         p50 = statistics.median(timings)
         p95 = sorted(timings)[int(0.95 * (len(timings) - 1))]
         print(f"{label:<20} {p50:>8.2f} {p95:>8.2f} {p50 / base:>8.2f}x {short:>6} {leaked:>7}  "
-              f"{forced + ' (forced)' if forced else plan_of(conn, principals)}", flush=True)
+              f"{forced + ' (forced)' if forced in ('exact', 'index walk') else plan_of(conn, principals)}", flush=True)
         if leaked:
             failures.append(f"{label}: {leaked} hits it may not read")
         if short and principals != ["group:rare"]:
