@@ -56,11 +56,14 @@ EXACT_MAX_READABLE_CHUNKS = 15_000
 ESTIMATE_MARGIN = 4
 
 
-# A caller's share, once counted, is reused by the same caller's searches (principals, tenant, bound) on
-# the same database for this many seconds: the probe read 2,520 documents rows (~3 ms) of a 1% caller's
-# ~25 ms search at 1M chunks. The share only picks the plan, so one that changed meanwhile (a load, a
-# grant) can make a search slower for at most this long, never return other rows. A share of nothing is
-# never reused, so a grant shows at the caller's next search. 0: count for every search.
+# A caller's share, once counted, is reused by the same caller's searches (principals, tenant, role,
+# schema, bound) on the same database for this many seconds while ``documents`` has not changed: the
+# probe read 2,520 documents rows (~5 ms) of a 1% caller's ~18 ms search at 1M chunks. A load, a grant,
+# a deletion or retention writes ``documents``, and PostgreSQL's statistics count it within seconds (a
+# backend reports its writes when it ends, or when idle, at most ~10 s later: ``pg_stat_get_tuples_*``;
+# the next search then counts afresh), so a share that grew cannot keep a caller on the exact plan over
+# many chunks. The share only picks the plan: a stale one makes a
+# search slower, never returns other rows. A share of nothing is never reused. 0: count every search.
 SHARE_REUSE_SECONDS = 60.0
 REMEMBERED_CALLERS = 1024
 
@@ -97,8 +100,8 @@ class ReadableShare:
     def describe(self) -> str:
         """The plan chosen, as the first line of ``--explain``'s vector plan."""
         chosen = self._chosen()
-        return f"{chosen}; the share as found by this caller's search under {SHARE_REUSE_SECONDS:g} s ago" \
-            if self.reused else chosen
+        return (f"{chosen}; the share as counted by this caller's search under {SHARE_REUSE_SECONDS:g} s ago, "
+                "documents unchanged since") if self.reused else chosen
 
 
 # What the probe reads: the documents rows row-level security lets the session read, no more than a bound.
@@ -115,7 +118,17 @@ def expected_readable_chunks(conn: psycopg.Connection[Any]) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-_shares: dict[tuple[Any, ...], tuple[float, ReadableShare]] = {}
+_shares: dict[tuple[Any, ...], tuple[float, int, ReadableShare]] = {}
+
+# Who is asking, where, and how often ``documents`` has been written (inserts, updates, deletes, as the
+# cumulative statistics count them).
+_CALLER = """
+    SELECT current_database(), current_user, current_schema(), inet_server_addr()::text, inet_server_port(),
+           current_setting('docvec.principals', true), current_setting('docvec.tenant', true),
+           coalesce(pg_stat_get_tuples_inserted(t.oid) + pg_stat_get_tuples_updated(t.oid)
+                    + pg_stat_get_tuples_deleted(t.oid), 0)
+    FROM (SELECT to_regclass('documents') AS oid) AS t
+    """
 
 
 def forget_shares() -> None:
@@ -125,22 +138,22 @@ def forget_shares() -> None:
 
 def readable_share(conn: psycopg.Connection[Any]) -> ReadableShare:
     """The session's share of the store (``counted_share``), reused for ``SHARE_REUSE_SECONDS`` by the
-    same caller's searches on the same database."""
+    same caller's searches on the same database while ``documents`` is unchanged."""
     if SHARE_REUSE_SECONDS <= 0:
         return counted_share(conn)
     with connection_guard("reading the caller"):
-        row = conn.execute("SELECT current_database(), current_setting('docvec.principals', true), "
-                           "current_setting('docvec.tenant', true)").fetchone()
-    caller = (conn.info.host, conn.info.port, *(row or ()), EXACT_MAX_READABLE_CHUNKS)
+        row = conn.execute(_CALLER).fetchone()
+    assert row is not None
+    caller, writes = (conn.info.host, conn.info.port, *row[:-1], EXACT_MAX_READABLE_CHUNKS), int(row[-1])
     now = time.monotonic()
     kept = _shares.get(caller)
-    if kept is not None and kept[0] > now:
-        return replace(kept[1], reused=True)
+    if kept is not None and kept[0] > now and kept[1] == writes:
+        return replace(kept[2], reused=True)
     share = counted_share(conn)
     if share.versions:
         if len(_shares) >= REMEMBERED_CALLERS:
             _shares.clear()
-        _shares[caller] = (now + SHARE_REUSE_SECONDS, share)
+        _shares[caller] = (now + SHARE_REUSE_SECONDS, writes, share)
     return share
 
 
@@ -182,17 +195,18 @@ def _pooled_statement(vector: np.ndarray, scope: Scope, k: int,
     days, params = chunk_search.day_conditions(scope, "c")
     chunks, values = chunk_search.chunk_conditions(scope)
     params.update(values, query=vector, pool=POOL_FACTOR * k)
-    # The readable chunks in scope (the chunks policy's bitmap of their readers), ordered by a computed
-    # distance (``+ 0``, the same order), which no vector index can answer, so every one is measured; then
-    # whether each of the nearest is its document's current version, tested once per pooled chunk.
+    # The readable chunks in scope (the chunks policy's bitmap of their readers), each measured once, in a
+    # subquery the planner may not flatten (OFFSET 0), so ordering by its distance is what no vector index
+    # can answer: every one is measured. Then whether each of the nearest is its document's current
+    # version, tested once per pooled chunk.
     statement = sql.SQL(
         """
         SELECT {columns}, c.distance, ({latest}) AS current
         FROM (
-            SELECT {columns}, c.embedding <=> {query} AS distance
-            FROM chunks c
-            WHERE {conditions}
-            ORDER BY (c.embedding <=> {query}) + 0, c.chunk_id
+            SELECT {columns}, c.distance
+            FROM (SELECT {columns}, c.embedding <=> {query} AS distance FROM chunks c WHERE {conditions}
+                  OFFSET 0) AS c
+            ORDER BY c.distance, c.chunk_id
             LIMIT %(pool)s
         ) AS c
         ORDER BY c.distance, c.chunk_id
@@ -269,12 +283,17 @@ def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Sc
         return share.describe()
     if not share.exact:
         return share.describe() + "\n" + chunk_search.explain_nearest(conn, vector, scope, k, ann)
-    column = chunk_search.require_dimension(conn, vector)
+    with connection_guard("explaining the search"):
+        column = chunk_search.require_dimension(conn, vector)
     pooled = _exact_nearest(conn, vector, scope, k, column)[1]
     how = (f"docvec plan: the version rules tested on the nearest {POOL_FACTOR * k} readable chunks" if pooled else
            f"docvec plan: the nearest {POOL_FACTOR * k} readable chunks held fewer than {k} current versions, so the "
-           "version rules were tested on every readable version")
-    statement, params = (_pooled_statement if pooled else _complete_statement)(vector, scope, k, column)
+           "version rules were then tested on every readable version (both statements below)")
+    statements = [_pooled_statement] if pooled else [_pooled_statement, _complete_statement]
+    plans = []
     with connection_guard("explaining the search"):
-        rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
-    return f"{share.describe()}\n{how}\n" + chunk_search.shortened_plan(r[0] for r in rows)
+        for make in statements:
+            statement, params = make(vector, scope, k, column)
+            rows = conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) ") + statement, params).fetchall()
+            plans.append(chunk_search.shortened_plan(r[0] for r in rows))
+    return "\n".join([share.describe(), how, *plans])
