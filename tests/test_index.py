@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
 import pytest
 from dagster import materialize
 
@@ -221,3 +222,26 @@ def test_a_search_over_several_indexes_walks_each_with_a_shorter_list(migrated, 
         assert sum(recalls) / len(recalls) >= 0.95, recalls
         pool = search.search_vector(conn, queries[0], model_id, k=50)  # hybrid's pool: more than the list per index
         assert len(pool) == 50 and len({h.chunk_id for h in pool}) == 50, "iterative scans go past ef_search"
+
+
+def test_ann_settings_hold_for_the_transaction_only(migrated) -> None:
+    """A search's ANN settings (one statement) apply inside its transaction and are gone after it: a pooled
+    connection's next user, a PgBouncer transaction's next client, starts from the server's own."""
+    with connections.connect(migrated) as conn:
+        conn.execute("SELECT NULL::halfvec")  # pgvector loaded: its settings are real, not placeholders
+        settings = ["work_mem", "hnsw.ef_search", "ivfflat.probes", "hnsw.iterative_scan", "ivfflat.iterative_scan"]
+
+        def current() -> list[str]:
+            return [conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in settings]
+
+        before = current()
+        with conn.transaction():
+            vector_indexes.apply_ann_settings(conn, vector_indexes.AnnSettings(ef_search=77, probes=9))
+            assert current() == ["64MB", "77", "9", "relaxed_order", "relaxed_order"]
+        assert current() == before
+        with conn.transaction():
+            vector_indexes.apply_ann_settings(conn, vector_indexes.AnnSettings(ef_search=33, probes=2),
+                                              iterative=False)
+            assert current()[1:] == ["33", "2", *before[3:]], "an index's recall check walks without iterating"
+        with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+            vector_indexes.apply_ann_settings(conn, vector_indexes.AnnSettings(ef_search=0))

@@ -229,9 +229,12 @@ def apply_ann_settings(conn: psycopg.Connection[Any], settings: AnnSettings, *, 
     keep fetching candidates until filters are satisfied, so filtered queries are not starved."""
     # Exact-scanned days are sorted whole under the Merge Append, rows ~1.6 kB wide with their vectors:
     # a 20k-row day needs ~32 MB to sort in memory instead of spilling to disk.
-    conn.execute("SET LOCAL work_mem = '64MB'")
-    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(settings.ef_search)))
-    conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(settings.probes)))
+    settings_wanted = {"work_mem": "64MB", "hnsw.ef_search": str(settings.ef_search),
+                       "ivfflat.probes": str(settings.probes)}
     if iterative:
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
+        settings_wanted |= {"hnsw.iterative_scan": "relaxed_order", "ivfflat.iterative_scan": "relaxed_order"}
+    # One statement, not a SET LOCAL each: every search pays these round trips (0.8 ms of a 1M-row
+    # vector search's 8 ms were five of them, benchmarks/RESULTS.md). set_config(..., true) is SET LOCAL.
+    conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in settings_wanted.items())))
