@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--block-days", type=int, default=LayoutSettings.block_days)
+    parser.add_argument("--seal-after-days", type=int, default=LayoutSettings.seal_after_days,
+                        help="days a day stays open for late files before it is sealed (fewer: fewer partitions)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows,
                         help="the index policy's threshold: partitions up to this many rows are scanned exactly")
@@ -155,7 +157,7 @@ def main() -> None:
     per_day = args.rows // args.days
     today = dt.date.today()
     days = [today - dt.timedelta(days=args.days - 1 - n) for n in range(args.days)]
-    sealed_layout = LayoutSettings(block_days=args.block_days)
+    sealed_layout = LayoutSettings(block_days=args.block_days, seal_after_days=args.seal_after_days)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} rows = {args.days} days x {per_day:,}, "
           f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW at the ef_search its "
           "indexes record unless swept); policy: "
