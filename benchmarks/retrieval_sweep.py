@@ -3,7 +3,9 @@ evaluation corpus of benchmarks/retrieval_benchmark.py: BM25's k1 and b, the tit
 the list prior, the share of chunks above which a term stops selecting candidates (the rule docvec's
 text branch used before its exact early stop, pipeline/lexical/pruning.py; docvec now scores as share
 1.0 does), and hybrid fusion (method and vector weight). This is what chose them; RESULTS.md keeps
-its output.
+its output. Last, a signal docvec does not have yet, prototyped here: each document's title and the start
+of its first chunk embedded once, its similarity to the question fused into the document score as a
+third branch (weight ``w``), for a few lengths of that lead.
 
 It reads the chunks (text, title, section, prior, vector) that ``retrieval_benchmark --reuse`` left in
 ``docvec_bench_retrieval_0``, and scores in memory with docvec's own code: the tokenizer and weights of
@@ -110,8 +112,8 @@ def main() -> None:
         model = model_registry.registered(conn, embedder.info)
         if model is None:
             raise SystemExit("the corpus there was embedded with another model revision: rerun the benchmark")
-        rows = conn.execute("SELECT chunk_id, doc_id, text, metadata->>'title', metadata->>'section', prior, embedding "
-                            "FROM chunks WHERE model_id = %s ORDER BY chunk_id", (model.id,)).fetchall()
+        rows = conn.execute("SELECT chunk_id, doc_id, text, metadata->>'title', metadata->>'section', prior, embedding, "
+                            "seq FROM chunks WHERE model_id = %s ORDER BY chunk_id", (model.id,)).fetchall()
     chunks = [Chunk(*row[:6]) for row in rows]
     matrix = np.stack([np.asarray(row[6].to_numpy(), dtype=np.float32) for row in rows])  # halfvec: float16
     queries = evaluation.load_queries(corpus.queries)
@@ -160,6 +162,60 @@ def main() -> None:
         chunk_level.append(list(dict.fromkeys(doc_of[c] for c in sorted(fused, key=lambda c: -fused[c]))))
     mrr, hit1 = scores(chunk_level, queries)
     print(f"{'fusion':<26} {'rrf/chunk':>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
+    leads = document_leads(chunks, [row[7] for row in rows])
+    text_hits = [default.search(q.query) for q in queries]
+    for length in LEAD_LENGTHS:
+        signal = DocumentSignal(leads, embedder.encode([lead.text(length) for lead in leads]))
+        for weight in LEAD_WEIGHTS:
+            ranked = [signal.ranked(fusion.fuse(v, t), query_vector, weight)
+                      for v, t, query_vector in zip(vector_hits, text_hits, query_vectors, strict=True)]
+            mrr, hit1 = scores(ranked, queries)
+            label = f"title + {length}" if length else "title"
+            print(f"{'document lead, ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
+
+
+LEAD_LENGTHS = (0, 200, 400)  # characters of the first chunk after the title
+LEAD_WEIGHTS = (0.1, 0.2, 0.3)
+
+
+@dataclass(frozen=True)
+class Lead:
+    doc_id: str
+    title: str
+    start: str  # the first chunk's text, its whitespace runs as single spaces
+
+    def text(self, length: int) -> str:
+        return f"{self.title}: {self.start[:length]}" if length else self.title
+
+
+def document_leads(chunks: Sequence[Chunk], seqs: Sequence[int]) -> list[Lead]:
+    """Each document's title and first chunk, by document id."""
+    first: dict[str, tuple[int, Chunk]] = {}
+    for chunk, seq in zip(chunks, seqs, strict=True):
+        if chunk.doc_id not in first or seq < first[chunk.doc_id][0]:
+            first[chunk.doc_id] = (seq, chunk)
+    return [Lead(doc_id, chunk.title or "", " ".join(chunk.text.split()))
+            for doc_id, (_, chunk) in sorted(first.items())]
+
+
+class DocumentSignal:
+    """The documents' lead vectors; a hybrid list's documents re-ranked with their lead's similarity."""
+
+    def __init__(self, leads: Sequence[Lead], vectors: np.ndarray) -> None:
+        self.doc_ids = [lead.doc_id for lead in leads]
+        self.vectors = vectors
+
+    def ranked(self, fused: Sequence[SearchHit], query_vector: np.ndarray, weight: float) -> list[str]:
+        """The fused hits' documents (and the POOL documents whose lead is nearest), by (1 - weight) times
+        the fused document score plus weight times the lead's similarity, min-max normalised like a branch."""
+        similarities = self.vectors @ query_vector
+        nearest = {self.doc_ids[i]: float(similarities[i]) for i in np.argsort(-similarities)[:POOL]}
+        low, high = min(nearest.values()), max(nearest.values())
+        lead = {doc: (value - low) / (high - low) if high > low else 1.0 for doc, value in nearest.items()}
+        fused_score = {hit.doc_id: hit.document_score or 0.0 for hit in fused}
+        combined = {doc: (1.0 - weight) * fused_score.get(doc, 0.0) + weight * lead.get(doc, 0.0)
+                    for doc in {*fused_score, *lead}}
+        return sorted(combined, key=lambda doc: (-combined[doc], doc))[:10]
 
 
 if __name__ == "__main__":
