@@ -7,8 +7,10 @@ Then the daily upkeep of the sealed layout: a new day arrives, the oldest day le
 what sealing (the growing block is rebuilt with one more day) and retention (the block straddling the
 window's edge is rebuilt without its expired day) cost, against dropping a day partition.
 
-Last, every row rebuilt into one partition with one HNSW index (the same build parameters): the
-single-index baseline the sealed layout is held against. Each layout's search is measured at every
+Last, every row rebuilt into one partition with one HNSW index (the same build parameters), in a copy of
+the store: the single-index baseline the sealed layout is held against, measured alone and then side by
+side with the sealed layout, query by query (the ``side by side`` lines: the ratio they give does not
+depend on the machine's pace between two phases of the run). Each layout's search is measured at every
 ``--ef-search`` (the per-partition candidate list): more partitions each return their own k nearest, so
 the sealed layout may reach the single index's recall at a lower ef_search, and the comparison that
 matters is latency at equal recall. The last line: the sealed layout at the lowest ef_search whose recall
@@ -32,7 +34,7 @@ import time
 import numpy as np
 
 from benchmarks import smoke
-from benchmarks.server import benchmark_main, drop_scratch, scratch_settings
+from benchmarks.server import benchmark_main, copy_scratch, drop_scratch, existing_scratch, scratch_settings
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import IndexSettings
 from pipeline.query import search
@@ -42,6 +44,8 @@ from pipeline.storage.layout import LayoutSettings
 from tests.support.vectors import clustered, synthetic_day
 
 DATABASE = "docvec_bench_layout"
+SINGLE = "docvec_bench_layout_one_index"  # the same rows, rebuilt into one partition
+PASSES = 3  # side by side: every query this many times on each layout
 MODEL = ModelInfo(name="synthetic-clustered", revision="1", dim=384, max_seq_length=256, normalized=True, device="cpu")
 
 
@@ -117,6 +121,27 @@ def walked_scopes(conn, model_id: int, queries: np.ndarray, recorded: int, today
             p50, p99, recall = measure(conn, model_id, queries, ef, exact, k, since)
             print(f"  {scope:<17} {walk.hnsw_indexes} HNSW  k={k:<3} {label:<8} ef_search {ef:>3}   p50 {p50:7.2f} ms  "
                   f"p99 {p99:7.2f} ms  recall@{k} {recall:.3f}", flush=True)
+
+
+def side_by_side(sealed, single, model_id: int, queries: np.ndarray, ef_search: tuple[int, int], label: str) -> None:
+    """Both layouts, query by query (``PASSES`` times each, which goes first alternating): p50 and p99
+    of each at its ``ef_search`` (sealed, single), their ratio, and the median of the per-query ratios.
+    Each query meets both layouts in the same second, so the machine's pace changes both alike."""
+    timings: dict[str, list[float]] = {"sealed": [], "single": []}
+    runs = [("sealed", sealed, ef_search[0]), ("single", single, ef_search[1])]
+    for n in range(PASSES):
+        for i, query in enumerate(queries):
+            for name, conn, ef in runs if (n + i) % 2 == 0 else runs[::-1]:
+                started = time.perf_counter()
+                search.search_vector(conn, query, model_id, k=10, ef_search=ef)
+                timings[name].append((time.perf_counter() - started) * 1000)
+    sealed_ms, single_ms = (np.array(timings[name]) for name in ("sealed", "single"))
+    sealed_p50, single_p50 = float(np.percentile(sealed_ms, 50)), float(np.percentile(single_ms, 50))
+    print(f"side by side, {label}: sealed at ef_search {ef_search[0]} p50 {sealed_p50:.2f} ms "
+          f"p99 {np.percentile(sealed_ms, 99):.2f} ms; one index at {ef_search[1]} p50 {single_p50:.2f} "
+          f"ms p99 {np.percentile(single_ms, 99):.2f} ms; p50 {sealed_p50 / single_p50:.2f}x, "
+          f"per query (median) {np.median(sealed_ms / single_ms):.2f}x ({PASSES} passes of {len(queries)} queries)",
+          flush=True)
 
 
 def one_index(conn) -> tuple[str, float]:
@@ -215,22 +240,31 @@ def main() -> None:
             sealed_sweep = sweep(conn, model_id, queries, "sealed", ef_values, exact)
             walked_scopes(conn, model_id, queries, recorded, tomorrow)
 
-            table, build_seconds = one_index(conn)
-            conn.execute("VACUUM ANALYZE chunks")
-            print(f"one index {describe(conn):<40} rebuild      {build_seconds:7.1f} s   ({table})", flush=True)
-            single_sweep = sweep(conn, model_id, queries, "one index", ef_values)
-            single = single_sweep[recorded]
-            matching = [ef for ef in ef_values if sealed_sweep[ef][2] >= single[2]] or [max(ef_values)]
+        # The single index is built in a copy of the store, so both layouts stay searchable and are measured
+        # side by side, query by query: measured one after the other, the ratio moved ±20% between runs.
+        copy_scratch(DATABASE, SINGLE)
+        single_settings = existing_scratch(SINGLE)
+        assert single_settings is not None
+        with connections.connect(single_settings) as single, connections.connect(settings) as conn:
+            table, build_seconds = one_index(single)
+            single.execute("VACUUM ANALYZE chunks")
+            print(f"one index {describe(single):<40} rebuild      {build_seconds:7.1f} s   ({table})", flush=True)
+            single_sweep = sweep(single, model_id, queries, "one index", ef_values, exact)
+            single_at = single_sweep[recorded]
+            matching = [ef for ef in ef_values if sealed_sweep[ef][2] >= single_at[2]] or [max(ef_values)]
             ef = matching[0]
             print(f"sealed at ef_search {ef} (recall@10 {sealed_sweep[ef][2]:.3f}) / one index at ef_search "
-                  f"{recorded} (recall@10 {single[2]:.3f}): p50 {sealed_sweep[ef][0] / single[0]:.2f}x, "
-                  f"p99 {sealed_sweep[ef][1] / single[1]:.2f}x; both at ef_search {recorded}: p50 "
-                  f"{sealed_sweep[recorded][0] / single[0]:.2f}x")
+                  f"{recorded} (recall@10 {single_at[2]:.3f}): p50 {sealed_sweep[ef][0] / single_at[0]:.2f}x, "
+                  f"p99 {sealed_sweep[ef][1] / single_at[1]:.2f}x; both at ef_search {recorded}: p50 "
+                  f"{sealed_sweep[recorded][0] / single_at[0]:.2f}x")
             default = sealed_sweep[walk.ann.ef_search]
             print(f"docvec's defaults: sealed at the walked ef_search {walk.ann.ef_search} (recall@10 {default[2]:.3f}) / "
-                  f"one index at {recorded} (recall@10 {single[2]:.3f}): p50 {default[0] / single[0]:.2f}x, "
-                  f"p99 {default[1] / single[1]:.2f}x")
+                  f"one index at {recorded} (recall@10 {single_at[2]:.3f}): p50 {default[0] / single_at[0]:.2f}x, "
+                  f"p99 {default[1] / single_at[1]:.2f}x")
+            for sealed_ef, label in ((walk.ann.ef_search, "docvec's defaults"), (ef, "equal recall")):
+                side_by_side(conn, single, model_id, queries, (sealed_ef, recorded), label)
     finally:
+        drop_scratch(SINGLE)
         drop_scratch(DATABASE)
 
 

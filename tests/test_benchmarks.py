@@ -107,6 +107,8 @@ SMOKE: dict[str, Smoke] = {
                                r"^next day\s+load \+ index {n} s; sealing {n} s .*; retention {n} s",
                                r"^after .* p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}",
                                r"^one index 1 partitions \(1 indexed, 1 blocks\)\s+rebuild\s+{n} s",
+                               r"^side by side, docvec's defaults: sealed at ef_search {n} p50 {n} ms p99 {n} ms; "
+                               r"one index at {n} p50 {n} ms p99 {n} ms; p50 {n}x, per query \(median\) {n}x",
                                r"^\s+one index\s+ef_search\s+16\s+p50\s+{n} ms\s+p99\s+{n} ms\s+recall@10 {n}",
                                r"^sealed at ef_search {n} \(recall@10 {n}\) / one index at ef_search {n} "
                                r"\(recall@10 {n}\): p50 {n}x, p99 {n}x; both at ef_search {n}: p50 {n}x$",
