@@ -151,8 +151,9 @@ def main() -> None:
     print(f"{'fusion':<26} {'rrf':>8} {evaluate(default, method='rrf')}")
     for weight in (0.4, 0.5, 0.7, 0.8):
         print(f"{'vector weight':<26} {weight:>8} {evaluate(default, vector_weight=weight)}")
+    text_hits = [default.search(q.query) for q in queries]
     chunk_level = []
-    for v, t in zip(vector_hits, [default.search(q.query) for q in queries], strict=True):
+    for v, t in zip(vector_hits, text_hits, strict=True):
         fused: dict[str, float] = defaultdict(float)
         doc_of = {}
         for hits in (v, t):
@@ -163,12 +164,12 @@ def main() -> None:
     mrr, hit1 = scores(chunk_level, queries)
     print(f"{'fusion':<26} {'rrf/chunk':>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
     leads = document_leads(chunks, [row[7] for row in rows])
-    text_hits = [default.search(q.query) for q in queries]
+    hybrid_hits = [fusion.fuse(v, t) for v, t in zip(vector_hits, text_hits, strict=True)]
     for length in LEAD_LENGTHS:
         signal = DocumentSignal(leads, embedder.encode([lead.text(length) for lead in leads]))
         for weight in LEAD_WEIGHTS:
-            ranked = [signal.ranked(fusion.fuse(v, t), query_vector, weight)
-                      for v, t, query_vector in zip(vector_hits, text_hits, query_vectors, strict=True)]
+            ranked = [signal.ranked(fused, query_vector, weight)
+                      for fused, query_vector in zip(hybrid_hits, query_vectors, strict=True)]
             mrr, hit1 = scores(ranked, queries)
             label = f"title + {length}" if length else "title"
             print(f"{'document lead, ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
@@ -209,9 +210,7 @@ class DocumentSignal:
         """The fused hits' documents (and the POOL documents whose lead is nearest), by (1 - weight) times
         the fused document score plus weight times the lead's similarity, min-max normalised like a branch."""
         similarities = self.vectors @ query_vector
-        nearest = {self.doc_ids[i]: float(similarities[i]) for i in np.argsort(-similarities)[:POOL]}
-        low, high = min(nearest.values()), max(nearest.values())
-        lead = {doc: (value - low) / (high - low) if high > low else 1.0 for doc, value in nearest.items()}
+        lead = fusion.normalised({self.doc_ids[i]: float(similarities[i]) for i in np.argsort(-similarities)[:POOL]})
         fused_score = {hit.doc_id: hit.document_score or 0.0 for hit in fused}
         combined = {doc: (1.0 - weight) * fused_score.get(doc, 0.0) + weight * lead.get(doc, 0.0)
                     for doc in {*fused_score, *lead}}

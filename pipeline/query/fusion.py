@@ -50,7 +50,9 @@ def check_fusion(method: str, vector_weight: float) -> None:
         raise ConfigError(f"vector_weight must be between 0 and 1, got {vector_weight}")
 
 
-def _normalised(scores: dict[str, float]) -> dict[str, float]:
+def normalised(scores: dict[str, float]) -> dict[str, float]:
+    """Min-max normalised: the lowest score 0, the highest 1 (all 1 when they are equal), as relative
+    fusion puts each branch on one scale."""
     if not scores:
         return {}
     low, high = min(scores.values()), max(scores.values())
@@ -82,8 +84,8 @@ def _combined(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], 
         return combined
     for hits, weight, value in ((vector_hits, vector_weight, lambda h: h.similarity or 0.0),
                                 (text_hits, 1.0 - vector_weight, lambda h: h.text_score or 0.0)):
-        for item, normalised in _normalised(_best(hits, key, value)).items():
-            combined[item] += weight * normalised
+        for item, scaled in normalised(_best(hits, key, value)).items():
+            combined[item] += weight * scaled
     return combined
 
 

@@ -233,8 +233,8 @@ def apply_ann_settings(conn: psycopg.Connection[Any], settings: AnnSettings, *, 
                        "ivfflat.probes": str(settings.probes)}
     if iterative:
         settings_wanted |= {"hnsw.iterative_scan": "relaxed_order", "ivfflat.iterative_scan": "relaxed_order"}
-    # One statement, not a SET LOCAL each: every search pays these round trips (0.8 ms of a 1M-row
-    # vector search's 8 ms were five of them, benchmarks/RESULTS.md). set_config(..., true) is SET LOCAL.
+    # One statement, not a SET LOCAL each: every search pays these round trips (one instead of five took
+    # about 0.4 ms off a 1M-row vector search's 9 ms, benchmarks/RESULTS.md). set_config(..., true) is SET LOCAL.
     conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
         sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
         for name, value in settings_wanted.items())))
