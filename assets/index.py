@@ -33,8 +33,8 @@ class IndexPolicyConfig(Config):
     rebuild_growth: float = Field(default=2.0, description="IVFFlat is retrained when a partition grew past this factor")
     block_days: int = Field(default=LayoutSettings.block_days, ge=1, le=366, description=(
         "sealed days are merged into blocks of this many days, one vector index each (1: one partition per day)"))
-    seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=1, description=(
-        "a day is sealed (merged into its block) once it is older than this many days"))
+    seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=0, description=(
+        "a day is sealed (merged into its block) once it is older than this many days (0: all but today)"))
     recall_samples: int = Field(default=20, ge=1, description="stored vectors used as queries to measure a new "
                                 "index's recall@10 against an exact scan")
 

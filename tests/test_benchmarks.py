@@ -116,7 +116,9 @@ SMOKE: dict[str, Smoke] = {
                                r"^  all days\s+{n} HNSW\s+k=50\s+walked\s+ef_search\s+{n}\s+p50\s+{n} ms .* recall@50 {n}",
                                r"^  since \S+\s+{n} HNSW\s+k=10\s+recorded\s+ef_search\s+{n}\s+p50",
                                r"^docvec's defaults: sealed at the walked ef_search {n} \(recall@10 {n}\) / one index "
-                               r"at {n} \(recall@10 {n}\): p50 {n}x, p99 {n}x$")),
+                               r"at {n} \(recall@10 {n}\): p50 {n}x, p99 {n}x$",
+                               r"^(?:side by side, each at its fastest ef_search with recall@10 >= 0.95: sealed at "
+                               r"ef_search {n} p50 {n} ms|recall@10 >= 0.95: not reached in the sweep by )")),
     "concurrency_benchmark": Smoke((r"^idle\s+{n}\s+{n}\s+0\s+", r"^loading a [\d,]+-row day\s+{n}\s+{n}\s+0\s+",
                                     r"^HNSW build, [\d,]+-row day \(CONCURRENTLY\)\s+{n}\s+{n}\s+0\s+",
                                     r"^retention dropping the oldest day\s+{n}\s+{n}\s+0\s+")),

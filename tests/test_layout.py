@@ -57,7 +57,7 @@ def test_aligned_blocks_and_names() -> None:
     assert layout.partition_name(first) == f"chunks_{first:%Y%m%d}"
     assert layout.parse_partition_name(layout.partition_name(first, last)) == (first, last)
     assert layout.parse_partition_name("chunks_stage_20260501") is None
-    for bad in ({"block_days": 0}, {"seal_after_days": 0}):
+    for bad in ({"block_days": 0}, {"seal_after_days": -1}):
         with pytest.raises(ConfigError):
             LayoutSettings(**bad)
 
@@ -80,6 +80,9 @@ def d(offset: int) -> str:
     # days not yet sealed (yesterday, today) stay day partitions
     ([part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))], d(2), LayoutSettings(5), []),
     ([part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))], d(4), LayoutSettings(5), [[d(0), d(1)]]),
+    # seal_after_days = 0: every day but today is sealed, yesterday included
+    ([part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))], d(2), LayoutSettings(5, 0), [[d(0), d(1)]]),
+    ([part(d(0), d(1)), part(d(2), d(2)), part(d(3), d(3))], d(3), LayoutSettings(5, 0), [[d(0), d(2)]]),
     # two aligned blocks at once
     ([part(d(0), d(0)), part(d(1), d(1)), part(d(5), d(5)), part(d(6), d(6))], d(10), LayoutSettings(5),
      [[d(0), d(1)], [d(5), d(6)]]),
@@ -212,6 +215,32 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
         assert kept_index.name in search.explain_vector(conn, vectors[LAST][0], model_id)
         assert retention.days_older_than_window(conn, TODAY, window) == []
         assert retention.apply_retention(conn, TODAY, window).dropped == [], "rerunning is a no-op"
+
+
+def test_sealing_after_zero_days_leaves_only_today_open(migrated, embedder) -> None:
+    """``seal_after_days: 0`` in the asset's run config: yesterday is merged into its block by the
+    run that loads today, so a search walks one partition fewer; today stays a day partition."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_layout_seal_zero")
+    today = LAST
+    loaded = [today - dt.timedelta(days=2), today - dt.timedelta(days=1), today]
+    with connections.connect(isolated) as conn:
+        model_id = model_registry.register(conn, embedder.info).id
+        for day in loaded:
+            days.replace_day(conn, synthetic_day(day, clustered(300, seed=day.toordinal()), embedder.info.name,
+                                                 embedder.info.revision, documents=10, doc_prefix=f"z{day:%d}"),
+                             model_id)
+    result = materialize(
+        [vector_index_asset], partition_key=today.isoformat(),
+        resources={"postgres": PostgresResource(database_url=isolated.database_url), "embedder": EmbedderResource(),
+                   "retention_window": RetentionResource(as_of=today.isoformat())},
+        run_config={"ops": {"vector_index": {"config": {"block_days": 5, "seal_after_days": 0}}}})
+    assert result.success
+    block = layout.partition_name(loaded[0], loaded[1])
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["sealed"].value == {block: [layout.partition_name(d) for d in loaded[:2]]}
+    with connections.connect(isolated) as conn:
+        assert [p.table for p in catalog.partitions(conn)] == [block, layout.partition_name(today)]
+        assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 900
 
 
 def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:

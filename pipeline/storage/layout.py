@@ -1,15 +1,15 @@
 """How ``chunks`` is cut into partitions, and when days are sealed into multi-day blocks.
 
 A day is loaded into its own partition (``chunks_YYYYMMDD``): reruns swap it whole, cheaply, while
-files for it may still arrive. Once a day is older than ``seal_after_days`` it is sealed: merged with
-the other sealed days of its aligned block of ``block_days`` (``chunks_YYYYMMDD_YYYYMMDD``, first and
-last day) into one partition with one vector index (a partition that dwarfs the rest of its block, like a
-living collection's first snapshot, is left out rather than rewritten for a few days of changes). A
-search then walks a handful of indexes instead of one per day (30 per-day HNSW indexes cost 62 ms p50
-at 1M rows against 9.5 ms for one: see benchmarks/RESULTS.md), and retention still drops whole
-partitions, rebuilding only the one block that straddles the window's edge. Blocks are aligned to fixed
-dates, so the layout follows from the stored
-days alone and every run plans the same merges.
+files for it may still arrive. Once a day is older than ``seal_after_days`` (0: every day but today) it
+is sealed: merged with the other sealed days of its aligned block of ``block_days``
+(``chunks_YYYYMMDD_YYYYMMDD``, first and last day) into one partition with one vector index (a partition
+that dwarfs the rest of its block, like a living collection's first snapshot, is left out rather than
+rewritten for a few days of changes). A search then walks a handful of indexes instead of one per day
+(30 per-day HNSW indexes cost 62 ms p50 at 1M rows against 9.5 ms for one: see benchmarks/RESULTS.md),
+and retention still drops whole partitions, rebuilding only the one block that straddles the window's
+edge. Blocks are aligned to fixed dates, so the layout follows from the stored days alone and every run
+plans the same merges.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class LayoutSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.block_days <= 366:
             raise ConfigError(f"block_days must be 1..366 (1 keeps one partition per day), got {self.block_days}")
-        if self.seal_after_days < 1:
-            raise ConfigError("seal_after_days must be >= 1 (today's day is still being loaded), "
+        if self.seal_after_days < 0:
+            raise ConfigError("seal_after_days must be >= 0 (0: only today's day stays open), "
                               f"got {self.seal_after_days}")
 
 
@@ -85,7 +85,8 @@ def aligned_block(day: dt.date, block_days: int) -> tuple[dt.date, dt.date]:
 
 
 def sealed_before(today: dt.date, settings: LayoutSettings) -> dt.date:
-    """Days before this one are sealed: late files for them are no longer expected."""
+    """Days before this one are sealed: late files for them are no longer expected. Today is never
+    sealed, whatever ``seal_after_days``: its files are still landing."""
     return today - dt.timedelta(days=settings.seal_after_days)
 
 
