@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import psycopg
 import pytest
-from dagster import materialize
+from dagster import ExecuteInProcessResult, materialize
 
 from assets import vector_index as vector_index_asset
 from pipeline.errors import ConfigError
@@ -144,6 +144,15 @@ def chunk_ids(conn: psycopg.Connection, day: dt.date) -> set[str]:
     return {r[0] for r in conn.execute("SELECT chunk_id FROM chunks WHERE ingest_date = %s", (day,))}
 
 
+def run_vector_index(database_url: str, today: dt.date, config: dict[str, object]) -> ExecuteInProcessResult:
+    """The vector_index asset materialized for ``today``'s partition, as today's run, with ``config``."""
+    return materialize(
+        [vector_index_asset], partition_key=today.isoformat(),
+        resources={"postgres": PostgresResource(database_url=database_url), "embedder": EmbedderResource(),
+                   "retention_window": RetentionResource(as_of=today.isoformat())},
+        run_config={"ops": {"vector_index": {"config": config}}})
+
+
 def test_a_block_from_sealing_to_retention(five_days) -> None:
     settings, model_id, vectors, batches, info = five_days
     queries = [vectors[day][n] for day in DAYS for n in (0, 7)]
@@ -153,11 +162,7 @@ def test_a_block_from_sealing_to_retention(five_days) -> None:
     block = layout.partition_name(FIRST, LAST)
 
     # Sealed by the vector_index asset (today's run), with the policy's index built before the swap.
-    result = materialize(
-        [vector_index_asset], partition_key=TODAY.isoformat(),
-        resources={"postgres": PostgresResource(database_url=settings.database_url), "embedder": EmbedderResource(),
-                   "retention_window": RetentionResource(as_of=TODAY.isoformat())},
-        run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 5_000, "block_days": 5}}}})
+    result = run_vector_index(settings.database_url, TODAY, {"exact_max_rows": 5_000, "block_days": 5})
     assert result.success
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["sealed"].value == {block: [layout.partition_name(d) for d in DAYS]}
@@ -229,11 +234,7 @@ def test_sealing_after_zero_days_leaves_only_today_open(migrated, embedder) -> N
             days.replace_day(conn, synthetic_day(day, clustered(300, seed=day.toordinal()), embedder.info.name,
                                                  embedder.info.revision, documents=10, doc_prefix=f"z{day:%d}"),
                              model_id)
-    result = materialize(
-        [vector_index_asset], partition_key=today.isoformat(),
-        resources={"postgres": PostgresResource(database_url=isolated.database_url), "embedder": EmbedderResource(),
-                   "retention_window": RetentionResource(as_of=today.isoformat())},
-        run_config={"ops": {"vector_index": {"config": {"block_days": 5, "seal_after_days": 0}}}})
+    result = run_vector_index(isolated.database_url, today, {"block_days": 5, "seal_after_days": 0})
     assert result.success
     block = layout.partition_name(loaded[0], loaded[1])
     [event] = result.get_asset_materialization_events()
