@@ -18,6 +18,10 @@ ef_search against the one the indexes record); equal recall (the sealed layout a
 whose recall reaches the single index's at the recorded one); and each layout at the fastest ef_search of
 its sweep whose recall@10 reaches 0.95, or which layout never reaches it.
 
+Last, parallel partition scans: the sealed layout's partitions in two spans of days searched on two
+connections at once, against one statement over all of them, with each span's time alone and at once
+(``parallel_partition_scans``).
+
 Data: clustered 384-d vectors (see index_benchmark), ``--rows`` over ``--days`` days ending today.
 
 Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]
@@ -31,6 +35,7 @@ import datetime as dt
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -144,6 +149,58 @@ def side_by_side(sealed, single, model_id: int, queries: np.ndarray, ef_search: 
           f"ms p99 {np.percentile(single_ms, 99):.2f} ms; p50 {sealed_p50 / single_p50:.2f}x, "
           f"per query (median) {np.median(sealed_ms / single_ms):.2f}x ({PASSES} passes of {len(queries)} queries)",
           flush=True)
+
+
+def halves(conn) -> tuple[tuple[dt.date | None, dt.date], tuple[dt.date, dt.date | None]]:
+    """The partitions cut into two spans of days whose HNSW walks cost about alike (a walk's cost grows
+    about as the square root of its rows: ~1.3 ms at 330k rows, ~0.45 ms at 33k here)."""
+    parts = catalog.partitions(conn)
+    costs = [float(np.sqrt(max(p.rows, 1))) for p in parts]
+    cut = min(range(1, len(parts)), key=lambda n: max(sum(costs[:n]), sum(costs[n:])))
+    return (None, parts[cut].first - dt.timedelta(days=1)), (parts[cut].first, None)
+
+
+def parallel_partition_scans(conn, second, model_id: int, queries: np.ndarray, ef_search: int) -> None:
+    """Issue #31's "parallel partition scans": the sealed layout's partitions in two spans of days
+    (``halves``), each searched on its own connection at once and the two nearest lists merged, against
+    one statement over all of them (both at ``ef_search``), query by query. Then why: each span alone,
+    and at once beside the other span or beside itself (the same pages)."""
+    first, last = halves(conn)
+
+    def span(on, days: tuple[dt.date | None, dt.date | None], query: np.ndarray) -> tuple[float, list]:
+        started = time.perf_counter()
+        hits = search.search_vector(on, query, model_id, k=10, ef_search=ef_search, since=days[0], until=days[1])
+        return (time.perf_counter() - started) * 1000, hits
+
+    timings: dict[str, list[float]] = {}
+    same = 0
+    with ThreadPoolExecutor(max_workers=1) as other:
+        for _ in range(PASSES):
+            for query in queries:
+                one_ms, one_hits = span(conn, (None, None), query)
+                started = time.perf_counter()
+                elsewhere = other.submit(span, second, last, query)
+                first_ms, first_hits = span(conn, first, query)
+                last_ms, last_hits = elsewhere.result()
+                spread_ms = (time.perf_counter() - started) * 1000
+                merged = sorted([*first_hits, *last_hits], key=lambda h: -(h.similarity or 0.0))[:10]
+                same += [h.chunk_id for h in merged] == [h.chunk_id for h in one_hits]
+                beside_self = other.submit(span, second, last, query)
+                self_ms, _ = span(conn, last, query)
+                beside_self.result()
+                for name, ms in (("one statement", one_ms), ("two spans at once", spread_ms),
+                                 ("older span alone", span(conn, first, query)[0]),
+                                 ("newer span alone", span(conn, last, query)[0]),
+                                 ("older span beside newer", first_ms), ("newer span beside older", last_ms),
+                                 ("newer span beside itself", self_ms)):
+                    timings.setdefault(name, []).append(ms)
+    p50 = {name: float(np.percentile(ms, 50)) for name, ms in timings.items()}
+    print(f"parallel partition scans at ef_search {ef_search}: days up to {first[1]} | from {last[0]} on two "
+          f"connections at once p50 {p50['two spans at once']:.2f} ms against one statement "
+          f"{p50['one statement']:.2f} ms ({p50['two spans at once'] / p50['one statement']:.2f}x); hits identical "
+          f"for {same} of {PASSES * len(queries)} searches", flush=True)
+    print("  why, p50 ms: " + "; ".join(f"{name} {p50[name]:.2f}" for name in timings if name not in
+                                        ("one statement", "two spans at once")), flush=True)
 
 
 def fastest_above(swept: dict[int, Measured], floor: float) -> int | None:
@@ -279,6 +336,8 @@ def main() -> None:
                 print(f"recall@10 >= {RECALL_FLOOR}: not reached in the sweep by {' and '.join(short)}")
             for efs, label in comparisons:
                 side_by_side(conn, single, model_id, queries, efs, label)
+            with connections.connect(settings) as second:
+                parallel_partition_scans(conn, second, model_id, queries, walk.ann.ef_search)
     finally:
         drop_scratch(SINGLE)
         drop_scratch(DATABASE)

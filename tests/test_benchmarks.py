@@ -115,6 +115,10 @@ SMOKE: dict[str, Smoke] = {
                                r"^  docvec's default over {n} HNSW indexes: ef_search {n} \(walked_ef_search of the",
                                r"^  all days\s+{n} HNSW\s+k=50\s+walked\s+ef_search\s+{n}\s+p50\s+{n} ms .* recall@50 {n}",
                                r"^  since \S+\s+{n} HNSW\s+k=10\s+recorded\s+ef_search\s+{n}\s+p50",
+                               r"^parallel partition scans at ef_search {n}: days up to \S+ \| from \S+ on two connections "
+                               r"at once p50 {n} ms against one statement {n} ms \({n}x\); hits identical for {n} of {n}",
+                               r"^  why, p50 ms: older span alone {n}; newer span alone {n}; older span beside newer {n}; "
+                               r"newer span beside older {n}; newer span beside itself {n}$",
                                r"^docvec's defaults: sealed at the walked ef_search {n} \(recall@10 {n}\) / one index "
                                r"at {n} \(recall@10 {n}\): p50 {n}x, p99 {n}x$",
                                r"^(?:side by side, each at its fastest ef_search with recall@10 >= 0.95: sealed at "
