@@ -154,9 +154,9 @@ SMOKE: dict[str, Smoke] = {
     "hybrid_benchmark": Smoke((r"^\s+{n}\s+{n}\s+{n} hybrid\s+{n}\s+{n}\s+{n}",
                                r"BM25 text p50 / ts_rank_cd text p50 = {n}")),
     "bm25_benchmark": Smoke((r"^all classes\s+early stop \(docvec\)\s+{n}\s+{n}\s+{n}\s+100\.0%$",  # always exact
-                             r"^all classes\s+early stop, no skip\s+{n}\s+{n}\s+{n}\s+100\.0%$",
+                             r"^all classes\s+early stop, all ids\s+{n}\s+{n}\s+{n}\s+100\.0%$",
                              r"^early stop / before: p50 {n}, p99 {n}; early stop / complete: p50 {n}, p99 {n}; "
-                             r"early stop / no skip: p50 {n}, p99 {n}$",
+                             r"early stop / all ids: p50 {n}, p99 {n}$",
                              # as a principal who may read everything: the owner's hits, each way
                              r"^all classes\s+principal: function \(0017\)\s+{n}\s+{n}\s+{n}$",
                              r"^identifier\s+principal: function \(0017\)\s+{n}\s+{n}\s+{n}\s+100\.0%$",

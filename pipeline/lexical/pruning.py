@@ -12,6 +12,11 @@ lookup that intersects posting lists). If the k-th best candidate scores at leas
 can beat it: the top k is exact. Otherwise θ drops to that k-th score (one more round, exact by the
 same argument) or, with fewer than k candidates in scope, to a lower level.
 
+A lookup reads the whole posting list of each id it holds, and a common word's (or its low tier's) is
+long: a conjunction drops its commonest ids while the chunks that admits, estimated, cost less to score
+than the lists cost to read (``SCORE_TO_READ``). The lookups then select more chunks than can reach θ,
+never fewer, so the argument above holds as it is.
+
 Only the ``MAX_TIERED_TERMS`` terms with the highest bounds are tiered; the others add their full bound
 to every chunk's (``slack``). The first θ is the highest level whose candidate count, estimated from
 the terms' frequencies as if they were independent, reaches a target: a few rounds at most, each reading
@@ -35,6 +40,11 @@ MAX_TIERED_TERMS = 5  # 4^5 = 1,024 state assignments to enumerate per query
 # A round of more GIN lookups than this scores every chunk holding a query term instead: a guard on the
 # statement's size (each lookup reads its terms' posting lists in every partition), not a measured optimum.
 MAX_CONJUNCTIONS = 64
+# Scoring one more candidate costs about as much as reading this many posting-list entries in a GIN lookup:
+# measured at 1M chunks (benchmarks/bm25_benchmark.py), a lookup read ~17 ns per entry and a round's time
+# hardly moved between 105 and 661 candidates (~10 µs each). Any value from 150 to 2,400 gave the same
+# latencies there; the all-common-word queries' p99 fell from ~75 to ~49 ms.
+SCORE_TO_READ = 600.0
 # Bounds are summed in fixed point (units of 2^-32, each rounded up): exact sums in any order, so two
 # assignments with equal bounds are equal here too, and every comparison with a threshold is exact.
 UNITS = 2.0 ** 32
@@ -91,6 +101,7 @@ class PruningPlan:
         self.terms = sorted(terms, key=lambda t: (-t.idf, t.term))
         self.chunks = max(chunks, 1)
         self.tiered = tiered
+        self._holding = self._posting_lengths()
         states = [self._states(t) for t in self.terms]
         self._tiered = states[:MAX_TIERED_TERMS]
         slack = sum(_units(term_states[-1].bound) for term_states in states[MAX_TIERED_TERMS:])
@@ -112,6 +123,33 @@ class PruningPlan:
         self.levels = [int(t) / UNITS for t in distinct]  # exact: the units are below 2^53
         ends = np.searchsorted(-self._totals, -distinct, side="right")
         self._level_estimates = self._running[ends - 1]  # ascending, as the levels descend
+
+    def _posting_lengths(self) -> dict[int, int]:
+        """How many chunks hold each indexed id a lookup may hold (its posting list's length)."""
+        lengths = {}
+        for term in self.terms:
+            held = min(term.df, self.chunks)
+            lengths[term.term] = held
+            for tier, df in enumerate(term.tier_df if self.tiered else ()):
+                held = min(held, df)
+                lengths[impact_marker(term.term, tier)] = held
+        return lengths
+
+    def _lean(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """A conjunction without its commonest ids, while the chunks each admits (estimated as if the ids
+        were independent) cost less to score than its posting list costs to read; its rarest id stays."""
+        kept = sorted(ids, key=lambda i: (self._holding.get(i, self.chunks), i))
+        selected = self.chunks * math.prod(self._holding.get(i, self.chunks) / self.chunks for i in kept)
+        while len(kept) > 1:
+            length = self._holding.get(kept[-1], self.chunks)
+            if length == 0:
+                break
+            without = selected * self.chunks / length
+            if (without - selected) * SCORE_TO_READ >= length:
+                break
+            kept.pop()
+            selected = without
+        return tuple(sorted(kept))
 
     def _states(self, term: TermStatistics) -> list[_State]:
         """Absent, held, then each tier's: the bound of each, its share of the chunks, the ids it holds."""
@@ -159,11 +197,14 @@ class PruningPlan:
         return self.candidates(self.levels[reaching] if reaching < len(self.levels) else 0.0)
 
     def candidates(self, threshold: float) -> Candidates:
-        """The chunks that can score ``threshold`` or more, as GIN lookups; every chunk holding a query
-        term when the threshold is too low to exclude any, or the lookups would be too many."""
+        """The chunks that can score ``threshold`` or more (and those the lean lookups admit besides), as
+        GIN lookups; every chunk holding a query term when the threshold is too low to exclude any, or the
+        lookups would be too many."""
         if _units(threshold) <= _units(self.slack) or threshold <= 0.0:
             return self.complete_candidates()
-        conjunctions = sorted({tuple(sorted(ids)) for ids in self._minimal(threshold)})
+        lean = {frozenset(self._lean(ids)) for ids in self._minimal(threshold)}
+        # A lookup holding all of another's ids selects none that the other does not.
+        conjunctions = sorted(tuple(sorted(ids)) for ids in lean if not any(other < ids for other in lean))
         if len(conjunctions) > MAX_CONJUNCTIONS:
             return self.complete_candidates()
         single = tuple(sorted(ids[0] for ids in conjunctions if len(ids) == 1))
