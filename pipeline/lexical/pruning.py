@@ -131,7 +131,7 @@ class PruningPlan:
             held = min(term.df, self.chunks)
             lengths[term.term] = held
             for tier, df in enumerate(term.tier_df if self.tiered else ()):
-                held = min(held, df)
+                held = min(held, df)  # nested tiers: never more chunks than the tier below
                 lengths[impact_marker(term.term, tier)] = held
         return lengths
 
@@ -153,14 +153,13 @@ class PruningPlan:
 
     def _states(self, term: TermStatistics) -> list[_State]:
         """Absent, held, then each tier's: the bound of each, its share of the chunks, the ids it holds."""
-        held = min(term.df, self.chunks)
+        held = self._holding[term.term]
         ceiling = term.idf * WEIGHT_CEILING * ROUNDING_SLACK
         if not self.tiered:
             return [_State(0.0, 1.0 - held / self.chunks, ()), _State(ceiling, held / self.chunks, (term.term,))]
-        counts = [held, *(min(df, held) for df in term.tier_df), 0]
-        counts = [min(counts[:i + 1]) for i in range(len(counts))]  # nested tiers: never more chunks than the tier below
         bounds = [term.idf * least * ROUNDING_SLACK for least in IMPACT_TIERS] + [ceiling]
         requires = [(term.term,), *((impact_marker(term.term, tier),) for tier in range(len(IMPACT_TIERS)))]
+        counts = [*(self._holding[ids[0]] for ids in requires), 0]  # the chunks in each state or above
         return [_State(0.0, 1.0 - held / self.chunks, ()),
                 *(_State(bound, (counts[i] - counts[i + 1]) / self.chunks, ids)
                   for i, (bound, ids) in enumerate(zip(bounds, requires, strict=True)))]
