@@ -20,7 +20,9 @@ Answers are by document (every page that answers is listed).
   content, no navigation), so the comparison is about chunking, indexing and ranking only.
 - **docvec**: ingested through its own stages (heading-aware chunks with contextual headers, BM25 with
   field weights, list priors), day partition indexed by its own policy (HNSW here), searched by its
-  own search functions; ``--ablate`` adds docvec without contextual headers (a second embedding pass).
+  own search functions; ``hybrid, no openings`` is hybrid without its documents' openings weighed in
+  (``opening_weight`` 0: relative fusion alone, as before them); ``--ablate`` adds docvec without
+  contextual headers (a second embedding pass).
 
 Metrics per question: the ranked list of distinct documents; MRR over the first 10, hit@1, hit@5.
 
@@ -167,9 +169,9 @@ def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id:
                    embedder: Embedder) -> dict[str, Ranker]:
     service = SearchService.over(conn, embedder)
 
-    def ranker(mode: str, fusion: str = "relative") -> Ranker:
+    def ranker(mode: str, fusion: str = "relative", **options: Any) -> Ranker:
         def rank(n: int, q: evaluation.LabelledQuery) -> list[str]:
-            wanted = request(q.query, k=10, mode=mode, per_doc=1, fusion=fusion)
+            wanted = request(q.query, k=10, mode=mode, per_doc=1, fusion=fusion, **options)
             return evaluation.ranked_documents(service.search(wanted, vector=None if mode == "text" else vectors[n]).hits)
         return rank
 
@@ -186,6 +188,7 @@ def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id:
         return _distinct([doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])])
 
     return {"vector": ranker("vector"), "text": ranker("text"), "hybrid": ranker("hybrid"),
+            "hybrid, no openings": ranker("hybrid", opening_weight=0.0),
             "hybrid, rrf by document": ranker("hybrid", fusion="rrf"),
             "hybrid, rrf by chunk": rrf_by_chunk}
 

@@ -2,10 +2,13 @@
 evaluation corpus of benchmarks/retrieval_benchmark.py: BM25's k1 and b, the title and section weights,
 the list prior, the share of chunks above which a term stops selecting candidates (the rule docvec's
 text branch used before its exact early stop, pipeline/lexical/pruning.py; docvec now scores as share
-1.0 does), and hybrid fusion (method and vector weight). This is what chose them; RESULTS.md keeps
-its output. Last, a signal docvec does not have yet, prototyped here: each document's title and the start
-of its first chunk embedded once, its similarity to the question fused into the document score as a
-third branch (weight ``w``), for a few lengths of that lead.
+1.0 does), and hybrid fusion (method and vector weight), each with docvec's other defaults (the
+openings weighed in, as relative fusion's hybrid searches do). This is what chose them; RESULTS.md keeps
+its output. Then the document leads the openings came from: first a prototype, each document's title
+and the start of its first chunk embedded once, its similarity to the question fused into the document
+score as a third branch (weight ``w``), for a few lengths of that lead; last what docvec built instead,
+the stored vector of each document's opening chunk (``fusion.with_openings``, no second embedding),
+for a few weights (0.0: relative fusion alone, as before the openings).
 
 It reads the chunks (text, title, section, prior, vector) that ``retrieval_benchmark --reuse`` left in
 ``docvec_bench_retrieval_0``, and scores in memory with docvec's own code: the tokenizer and weights of
@@ -123,14 +126,19 @@ def main() -> None:
         top = np.argsort(-similarities)[:POOL]
         vector_hits.append([_hit(chunks[i], r + 1, similarity=float(similarities[i])) for r, i in enumerate(top)])
 
+    openings = opening_vectors(chunks, [row[7] for row in rows], matrix)
+
     def evaluate(lexical: Lexical, **options: Any) -> str:
         method = options.pop("method", "relative")
         weight = options.pop("vector_weight", fusion.VECTOR_WEIGHT)
         text_hits = [lexical.search(q.query, **options) for q in queries]
         text = scores([evaluation.ranked_documents(h) for h in text_hits], queries)
+        opening = options.pop("opening_weight", fusion.OPENING_WEIGHT if method == "relative" else 0.0)
+        fused = [fusion.fuse(v, t, method=method, vector_weight=weight)
+                 for v, t in zip(vector_hits, text_hits, strict=True)]
         hybrid = scores([evaluation.ranked_documents(fusion.limit_per_document(
-            fusion.fuse(v, t, method=method, vector_weight=weight), 1, 10))
-            for v, t in zip(vector_hits, text_hits, strict=True)], queries)
+            fusion.with_openings(f, opening_similarities(openings, f, q), opening), 1, 10))
+            for f, q in zip(fused, query_vectors, strict=True)], queries)
         return f"{text[0]:>9.3f} {hybrid[0]:>10.3f} {hybrid[1]:>11.3f}"
 
     default = Lexical(chunks)
@@ -173,8 +181,16 @@ def main() -> None:
             mrr, hit1 = scores(ranked, queries)
             label = f"title + {length}" if length else "title"
             print(f"{'document lead, ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
+    for weight in OPENING_WEIGHTS:
+        ranked = [evaluation.ranked_documents(fusion.limit_per_document(
+            fusion.with_openings(fused, opening_similarities(openings, fused, query_vector), weight), 1, 10))
+            for fused, query_vector in zip(hybrid_hits, query_vectors, strict=True)]
+        mrr, hit1 = scores(ranked, queries)
+        label = "(default)" if weight == fusion.OPENING_WEIGHT else ""
+        print(f"{'opening chunk ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
 
 
+OPENING_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 LEAD_LENGTHS = (0, 200, 400)  # characters of the first chunk after the title
 LEAD_WEIGHTS = (0.1, 0.2, 0.3)
 
@@ -197,6 +213,20 @@ def document_leads(chunks: Sequence[Chunk], seqs: Sequence[int]) -> list[Lead]:
             first[chunk.doc_id] = (seq, chunk)
     return [Lead(doc_id, chunk.title or "", " ".join(chunk.text.split()))
             for doc_id, (_, chunk) in sorted(first.items())]
+
+
+def opening_vectors(chunks: Sequence[Chunk], seqs: Sequence[int], matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Each document's opening chunk's vector (``seq`` 0), unit length, by document id."""
+    return {chunk.doc_id: matrix[row] / np.linalg.norm(matrix[row])
+            for row, (chunk, seq) in enumerate(zip(chunks, seqs, strict=True)) if seq == 0}
+
+
+def opening_similarities(openings: dict[str, np.ndarray], fused: Sequence[SearchHit],
+                         query_vector: np.ndarray) -> dict[str, float]:
+    """What ``branches.opening_similarities`` reads from the store: each candidate document's opening's
+    cosine similarity to the query."""
+    unit = query_vector / np.linalg.norm(query_vector)
+    return {doc: float(openings[doc] @ unit) for doc in {hit.doc_id for hit in fused} if doc in openings}
 
 
 class DocumentSignal:

@@ -163,7 +163,8 @@ SMOKE: dict[str, Smoke] = {
                              r"^one common word\s+principal: policies alone\s+{n}\s+{n}\s+{n}\s+100\.0%$",
                              r"^p50 as a principal / as the owner: function {n}, policies alone {n}$")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {backend}\s+{mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
-                                   for mode in ("vector", "text", "hybrid") for backend in ("auto", "torch")), model=True),
+                                   for mode in ("vector", "text", "hybrid", "hybrid-no-openings")
+                                   for backend in ("auto", "torch")), model=True),
     "permissions_benchmark": Smoke(tuple(rf"^{caller}\s+{{n}}\s+{{n}}\s+{{n}}x\s+0\s+0\s+(?:exact|index walk)"  # k hits,
                                          for caller in (r"owner \(no RLS\)", r"group:all \(100%\)",  # no leak, a plan
                                                         r"group:few \(1%\)", r"group:rare \(0\.1%\)",

@@ -136,6 +136,51 @@ def test_relative_fusion_ranks_documents_then_their_chunks() -> None:
         fusion.fuse(vector, text, method="borda")
 
 
+def test_openings_rescore_documents_and_keep_each_documents_chunks_in_order() -> None:
+    def hit(doc: str, chunk: str, score: float) -> hits.SearchHit:
+        return hits.SearchHit(rank=0, similarity=None, doc_id=doc, ingest_date=SAMPLE_END, seq=0, chunk_id=chunk,
+                              text=chunk, metadata={}, document_score=score)
+
+    fused = [hit("P", "p1", 0.6), hit("P", "p2", 0.6), hit("Q", "q2", 0.55), hit("Q", "q1", 0.55), hit("R", "r1", 0.1)]
+    # Openings min-max normalised over the candidates: P 0, Q 1, R 0.5 (S is no candidate: not counted).
+    openings = {"P": 0.2, "Q": 0.6, "R": 0.4, "S": 0.9}
+    # P: 0.8 * 0.6 = 0.48; Q: 0.8 * 0.55 + 0.2 = 0.64; R: 0.8 * 0.1 + 0.2 * 0.5 = 0.18.
+    rescored = fusion.with_openings(fused, openings, 0.2)
+    assert [h.chunk_id for h in rescored] == ["q2", "q1", "p1", "p2", "r1"], "Q's chunks keep their own order"
+    assert [h.document_score for h in rescored] == pytest.approx([0.64, 0.64, 0.48, 0.48, 0.18])
+    assert [h.rank for h in rescored] == [1, 2, 3, 4, 5]
+    assert fusion.with_openings(fused, openings, 0.0) == fused
+    # A document whose opening is not given (unreadable, say) scores 0 there.
+    missing = fusion.with_openings(fused, {"P": 0.2, "Q": 0.6}, 0.2)
+    assert [h.document_score for h in missing][-1] == pytest.approx(0.08)
+
+
+def test_hybrid_search_weighs_each_documents_own_opening(loaded_sample, conn, embedder) -> None:
+    """A hybrid search reads the openings of the versions its candidates come from (their first chunks,
+    with the similarity a vector search gives them) and ranks documents by ``with_openings``; weight 0
+    leaves relative fusion's order as it was."""
+    service = SearchService.over(conn, embedder)
+    model_id = service.identify().id
+    query = "how do I reset the database password"
+    vector = embedder.encode([query])[0]
+    fused = fusion.fuse(branches.search_vector(conn, vector, model_id, k=50),
+                        branches.search_text(conn, query, model_id, k=50, proven=10))
+    openings = branches.opening_similarities(conn, vector, fused, model_id)
+    assert set(openings) == {h.doc_id for h in fused}
+    for hit in fused:
+        first = conn.execute("SELECT 1 - (embedding <=> %s::halfvec) FROM chunks WHERE doc_id = %s "
+                             "AND ingest_date = %s AND seq = 0", (vector, hit.doc_id, hit.ingest_date)).fetchone()[0]
+        assert openings[hit.doc_id] == pytest.approx(first, abs=1e-6), hit.doc_id
+
+    def documents(found: list[hits.SearchHit]) -> list[tuple[str, float]]:
+        return list(dict.fromkeys((h.doc_id, round(h.document_score or 0.0, 6)) for h in found))
+
+    weighed = service.search_for(query, group_by_document=True).hits
+    assert documents(weighed) == documents(fusion.with_openings(fused, openings))[:len(documents(weighed))]
+    plain = service.search_for(query, group_by_document=True, opening_weight=0.0).hits
+    assert documents(plain) == documents(fused)[:len(documents(plain))]
+
+
 def test_unknown_mode_or_option_is_refused(loaded_sample, conn, embedder) -> None:
     with pytest.raises(ConfigError, match="'vector', 'text' or 'hybrid'"):
         search.search(conn, embedder, "anything", mode="fuzzy")
@@ -218,6 +263,7 @@ def test_explain_shows_each_branch_plan_for_the_same_search(loaded_sample, conn,
     hybrid = service.search(request.request("ERR-4714", mode="hybrid"), explain=True)
     assert len(hybrid.plans) == 3 and "'[384 dims]'::halfvec" in hybrid.plans[0] and hybrid.hits
     assert hybrid.plans[-1].startswith("order: documents by fused score, taking turns"), "how the list was ordered"
+    assert hybrid.plans[-1].endswith("then each document's opening chunk weighed in at 0.3"), "and how it was scored"
     text = service.search(request.request("ERR-4714", mode="text"), explain=True)
     assert len(text.plans) == 2 and "dims" not in text.plans[0] and "lexical" in text.plans[0]
     assert service.search(request.request("ERR-4714", mode="vector")).plans == ()

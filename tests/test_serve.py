@@ -91,7 +91,7 @@ def test_serve_answers_every_search_option_over_http(loaded_sample, migrated, co
         assert status == 200 and {"/search", "/healthz"} <= set(spec["paths"])
         assert {p["name"] for p in spec["paths"]["/search"]["get"]["parameters"]} >= {
             "q", "k", "mode", "since", "until", "filter", "per_doc", "documents", "window", "fusion", "vector_weight",
-            "rrf_k", "ef_search", "probes"}
+            "opening_weight", "rrf_k", "ef_search", "probes"}
         assert call(base, "/docs")[0] == 200
 
 

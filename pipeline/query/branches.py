@@ -218,6 +218,13 @@ def with_context(conn: psycopg.Connection[Any], hits: Sequence[SearchHit], windo
     return [replace(hit, context=context.get(hit.chunk_id, [])) for hit in hits]
 
 
+def opening_similarities(conn: psycopg.Connection[Any], query_vector: np.ndarray, hits: Sequence[SearchHit],
+                         model_id: int) -> dict[str, float]:
+    """How near each hit's document opens to the query: its first chunk's similarity, in the hit's own
+    version (``fusion.with_openings`` weighs it into hybrid document scores)."""
+    return chunk_search.opening_similarities(conn, query_vector, hits, model_id)
+
+
 # An index scan of one of docvec's HNSW indexes (``vector_indexes.index_name``) in a plan.
 _HNSW_SCAN = re.compile(r"Index Scan using \S+_hnsw_\d+ ")
 

@@ -9,6 +9,9 @@ chunk level. Two combinations:
   ahead a branch's best candidate is, so one confident branch is not outvoted by the other's near-misses.
 - ``rrf``: reciprocal rank fusion, ``Σ 1 / (rrf_k + rank)`` over the branches.
 
+After relative fusion, each document's opening weighs in (``with_openings``): its first chunk's
+similarity to the query, normalised over the candidates, decides ``opening_weight`` of its score.
+
 Measured on benchmarks/eval/python-docs.jsonl (77 questions; benchmarks/retrieval_sweep.py, exact
 vectors): fusing chunks by RRF put the right page first for 78% of the questions, below the vector branch
 alone (82%); fusing documents by RRF 83%, by relative scores 87%. vector_weight 0.6 is the middle of
@@ -27,7 +30,7 @@ the hit rate of one chunk per document, with over half as many again of the chun
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Literal, get_args
 
@@ -39,6 +42,11 @@ FUSIONS: tuple[str, ...] = get_args(Fusion)
 VECTOR_WEIGHT = 0.6
 # Chunks the best document places before the others take turns in the default result list (``interleave``).
 LEAD = 2
+# The share of a hybrid document score its opening chunk's similarity to the query decides (``with_openings``).
+# Measured with benchmarks/retrieval_sweep.py (exact vectors), hybrid MRR@10 at 0, 0.1 ... 0.6: on the
+# Python docs 0.916, 0.928, 0.921, 0.931, 0.940, 0.913, 0.863; on git's manual 0.755, 0.767, 0.780, 0.773,
+# 0.781, 0.775, 0.775. 0.3 is the middle of the Python docs' plateau (0.1-0.4), a step from its fall at 0.5.
+OPENING_WEIGHT = 0.3
 RRF_K = 60  # the constant of the original RRF paper (Cormack et al. 2009); larger flattens the top ranks' weight
 
 
@@ -111,6 +119,30 @@ def fuse(vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit], rrf_k
     return [replace(hit, rank=i + 1, similarity=similarity.get(hit.chunk_id), text_score=text_score.get(hit.chunk_id),
                     score=chunks_fused[hit.chunk_id], document_score=documents[hit.doc_id])
             for i, hit in enumerate(ordered)]
+
+
+def with_openings(hits: Sequence[SearchHit], openings: Mapping[str, float],
+                  weight: float = OPENING_WEIGHT) -> list[SearchHit]:
+    """Relative fusion's hits with each document re-scored by how near its opening chunk (``seq`` 0: the
+    title, the summary a page starts with) is to the query: ``(1 − weight) · document score + weight ·
+    opening``, the openings' similarities (``openings``, by document) min-max normalised over the
+    candidates like a branch; a document whose opening is not given scores 0 there. The order of each
+    document's chunks is unchanged; ``document_score`` is the new score, which orders the documents.
+
+    Why: a page's opening says what the whole page is about, which its best chunk alone does not. A
+    question in plain words ("put my half-done changes aside") describes what a command does, which is
+    the first line of its page, while long pages that share the vocabulary (a user manual, a config
+    reference) win on single chunks. Chosen on benchmarks/eval/python-docs.jsonl and confirmed on
+    git-docs.jsonl (benchmarks/retrieval_sweep.py, RESULTS.md)."""
+    if weight == 0.0 or not hits:
+        return list(hits)
+    documents = {hit.doc_id for hit in hits}
+    opening = normalised({doc: similarity for doc, similarity in openings.items() if doc in documents})
+    scores = {hit.doc_id: (1.0 - weight) * (hit.document_score or 0.0) + weight * opening.get(hit.doc_id, 0.0)
+              for hit in hits}
+    position = {hit.chunk_id: n for n, hit in enumerate(hits)}
+    ordered = sorted(hits, key=lambda h: (-scores[h.doc_id], h.doc_id, position[h.chunk_id]))
+    return [replace(hit, rank=i + 1, document_score=scores[hit.doc_id]) for i, hit in enumerate(ordered)]
 
 
 def limit_per_document(hits: Sequence[SearchHit], per_doc: int | None, k: int) -> list[SearchHit]:

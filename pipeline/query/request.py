@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from pipeline.errors import ConfigError
-from pipeline.query.fusion import RRF_K, VECTOR_WEIGHT, Fusion
+from pipeline.query.fusion import OPENING_WEIGHT, RRF_K, VECTOR_WEIGHT, Fusion
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,6 +78,9 @@ class SearchRequest(BaseModel):
                            "or rrf (reciprocal ranks)")
     vector_weight: float = Field(default=VECTOR_WEIGHT, ge=0, le=1,
                                  description="relative fusion: the vector branch's share")
+    opening_weight: float = Field(default=OPENING_WEIGHT, ge=0, le=1,
+                                  description="relative fusion: the share of a document's score decided by how near "
+                                  "its opening chunk (title and first lines) is to the query; 0 turns it off")
     rrf_k: int = Field(default=RRF_K, ge=1, description="rrf fusion constant: larger flattens the top ranks")
     candidates: int = Field(default=CANDIDATES, ge=1, le=1000,
                             description="hits each branch fetches before fusion and per-document limits")

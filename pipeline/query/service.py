@@ -27,7 +27,7 @@ import psycopg
 from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
 from pipeline.query import branches
-from pipeline.query.fusion import LEAD, fuse, interleave, limit_per_document
+from pipeline.query.fusion import LEAD, fuse, interleave, limit_per_document, with_openings
 from pipeline.query.hits import SearchHit
 from pipeline.query.request import SearchRequest, request
 from pipeline.query.rerank import CrossEncoderReranker, from_settings
@@ -258,7 +258,10 @@ class SearchService:
         if text is None:  # no branch thread, or no spare connection for it
             text = _text_branch(conn, wanted, model_id)
         counted["text"] = len(text)
-        return fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
+        fused = fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
+        if wanted.fusion != "relative" or wanted.opening_weight == 0.0:
+            return fused
+        return with_openings(fused, branches.opening_similarities(conn, vector, fused, model_id), wanted.opening_weight)
 
     def _ordered(self, wanted: SearchRequest, hits: list[SearchHit]) -> tuple[list[SearchHit], str]:
         """The candidates in the order the list shows them, and a line saying how (for ``explain``):
@@ -271,9 +274,10 @@ class SearchService:
         if wanted.mode != "hybrid":
             return hits, f"order: {wanted.mode} scores, chunk by chunk"
         if wanted.group_by_document:
-            return hits, "order: documents by fused score, each document's chunks after it (group_by_document)"
+            return hits, ("order: documents by fused score, each document's chunks after it (group_by_document); "
+                          + _fusion(wanted))
         return interleave(hits), (f"order: documents by fused score, taking turns (the first document's best {LEAD} "
-                                   "chunks, then one chunk of each document per round)")
+                                   f"chunks, then one chunk of each document per round); {_fusion(wanted)}")
 
     def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
                         principals: Sequence[str] | None,
@@ -309,6 +313,15 @@ def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None,
     """The block as ``principals`` in ``tenant`` (``access.acting_as``), or as the connection's own role
     when None."""
     return nullcontext() if principals is None else access.acting_as(conn, principals, tenant)
+
+
+def _fusion(wanted: SearchRequest) -> str:
+    """How a hybrid search scored its documents, for ``explain``."""
+    if wanted.fusion == "rrf":
+        return f"fused by reciprocal ranks (rrf_k {wanted.rrf_k})"
+    opening = (f", then each document's opening chunk weighed in at {wanted.opening_weight}"
+               if wanted.opening_weight else ", openings not weighed in (opening_weight 0)")
+    return f"fused by relative scores (vector weight {wanted.vector_weight}){opening}"
 
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:

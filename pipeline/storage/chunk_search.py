@@ -315,6 +315,28 @@ def neighbours(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition], win
     return context
 
 
+def opening_similarities(conn: psycopg.Connection[Any], vector: np.ndarray, hits: Sequence[ChunkPosition],
+                         model_id: int) -> dict[str, float]:
+    """For each hit's document: the similarity (1 − cosine distance) of ``vector`` to its opening chunk
+    (``seq`` 0) in the hit's own version, so the search's ``Scope`` already chose it. A document whose
+    opening the session may not read (row-level security) is left out."""
+    versions = {(h.doc_id, h.ingest_date) for h in hits}
+    if not versions:
+        return {}
+    with connection_guard("reading the documents' openings"):
+        column = require_dimension(conn, vector)
+        rows = conn.execute(
+            sql.SQL("""
+            SELECT v.doc_id, 1 - (c.embedding <=> {query}) AS similarity
+            FROM unnest(%(doc_ids)s::text[], %(days)s::date[]) AS v(doc_id, day)
+            JOIN chunks c ON c.ingest_date = v.day AND c.doc_id = v.doc_id AND c.model_id = %(model_id)s AND c.seq = 0
+            """).format(query=column.query()),
+            {"doc_ids": [doc for doc, _ in versions], "days": [day for _, day in versions], "model_id": model_id,
+             "query": vector},
+        ).fetchall()
+    return {doc_id: float(similarity) for doc_id, similarity in rows}
+
+
 def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int, ann: AnnSettings) -> str:
     """EXPLAIN ANALYZE of ``nearest``: which days answer by which index, or by an exact scan."""
     with connection_guard("explaining the search"):
