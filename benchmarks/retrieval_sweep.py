@@ -131,9 +131,9 @@ def main() -> None:
     def evaluate(lexical: Lexical, **options: Any) -> str:
         method = options.pop("method", "relative")
         weight = options.pop("vector_weight", fusion.VECTOR_WEIGHT)
+        opening = options.pop("opening_weight", fusion.OPENING_WEIGHT if method == "relative" else 0.0)
         text_hits = [lexical.search(q.query, **options) for q in queries]
         text = scores([evaluation.ranked_documents(h) for h in text_hits], queries)
-        opening = options.pop("opening_weight", fusion.OPENING_WEIGHT if method == "relative" else 0.0)
         fused = [fusion.fuse(v, t, method=method, vector_weight=weight)
                  for v, t in zip(vector_hits, text_hits, strict=True)]
         hybrid = scores([evaluation.ranked_documents(fusion.limit_per_document(

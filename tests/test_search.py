@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -179,6 +180,40 @@ def test_hybrid_search_weighs_each_documents_own_opening(loaded_sample, conn, em
     assert documents(weighed) == documents(fusion.with_openings(fused, openings))[:len(documents(weighed))]
     plain = service.search_for(query, group_by_document=True, opening_weight=0.0).hits
     assert documents(plain) == documents(fused)[:len(documents(plain))]
+
+
+def test_openings_are_read_from_each_hits_own_version(conn, migrated, tmp_path, embedder, chunking_config) -> None:
+    """A document edited on a later day opens differently: a search's openings are its latest version's,
+    and where hits carry two versions of one document, the latest version's opening is the one kept."""
+    first, second = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+    body = "\n\n".join(f"## Part {i}\n\n" + f"The harbour log notes tides, moorings and cargo at hour {i}. " * 8
+                         for i in range(4))
+    openings = {first: "# Harbour guide\n\nLighthouse keepers trim the lamp wick at dusk.\n\n",
+                second: "# Harbour guide\n\nBeekeepers smoke the hive before lifting the frames.\n\n"}
+    for day, opening in openings.items():
+        folder = tmp_path / day.isoformat()
+        folder.mkdir()
+        (folder / "harbour.md").write_text(opening + body)
+        chunks = stages.chunk_documents(stages.read_documents(tmp_path, day), embedder.backend_tokenizer(),
+                                        chunking_config)
+        stages.load_embeddings(conn, stages.embed_chunks(chunks, embedder, conn))
+    service = SearchService.over(conn, embedder)
+    model_id = service.identify().id
+    query = "smoking a beehive before lifting the frames"
+    vector = embedder.encode([query])[0]
+
+    def opening_on(day: dt.date) -> float:
+        return conn.execute("SELECT 1 - (embedding <=> %s::halfvec) FROM chunks WHERE doc_id = 'harbour.md' "
+                            "AND ingest_date = %s AND seq = 0 AND model_id = %s", (vector, day, model_id)).fetchone()[0]
+
+    assert opening_on(second) > opening_on(first) + 0.1, "the two versions open differently"
+    hits = service.search_for(query, since=first, until=second, k=5).hits
+    assert hits and {h.ingest_date for h in hits} == {second}, "a search reads the latest version only"
+    read = branches.opening_similarities(conn, vector, hits, model_id)
+    assert read == {"harbour.md": pytest.approx(opening_on(second), abs=1e-6)}
+    both = [replace(hits[0], ingest_date=first), hits[0], replace(hits[0], ingest_date=first)]
+    assert branches.opening_similarities(conn, vector, both, model_id)["harbour.md"] == pytest.approx(
+        opening_on(second), abs=1e-6)
 
 
 def test_unknown_mode_or_option_is_refused(loaded_sample, conn, embedder) -> None:

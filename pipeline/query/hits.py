@@ -19,9 +19,10 @@ class SearchHit:
     text: str
     metadata: dict[str, Any]
     text_score: float | None = None  # BM25 (times the chunk's list prior); None when only the vector branch found it
-    score: float = 0.0  # what the mode ranks by: similarity, text score, or the chunk's fused RRF score
+    score: float = 0.0  # what the mode ranks by: similarity, text score, or the chunk's fused score
     context: list[dict[str, Any]] | None = None  # neighbouring chunks (seq, text) when a window was asked
-    document_score: float | None = None  # hybrid: the document's fused RRF score, which orders the hits
+    # hybrid: the document's fused score (its opening weighed in, with relative fusion), which orders the hits
+    document_score: float | None = None
 
 
 def metadata_int(metadata: Mapping[str, Any], key: str) -> int | None:

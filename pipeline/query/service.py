@@ -269,8 +269,9 @@ class SearchService:
         (``fusion.interleave``) unless the request groups them."""
         if self._reranker is not None:
             reranked = self._reranker.rerank(wanted.query, hits)
+            picked = f" (candidates {_fusion(wanted)})" if wanted.mode == "hybrid" else ""
             return reranked.hits, (f"rerank: the first {reranked.scored} of {len(hits)} candidates scored by the "
-                                   f"cross-encoder {self._reranker.path} in {reranked.seconds * 1000:.1f} ms")
+                                   f"cross-encoder {self._reranker.path} in {reranked.seconds * 1000:.1f} ms{picked}")
         if wanted.mode != "hybrid":
             return hits, f"order: {wanted.mode} scores, chunk by chunk"
         if wanted.group_by_document:

@@ -318,8 +318,11 @@ def neighbours(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition], win
 def opening_similarities(conn: psycopg.Connection[Any], vector: np.ndarray, hits: Sequence[ChunkPosition],
                          model_id: int) -> dict[str, float]:
     """For each hit's document: the similarity (1 − cosine distance) of ``vector`` to its opening chunk
-    (``seq`` 0) in the hit's own version, so the search's ``Scope`` already chose it. A document whose
-    opening the session may not read (row-level security) is left out."""
+    (``seq`` 0) in the hit's own version, so the search's ``Scope`` already chose it (metadata filters
+    choose hits, not what a document is about: its opening counts whatever its own metadata). Where the
+    hits hold two versions of a document (two branches on two connections, a version loaded between
+    them), the latest one's. A document whose opening the session may not read (row-level security)
+    is left out."""
     versions = {(h.doc_id, h.ingest_date) for h in hits}
     if not versions:
         return {}
@@ -330,6 +333,7 @@ def opening_similarities(conn: psycopg.Connection[Any], vector: np.ndarray, hits
             SELECT v.doc_id, 1 - (c.embedding <=> {query}) AS similarity
             FROM unnest(%(doc_ids)s::text[], %(days)s::date[]) AS v(doc_id, day)
             JOIN chunks c ON c.ingest_date = v.day AND c.doc_id = v.doc_id AND c.model_id = %(model_id)s AND c.seq = 0
+            ORDER BY v.day
             """).format(query=column.query()),
             {"doc_ids": [doc for doc, _ in versions], "days": [day for _, day in versions], "model_id": model_id,
              "query": vector},
