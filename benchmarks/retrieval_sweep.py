@@ -182,12 +182,8 @@ def main() -> None:
             label = f"title + {length}" if length else "title"
             print(f"{'document lead, ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
     for weight in OPENING_WEIGHTS:
-        ranked = [evaluation.ranked_documents(fusion.limit_per_document(
-            fusion.with_openings(fused, opening_similarities(openings, fused, query_vector), weight), 1, 10))
-            for fused, query_vector in zip(hybrid_hits, query_vectors, strict=True)]
-        mrr, hit1 = scores(ranked, queries)
         label = "(default)" if weight == fusion.OPENING_WEIGHT else ""
-        print(f"{'opening chunk ' + label:<26} {weight:>8} {'':>9} {mrr:>10.3f} {hit1:>11.3f}")
+        print(f"{'opening chunk ' + label:<26} {weight:>8} {evaluate(default, opening_weight=weight)}")
 
 
 OPENING_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
