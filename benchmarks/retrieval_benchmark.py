@@ -20,8 +20,9 @@ Answers are by document (every page that answers is listed).
   content, no navigation), so the comparison is about chunking, indexing and ranking only.
 - **docvec**: ingested through its own stages (heading-aware chunks with contextual headers, BM25 with
   field weights, list priors), day partition indexed by its own policy (HNSW here), searched by its
-  own search functions; ``hybrid, no openings`` is hybrid without its documents' openings weighed in
-  (``opening_weight`` 0: relative fusion alone, as before them); ``--ablate`` adds docvec without
+  own search functions; ``hybrid, no feedback`` is hybrid without its feedback terms (``feedback_weight``
+  0, as before them), ``hybrid, no openings`` without them and its documents' openings weighed in
+  (``opening_weight`` 0 too: relative fusion alone, as before both); ``--ablate`` adds docvec without
   contextual headers (a second embedding pass).
 
 Metrics per question: the ranked list of distinct documents; MRR over the first 10, hit@1, hit@5.
@@ -188,7 +189,8 @@ def docvec_rankers(conn: psycopg.Connection[Any], vectors: np.ndarray, model_id:
         return _distinct([doc_of[c] for c in sorted(scores, key=lambda c: -scores[c])])
 
     return {"vector": ranker("vector"), "text": ranker("text"), "hybrid": ranker("hybrid"),
-            "hybrid, no openings": ranker("hybrid", opening_weight=0.0),
+            "hybrid, no feedback": ranker("hybrid", feedback_weight=0.0),
+            "hybrid, no openings": ranker("hybrid", opening_weight=0.0, feedback_weight=0.0),
             "hybrid, rrf by document": ranker("hybrid", fusion="rrf"),
             "hybrid, rrf by chunk": rrf_by_chunk}
 

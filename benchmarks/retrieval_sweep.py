@@ -8,7 +8,9 @@ its output. Then the document leads the openings came from: first a prototype, e
 and the start of its first chunk embedded once, its similarity to the question fused into the document
 score as a third branch (weight ``w``), for a few lengths of that lead; last what docvec built instead,
 the stored vector of each document's opening chunk (``fusion.with_openings``, no second embedding),
-for a few weights (0.0: relative fusion alone, as before the openings).
+for a few weights (0.0: relative fusion alone, as before the openings). Last the feedback terms
+(``pipeline/lexical/expansion.py``): their weight (0.0: none, as before them), how many documents give
+them and how many terms are kept.
 
 It reads the chunks (text, title, section, prior, vector) that ``retrieval_benchmark --reuse`` left in
 ``docvec_bench_retrieval_0``, and scores in memory with docvec's own code: the tokenizer and weights of
@@ -38,7 +40,8 @@ from benchmarks.retrieval_benchmark import CORPORA
 from benchmarks.server import benchmark_main, existing_scratch
 from pipeline.ingest.embedding import load_embedder
 from pipeline.lexical import bm25
-from pipeline.query import evaluation, fusion
+from pipeline.lexical.expansion import FEEDBACK_WEIGHT, StoredEntry
+from pipeline.query import evaluation, feedback, fusion
 from pipeline.query.hits import SearchHit
 from pipeline.storage import connections, model_registry
 
@@ -69,10 +72,28 @@ class Lexical:
         counts = [bm25.chunk_term_counts(c.text, c.title, c.section, title_weight=title_weight,
                                          section_weight=section_weight) for c in chunks]
         self.postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        self.stored: list[dict[int, float]] = []
         for row, entry in enumerate(bm25.entries(counts, k1=k1, b=b)):
+            self.stored.append(dict(zip(entry.term_ids, entry.weights, strict=True)))
             for term, weight in zip(entry.term_ids, entry.weights, strict=True):
                 self.postings[term].append((row, weight))
         self.chunks = chunks
+        self.row = {chunk.chunk_id: row for row, chunk in enumerate(chunks)}
+
+    def feedback(self, query: str, vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit],
+                 ranked: Sequence[SearchHit], weight: float, *, use_prior: bool = True,
+                 **sizes: int) -> list[SearchHit]:
+        """What ``branches.feedback_text`` computes from the store: the branches' candidates re-scored for
+        ``query`` with feedback terms from ``ranked``'s first documents (``sizes``: ``documents``, ``terms``)."""
+        candidates = feedback.pool(vector_hits, text_hits)
+        entries = {hit.chunk_id: StoredEntry(self.stored[self.row[hit.chunk_id]],
+                                             self.chunks[self.row[hit.chunk_id]].prior if use_prior else 1.0)
+                   for hit in candidates}
+        n = len(self.chunks)
+        idf = {term: bm25.idf(len(self.postings[term]), n) for entry in entries.values() for term in entry.weights}
+        query_idf = {term: bm25.idf(len(self.postings[term]), n) for term in bm25.query_terms(query)
+                     if self.postings.get(term)}
+        return feedback.rescored_text(candidates, ranked, entries, query_idf, idf, weight, POOL, **sizes)
 
     def search(self, query: str, *, share: float = 1.0, floor: int = 0,
                use_prior: bool = True) -> list[SearchHit]:
@@ -131,14 +152,24 @@ def main() -> None:
     def evaluate(lexical: Lexical, **options: Any) -> str:
         method = options.pop("method", "relative")
         weight = options.pop("vector_weight", fusion.VECTOR_WEIGHT)
-        opening = options.pop("opening_weight", fusion.OPENING_WEIGHT if method == "relative" else 0.0)
+        relative = method == "relative"
+        opening = options.pop("opening_weight", fusion.OPENING_WEIGHT if relative else 0.0)
+        feedback_weight = options.pop("feedback_weight", FEEDBACK_WEIGHT if relative else 0.0)
+        sizes = {size: options.pop(size) for size in ("documents", "terms") if size in options}
         text_hits = [lexical.search(q.query, **options) for q in queries]
         text = scores([evaluation.ranked_documents(h) for h in text_hits], queries)
-        fused = [fusion.fuse(v, t, method=method, vector_weight=weight)
-                 for v, t in zip(vector_hits, text_hits, strict=True)]
-        hybrid = scores([evaluation.ranked_documents(fusion.limit_per_document(
-            fusion.with_openings(f, opening_similarities(openings, f, q), opening), 1, 10))
-            for f, q in zip(fused, query_vectors, strict=True)], queries)
+        ranked_lists = []
+        for q, query_vector, v, t in zip(queries, query_vectors, vector_hits, text_hits, strict=True):
+            fused = fusion.fuse(v, t, method=method, vector_weight=weight)
+            similarities = opening_similarities(openings, fused, query_vector)
+            ranked = fusion.with_openings(fused, similarities, opening)
+            if feedback_weight:  # as SearchService._ranked: the text branch re-scored, fused again
+                again = lexical.feedback(q.query, v, t, ranked, feedback_weight,
+                                         use_prior=options.get("use_prior", True), **sizes)
+                ranked = fusion.with_openings(fusion.fuse(v, again, method=method, vector_weight=weight),
+                                              similarities, opening)
+            ranked_lists.append(evaluation.ranked_documents(fusion.limit_per_document(ranked, 1, 10)))
+        hybrid = scores(ranked_lists, queries)
         return f"{text[0]:>9.3f} {hybrid[0]:>10.3f} {hybrid[1]:>11.3f}"
 
     default = Lexical(chunks)
@@ -184,9 +215,17 @@ def main() -> None:
     for weight in OPENING_WEIGHTS:
         label = "(default)" if weight == fusion.OPENING_WEIGHT else ""
         print(f"{'opening chunk ' + label:<26} {weight:>8} {evaluate(default, opening_weight=weight)}")
+    for weight in FEEDBACK_WEIGHTS:
+        label = "(default)" if weight == FEEDBACK_WEIGHT else ""
+        print(f"{'feedback terms ' + label:<26} {weight:>8} {evaluate(default, feedback_weight=weight)}")
+    for documents in (3, 4, 7):
+        print(f"{'feedback documents':<26} {documents:>8} {evaluate(default, documents=documents)}")
+    for terms in (3, 8, 12):
+        print(f"{'feedback terms kept':<26} {terms:>8} {evaluate(default, terms=terms)}")
 
 
 OPENING_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+FEEDBACK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 LEAD_LENGTHS = (0, 200, 400)  # characters of the first chunk after the title
 LEAD_WEIGHTS = (0.1, 0.2, 0.3)
 

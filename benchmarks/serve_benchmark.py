@@ -57,11 +57,13 @@ def start_server(settings: Settings, home: Path, query_backend: str = "auto") ->
     raise SystemExit("docvec serve did not become healthy within 120 s")
 
 
-# What each row asks for: the three modes as applications call them, and hybrid without its documents'
-# openings weighed in (``opening_weight`` 0), so the openings' cost is measured beside it.
+# What each row asks for: the three modes as applications call them, hybrid without its feedback terms
+# (``feedback_weight`` 0) and without its documents' openings too (``opening_weight`` 0), so the cost of
+# each is measured beside it.
 VARIANTS: dict[str, dict[str, str | int | float]] = {
     "vector": {"mode": "vector"}, "text": {"mode": "text"}, "hybrid": {"mode": "hybrid"},
-    "hybrid-no-openings": {"mode": "hybrid", "opening_weight": 0.0}}
+    "hybrid-no-feedback": {"mode": "hybrid", "feedback_weight": 0.0},
+    "hybrid-no-openings": {"mode": "hybrid", "opening_weight": 0.0, "feedback_weight": 0.0}}
 
 
 def run_clients(port: int, variant: str, clients: int, seconds: float,

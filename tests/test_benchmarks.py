@@ -137,6 +137,7 @@ SMOKE: dict[str, Smoke] = {
                                        r"^  unchanged rerun\s+{n}\s+1\s+0\s+0\s+unchanged",
                                        r"^  rerun, 1 object edited\s+{n}\s+1\s+1\s+1\s+1 read"), model=True),
     "retrieval_benchmark": Smoke((r"^docvec\s+hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
+                                  r"^docvec\s+hybrid, no feedback\s+{n}\s+{n}\s+{n}\s+{n}",
                                   r"^peer \(256-token windows\) hybrid\s+{n}\s+{n}\s+{n}\s+{n}",
                                   r"^docvec hybrid - peer hybrid: MRR@10 {n}, hit@1 {n}",
                                   r"^docvec hybrid list, default \(documents take turns\)\s+page hit@5 {n}\s+"
@@ -147,7 +148,8 @@ SMOKE: dict[str, Smoke] = {
                              r"^git-docs\s+title, 32 tokens\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}"),
                             needs=lambda: (corpora.python_eval_pages(), corpora.git_eval_pages()), model=True),
     "retrieval_sweep": Smoke((r"vector alone \(exact\): MRR@10 {n}, hit@1 {n}", r"^BM25 k1\s+0\.9\s+{n}\s+{n}\s+{n}$",
-                              r"^fusion\s+rrf/chunk\s+{n}\s+{n}$"), model=True),
+                              r"^fusion\s+rrf/chunk\s+{n}\s+{n}$",
+                              r"^feedback terms \(default\)\s+0\.2\s+{n}\s+{n}\s+{n}$"), model=True),
     "rerank_benchmark": Smoke((r"^tiny \(1 layer, 32 wide\)\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$",
                                r"^MiniLM-L6-sized \(6 layers, 384 wide\)\s+{n}\s+{n}\s+{n}\s+{n}\s+{n}$"),
                               needs=corpora.python_docs, model=True),
@@ -163,7 +165,7 @@ SMOKE: dict[str, Smoke] = {
                              r"^one common word\s+principal: policies alone\s+{n}\s+{n}\s+{n}\s+100\.0%$",
                              r"^p50 as a principal / as the owner: function {n}, policies alone {n}$")),
     "serve_benchmark": Smoke(tuple(rf"^\s+{{n}} {backend}\s+{mode}\s+{{n}}\s+{{n}}\s+{{n}}\s+{{n}}\s+0$"  # no errors
-                                   for mode in ("vector", "text", "hybrid", "hybrid-no-openings")
+                                   for mode in ("vector", "text", "hybrid", "hybrid-no-feedback", "hybrid-no-openings")
                                    for backend in ("auto", "torch")), model=True),
     "permissions_benchmark": Smoke(tuple(rf"^{caller}\s+{{n}}\s+{{n}}\s+{{n}}x\s+0\s+0\s+(?:exact|index walk)"  # k hits,
                                          for caller in (r"owner \(no RLS\)", r"group:all \(100%\)",  # no leak, a plan

@@ -5,16 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from pgvector import SparseVector
 
 from pipeline import sample_corpus
 from pipeline.errors import ConfigError
 from pipeline.ingest import stages
-from pipeline.query import branches, fusion, hits, request, search
+from pipeline.lexical import bm25, expansion
+from pipeline.lexical.terms import TERM_SPACE
+from pipeline.query import branches, feedback, fusion, hits, request, search
 from pipeline.query.search_model import GivenModel
 from pipeline.query.service import PooledConnections, SearchService
-from pipeline.storage import connections
+from pipeline.storage import connections, term_stats
 from tests.support.fresh_process import run_light
 from tests.support.sample import SAMPLE_END
 
@@ -176,10 +180,57 @@ def test_hybrid_search_weighs_each_documents_own_opening(loaded_sample, conn, em
     def documents(found: list[hits.SearchHit]) -> list[tuple[str, float]]:
         return list(dict.fromkeys((h.doc_id, round(h.document_score or 0.0, 6)) for h in found))
 
-    weighed = service.search_for(query, group_by_document=True).hits
+    weighed = service.search_for(query, group_by_document=True, feedback_weight=0.0).hits
     assert documents(weighed) == documents(fusion.with_openings(fused, openings))[:len(documents(weighed))]
-    plain = service.search_for(query, group_by_document=True, opening_weight=0.0).hits
+    plain = service.search_for(query, group_by_document=True, opening_weight=0.0, feedback_weight=0.0).hits
     assert documents(plain) == documents(fused)[:len(documents(plain))]
+
+
+def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_sample, conn, embedder) -> None:
+    """The feedback terms come from the first documents' best chunks, and every chunk either branch
+    found is scored again: each score is PostgreSQL's own BM25 (``lexical <#> query`` times the prior)
+    for the expanded query, in the chunk's own version. A hybrid search fuses that branch with the vector
+    branch and the openings it read; weight 0 leaves it out (test above)."""
+    service = SearchService.over(conn, embedder)
+    model_id = service.identify().id
+    query = "how do I reset the database password"
+    vector = embedder.encode([query])[0]
+    nearest = branches.search_vector(conn, vector, model_id, k=50)
+    text = branches.search_text(conn, query, model_id, k=50, proven=10)
+    fused = fusion.fuse(nearest, text)
+    openings = branches.opening_similarities(conn, vector, fused, model_id)
+    ranked = fusion.with_openings(fused, openings)
+    again = branches.feedback_text(conn, query, nearest, text, ranked, model_id, 0.2, 50)
+
+    # The expanded query, from the feedback chunks' weights as stored and the live term statistics.
+    candidates = {h.chunk_id: h for h in [*nearest, *text]}
+    versions = "(chunk_id, ingest_date) IN (SELECT * FROM unnest(%s::text[], %s::date[])) AND model_id = %s"
+
+    def read(columns: str, chunk_ids: list[str], *values: Any) -> dict[str, Any]:
+        days = [candidates[c].ingest_date for c in chunk_ids]
+        return dict(conn.execute(f"SELECT chunk_id, {columns} FROM chunks WHERE {versions}",
+                                 (*values, chunk_ids, days, model_id)).fetchall())
+
+    stored = read("lexical", feedback.feedback_chunks(ranked))
+    weights = [dict(zip(v.indices(), v.values(), strict=True)) for v in stored.values()]
+    wanted = list(bm25.query_terms(query))
+    total, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *(t for w in weights for t in w)])
+    idf = {term: bm25.idf(df, total) for term, df in frequencies.items()}
+    expanded = expansion.expanded_query({t: idf[t] for t in wanted if t in idf}, weights, idf)
+    assert len(stored) == expansion.FEEDBACK_DOCUMENTS and set(expanded) - set(wanted), "terms were added"
+
+    scores = read("(lexical <#> %s) * -prior", list(candidates), SparseVector(expanded, TERM_SPACE))
+    expected = sorted(((c, s) for c, s in scores.items() if s > 0), key=lambda item: (-item[1], item[0]))
+    assert [h.chunk_id for h in again] == [c for c, _ in expected][:50]
+    assert [h.text_score for h in again] == pytest.approx([s for _, s in expected][:50], rel=1e-5)
+    assert all(h.similarity is None and h.ingest_date == candidates[h.chunk_id].ingest_date for h in again)
+
+    def documents(found: list[hits.SearchHit]) -> list[tuple[str, float]]:
+        return list(dict.fromkeys((h.doc_id, round(h.document_score or 0.0, 6)) for h in found))
+
+    searched = service.search_for(query, group_by_document=True).hits
+    refused = fusion.with_openings(fusion.fuse(nearest, again), openings)
+    assert documents(searched) == documents(refused)[:len(documents(searched))]
 
 
 def test_openings_are_read_from_each_hits_own_version(conn, migrated, tmp_path, embedder, chunking_config) -> None:
@@ -298,7 +349,8 @@ def test_explain_shows_each_branch_plan_for_the_same_search(loaded_sample, conn,
     hybrid = service.search(request.request("ERR-4714", mode="hybrid"), explain=True)
     assert len(hybrid.plans) == 3 and "'[384 dims]'::halfvec" in hybrid.plans[0] and hybrid.hits
     assert hybrid.plans[-1].startswith("order: documents by fused score, taking turns"), "how the list was ordered"
-    assert hybrid.plans[-1].endswith("then each document's opening chunk weighed in at 0.3"), "and how it was scored"
+    assert "then each document's opening chunk weighed in at 0.3; then the text branch re-scored" in hybrid.plans[-1]
+    assert hybrid.plans[-1].endswith("added at 0.2, and fused again"), "and how it was scored"
     text = service.search(request.request("ERR-4714", mode="text"), explain=True)
     assert len(text.plans) == 2 and "dims" not in text.plans[0] and "lexical" in text.plans[0]
     assert service.search(request.request("ERR-4714", mode="vector")).plans == ()

@@ -119,6 +119,8 @@ def build_server(tools: DocvecTools, acting: Acting | None) -> DocvecMCP:
         vector_weight: Annotated[float, _option("vector_weight", " (tuning: leave unset)")] = _default("vector_weight"),
         opening_weight: Annotated[float, _option("opening_weight", " (tuning: leave unset)")] = _default(
             "opening_weight"),
+        feedback_weight: Annotated[float, _option("feedback_weight", " (tuning: leave unset)")] = _default(
+            "feedback_weight"),
         rrf_k: Annotated[int, _option("rrf_k", " (tuning: leave unset)")] = _default("rrf_k"),
         candidates: Annotated[int, _option("candidates", " (tuning: leave unset)")] = _default("candidates"),
         ef_search: Annotated[int | None, _option("ef_search", " (tuning: leave unset)")] = None,
@@ -127,8 +129,8 @@ def build_server(tools: DocvecTools, acting: Acting | None) -> DocvecMCP:
         options = {"query": query, "k": k, "mode": mode, "filters": filters, "since": since, "until": until,
                    "as_of": as_of, "documents": documents, "per_doc": per_doc, "group_by_document": group_by_document,
                    "window": window, "fusion": fusion, "vector_weight": vector_weight,
-                   "opening_weight": opening_weight, "rrf_k": rrf_k, "candidates": candidates,
-                   "ef_search": ef_search, "probes": probes}
+                   "opening_weight": opening_weight, "feedback_weight": feedback_weight, "rrf_k": rrf_k,
+                   "candidates": candidates, "ef_search": ef_search, "probes": probes}
         return tools.search(options, who(ctx))
 
     @server.tool(description=FETCH, annotations=READ_ONLY)

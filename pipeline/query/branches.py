@@ -19,6 +19,7 @@ from pgvector import SparseVector
 
 from pipeline.lexical import bm25, pruning
 from pipeline.lexical.terms import TERM_SPACE
+from pipeline.query import feedback
 from pipeline.query.hits import SearchHit
 from pipeline.storage import catalog, chunk_search, readable_search, term_stats
 from pipeline.storage.chunk_search import LexicalTerms, MatchedChunk, Scope
@@ -223,6 +224,23 @@ def opening_similarities(conn: psycopg.Connection[Any], query_vector: np.ndarray
     """How near each hit's document opens to the query: its first chunk's similarity, in the hit's own
     version (``fusion.with_openings`` weighs it into hybrid document scores)."""
     return chunk_search.opening_similarities(conn, query_vector, hits, model_id)
+
+
+def feedback_text(conn: psycopg.Connection[Any], query: str, nearest: Sequence[SearchHit], text: Sequence[SearchHit],
+                  ranked: Sequence[SearchHit], model_id: int, weight: float, k: int) -> list[SearchHit]:
+    """The text branch again, over the chunks either branch found, for ``query`` with feedback terms from
+    the first documents of ``ranked`` (``pipeline/lexical/expansion.py``): the best ``k`` as text hits.
+    The candidates' stored weights are read in their own versions, and the IDFs from the live term
+    statistics, on the search's connection (row-level security decides them as every other read)."""
+    candidates = feedback.pool(nearest, text)
+    entries = chunk_search.stored_lexical(conn, candidates, model_id)
+    wanted = list(bm25.query_terms(query))
+    held = {term for chunk in feedback.feedback_chunks(ranked) if chunk in entries for term in entries[chunk].weights}
+    with connection_guard("searching the text"):
+        chunks, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *held])
+    idf = {term: bm25.idf(df, chunks) for term, df in frequencies.items() if df > 0}
+    query_idf = {term: idf[term] for term in wanted if term in idf}
+    return feedback.rescored_text(candidates, ranked, entries, query_idf, idf, weight, k)
 
 
 # An index scan of one of docvec's HNSW indexes (``vector_indexes.index_name``) in a plan.

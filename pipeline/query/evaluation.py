@@ -32,8 +32,8 @@ from pipeline.storage import catalog, chunk_search, ingest_days, model_registry
 RANKED = 10  # documents per query looked at: MRR and nDCG over the first 10
 # The search options an evaluation may vary (``docvec eval --fusion rrf``): how results are ranked. The
 # query, mode, k and per-document limit are the evaluation's own.
-TUNING = ("fusion", "vector_weight", "opening_weight", "rrf_k", "candidates", "ef_search", "probes", "as_of",
-          "group_by_document")
+TUNING = ("fusion", "vector_weight", "opening_weight", "feedback_weight", "rrf_k", "candidates", "ef_search", "probes",
+          "as_of", "group_by_document")
 
 
 @dataclass(frozen=True)

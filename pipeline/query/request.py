@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from pipeline.errors import ConfigError
+from pipeline.lexical.expansion import FEEDBACK_WEIGHT
 from pipeline.query.fusion import OPENING_WEIGHT, RRF_K, VECTOR_WEIGHT, Fusion
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,6 +82,10 @@ class SearchRequest(BaseModel):
     opening_weight: float = Field(default=OPENING_WEIGHT, ge=0, le=1,
                                   description="relative fusion: the share of a document's score decided by how near "
                                   "its opening chunk (title and first lines) is to the query; 0 turns it off")
+    feedback_weight: float = Field(default=FEEDBACK_WEIGHT, ge=0, le=1,
+                                   description="relative fusion: pseudo-relevance feedback, the weight at which the "
+                                   "heaviest terms of the first documents found are added to the query before the "
+                                   "text branch's candidates are scored again; 0 turns it off")
     rrf_k: int = Field(default=RRF_K, ge=1, description="rrf fusion constant: larger flattens the top ranks")
     candidates: int = Field(default=CANDIDATES, ge=1, le=1000,
                             description="hits each branch fetches before fusion and per-document limits")

@@ -31,9 +31,10 @@ def search(conn: psycopg.Connection[Any], embedder: Embedder | None, query: str,
            principals: Sequence[str] | None = None, **options: Any) -> list[SearchHit]:
     """The best chunks for ``query``, searched on ``conn``. ``options`` are ``SearchRequest``'s fields
     (``k``, ``mode``, ``filters``, ``since``, ``until``, ``per_doc``, ``documents``, ``window``,
-    ``fusion``, ``vector_weight``, ``opening_weight``, ``rrf_k``, ``candidates``, ``ef_search``, ``probes``) with its
-    defaults and bounds; an invalid or unknown one is a ``ConfigError``. ``embedder``: the model whose
-    vectors to read; None reads the served model's, loading it only when the mode embeds the query
-    (text mode never does). ``principals``: search as them, PostgreSQL's row-level security deciding
-    what may be read (``storage/access.py``); None reads as the connection's role."""
+    ``fusion``, ``vector_weight``, ``opening_weight``, ``feedback_weight``, ``rrf_k``, ``candidates``,
+    ``ef_search``, ``probes``) with its defaults and bounds; an invalid or unknown one is a
+    ``ConfigError``. ``embedder``: the model whose vectors to read; None reads the served model's,
+    loading it only when the mode embeds the query (text mode never does). ``principals``: search as
+    them, PostgreSQL's row-level security deciding what may be read (``storage/access.py``); None reads
+    as the connection's role."""
     return SearchService.over(conn, embedder).search(request(query, **options), principals=principals).hits

@@ -4,7 +4,9 @@ pool) and where its model comes from (``search_model.ModelSource``), and turns a
 into a ``SearchResult``.
 
 The sequence: identify the model whose vectors to read (never loading it: text mode needs none), run
-the branches the mode asks for, fuse them (hybrid), rerank the first candidates with a cross-encoder
+the branches the mode asks for, fuse them (hybrid; with relative fusion each document's opening weighs
+in, then the text branch is scored again with feedback terms from the first documents and fused
+again: ``branches.feedback_text``), rerank the first candidates with a cross-encoder
 when one is configured (``rerank.py``), else let a hybrid list's documents take turns
 (``fusion.interleave``, unless ``group_by_document``), keep at most ``per_doc`` hits of each document
 and the first ``k``, and add each hit's neighbouring chunks (``window``). A search ``as_of`` a day first
@@ -26,6 +28,7 @@ import psycopg
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.embedding import Embedder
+from pipeline.lexical.expansion import FEEDBACK_DOCUMENTS, FEEDBACK_TERMS
 from pipeline.query import branches
 from pipeline.query.fusion import LEAD, fuse, interleave, limit_per_document, with_openings
 from pipeline.query.hits import SearchHit
@@ -259,9 +262,17 @@ class SearchService:
             text = _text_branch(conn, wanted, model_id)
         counted["text"] = len(text)
         fused = fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
-        if wanted.fusion != "relative" or wanted.opening_weight == 0.0:
+        if wanted.fusion != "relative":
             return fused
-        return with_openings(fused, branches.opening_similarities(conn, vector, fused, model_id), wanted.opening_weight)
+        openings = branches.opening_similarities(conn, vector, fused, model_id) if wanted.opening_weight else {}
+        ranked = with_openings(fused, openings, wanted.opening_weight)
+        if wanted.feedback_weight == 0.0:
+            return ranked
+        # The feedback re-scores chunks the branches found: their documents, and so the openings read, stay.
+        text = branches.feedback_text(conn, wanted.query, nearest, text, ranked, model_id, wanted.feedback_weight,
+                                      wanted.branch_size)
+        refused = fuse(nearest, text, method=wanted.fusion, vector_weight=wanted.vector_weight)
+        return with_openings(refused, openings, wanted.opening_weight)
 
     def _ordered(self, wanted: SearchRequest, hits: list[SearchHit]) -> tuple[list[SearchHit], str]:
         """The candidates in the order the list shows them, and a line saying how (for ``explain``):
@@ -322,7 +333,10 @@ def _fusion(wanted: SearchRequest) -> str:
         return f"fused by reciprocal ranks (rrf_k {wanted.rrf_k})"
     opening = (f", then each document's opening chunk weighed in at {wanted.opening_weight}"
                if wanted.opening_weight else ", openings not weighed in (opening_weight 0)")
-    return f"fused by relative scores (vector weight {wanted.vector_weight}){opening}"
+    feedback = (f"; then the text branch re-scored over both branches' candidates with the {FEEDBACK_TERMS} heaviest "
+                f"terms of the first {FEEDBACK_DOCUMENTS} documents' best chunks added at {wanted.feedback_weight}, "
+                "and fused again" if wanted.feedback_weight else "; no feedback terms (feedback_weight 0)")
+    return f"fused by relative scores (vector weight {wanted.vector_weight}){opening}{feedback}"
 
 
 def _text_branch(conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int) -> list[SearchHit]:

@@ -1,8 +1,9 @@
 """The SQL search runs against ``chunks`` and ``documents``: the nearest chunks to a vector (cosine
 distance ``<=>``), the chunks holding a query's terms scored by BM25 (their stored term weights), each
-hit's neighbouring chunks, and the plans of both. Every statement shares one ``Scope`` (model, latest
-version of each document, dates, metadata), with every value bound as a parameter. What to search for
-and how to rank it is decided in ``pipeline/query``; this module only reads."""
+hit's neighbouring chunks, its document's opening and its own term weights, and the plans of both
+branches. Every statement shares one ``Scope`` (model, latest version of each document, dates,
+metadata), with every value bound as a parameter. What to search for and how to rank it is decided in
+``pipeline/query``; this module only reads."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pipeline.errors import DimensionMismatchError
+from pipeline.lexical.expansion import StoredEntry
 from pipeline.storage import metadata_filters
 from pipeline.storage.sqlstate import connection_guard
 from pipeline.storage.vector_indexes import AnnSettings, apply_ann_settings
@@ -339,6 +341,27 @@ def opening_similarities(conn: psycopg.Connection[Any], vector: np.ndarray, hits
              "query": vector},
         ).fetchall()
     return {doc_id: float(similarity) for doc_id, similarity in rows}
+
+
+def stored_lexical(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition],
+                   model_id: int) -> dict[str, StoredEntry]:
+    """Each hit's stored BM25 weights (``lexical``, by term id) and list prior, read by its own version
+    (its day), so the search's ``Scope`` already chose it. A chunk the session may not read (row-level
+    security), or one indexed before the lexical index existed, is left out."""
+    if not hits:
+        return {}
+    with connection_guard("reading the candidates' term weights"):
+        rows = conn.execute(
+            """
+            SELECT c.chunk_id, c.lexical, c.prior
+            FROM unnest(%s::text[], %s::date[]) AS h(chunk_id, day)
+            JOIN chunks c ON c.ingest_date = h.day AND c.chunk_id = h.chunk_id AND c.model_id = %s
+            WHERE c.lexical IS NOT NULL
+            """,
+            ([h.chunk_id for h in hits], [h.ingest_date for h in hits], model_id),
+        ).fetchall()
+    return {chunk_id: StoredEntry(dict(zip(lexical.indices(), lexical.values(), strict=True)), float(prior))
+            for chunk_id, lexical, prior in rows}
 
 
 def explain_nearest(conn: psycopg.Connection[Any], vector: np.ndarray, scope: Scope, k: int, ann: AnnSettings) -> str:
