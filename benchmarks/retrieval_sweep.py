@@ -40,7 +40,7 @@ from benchmarks.retrieval_benchmark import CORPORA
 from benchmarks.server import benchmark_main, existing_scratch
 from pipeline.ingest.embedding import load_embedder
 from pipeline.lexical import bm25
-from pipeline.lexical.expansion import FEEDBACK_WEIGHT, StoredEntry
+from pipeline.lexical.expansion import FEEDBACK_DOCUMENTS, FEEDBACK_TERMS, FEEDBACK_WEIGHT, expanded_query
 from pipeline.query import evaluation, feedback, fusion
 from pipeline.query.hits import SearchHit
 from pipeline.storage import connections, model_registry
@@ -82,18 +82,22 @@ class Lexical:
 
     def feedback(self, query: str, vector_hits: Sequence[SearchHit], text_hits: Sequence[SearchHit],
                  ranked: Sequence[SearchHit], weight: float, *, use_prior: bool = True,
-                 **sizes: int) -> list[SearchHit]:
-        """What ``branches.feedback_text`` computes from the store: the branches' candidates re-scored for
-        ``query`` with feedback terms from ``ranked``'s first documents (``sizes``: ``documents``, ``terms``)."""
-        candidates = feedback.pool(vector_hits, text_hits)
-        entries = {hit.chunk_id: StoredEntry(self.stored[self.row[hit.chunk_id]],
-                                             self.chunks[self.row[hit.chunk_id]].prior if use_prior else 1.0)
-                   for hit in candidates}
+                 documents: int = FEEDBACK_DOCUMENTS, terms: int = FEEDBACK_TERMS) -> list[SearchHit]:
+        """What ``branches.feedback_text`` reads from the store: the branches' candidates scored again for
+        ``query`` with the ``terms`` heaviest terms of ``ranked``'s first ``documents`` documents."""
         n = len(self.chunks)
-        idf = {term: bm25.idf(len(self.postings[term]), n) for entry in entries.values() for term in entry.weights}
+        stored = [self.stored[self.row[hit.chunk_id]] for hit in feedback.feedback_chunks(ranked, documents)]
+        idf = {term: bm25.idf(len(self.postings[term]), n) for weights in stored for term in weights}
         query_idf = {term: bm25.idf(len(self.postings[term]), n) for term in bm25.query_terms(query)
                      if self.postings.get(term)}
-        return feedback.rescored_text(candidates, ranked, entries, query_idf, idf, weight, POOL, **sizes)
+        expanded = expanded_query(query_idf, stored, idf, weight, terms)
+        candidates = feedback.pool(vector_hits, text_hits)
+        scores = {}
+        for hit in candidates:
+            row = self.row[hit.chunk_id]
+            score = sum(value * self.stored[row].get(term, 0.0) for term, value in expanded.items())
+            scores[hit.chunk_id] = score * (self.chunks[row].prior if use_prior else 1.0)
+        return feedback.text_hits(candidates, scores, POOL)
 
     def search(self, query: str, *, share: float = 1.0, floor: int = 0,
                use_prior: bool = True) -> list[SearchHit]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.lexical.expansion import StoredEntry, expanded_query, rescored
+from pipeline.lexical.expansion import expanded_query
 from pipeline.query import feedback
 from pipeline.query.hits import SearchHit
 
@@ -42,38 +42,27 @@ def test_equal_feedback_terms_are_chosen_the_same_way_every_time() -> None:
     assert set(expanded_query({}, chunks, idf, weight=0.5, terms=2)) == {5, 7}, "ties go to the lower term id"
 
 
-def test_candidates_are_scored_as_postgres_scores_them_best_first() -> None:
-    entries = {"a": StoredEntry({1: 1.0, 2: 0.5}, 1.0), "b": StoredEntry({2: 2.0}, 0.5),
-               "c": StoredEntry({3: 1.0}, 1.0), "d": StoredEntry({1: 1.0, 2: 0.5}, 1.0)}
-    # a, d: 2 * 1 + 1 * 0.5 = 2.5; b: (1 * 2) * 0.5 = 1; c holds no query term.
-    assert rescored(entries, {1: 2.0, 2: 1.0}) == [("a", 2.5), ("d", 2.5), ("b", 1.0)]
-
-
 def test_feedback_comes_from_each_of_the_first_documents_best_chunk() -> None:
     ranked = [hit("P", "p1"), hit("P", "p2"), hit("Q", "q3"), hit("R", "r1"), hit("Q", "q1")]
-    assert feedback.feedback_chunks(ranked, 2) == ["p1", "q3"]
-    assert feedback.feedback_chunks(ranked, 5) == ["p1", "q3", "r1"]
+    assert [h.chunk_id for h in feedback.feedback_chunks(ranked, 2)] == ["p1", "q3"]
+    assert [h.chunk_id for h in feedback.feedback_chunks(ranked, 5)] == ["p1", "q3", "r1"]
     assert [h.chunk_id for h in feedback.pool([hit("P", "p1"), hit("Q", "q1")], [hit("Q", "q1"), hit("R", "r1")])] == [
         "p1", "q1", "r1"], "each candidate once"
 
 
-def test_the_rescored_branch_is_text_hits_over_the_candidates() -> None:
+def test_the_scored_candidates_become_the_text_branchs_hits() -> None:
     vector = [hit("P", "p1", similarity=0.9), hit("Q", "q1", similarity=0.8), hit("S", "s1", similarity=0.7)]
     text = [hit("Q", "q1", text_score=3.0), hit("R", "r1", text_score=2.0)]
-    entries = {"p1": StoredEntry({1: 1.0, 8: 1.0}, 1.0), "q1": StoredEntry({1: 0.5, 9: 1.0}, 1.0),
-               "r1": StoredEntry({9: 1.5}, 1.0), "s1": StoredEntry({4: 1.0}, 1.0)}
-    idf = {1: 1.0, 8: 2.0, 9: 1.0, 4: 1.0}
-    # Feedback from P's and Q's best chunks, heft: term 8 2, term 1 1.5, term 9 1. The query becomes
-    # 1: 1 + 0.5 * 1.5 / 2 = 1.375, 8: 0.5 * 2 = 1, 9: 0.5 * 1 / 2 = 0.25.
-    found = feedback.rescored_text(feedback.pool(vector, text), [*vector[:2]], entries, {1: 1.0}, idf, 0.5, k=10,
-                                   documents=2, terms=3)
-    # p1: 1.375 + 1 = 2.375; q1: 0.6875 + 0.25 = 0.9375; r1 (found by BM25 only): 0.375; s1 holds none of them.
+    candidates = feedback.pool(vector, text)
+    scores = {"p1": 2.375, "q1": 0.9375, "r1": 0.9375, "s1": 0.0, "x9": 5.0}
+    found = feedback.text_hits(candidates, scores, k=10)
+    # s1 holds none of the terms; x9 is no candidate (a score for it is ignored); q1 and r1 tie: by chunk id.
     assert [h.chunk_id for h in found] == ["p1", "q1", "r1"]
-    assert [h.text_score for h in found] == pytest.approx([2.375, 0.9375, 0.375])
+    assert [h.text_score for h in found] == [2.375, 0.9375, 0.9375]
     assert all(h.similarity is None and h.score == h.text_score for h in found), "text hits, as the text branch's"
     assert [h.rank for h in found] == [1, 2, 3]
-    assert [h.chunk_id for h in feedback.rescored_text(feedback.pool(vector, text), vector, entries, {1: 1.0}, idf,
-                                                       0.5, k=1)] == ["p1"], "the best k"
+    assert found[0].ingest_date == DAY and found[0].doc_id == "P", "the candidate's own version and document"
+    assert [h.chunk_id for h in feedback.text_hits(candidates, scores, k=1)] == ["p1"], "the best k"
 
 
 @given(st.dictionaries(st.integers(0, 50), st.floats(0.01, 10)),

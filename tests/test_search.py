@@ -211,7 +211,7 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
         return dict(conn.execute(f"SELECT chunk_id, {columns} FROM chunks WHERE {versions}",
                                  (*values, chunk_ids, days, model_id)).fetchall())
 
-    stored = read("lexical", feedback.feedback_chunks(ranked))
+    stored = read("lexical", [h.chunk_id for h in feedback.feedback_chunks(ranked)])
     weights = [dict(zip(v.indices(), v.values(), strict=True)) for v in stored.values()]
     wanted = list(bm25.query_terms(query))
     total, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *(t for w in weights for t in w)])

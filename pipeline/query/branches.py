@@ -18,6 +18,7 @@ import psycopg
 from pgvector import SparseVector
 
 from pipeline.lexical import bm25, pruning
+from pipeline.lexical.expansion import expanded_query
 from pipeline.lexical.terms import TERM_SPACE
 from pipeline.query import feedback
 from pipeline.query.hits import SearchHit
@@ -230,17 +231,18 @@ def feedback_text(conn: psycopg.Connection[Any], query: str, nearest: Sequence[S
                   ranked: Sequence[SearchHit], model_id: int, weight: float, k: int) -> list[SearchHit]:
     """The text branch again, over the chunks either branch found, for ``query`` with feedback terms from
     the first documents of ``ranked`` (``pipeline/lexical/expansion.py``): the best ``k`` as text hits.
-    The candidates' stored weights are read in their own versions, and the IDFs from the live term
-    statistics, on the search's connection (row-level security decides them as every other read)."""
-    candidates = feedback.pool(nearest, text)
-    entries = chunk_search.stored_lexical(conn, candidates, model_id)
+    The feedback chunks' stored weights and the candidates' scores are read in their own versions, the
+    IDFs from the live term statistics, all on the search's connection (row-level security decides them
+    as it decides every other read)."""
+    stored = chunk_search.stored_lexical(conn, feedback.feedback_chunks(ranked), model_id)
     wanted = list(bm25.query_terms(query))
-    held = {term for chunk in feedback.feedback_chunks(ranked) if chunk in entries for term in entries[chunk].weights}
     with connection_guard("searching the text"):
-        chunks, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *held])
+        chunks, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *(t for w in stored.values() for t in w)])
     idf = {term: bm25.idf(df, chunks) for term, df in frequencies.items() if df > 0}
-    query_idf = {term: idf[term] for term in wanted if term in idf}
-    return feedback.rescored_text(candidates, ranked, entries, query_idf, idf, weight, k)
+    expanded = expanded_query({term: idf[term] for term in wanted if term in idf}, list(stored.values()), idf, weight)
+    candidates = feedback.pool(nearest, text)
+    scores = chunk_search.lexical_scores(conn, candidates, SparseVector(expanded, TERM_SPACE), model_id)
+    return feedback.text_hits(candidates, scores, k)
 
 
 # An index scan of one of docvec's HNSW indexes (``vector_indexes.index_name``) in a plan.
