@@ -146,6 +146,22 @@ def test_every_day_partition_gets_the_lexical_index_and_its_statistics(loaded_sa
     assert per_day == counted
 
 
+def test_the_idf_lookup_can_read_the_statistics_from_the_key_alone(loaded_sample, conn) -> None:
+    """Migration 0019: ``term_stats``'s key includes ``df``, so summing a query's document frequencies
+    needs no heap fetch (an index-only scan; the planner's choice otherwise depends on the table's size)."""
+    assert "INCLUDE (df)" in conn.execute("SELECT pg_get_indexdef('term_stats_pkey'::regclass)").fetchone()[0]
+    for setting in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan"):
+        conn.execute(f"SET {setting} = off")
+    try:
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN SELECT term, sum(df)::bigint FROM term_stats WHERE model_id = 1 AND term = ANY(%s) GROUP BY term",
+            ([term_id("err-4471"), term_id("password"), -1],)).fetchall())
+    finally:
+        for setting in ("enable_seqscan", "enable_indexscan", "enable_bitmapscan"):
+            conn.execute(f"RESET {setting}")
+    assert "Index Only Scan using term_stats_pkey" in plan, plan
+
+
 def test_upgrading_a_store_indexes_its_chunks_for_bm25(migrated: Settings, embedder) -> None:
     """Chunks stored before 0008 are given their BM25 entries and statistics by the upgrade itself."""
     probe = fresh_database(migrated, embedder.info.dim, "docvec_migration_lexical")
