@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.lexical.expansion import expanded_query
+from pipeline.lexical.terms import _stem, surface_forms, term_id
 from pipeline.query import feedback
 from pipeline.query.hits import SearchHit
 
@@ -63,6 +64,17 @@ def test_the_scored_candidates_become_the_text_branchs_hits() -> None:
     assert [h.rank for h in found] == [1, 2, 3]
     assert found[0].ingest_date == DAY and found[0].doc_id == "P", "the candidate's own version and document"
     assert [h.chunk_id for h in feedback.text_hits(candidates, scores, k=1)] == ["p1"], "the best k"
+
+
+def test_the_added_terms_read_as_the_words_they_came_from() -> None:
+    """--explain names the feedback's terms as they read in their chunks, not as stems or ids."""
+    source = SearchHit(rank=1, similarity=0.5, doc_id="git-worktree.html", ingest_date=DAY, seq=0, chunk_id="w0",
+                       text="Manage multiple working trees attached to the same repository. See git-worktree(1).",
+                       metadata={"title": "git-worktree(1)", "section": "NAME"})
+    added = [term_id(_stem("working")), term_id("git-worktree"), term_id(_stem("trees")), term_id("name"), 12345]
+    words = feedback.FeedbackText([], added, [source]).words()
+    assert words == ["working", "git-worktree", "trees", "name", "#12345"], "an id no chunk holds shows as itself"
+    assert surface_forms("Stashing stashes") == {term_id(_stem("stashing")): "stashing"}
 
 
 @given(st.dictionaries(st.integers(0, 50), st.floats(0.01, 10)),

@@ -200,7 +200,8 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
     fused = fusion.fuse(nearest, text)
     openings = branches.opening_similarities(conn, vector, fused, model_id)
     ranked = fusion.with_openings(fused, openings)
-    again = branches.feedback_text(conn, query, nearest, text, ranked, model_id, 0.2, 50)
+    feedback_text = branches.feedback_text(conn, query, nearest, text, ranked, model_id, 0.2, 50)
+    again = feedback_text.hits
 
     # The expanded query, from the feedback chunks' weights as stored and the live term statistics.
     candidates = {h.chunk_id: h for h in [*nearest, *text]}
@@ -218,6 +219,9 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
     idf = {term: bm25.idf(df, total) for term, df in frequencies.items()}
     expanded = expansion.expanded_query({t: idf[t] for t in wanted if t in idf}, weights, idf)
     assert len(stored) == expansion.FEEDBACK_DOCUMENTS and set(expanded) - set(wanted), "terms were added"
+    query_idf = {t: idf[t] for t in wanted if t in idf}
+    assert set(feedback_text.added) == {t for t, v in expanded.items() if v > query_idf.get(t, 0.0)}
+    assert len(feedback_text.added) == expansion.FEEDBACK_TERMS
 
     scores = read("(lexical <#> %s) * -prior", list(candidates), SparseVector(expanded, TERM_SPACE))
     expected = sorted(((c, s) for c, s in scores.items() if s > 0), key=lambda item: (-item[1], item[0]))
@@ -350,7 +354,9 @@ def test_explain_shows_each_branch_plan_for_the_same_search(loaded_sample, conn,
     assert len(hybrid.plans) == 3 and "'[384 dims]'::halfvec" in hybrid.plans[0] and hybrid.hits
     assert hybrid.plans[-1].startswith("order: documents by fused score, taking turns"), "how the list was ordered"
     assert "then each document's opening chunk weighed in at 0.3; then the text branch re-scored" in hybrid.plans[-1]
-    assert hybrid.plans[-1].endswith("added at 0.2, and fused again"), "and how it was scored"
+    assert "added at 0.2, and fused again (terms added or weighed more: " in hybrid.plans[-1], "and how it was scored"
+    added = hybrid.plans[-1].rsplit("weighed more: ", 1)[1].rstrip(")").split(", ")
+    assert len(added) == 5 and all(word.isalpha() for word in added), f"the chunks' own words: {added}"
     text = service.search(request.request("ERR-4714", mode="text"), explain=True)
     assert len(text.plans) == 2 and "dims" not in text.plans[0] and "lexical" in text.plans[0]
     assert service.search(request.request("ERR-4714", mode="vector")).plans == ()

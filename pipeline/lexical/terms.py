@@ -75,6 +75,18 @@ def terms(text: str) -> list[str]:
             ] if text else []
 
 
+def surface_forms(text: str) -> dict[int, str]:
+    """Each term id of ``text`` and how it reads there: the first word that gives it, lower-cased (a
+    stem shows as the word it came from; an identifier's part as its stem). For people (``--explain``),
+    never for matching."""
+    forms: dict[int, str] = {}
+    for token in _TOKEN.findall(text) if text else ():
+        word = token.lower()
+        for term in token_terms(token):
+            forms.setdefault(term_id(term), word if term in (word, _stem(word)) else term)
+    return forms
+
+
 def term_counts(fields: Iterable[tuple[str, int]]) -> Counter[str]:
     """Weighted term frequencies over ``(text, weight)`` fields: a title term counted ``weight`` times."""
     counts: Counter[str] = Counter()

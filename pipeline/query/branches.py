@@ -228,21 +228,26 @@ def opening_similarities(conn: psycopg.Connection[Any], query_vector: np.ndarray
 
 
 def feedback_text(conn: psycopg.Connection[Any], query: str, nearest: Sequence[SearchHit], text: Sequence[SearchHit],
-                  ranked: Sequence[SearchHit], model_id: int, weight: float, k: int) -> list[SearchHit]:
+                  ranked: Sequence[SearchHit], model_id: int, weight: float, k: int) -> feedback.FeedbackText:
     """The text branch again, over the chunks either branch found, for ``query`` with feedback terms from
-    the first documents of ``ranked`` (``pipeline/lexical/expansion.py``): the best ``k`` as text hits.
+    the first documents of ``ranked`` (``pipeline/lexical/expansion.py``): the best ``k`` as text hits,
+    and the terms added.
     The feedback chunks' stored weights and the candidates' scores are read in their own versions, the
     IDFs from the live term statistics, all on the search's connection (row-level security decides them
     as it decides every other read)."""
-    stored = chunk_search.stored_lexical(conn, feedback.feedback_chunks(ranked), model_id)
+    sources = feedback.feedback_chunks(ranked)
+    stored = chunk_search.stored_lexical(conn, sources, model_id)
     wanted = list(bm25.query_terms(query))
     with connection_guard("searching the text"):
         chunks, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *(t for w in stored.values() for t in w)])
     idf = {term: bm25.idf(df, chunks) for term, df in frequencies.items() if df > 0}
-    expanded = expanded_query({term: idf[term] for term in wanted if term in idf}, list(stored.values()), idf, weight)
+    query_idf = {term: idf[term] for term in wanted if term in idf}
+    expanded = expanded_query(query_idf, list(stored.values()), idf, weight)
     candidates = feedback.pool(nearest, text)
     scores = chunk_search.lexical_scores(conn, candidates, SparseVector(expanded, TERM_SPACE), model_id)
-    return feedback.text_hits(candidates, scores, k)
+    gained = {term: value - query_idf.get(term, 0.0) for term, value in expanded.items()}
+    added = sorted((term for term, more in gained.items() if more > 0.0), key=lambda term: (-gained[term], term))
+    return feedback.FeedbackText(feedback.text_hits(candidates, scores, k), added, sources)
 
 
 # An index scan of one of docvec's HNSW indexes (``vector_indexes.index_name``) in a plan.

@@ -5,10 +5,30 @@ reads the weights and scores from the store, ``retrieval_sweep`` computes them i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from pipeline.lexical.expansion import FEEDBACK_DOCUMENTS
+from pipeline.lexical.terms import surface_forms
 from pipeline.query.hits import SearchHit
+
+
+@dataclass(frozen=True)
+class FeedbackText:
+    """The text branch scored again (``hits``), the terms the feedback added to the query or weighed more
+    (``added``: term ids, heaviest first) and the chunks they came from (``sources``)."""
+    hits: list[SearchHit]
+    added: list[int]
+    sources: list[SearchHit]
+
+    def words(self) -> list[str]:
+        """The added terms as they read in their chunks (titles and headings included)."""
+        forms: dict[int, str] = {}
+        for hit in self.sources:
+            fields = (str(hit.metadata.get("title") or ""), str(hit.metadata.get("section") or ""), hit.text)
+            for field in fields:
+                for term, form in surface_forms(field).items():
+                    forms.setdefault(term, form)
+        return [forms.get(term, f"#{term}") for term in self.added]
 
 
 def feedback_chunks(ranked: Sequence[SearchHit], documents: int = FEEDBACK_DOCUMENTS) -> list[SearchHit]:

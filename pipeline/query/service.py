@@ -230,11 +230,12 @@ class SearchService:
                 if wanted.mode != "text" and vector is None:
                     embedder, encoding = self._model.embedder(stored), time.perf_counter()
                     vector, encoded = embedder.encode([wanted.query])[0], time.perf_counter() - encoding
-                hits = self._ranked(conn, wanted, stored.id, vector, pending, principals is not None, candidates)
+                hits, added = self._ranked(conn, wanted, stored.id, vector, pending, principals is not None,
+                                           candidates, explain)
             finally:
                 if pending is not None:
                     pending.cancel()  # a no-op once it ran; if the vector branch failed first, it never starts
-            hits, stage = self._ordered(wanted, hits)
+            hits, stage = self._ordered(wanted, hits, added)
             hits = branches.with_context(conn, limit_per_document(hits, wanted.per_document, wanted.k), wanted.window,
                                          stored.id)
             plans = (*self._plans(conn, wanted, stored.id, vector, principals is not None), stage) if explain else ()
@@ -244,52 +245,54 @@ class SearchService:
 
     def _ranked(self, conn: psycopg.Connection[Any], wanted: SearchRequest, model_id: int, vector: np.ndarray | None,
                 pending: Future[list[SearchHit] | None] | None, as_principals: bool,
-                counted: dict[str, int]) -> list[SearchHit]:
-        """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``; each
-        branch's count of them goes into ``counted``."""
+                counted: dict[str, int], explain: bool = False) -> tuple[list[SearchHit], list[str]]:
+        """The branches' hits, fused in hybrid mode, before the per-document limit and ``k``, and (with
+        ``explain``) the words the feedback added to the query; each branch's count of hits goes into
+        ``counted``."""
         if wanted.mode == "text" or vector is None:
             counted["text"] = len(text_only := _text_branch(conn, wanted, model_id))
-            return text_only
+            return text_only, []
         fetched = wanted.branch_size if self._reranker is None else max(wanted.branch_size, self._reranker.candidates)
         nearest = branches.search_vector(conn, vector, model_id, k=fetched, since=wanted.since,
                                          until=wanted.until, filters=wanted.filters, ef_search=wanted.ef_search,
                                          probes=wanted.probes, as_of=wanted.as_of, as_principals=as_principals)
         counted["vector"] = len(nearest)
         if wanted.mode == "vector":
-            return nearest
+            return nearest, []
         text = pending.result() if pending is not None else None
         if text is None:  # no branch thread, or no spare connection for it
             text = _text_branch(conn, wanted, model_id)
         counted["text"] = len(text)
         fused = fuse(nearest, text, wanted.rrf_k, method=wanted.fusion, vector_weight=wanted.vector_weight)
         if wanted.fusion != "relative":
-            return fused
+            return fused, []
         openings = branches.opening_similarities(conn, vector, fused, model_id) if wanted.opening_weight else {}
         ranked = with_openings(fused, openings, wanted.opening_weight)
         if wanted.feedback_weight == 0.0:
-            return ranked
+            return ranked, []
         # The feedback re-scores chunks the branches found: their documents, and so the openings read, stay.
-        text = branches.feedback_text(conn, wanted.query, nearest, text, ranked, model_id, wanted.feedback_weight,
-                                      wanted.branch_size)
-        refused = fuse(nearest, text, method=wanted.fusion, vector_weight=wanted.vector_weight)
-        return with_openings(refused, openings, wanted.opening_weight)
+        again = branches.feedback_text(conn, wanted.query, nearest, text, ranked, model_id, wanted.feedback_weight,
+                                       wanted.branch_size)
+        refused = fuse(nearest, again.hits, method=wanted.fusion, vector_weight=wanted.vector_weight)
+        return with_openings(refused, openings, wanted.opening_weight), again.words() if explain else []
 
-    def _ordered(self, wanted: SearchRequest, hits: list[SearchHit]) -> tuple[list[SearchHit], str]:
+    def _ordered(self, wanted: SearchRequest, hits: list[SearchHit],
+                 added: Sequence[str] = ()) -> tuple[list[SearchHit], str]:
         """The candidates in the order the list shows them, and a line saying how (for ``explain``):
         reranked by the cross-encoder when one is configured; else a hybrid list's documents take turns
         (``fusion.interleave``) unless the request groups them."""
         if self._reranker is not None:
             reranked = self._reranker.rerank(wanted.query, hits)
-            picked = f" (candidates {_fusion(wanted)})" if wanted.mode == "hybrid" else ""
+            picked = f" (candidates {_fusion(wanted, added)})" if wanted.mode == "hybrid" else ""
             return reranked.hits, (f"rerank: the first {reranked.scored} of {len(hits)} candidates scored by the "
                                    f"cross-encoder {self._reranker.path} in {reranked.seconds * 1000:.1f} ms{picked}")
         if wanted.mode != "hybrid":
             return hits, f"order: {wanted.mode} scores, chunk by chunk"
         if wanted.group_by_document:
             return hits, ("order: documents by fused score, each document's chunks after it (group_by_document); "
-                          + _fusion(wanted))
+                          + _fusion(wanted, added))
         return interleave(hits), (f"order: documents by fused score, taking turns (the first document's best {LEAD} "
-                                   f"chunks, then one chunk of each document per round); {_fusion(wanted)}")
+                                   f"chunks, then one chunk of each document per round); {_fusion(wanted, added)}")
 
     def _text_elsewhere(self, wanted: SearchRequest, model_id: int,
                         principals: Sequence[str] | None,
@@ -327,15 +330,16 @@ def _as(conn: psycopg.Connection[Any], principals: Sequence[str] | None,
     return nullcontext() if principals is None else access.acting_as(conn, principals, tenant)
 
 
-def _fusion(wanted: SearchRequest) -> str:
-    """How a hybrid search scored its documents, for ``explain``."""
+def _fusion(wanted: SearchRequest, added: Sequence[str] = ()) -> str:
+    """How a hybrid search scored its documents, for ``explain`` (``added``: the feedback's words)."""
     if wanted.fusion == "rrf":
         return f"fused by reciprocal ranks (rrf_k {wanted.rrf_k})"
     opening = (f", then each document's opening chunk weighed in at {wanted.opening_weight}"
                if wanted.opening_weight else ", openings not weighed in (opening_weight 0)")
+    words = f" (terms added or weighed more: {', '.join(added)})" if added else ""
     feedback = (f"; then the text branch re-scored over both branches' candidates with the {FEEDBACK_TERMS} heaviest "
                 f"terms of the first {FEEDBACK_DOCUMENTS} documents' best chunks added at {wanted.feedback_weight}, "
-                "and fused again" if wanted.feedback_weight else "; no feedback terms (feedback_weight 0)")
+                f"and fused again{words}" if wanted.feedback_weight else "; no feedback terms (feedback_weight 0)")
     return f"fused by relative scores (vector weight {wanted.vector_weight}){opening}{feedback}"
 
 
