@@ -167,7 +167,7 @@ def main() -> None:
             fused = fusion.fuse(v, t, method=method, vector_weight=weight)
             similarities = opening_similarities(openings, fused, query_vector)
             ranked = fusion.with_openings(fused, similarities, opening)
-            if feedback_weight:  # as SearchService._ranked: the text branch re-scored, fused again
+            if feedback_weight and t:  # as SearchService._ranked: the text branch re-scored, fused again
                 again = lexical.feedback(q.query, v, t, ranked, feedback_weight,
                                          use_prior=options.get("use_prior", True), **sizes)
                 ranked = fusion.with_openings(fusion.fuse(v, again, method=method, vector_weight=weight),

@@ -29,6 +29,8 @@ from pipeline.ingest.landing import LocalLanding
 from pipeline.lexical.bm25 import query_terms
 from pipeline.lexical.terms import TERM_SPACE
 from pipeline.query import search
+from pipeline.query.request import request
+from pipeline.query.service import SearchService
 from pipeline.settings import Settings
 from pipeline.storage import connections, readable_search, urls
 from tests.support.databases import fresh_database
@@ -117,6 +119,11 @@ def test_no_search_ever_returns_what_the_caller_may_not_read(store, embedder, ve
                                                              principals=sorted(caller))]
                     doc = f"doc-{n}.md"
                     assert (doc in found) == (doc in readable), (mode, word, found)
+            if mode == "hybrid":  # the feedback terms --explain names come from readable chunks only
+                explained = SearchService.over(conn, embedder).search(
+                    request("harbour schedule note"), explain=True, principals=sorted(caller)).plans[-1]
+                hidden = {WORDS[n] for n in range(len(WORDS)) if f"doc-{n}.md" not in readable}
+                assert not {w for w in hidden if w in explained}, (explained, hidden)
             everything = {h.doc_id for h in search.search(conn, embedder, "harbour schedule note", mode=mode, k=10,
                                                           principals=sorted(caller))}
             assert everything == readable, f"{mode}: each principal sees all it may read"

@@ -193,7 +193,7 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
     branch and the openings it read; weight 0 leaves it out (test above)."""
     service = SearchService.over(conn, embedder)
     model_id = service.identify().id
-    query = "how do I reset the database password"
+    query = "how do I tune ef_search and m for an hnsw vector index"
     vector = embedder.encode([query])[0]
     nearest = branches.search_vector(conn, vector, model_id, k=50)
     text = branches.search_text(conn, query, model_id, k=50, proven=10)
@@ -235,6 +235,25 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
     searched = service.search_for(query, group_by_document=True).hits
     refused = fusion.with_openings(fusion.fuse(nearest, again), openings)
     assert documents(searched) == documents(refused)[:len(documents(searched))]
+
+
+def test_feedback_leaves_searches_without_text_hits_and_other_fusions_as_they_were(loaded_sample, conn,
+                                                                                  embedder) -> None:
+    """No stored word in the query: no text branch to refine, so no feedback (one made of feedback terms
+    alone would take the text branch's whole share, whatever its weight). RRF fusion takes none either."""
+    service = SearchService.over(conn, embedder)
+
+    def listed(query: str, **options: object) -> list[tuple[str, float]]:
+        return [(h.chunk_id, round(h.document_score or 0.0, 9)) for h in service.search_for(query, **options).hits]
+
+    assert branches.search_text(conn, "zqxvek wubbly", service.identify().id) == []
+    assert listed("zqxvek wubbly") == listed("zqxvek wubbly", feedback_weight=0.0)
+    query = "how do I tune ef_search and m for an hnsw vector index"
+    rrf = service.search(request.request(query, fusion="rrf"), explain=True)
+    assert [h.chunk_id for h in rrf.hits] == [
+        h.chunk_id for h in service.search_for(query, fusion="rrf", feedback_weight=0.0).hits]
+    assert "feedback" not in rrf.plans[-1] and "terms added" not in rrf.plans[-1]
+    assert listed(query) != listed(query, feedback_weight=0.0), "with text hits, relative fusion takes feedback"
 
 
 def test_openings_are_read_from_each_hits_own_version(conn, migrated, tmp_path, embedder, chunking_config) -> None:

@@ -83,9 +83,10 @@ class SearchRequest(BaseModel):
                                   description="relative fusion: the share of a document's score decided by how near "
                                   "its opening chunk (title and first lines) is to the query; 0 turns it off")
     feedback_weight: float = Field(default=FEEDBACK_WEIGHT, ge=0, le=1,
-                                   description="relative fusion: pseudo-relevance feedback, the weight at which the "
-                                   "heaviest terms of the first documents found are added to the query before the "
-                                   "text branch's candidates are scored again; 0 turns it off")
+                                   description="hybrid, relative fusion: pseudo-relevance feedback, the weight at "
+                                   "which the heaviest terms of the first documents found are added to the query "
+                                   "before both branches' candidates are scored again by BM25 and fused again; 0 "
+                                   "turns it off")
     rrf_k: int = Field(default=RRF_K, ge=1, description="rrf fusion constant: larger flattens the top ranks")
     candidates: int = Field(default=CANDIDATES, ge=1, le=1000,
                             description="hits each branch fetches before fusion and per-document limits")

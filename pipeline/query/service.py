@@ -268,9 +268,12 @@ class SearchService:
             return fused, []
         openings = branches.opening_similarities(conn, vector, fused, model_id) if wanted.opening_weight else {}
         ranked = with_openings(fused, openings, wanted.opening_weight)
-        if wanted.feedback_weight == 0.0:
+        # Without text hits (no query term is stored, or none in scope) there is no text branch to refine:
+        # one made of feedback terms alone would take the text branch's whole share, whatever the weight.
+        if wanted.feedback_weight == 0.0 or not text:
             return ranked, []
-        # The feedback re-scores chunks the branches found: their documents, and so the openings read, stay.
+        # The feedback scores chunks the branches found again and keeps the best, as the text branch keeps its
+        # best: no document that was not a candidate comes in, so the openings already read cover them all.
         again = branches.feedback_text(conn, wanted.query, nearest, text, ranked, model_id, wanted.feedback_weight,
                                        wanted.branch_size)
         refused = fuse(nearest, again.hits, method=wanted.fusion, vector_weight=wanted.vector_weight)
