@@ -342,44 +342,42 @@ def opening_similarities(conn: psycopg.Connection[Any], vector: np.ndarray, hits
     return {doc_id: float(similarity) for doc_id, similarity in rows}
 
 
+def _lexical_of_versions(cursor: psycopg.Cursor[Any], columns: str, hits: Sequence[ChunkPosition], model_id: int,
+                         *values: Any) -> list[Any]:
+    """``chunk_id`` and ``columns`` (an expression over ``c``, its placeholders bound to ``values``) of each
+    hit's chunk in the hit's own version (its day), so the search's ``Scope`` already chose it; a chunk
+    without a lexical entry, or one the session may not read (row-level security), is left out."""
+    if not hits:
+        return []
+    statement = sql.SQL(
+        """
+        SELECT c.chunk_id, {columns}
+        FROM unnest(%s::text[], %s::date[]) AS h(chunk_id, day)
+        JOIN chunks c ON c.ingest_date = h.day AND c.chunk_id = h.chunk_id AND c.model_id = %s
+        WHERE c.lexical IS NOT NULL
+        """
+    ).format(columns=sql.SQL(columns))
+    return cursor.execute(statement, (*values, [h.chunk_id for h in hits], [h.ingest_date for h in hits],
+                                      model_id)).fetchall()
+
+
 def stored_lexical(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition],
                    model_id: int) -> dict[str, dict[int, float]]:
-    """Each hit's stored BM25 weights (``lexical``, by term id), read in its own version (its day), so
-    the search's ``Scope`` already chose it. A chunk the session may not read (row-level security), or
-    one without a lexical entry, is left out."""
-    if not hits:
-        return {}
+    """Each hit's stored BM25 weights (``lexical``, by term id), read in its own version (one the session
+    may not read is left out)."""
     # Binary: a sparsevec's text form costs ~40 µs a chunk to parse in Python, its binary form a tenth.
     with connection_guard("reading the feedback chunks' term weights"), conn.cursor(binary=True) as cursor:
-        rows = cursor.execute(
-            """
-            SELECT c.chunk_id, c.lexical
-            FROM unnest(%s::text[], %s::date[]) AS h(chunk_id, day)
-            JOIN chunks c ON c.ingest_date = h.day AND c.chunk_id = h.chunk_id AND c.model_id = %s
-            WHERE c.lexical IS NOT NULL
-            """,
-            ([h.chunk_id for h in hits], [h.ingest_date for h in hits], model_id),
-        ).fetchall()
+        rows = _lexical_of_versions(cursor, "c.lexical", hits, model_id)
     return {chunk_id: dict(zip(lexical.indices(), lexical.values(), strict=True)) for chunk_id, lexical in rows}
 
 
 def lexical_scores(conn: psycopg.Connection[Any], hits: Sequence[ChunkPosition], weights: SparseVector,
                    model_id: int) -> dict[str, float]:
     """Each hit's BM25 score for the query ``weights`` (term id → weight), as the text branch scores a
-    chunk (its stored weights' inner product with the query's, times its list prior), in its own version.
-    A chunk the session may not read is left out."""
-    if not hits:
-        return {}
-    with connection_guard("scoring the candidates' text"):
-        rows = conn.execute(
-            """
-            SELECT c.chunk_id, (c.lexical <#> %s) * -c.prior
-            FROM unnest(%s::text[], %s::date[]) AS h(chunk_id, day)
-            JOIN chunks c ON c.ingest_date = h.day AND c.chunk_id = h.chunk_id AND c.model_id = %s
-            WHERE c.lexical IS NOT NULL
-            """,
-            (weights, [h.chunk_id for h in hits], [h.ingest_date for h in hits], model_id),
-        ).fetchall()
+    chunk (its stored weights' inner product with the query's, times its list prior), in its own version
+    (one the session may not read is left out)."""
+    with connection_guard("scoring the candidates' text"), conn.cursor() as cursor:
+        rows = _lexical_of_versions(cursor, "(c.lexical <#> %s) * -c.prior", hits, model_id, weights)
     return {chunk_id: float(score) for chunk_id, score in rows}
 
 
