@@ -24,7 +24,7 @@ from pipeline.ops import ingest_steps, loading
 from pipeline.query import search
 from pipeline.records import DayLoad
 from pipeline.settings import Settings
-from pipeline.storage import layout
+from pipeline.storage import connections, layout
 from tests.support.databases import fresh_database
 from tests.support.sample import SAMPLE_END, day_folder
 
@@ -135,17 +135,21 @@ def test_sensor_requests_new_and_changed_days(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
-    """Both CLI ways from the README, through Dagster on the embedded server, from a subprocess."""
-    landing = migrated.landing_dir
+def test_cli_backfills_of_a_three_day_range(migrated, embedder, tmp_path) -> None:
+    """Both CLI ways from the README, through Dagster, from a subprocess. In a store and a Dagster
+    storage of their own: `docvec backfill` starts a Dagster daemon, and a daemon runs the schedules and
+    sensors that are on by default. Its retention tick at 01:15 UTC once dropped every day of the
+    session's store older than 30 days (the sample's, dated March 2026) under the tests that came after."""
+    isolated = fresh_database(migrated, embedder.info.dim, "docvec_cli_backfill")
+    landing = tmp_path / "landing"
     today = dt.date.today()
     days = [today - dt.timedelta(days=back) for back in (6, 5, 4, 3, 2, 1)]
     for day in days:
         for i in range(3):
             (day_folder(landing, day) / f"cli-{i}.md").write_text(f"Backfill note {i} written for {day}.")
-    env = {**os.environ, "DOCVEC_HOME": str(migrated.home)}
+    env = {**os.environ, **dagster_environment(isolated), "DOCVEC_LANDING_DIR": str(landing)}
     backfill = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--home", str(migrated.home), "backfill",
+        [sys.executable, "-m", "pipeline.cli", "--home", str(isolated.home), "backfill",
          "--from", str(days[0]), "--to", str(days[2]), "--timeout", "600"],
         cwd=PROJECT_ROOT, env=env, text=True, capture_output=True, timeout=900, check=False)
     assert backfill.returncode == 0, backfill.stdout[-3000:] + backfill.stderr[-3000:]
@@ -154,11 +158,11 @@ def test_cli_backfills_of_a_three_day_range(migrated, conn) -> None:
     materialize = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "pipeline.definitions",
          "--select", "group:ingest", "--partition-range", f"{days[3]}...{days[5]}"],
-        cwd=migrated.home, env={**env, **dagster_environment(migrated)}, check=False,
-        text=True, capture_output=True, timeout=900)
+        cwd=isolated.home, env=env, check=False, text=True, capture_output=True, timeout=900)
     assert materialize.returncode == 0, materialize.stdout[-3000:] + materialize.stderr[-3000:]
-    for day in days:
-        assert day_rows(conn, day) == (3, 3), day
+    with connections.connect(isolated) as conn:
+        for day in days:
+            assert day_rows(conn, day) == (3, 3), day
 
 
 def _load_planned(conn: psycopg.Connection, landing: Path, day: dt.date, embedder, config: ChunkingConfig, *,

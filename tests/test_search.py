@@ -259,7 +259,7 @@ def test_feedback_leaves_searches_without_text_hits_and_other_fusions_as_they_we
 def test_openings_are_read_from_each_hits_own_version(conn, migrated, tmp_path, embedder, chunking_config) -> None:
     """A document edited on a later day opens differently: a search's openings are its latest version's,
     and where hits carry two versions of one document, the latest version's opening is the one kept."""
-    first, second = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+    first, second = dt.date(2026, 2, 23), dt.date(2026, 2, 24)  # before the sample's days, which other tests read
     body = "\n\n".join(f"## Part {i}\n\n" + f"The harbour log notes tides, moorings and cargo at hour {i}. " * 8
                          for i in range(4))
     openings = {first: "# Harbour guide\n\nLighthouse keepers trim the lamp wick at dusk.\n\n",

@@ -106,7 +106,7 @@ def _server_socket(info: Any) -> socket.socket:
 
 
 @pytest.fixture(scope="module")
-def served(loaded_sample, migrated, tmp_path_factory) -> Iterator[tuple[str, Relay]]:
+def served(stored_sample, migrated, tmp_path_factory) -> Iterator[tuple[str, Relay]]:
     """`docvec serve` on the sample store, reaching PostgreSQL through a relay a test can cut."""
     with connections.connect(migrated) as conn:
         info = SimpleNamespace(host=conn.info.host, port=conn.info.port)
@@ -151,7 +151,7 @@ OUTSIDE = """[...document.querySelectorAll('[src],[href],[action]')]
 
 
 @pytest.mark.browser
-def test_a_person_searches_opens_a_context_and_reads_it_on_a_phone(served) -> None:
+def test_a_person_searches_opens_a_context_and_reads_it_on_a_phone(loaded_sample, served) -> None:
     if chromium_path() is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI: scripts/test.sh should have installed it")
@@ -197,7 +197,7 @@ def test_a_person_searches_opens_a_context_and_reads_it_on_a_phone(served) -> No
         browser.close()
 
 
-def test_the_page_escapes_refuses_and_answers_like_the_api(served) -> None:
+def test_the_page_escapes_refuses_and_answers_like_the_api(loaded_sample, served) -> None:
     base, _ = served
     status, html, headers = fetch(page_url(base, q="<script>alert(1)</script>", mode="text"))
     assert status == 200 and "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
