@@ -67,9 +67,16 @@ def test_daily_schedule_targets_the_days_partition() -> None:
 
 
 @pytest.fixture()
-def resources(migrated, sample_landing, tmp_path):
+def day_store(migrated, embedder):
+    """A store of this module's own: the sample's last day, loaded again through the assets with their
+    own recipe, would replace the session store's copy that other tests search."""
+    return fresh_database(migrated, embedder.info.dim, "docvec_definitions_end_to_end")
+
+
+@pytest.fixture()
+def resources(day_store, sample_landing, tmp_path):
     return {
-        "postgres": PostgresResource(home=str(migrated.home)),
+        "postgres": PostgresResource(database_url=day_store.database_url),
         "embedder": EmbedderResource(),
         "source": SourceResource(landing_dir=str(sample_landing)),
         "batch_io_manager": DayBatchIOManager(base_dir=str(tmp_path / "batches")),
@@ -77,7 +84,7 @@ def resources(migrated, sample_landing, tmp_path):
     }
 
 
-def test_materialize_one_day_end_to_end(resources, migrated) -> None:
+def test_materialize_one_day_end_to_end(resources, day_store) -> None:
     day = SAMPLE_END
     with DagsterInstance.ephemeral() as instance:
         for attempt in (1, 2):
@@ -99,7 +106,7 @@ def test_materialize_one_day_end_to_end(resources, migrated) -> None:
                 assert store_meta["vector_store"]["days_unchanged"].value == 1, "and rewrites nothing"
             checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
             assert checks == {"day_rows_match": True, "no_open_dead_letters": True}
-    with connections.connect(migrated) as conn:
+    with connections.connect(day_store) as conn:
         total, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT chunk_id) FROM chunks WHERE ingest_date = %s", (day,)).fetchone()
     assert total == distinct == chunks

@@ -25,7 +25,7 @@ from pipeline.query import search
 from pipeline.records import DayLoad
 from pipeline.settings import Settings
 from pipeline.storage import connections, layout
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, own_home
 from tests.support.sample import SAMPLE_END, day_folder
 
 
@@ -136,18 +136,19 @@ def test_sensor_requests_new_and_changed_days(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_cli_backfills_of_a_three_day_range(migrated, embedder, tmp_path) -> None:
-    """Both CLI ways from the README, through Dagster, from a subprocess. In a store and a Dagster
-    storage of their own: `docvec backfill` starts a Dagster daemon, and a daemon runs the schedules and
-    sensors that are on by default. Its retention tick at 01:15 UTC once dropped every day of the
-    session's store older than 30 days (the sample's, dated March 2026) under the tests that came after."""
-    isolated = fresh_database(migrated, embedder.info.dim, "docvec_cli_backfill")
-    landing = tmp_path / "landing"
+    """Both CLI ways from the README, through Dagster, from a subprocess, with a home, a store and a
+    Dagster storage of their own (on the session's server, named by ``DATABASE_URL``): `docvec backfill`
+    starts a Dagster daemon, and a daemon runs the schedules and sensors that are on by default. Its
+    retention tick at 01:15 UTC once dropped every day of the session's store older than 30 days (the
+    sample's, dated March 2026) under the tests that came after."""
+    isolated = own_home(fresh_database(migrated, embedder.info.dim, "docvec_cli_backfill"), tmp_path / "home")
+    landing = isolated.landing_dir
     today = dt.date.today()
     days = [today - dt.timedelta(days=back) for back in (6, 5, 4, 3, 2, 1)]
     for day in days:
         for i in range(3):
             (day_folder(landing, day) / f"cli-{i}.md").write_text(f"Backfill note {i} written for {day}.")
-    env = {**os.environ, **dagster_environment(isolated), "DOCVEC_LANDING_DIR": str(landing)}
+    env = {**os.environ, **dagster_environment(isolated)}
     backfill = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "--home", str(isolated.home), "backfill",
          "--from", str(days[0]), "--to", str(days[2]), "--timeout", "600"],

@@ -18,7 +18,7 @@ import pytest
 from pipeline.cli.envfile import PROJECT_ROOT, dagster_environment
 from pipeline.storage import connections
 from tests.support.browser import Browser, chromium_path, serves
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, own_home
 from tests.support.network import free_port
 from tests.support.sample import day_folder
 
@@ -46,26 +46,24 @@ def graphql(port: int, query: str, variables: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def web_ui_store(migrated, embedder, tmp_path_factory):
-    """A store, a Dagster storage and a landing folder of the web UI's own: `dagster dev` runs a daemon,
-    and a daemon runs the schedules that are on by default (retention at 01:15 UTC) against whatever
-    store it is given."""
-    isolated = fresh_database(migrated, embedder.info.dim, "docvec_web_ui")
-    return isolated, tmp_path_factory.mktemp("web_ui_landing")
-
-
-@pytest.fixture(scope="module")
-def dagster_dev(web_ui_store):
-    store, landing = web_ui_store
+    """A home, a store and a Dagster storage of the web UI's own: `dagster dev` runs a daemon, and a
+    daemon runs the schedules that are on by default (retention at 01:15 UTC) against whatever store it
+    is given."""
     if chromium_path() is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI: scripts/test.sh should have installed it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
+    return own_home(fresh_database(migrated, embedder.info.dim, "docvec_web_ui"), tmp_path_factory.mktemp("web_ui_home"))
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(web_ui_store):
     port = free_port()
-    env = {**os.environ, **dagster_environment(store), "DOCVEC_LANDING_DIR": str(landing)}
+    env = {**os.environ, **dagster_environment(web_ui_store)}
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
          "-p", str(port), "-h", "127.0.0.1"],
-        cwd=store.home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        cwd=web_ui_store.home, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     if not serves(port, 120):
         os.killpg(process.pid, signal.SIGTERM)
         pytest.fail("dagster dev did not answer within 120 s")
@@ -79,11 +77,10 @@ def dagster_dev(web_ui_store):
 
 def test_asset_graph_partitions_and_a_launched_run(dagster_dev, web_ui_store, tmp_path_factory) -> None:
     port = dagster_dev
-    store, landing = web_ui_store
     shots = Path(os.environ.get("DOCVEC_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     day = dt.date.today()
-    folder = day_folder(landing, day)
+    folder = day_folder(web_ui_store.landing_dir, day)
     (folder / "ui-note.md").write_text("---\ntopic: ui\n---\nA note launched from the Dagster web UI test.")
 
     browser = Browser()
@@ -133,7 +130,7 @@ def test_asset_graph_partitions_and_a_launched_run(dagster_dev, web_ui_store, tm
         browser.screenshot(shots / "run.png")
     finally:
         browser.close()
-    with connections.connect(store) as conn:
+    with connections.connect(web_ui_store) as conn:
         assert conn.execute("SELECT count(*) FROM chunks WHERE ingest_date = %s AND doc_id = 'ui-note.md'",
                             (day,)).fetchone()[0] == 1
     for name in ("asset_graph.png", "vector_store.png", "vector_store_partitions.png", "run.png"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,6 +16,12 @@ from pipeline.storage import migrate
 def fresh_database(base: Settings, dim: int, name: str) -> Settings:
     """A new, migrated database on the session's server, for tests that need the tables to themselves."""
     return migrate.migrated_scratch_database(base, dim, name)
+
+
+def own_home(store: Settings, home: Path) -> Settings:
+    """``store``'s database (docvec's tables and Dagster's) with a data dir of its own: its landing
+    folder, Dagster's artifacts and the day batches stay apart from the session's."""
+    return dataclasses.replace(store, home=home)
 
 
 def wait_until_backend_exits(admin: psycopg.Connection[Any], pid: int, seconds: float = 10.0) -> None:
