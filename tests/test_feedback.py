@@ -75,6 +75,11 @@ def test_the_added_terms_read_as_the_words_they_came_from() -> None:
     words = feedback.FeedbackText([], added, [source]).words()
     assert words == ["working", "git-worktree", "trees", "name", "#12345"], "an id no chunk holds shows as itself"
     assert surface_forms("Stashing stashes") == {term_id(_stem("stashing")): "stashing"}
+    # An identifier's parts read as the parts, not as their stems; a dotted tail reads as itself.
+    forms = surface_forms("JSONDecodeError from os.path.splitext")
+    assert forms[term_id("jsondecodeerror")] == "jsondecodeerror" and forms[term_id(_stem("decode"))] == "decode"
+    assert _stem("decode") != "decode" and forms[term_id("path.splitext")] == "path.splitext"
+    assert forms[term_id("splitext")] == "splitext" and forms[term_id("json")] == "json"
 
 
 @given(st.dictionaries(st.integers(0, 50), st.floats(0.01, 10)),

@@ -77,13 +77,15 @@ def terms(text: str) -> list[str]:
 
 def surface_forms(text: str) -> dict[int, str]:
     """Each term id of ``text`` and how it reads there: the first word that gives it, lower-cased (a
-    stem shows as the word it came from; an identifier's part as its stem). For people (``--explain``),
-    never for matching."""
+    stem shows as the word it came from, an identifier's part as that part, a dotted tail as itself).
+    For people (``--explain``), never for matching."""
     forms: dict[int, str] = {}
     for token in _TOKEN.findall(text) if text else ():
         word = token.lower()
+        parts = {_stem(part.lower()): part.lower() for piece in _SEPARATORS.split(token)
+                 for part in _CAMEL.findall(piece)}
         for term in token_terms(token):
-            forms.setdefault(term_id(term), word if term in (word, _stem(word)) else term)
+            forms.setdefault(term_id(term), word if term in (word, _stem(word)) else parts.get(term, term))
     return forms
 
 
