@@ -217,9 +217,9 @@ def test_hybrid_feedback_rescores_the_candidates_as_postgres_scores_them(loaded_
     wanted = list(bm25.query_terms(query))
     total, frequencies = term_stats.frequencies(conn, model_id, [*wanted, *(t for w in weights for t in w)])
     idf = {term: bm25.idf(df, total) for term, df in frequencies.items()}
-    expanded = expansion.expanded_query({t: idf[t] for t in wanted if t in idf}, weights, idf)
-    assert len(stored) == expansion.FEEDBACK_DOCUMENTS and set(expanded) - set(wanted), "terms were added"
     query_idf = {t: idf[t] for t in wanted if t in idf}
+    expanded = expansion.expanded_query(query_idf, weights, idf)
+    assert len(stored) == expansion.FEEDBACK_DOCUMENTS and set(expanded) - set(wanted), "terms were added"
     assert set(feedback_text.added) == {t for t, v in expanded.items() if v > query_idf.get(t, 0.0)}
     assert len(feedback_text.added) == expansion.FEEDBACK_TERMS
 

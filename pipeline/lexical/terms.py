@@ -61,12 +61,13 @@ def token_terms(token: str) -> tuple[str, ...]:
     if "." in whole.strip("."):
         names = whole.split(".")
         terms += [".".join(names[i:]) for i in range(1, len(names) - 1)]
-    for piece in _SEPARATORS.split(token):
-        for part in _CAMEL.findall(piece):
-            word = part.lower()
-            if word and word not in STOP_WORDS and word != whole:
-                terms.append(_stem(word))
+    terms += [_stem(word) for word in _parts(token) if word and word not in STOP_WORDS and word != whole]
     return tuple(terms)
+
+
+def _parts(token: str) -> list[str]:
+    """An identifier's parts, lower-cased: split at its separators, then at case changes and digits."""
+    return [part.lower() for piece in _SEPARATORS.split(token) for part in _CAMEL.findall(piece)]
 
 
 def terms(text: str) -> list[str]:
@@ -82,8 +83,7 @@ def surface_forms(text: str) -> dict[int, str]:
     forms: dict[int, str] = {}
     for token in _TOKEN.findall(text) if text else ():
         word = token.lower()
-        parts = {_stem(part.lower()): part.lower() for piece in _SEPARATORS.split(token)
-                 for part in _CAMEL.findall(piece)}
+        parts = {_stem(part): part for part in _parts(token)}
         for term in token_terms(token):
             forms.setdefault(term_id(term), word if term in (word, _stem(word)) else parts.get(term, term))
     return forms
