@@ -21,7 +21,7 @@ from assets.reporting import check_result, dagster_metadata, publish_run_metrics
 from pipeline.indexing.policy import IndexKind, IndexSettings
 from pipeline.ops import index_upkeep, run_metrics, store_checks
 from pipeline.storage.layout import LayoutSettings
-from resources import EmbedderResource, PostgresResource, RetentionResource
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 
 
 class IndexPolicyConfig(Config):
@@ -35,6 +35,9 @@ class IndexPolicyConfig(Config):
         "sealed days are merged into blocks of this many days, one vector index each (1: one partition per day)"))
     seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=0, description=(
         "a day is sealed (merged into its block) once it is older than this many days (0: all but today)"))
+    window_block: bool = Field(default=LayoutSettings.window_block, description=(
+        "seal every sealed day of the retention window into one block instead of blocks of block_days: "
+        "searches walk two vector indexes, and each seal rebuilds the window's index (minutes at 1M chunks)"))
     recall_samples: int = Field(default=20, ge=1, description="stored vectors used as queries to measure a new "
                                 "index's recall@10 against an exact scan")
 
@@ -44,7 +47,8 @@ class IndexPolicyConfig(Config):
                              rebuild_growth=self.rebuild_growth)
 
     def layout(self) -> LayoutSettings:
-        return LayoutSettings(block_days=self.block_days, seal_after_days=self.seal_after_days)
+        return LayoutSettings(block_days=self.block_days, seal_after_days=self.seal_after_days,
+                              window_block=self.window_block)
 
 
 @asset(
@@ -56,18 +60,21 @@ class IndexPolicyConfig(Config):
     kinds={"postgres", "pgvector"},
 )
 def vector_index(context: AssetExecutionContext, config: IndexPolicyConfig, postgres: PostgresResource,
-                 retention_window: RetentionResource) -> MaterializeResult:
+                 retention_window: RetentionResource, source: SourceResource) -> MaterializeResult:
     """Each partition's vector index, as the index policy decides from its row count, dimension and
     memory: an exact scan for small partitions, HNSW (m, ef_construction) or IVFFlat (lists from rows)
     above the threshold, rebuilt when invalid, stale or built for another model. First, days older than
     `seal_after_days` are sealed into blocks of `block_days` (one index per block instead of one per
-    day: searches walk a few indexes, not thirty). Built with memory and parallel workers sized to fit,
-    CONCURRENTLY on live partitions; progress in the logs; each new index's recall measured and recorded."""
+    day: searches walk a few indexes, not thirty), or with `window_block` into one block for the whole
+    window (two indexes to walk, the window's index rebuilt at each seal). Built with memory and parallel
+    workers sized to fit, CONCURRENTLY on live partitions; progress in the logs; each new index's recall
+    measured and recorded."""
     with postgres.connect() as conn:
         report = index_upkeep.upkeep_indexes(
             conn, partition_days(context), config.settings(), config.layout(), today=retention_window.today(),
             window_days=retention_window.window_days, recall_samples=config.recall_samples,
-            pooled=bool(postgres.settings().pgbouncer), log=context.log.info)
+            pooled=bool(postgres.settings().pgbouncer), day_folders=source.source_mode() == "days",
+            log=context.log.info)
         publish_run_metrics(context, postgres.settings(), lambda: run_metrics.index_samples(conn, report))
     return MaterializeResult(metadata=dagster_metadata(report.metadata()))
 

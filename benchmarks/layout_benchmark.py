@@ -24,8 +24,12 @@ connections at once, against one statement over all of them, with each span's ti
 
 Data: clustered 384-d vectors (see index_benchmark), ``--rows`` over ``--days`` days ending today.
 
+``--window-block``: every sealed day of the window in one block (``LayoutSettings.window_block``), so the
+sealed layout is that block and today's partition; its daily seal is one build over the whole window, and
+leaves out the day that fell out of it (day folders), so retention has no block to trim.
+
 Usage: ``python -m benchmarks.layout_benchmark [--rows 300000] [--days 30] [--block-days 10] [--queries 100]
-[--exact-max-rows 20000] [--ef-search 16 24 32 48 64]``
+[--exact-max-rows 20000] [--ef-search 16 24 32 48 64] [--seal-after-days 2] [--window-block]``
 """
 
 from __future__ import annotations
@@ -235,6 +239,8 @@ def main() -> None:
     parser.add_argument("--block-days", type=int, default=LayoutSettings.block_days)
     parser.add_argument("--seal-after-days", type=int, default=LayoutSettings.seal_after_days,
                         help="days a day stays open for late files before it is sealed (fewer: fewer partitions)")
+    parser.add_argument("--window-block", action="store_true",
+                        help="seal every sealed day of the window into one block (two graphs: the block and today)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--exact-max-rows", type=int, default=IndexSettings.exact_max_rows,
                         help="the index policy's threshold: partitions up to this many rows are scanned exactly")
@@ -247,12 +253,14 @@ def main() -> None:
     per_day = args.rows // args.days
     today = dt.date.today()
     days = [today - dt.timedelta(days=args.days - 1 - n) for n in range(args.days)]
-    sealed_layout = LayoutSettings(block_days=args.block_days, seal_after_days=args.seal_after_days)
+    sealed_layout = LayoutSettings(block_days=args.block_days, seal_after_days=args.seal_after_days,
+                                   window_block=args.window_block)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.rows:,} rows = {args.days} days x {per_day:,}, "
           f"clustered 384-d; {args.queries} queries, k=10, docvec search_vector (HNSW at the ef_search its "
           "indexes record unless swept); policy: "
-          f"HNSW above {policy.exact_max_rows:,} rows; sealed: blocks of {args.block_days} days, "
-          f"seal after {sealed_layout.seal_after_days}")
+          f"HNSW above {policy.exact_max_rows:,} rows; sealed: "
+          + ("one block for the window" if args.window_block else f"blocks of {args.block_days} days")
+          + f", seal after {sealed_layout.seal_after_days}")
     settings = scratch_settings(DATABASE, MODEL.dim)
     queries = clustered(args.queries, seed=10_000)
     try:
@@ -270,7 +278,7 @@ def main() -> None:
 
             started = time.perf_counter()
             oldest = retention.oldest_kept_day(today, args.days)
-            sealing.seal_days(conn, today, oldest, sealed_layout, policy)
+            sealing.seal_days(conn, today, oldest, sealed_layout, policy, leave_out_expired=True)
             seal_seconds = time.perf_counter() - started
             conn.execute("VACUUM ANALYZE chunks")
             p50, p99, recall = measure(conn, model_id, queries)
@@ -284,7 +292,8 @@ def main() -> None:
             index_days(conn, [tomorrow], policy)
             load_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, policy)
+            sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, policy,
+                                       leave_out_expired=True)
             seal_seconds = time.perf_counter() - started
             started = time.perf_counter()
             result = retention.apply_retention(conn, tomorrow, args.days)

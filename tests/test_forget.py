@@ -34,6 +34,7 @@ from resources import (
     SourceResource,
 )
 from tests.support.databases import fresh_database
+from tests.support.queries import term_stats_match_a_recount
 from tests.support.sample import SAMPLE_END, day_folder
 from tests.support.vectors import clustered, synthetic_day
 
@@ -106,16 +107,6 @@ def _materialize(resources: dict, day: dt.date, instance: DagsterInstance, conte
             for event in result.get_asset_materialization_events()}
 
 
-def _term_stats_match_a_recount(conn: psycopg.Connection) -> bool:
-    recount = conn.execute("""SELECT c.model_id, c.ingest_date, t, count(*) FROM chunks c, unnest(c.lexical_terms) t
-                              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
-    stored = conn.execute("SELECT model_id, ingest_date, term, df FROM term_stats WHERE term <> -1 "  # impact markers too
-                          "ORDER BY 1, 2, 3").fetchall()
-    per_day = conn.execute("SELECT model_id, ingest_date, df FROM term_stats WHERE term = -1 ORDER BY 1, 2").fetchall()
-    counted = conn.execute("SELECT model_id, ingest_date, count(*) FROM chunks GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
-    return stored == recount and per_day == counted
-
-
 def test_forget_leaves_no_text_of_the_document_anywhere(migrated, embedder, tmp_path, monkeypatch, capsys) -> None:
     """The real pipeline through Dagster (a persistent instance, the day batches on disk), two models'
     vectors of the document and a dead letter of an earlier copy; then `docvec forget --filter` and a
@@ -162,7 +153,7 @@ def test_forget_leaves_no_text_of_the_document_anywhere(migrated, embedder, tmp_
             for table in ("chunks", "documents"):
                 assert conn.execute(f"SELECT count(*) FROM {table} WHERE doc_id = 'secret.md'").fetchone()[0] == 0
             assert conn.execute("SELECT count(*) FROM dead_letters WHERE source_uri LIKE '%secret%'").fetchone()[0] == 0
-            assert _term_stats_match_a_recount(conn), "BM25 statistics lost exactly the erased chunks' terms"
+            assert term_stats_match_a_recount(conn), "BM25 statistics lost exactly the erased chunks' terms"
             [(ids, chosen, removed)] = conn.execute("SELECT doc_ids, filter, removed FROM erasures").fetchall()
             assert ids == ["secret.md"] and chosen == {"customer": "zq-acme"} and MARKER not in json.dumps(removed)
             assert removed["chunks"] > 0 and removed["documents"] == 1 and removed["dead_letters"] == 1
@@ -181,7 +172,7 @@ def test_forget_leaves_no_text_of_the_document_anywhere(migrated, embedder, tmp_
         assert again["chunk_embeddings"]["reused"] > 0, "the other document's vectors are reused"
         with connections.connect(store) as conn:
             assert conn.execute("SELECT count(*) FROM documents WHERE doc_id = 'secret.md'").fetchone()[0] == 1
-            assert _term_stats_match_a_recount(conn)
+            assert term_stats_match_a_recount(conn)
 
 
 def _counts(conn: psycopg.Connection) -> tuple[int, ...]:
@@ -249,7 +240,7 @@ def test_a_sealed_block_loses_the_rows_without_a_rebuild_and_keeps_its_index(mig
                                  (list(blocks),)).fetchall()) == oids, "the blocks were not rebuilt"
         assert all(h.valid for h in catalog.vector_index_health(conn))
         assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == rows - 16
-        assert _term_stats_match_a_recount(conn)
+        assert term_stats_match_a_recount(conn)
         hits = search.search_vector(conn, clustered(1, seed=500)[0], model_id, k=10)
         assert len(hits) == 10 and "doc-3.md" not in {h.doc_id for h in hits}
 

@@ -33,8 +33,9 @@ from pipeline.storage import (
     urls,
 )
 from pipeline.storage.layout import LayoutSettings, StoredPartition
-from resources import EmbedderResource, PostgresResource, RetentionResource
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
+from tests.support.queries import term_stats_match_a_recount
 from tests.support.vectors import clustered, synthetic_day
 
 FIRST, LAST = layout.aligned_block(dt.date(2026, 5, 1), 5)
@@ -90,6 +91,15 @@ def d(offset: int) -> str:
     ([part(d(0), d(0)), part(d(1), d(1))], d(10), LayoutSettings(1), []),
     # a partition spanning two aligned blocks (block_days changed since) is left alone
     ([part(d(3), d(6)), part(d(7), d(7)), part(d(8), d(8))], d(20), LayoutSettings(5), [[d(7), d(8)]]),
+    # window_block: every sealed partition in one block, across aligned blocks
+    ([part(d(3), d(6)), part(d(7), d(7)), part(d(8), d(8))], d(20), LayoutSettings(5, window_block=True),
+     [[d(3), d(8)]]),
+    ([part(d(0), d(0)), part(d(5), d(5)), part(d(11), d(11))], d(20), LayoutSettings(5, window_block=True),
+     [[d(0), d(11)]]),
+    # ... once a second sealed partition joins the block; today stays open
+    ([part(d(0), d(8)), part(d(9), d(9))], d(9), LayoutSettings(5, 0, window_block=True), []),
+    ([part(d(0), d(8)), part(d(9), d(9)), part(d(10), d(10))], d(10), LayoutSettings(5, 0, window_block=True),
+     [[d(0), d(9)]]),
 ])
 def test_plan_sealing(stored, today, settings, expected) -> None:
     groups = layout.plan_sealing(stored, dt.date.fromisoformat(today), B0 - dt.timedelta(days=30), settings)
@@ -118,12 +128,17 @@ def test_plan_sealing_leaves_out_a_partition_that_dwarfs_its_block() -> None:
         [part(d(0), d(0)).table, part(d(1), d(1)).table], [part(d(3), d(3)).table, part(d(4), d(4)).table]]
     # days of like size (a day-folder store) always merge whole
     assert plan([sized(0, 3, 4_000), sized(4, 4, 1_000)]) == [[part(d(0), d(3)).table, part(d(4), d(4)).table]]
+    # one block for the window takes the snapshot too: that block is the point of the setting
+    window = layout.plan_sealing([snapshot, sized(1, 1, 100)], B0 + dt.timedelta(days=10), B0 - dt.timedelta(days=30),
+                                 LayoutSettings(5, window_block=True))
+    assert [[p.table for p in g] for g in window] == [[snapshot.table, part(d(1), d(1)).table]]
 
 
 def test_plan_sealing_leaves_expired_days_to_retention() -> None:
     stored = [part(d(0), d(0)), part(d(1), d(1)), part(d(2), d(2))]
-    groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=10), B0 + dt.timedelta(days=1), LayoutSettings(5))
-    assert [[p.table for p in g] for g in groups] == [[stored[1].table, stored[2].table]]
+    for settings in (LayoutSettings(5), LayoutSettings(5, window_block=True)):
+        groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=10), B0 + dt.timedelta(days=1), settings)
+        assert [[p.table for p in g] for g in groups] == [[stored[1].table, stored[2].table]]
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +164,7 @@ def run_vector_index(database_url: str, today: dt.date, config: dict[str, object
     return materialize(
         [vector_index_asset], partition_key=today.isoformat(),
         resources={"postgres": PostgresResource(database_url=database_url), "embedder": EmbedderResource(),
-                   "retention_window": RetentionResource(as_of=today.isoformat())},
+                   "retention_window": RetentionResource(as_of=today.isoformat()), "source": SourceResource()},
         run_config={"ops": {"vector_index": {"config": config}}})
 
 
@@ -242,6 +257,72 @@ def test_sealing_after_zero_days_leaves_only_today_open(migrated, embedder) -> N
     with connections.connect(isolated) as conn:
         assert [p.table for p in catalog.partitions(conn)] == [block, layout.partition_name(today)]
         assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 900
+
+
+@pytest.mark.parametrize("mode", ["days", "collection"])
+def test_one_block_for_the_window(migrated, embedder, mode) -> None:
+    """``window_block`` through the asset, over two days of a 4-day window: the sealed days go into one
+    block, so a search walks two HNSW graphs (block and today). The next day's seal grows that block by
+    yesterday; with day folders it leaves out the day that fell out of the window, with that day's term
+    statistics, so retention has only documents left to delete and no block to rebuild. A collection's
+    old days hold live documents: its seal carries them."""
+    isolated = fresh_database(migrated, embedder.info.dim, f"docvec_layout_window_{mode}")
+    today, window = LAST, 4
+    loaded = [today - dt.timedelta(days=n) for n in range(3, -1, -1)]  # the window's four days
+    tomorrow = today + dt.timedelta(days=1)
+
+    def load(conn: psycopg.Connection, model_id: int, day: dt.date) -> None:
+        days.replace_day(conn, synthetic_day(day, clustered(300, seed=day.toordinal()), embedder.info.name,
+                                             embedder.info.revision, documents=10, doc_prefix=f"w{day:%d}"), model_id)
+
+    with connections.connect(isolated) as conn:
+        model_id = model_registry.register(conn, embedder.info).id
+        for day in loaded:
+            load(conn, model_id, day)
+
+    def seal(on: dt.date) -> ExecuteInProcessResult:
+        result = materialize(
+            [vector_index_asset], partition_key=on.isoformat(),
+            resources={"postgres": PostgresResource(database_url=isolated.database_url), "embedder": EmbedderResource(),
+                       "retention_window": RetentionResource(as_of=on.isoformat(), window_days=window),
+                       "source": SourceResource(mode=mode)},
+            run_config={"ops": {"vector_index": {"config": {"window_block": True, "seal_after_days": 0,
+                                                             "exact_max_rows": 200}}}})
+        assert result.success
+        return result
+
+    seal(today)
+    first_block = layout.partition_name(loaded[0], loaded[2])
+    with connections.connect(isolated) as conn:
+        assert [p.table for p in catalog.partitions(conn)] == [first_block, layout.partition_name(today)]
+        walk = search.vector_walk(conn)
+        assert walk.hnsw_indexes == 2, "the block and today: two graphs to walk"
+        load(conn, model_id, tomorrow)
+
+    result = seal(tomorrow)
+    [event] = result.get_asset_materialization_events()
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    expired = loaded[0]
+    with connections.connect(isolated) as conn:
+        stored = [p.table for p in catalog.partitions(conn)]
+        counts = dict(conn.execute("SELECT ingest_date, count(*) FROM chunks GROUP BY 1").fetchall())
+        assert term_stats_match_a_recount(conn), "BM25 statistics are a recount of what the block holds"
+        if mode == "days":
+            grown = layout.partition_name(loaded[1], today)
+            assert stored == [grown, layout.partition_name(tomorrow)]
+            assert metadata["sealed_without_expired_days"] == {grown: f"{expired}..{expired}"}
+            assert expired not in counts and all(counts[day] == 300 for day in [*loaded[1:], tomorrow])
+            assert conn.execute("SELECT count(*) FROM documents WHERE ingest_date = %s", (expired,)).fetchone()[0] > 0
+            purged = retention.apply_retention(conn, tomorrow, window)
+            assert [p.kept_as for p in purged.dropped] == [] and purged.documents_deleted > 0, \
+                "retention deletes the day's documents and rebuilds nothing"
+            assert retention.days_older_than_window(conn, tomorrow, window) == []
+        else:
+            grown = layout.partition_name(expired, today)
+            assert stored == [grown, layout.partition_name(tomorrow)]
+            assert metadata["sealed_without_expired_days"] == {}
+            assert all(counts[day] == 300 for day in [*loaded, tomorrow]), "a collection's seal keeps its old days"
+        assert search.vector_walk(conn).hnsw_indexes == 2
 
 
 def test_runs_that_race_a_seal_plan_around_it(migrated, embedder) -> None:

@@ -12,7 +12,7 @@ import psycopg
 
 from pipeline.indexing.builds import policy_index
 from pipeline.indexing.policy import IndexSettings
-from pipeline.storage import catalog, layout, partitions
+from pipeline.storage import catalog, layout, partitions, term_stats
 from pipeline.storage.layout import LayoutSettings
 from pipeline.storage.vector_indexes import ProgressLog, no_log
 
@@ -23,19 +23,34 @@ class SealOutcome:
     partition: str | None  # None: the partitions changed while waiting for their locks; next run retries
     rows: int
     seconds: float
+    left_out: tuple[dt.date, dt.date] | None = None  # expired days not carried into the block (first, last)
 
 
 def seal_days(conn: psycopg.Connection[Any], today: dt.date, oldest_kept: dt.date, settings: LayoutSettings,
-              index_settings: IndexSettings, log: ProgressLog = no_log) -> list[SealOutcome]:
-    """Carry out every merge ``layout.plan_sealing`` asks for; a no-op when the layout is current."""
+              index_settings: IndexSettings, log: ProgressLog = no_log, *,
+              leave_out_expired: bool = False) -> list[SealOutcome]:
+    """Carry out every merge ``layout.plan_sealing`` asks for; a no-op when the layout is current.
+
+    ``leave_out_expired`` (day folders, where retention drops whole days): a merged partition's days older
+    than ``oldest_kept`` are not carried into the new block, and their term statistics go in the same
+    transaction, so retention does not rebuild the block again for them. Never for a collection, whose
+    old days hold live documents that retention keeps."""
     outcomes = []
     for group in layout.plan_sealing(catalog.partitions(conn), today, oldest_kept, settings):
         first, last = group[0].first, group[-1].last
+        if leave_out_expired and first < oldest_kept:
+            first = oldest_kept
+        left_out = (group[0].first, first - dt.timedelta(days=1)) if first > group[0].first else None
         names = tuple(p.table for p in group)
-        log(f"sealing {', '.join(names)} into {layout.partition_name(first, last)}")
+        log(f"sealing {', '.join(names)} into {layout.partition_name(first, last)}"
+            + (f" (days {left_out[0]}..{left_out[1]} left out: older than the retention window)" if left_out else ""))
         started = time.perf_counter()
-        partition = partitions.rebuild(conn, group, first, last, policy_index(index_settings), log=log)
+        with conn.transaction():
+            partition = partitions.rebuild(conn, group, first, last, policy_index(index_settings), log=log)
+            if partition and left_out:
+                term_stats.forget_days(conn, *left_out)
         # The rebuild ends with ANALYZE, so the catalog's row count is exact: no second scan of the block.
         merged = catalog.partition_for(conn, first) if partition else None
-        outcomes.append(SealOutcome(names, partition, merged.rows if merged else 0, time.perf_counter() - started))
+        outcomes.append(SealOutcome(names, partition, merged.rows if merged else 0, time.perf_counter() - started,
+                                    left_out if partition else None))
     return outcomes

@@ -33,6 +33,8 @@ class IndexUpkeepReport:
             "exact_scan_partitions": sum(1 for o in outcomes if not o.index_name),
             "sealed": {o.partition or "(retry next run)": list(o.merged) for o in self.sealed},
             "seal_seconds": round(sum(o.seconds for o in self.sealed), 3),
+            "sealed_without_expired_days": {o.partition: f"{o.left_out[0]}..{o.left_out[1]}"
+                                            for o in self.sealed if o.partition and o.left_out},
             "actions": {o.partition: f"{o.plan.action.value} {o.plan.kind.value}: {o.plan.reason}" for o in outcomes},
             "index_kinds": ", ".join(sorted({o.plan.kind.value for o in outcomes})) or "none",
             "rows": sum(o.rows for o in outcomes),
@@ -54,11 +56,14 @@ def partitions_holding(conn: psycopg.Connection, days: Sequence[dt.date] | None)
 
 def upkeep_indexes(conn: psycopg.Connection, days: Sequence[dt.date], settings: IndexSettings,
                    layout_settings: LayoutSettings, *, today: dt.date, window_days: int, recall_samples: int = 20,
-                   pooled: bool = False, log: LogLines) -> IndexUpkeepReport:
+                   pooled: bool = False, day_folders: bool = False, log: LogLines) -> IndexUpkeepReport:
     """Seal what the layout asks for, then keep the index of every partition holding one of ``days``
-    as the policy wants it. ``pooled``: the connection goes through a transaction pooler."""
+    as the policy wants it. ``pooled``: the connection goes through a transaction pooler.
+    ``day_folders``: the source is day folders, whose days retention drops whole, so a seal leaves out
+    the days already past the window (see ``sealing.seal_days``)."""
     oldest_kept = retention.oldest_kept_day(today, window_days)
-    sealed = sealing.seal_days(conn, today, oldest_kept, layout_settings, settings, log=log)
+    sealed = sealing.seal_days(conn, today, oldest_kept, layout_settings, settings, log=log,
+                               leave_out_expired=day_folders)
     held = partitions_holding(conn, days)
     if not held:
         log("no partition holds the run's days (nothing loaded), nothing to index")

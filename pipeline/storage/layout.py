@@ -10,6 +10,12 @@ rewritten for a few days of changes). A search then walks a handful of indexes i
 and retention still drops whole partitions, rebuilding only the one block that straddles the window's
 edge. Blocks are aligned to fixed dates, so the layout follows from the stored days alone and every run
 plans the same merges.
+
+``window_block`` trades daily work for search speed: every sealed day of the retention window goes into
+one block, rebuilt each day a day seals into it, so a search walks two graphs (the block and today's
+day) instead of one per aligned block and open day. Each seal is then one index build over the whole
+window (in day-folder mode it also leaves out the days that fell out of the window, so retention has no
+block of its own to rebuild).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ _EPOCH = dt.date(1970, 1, 1).toordinal()
 class LayoutSettings:
     block_days: int = 10
     seal_after_days: int = 2
+    window_block: bool = False  # one block for every sealed day of the window; block_days is then unused
 
     def __post_init__(self) -> None:
         if not 1 <= self.block_days <= 366:
@@ -95,10 +102,15 @@ def plan_sealing(stored: list[StoredPartition], today: dt.date, oldest_kept: dt.
     """Groups of partitions to merge, each into one block spanning the group: sealed partitions that
     share an aligned block, when there are at least two of them. Partitions wholly older than
     ``oldest_kept`` are retention's to drop, not worth a merge; a partition that spans two aligned
-    blocks (``block_days`` was changed since) is left as it is rather than split."""
+    blocks (``block_days`` was changed since) is left as it is rather than split. With ``window_block``:
+    every sealed partition still in the window, as one group, once a second one joins the first."""
+    horizon = sealed_before(today, settings)
+    if settings.window_block:
+        # No alignment and no dominant partition left out: the point is one graph for the whole window.
+        window = [p for p in stored if oldest_kept <= p.last < horizon]
+        return [window] if len(window) > 1 else []
     if settings.block_days == 1:
         return []
-    horizon = sealed_before(today, settings)
     candidates = [p for p in stored if oldest_kept <= p.last < horizon
                   and aligned_block(p.first, settings.block_days) == aligned_block(p.last, settings.block_days)]
     groups = []

@@ -57,6 +57,11 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
     conn.execute("DELETE FROM term_stats WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))", (horizon, list(keep)))
 
 
+def forget_days(conn: psycopg.Connection[Any], first: dt.date, last: dt.date) -> None:
+    """Every model's statistics of the days ``first``..``last``, whose chunks are gone (a seal left them out)."""
+    conn.execute("DELETE FROM term_stats WHERE ingest_date BETWEEN %s AND %s", (first, last))
+
+
 def frequencies(conn: psycopg.Connection[Any], model_id: int, term_ids: Iterable[int]) -> tuple[int, dict[int, int]]:
     """The model's chunk count over all stored days, and each term's document frequency."""
     wanted = [*set(term_ids), DAY_CHUNKS]
