@@ -18,7 +18,7 @@ from assets import vector_index as vector_index_asset
 from pipeline.errors import ConfigError
 from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import Action, IndexKind, IndexSettings
-from pipeline.ops import doctor, status
+from pipeline.ops import doctor, status, store_checks
 from pipeline.query import search
 from pipeline.storage import (
     catalog,
@@ -313,6 +313,8 @@ def test_one_block_for_the_window(migrated, embedder, mode) -> None:
             assert metadata["sealed_without_expired_days"] == {grown: f"{expired}..{expired}"}
             assert expired not in counts and all(counts[day] == 300 for day in [*loaded[1:], tomorrow])
             assert conn.execute("SELECT count(*) FROM documents WHERE ingest_date = %s", (expired,)).fetchone()[0] > 0
+            assert store_checks.day_rows_match(conn, None, (embedder.info.name, embedder.info.revision)).passed, \
+                "a day no partition covers is not counted as stored"
             purged = retention.apply_retention(conn, tomorrow, window)
             assert [p.kept_as for p in purged.dropped] == [] and purged.documents_deleted > 0, \
                 "retention deletes the day's documents and rebuilds nothing"

@@ -33,8 +33,9 @@ def seal_days(conn: psycopg.Connection[Any], today: dt.date, oldest_kept: dt.dat
 
     ``leave_out_expired`` (day folders, where retention drops whole days): a merged partition's days older
     than ``oldest_kept`` are not carried into the new block, and their term statistics go in the same
-    transaction, so retention does not rebuild the block again for them. Never for a collection, whose
-    old days hold live documents that retention keeps."""
+    transaction, so retention does not rebuild the block again for them; their documents, load records
+    and dead letters stay retention's (a day no partition covers counts as not stored). Never for a
+    collection, whose old days hold live documents that retention keeps."""
     outcomes = []
     for group in layout.plan_sealing(catalog.partitions(conn), today, oldest_kept, settings):
         first, last = group[0].first, group[-1].last
