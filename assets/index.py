@@ -36,8 +36,9 @@ class IndexPolicyConfig(Config):
     seal_after_days: int = Field(default=LayoutSettings.seal_after_days, ge=0, description=(
         "a day is sealed (merged into its block) once it is older than this many days (0: all but today)"))
     window_block: bool = Field(default=LayoutSettings.window_block, description=(
-        "seal every sealed day of the retention window into one block instead of blocks of block_days: "
-        "searches walk two vector indexes, and each seal rebuilds the window's index (minutes at 1M chunks)"))
+        "seal every sealed day of the retention window into one block instead of blocks of block_days: with "
+        "seal_after_days 0 searches walk two vector indexes, and each seal rebuilds the window's index "
+        "(minutes at 1M chunks)"))
     recall_samples: int = Field(default=20, ge=1, description="stored vectors used as queries to measure a new "
                                 "index's recall@10 against an exact scan")
 

@@ -278,7 +278,7 @@ def main() -> None:
 
             started = time.perf_counter()
             oldest = retention.oldest_kept_day(today, args.days)
-            sealing.seal_days(conn, today, oldest, sealed_layout, policy, leave_out_expired=True)
+            sealing.seal_days(conn, today, oldest, sealed_layout, policy, leave_out_expired=args.window_block)
             seal_seconds = time.perf_counter() - started
             conn.execute("VACUUM ANALYZE chunks")
             p50, p99, recall = measure(conn, model_id, queries)
@@ -293,7 +293,7 @@ def main() -> None:
             load_seconds = time.perf_counter() - started
             started = time.perf_counter()
             sealed = sealing.seal_days(conn, tomorrow, oldest + dt.timedelta(days=1), sealed_layout, policy,
-                                       leave_out_expired=True)
+                                       leave_out_expired=args.window_block)
             seal_seconds = time.perf_counter() - started
             started = time.perf_counter()
             result = retention.apply_retention(conn, tomorrow, args.days)

@@ -20,10 +20,13 @@ from pipeline.indexing import builds, sealing
 from pipeline.indexing.policy import Action, IndexKind, IndexSettings
 from pipeline.ops import doctor, status, store_checks
 from pipeline.query import search
+from pipeline.query.request import SearchRequest
+from pipeline.query.service import refuse_lost_history
 from pipeline.storage import (
     catalog,
     connections,
     days,
+    history,
     index_measures,
     ingest_days,
     layout,
@@ -139,6 +142,12 @@ def test_plan_sealing_leaves_expired_days_to_retention() -> None:
     for settings in (LayoutSettings(5), LayoutSettings(5, window_block=True)):
         groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=10), B0 + dt.timedelta(days=1), settings)
         assert [[p.table for p in g] for g in groups] == [[stored[1].table, stored[2].table]]
+    # the window's block straddling the edge joins the plan (the seal may leave its expired days out);
+    # a partition wholly before the edge stays retention's
+    stored = [part(d(0), d(1)), part(d(2), d(5)), part(d(6), d(6)), part(d(7), d(7))]
+    groups = layout.plan_sealing(stored, B0 + dt.timedelta(days=7), B0 + dt.timedelta(days=3),
+                                 LayoutSettings(5, 0, window_block=True))
+    assert [[p.table for p in g] for g in groups] == [[stored[1].table, stored[2].table]]
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +324,9 @@ def test_one_block_for_the_window(migrated, embedder, mode) -> None:
             assert conn.execute("SELECT count(*) FROM documents WHERE ingest_date = %s", (expired,)).fetchone()[0] > 0
             assert store_checks.day_rows_match(conn, None, (embedder.info.name, embedder.info.revision)).passed, \
                 "a day no partition covers is not counted as stored"
+            assert history.horizon(conn) == loaded[1]
+            with pytest.raises(ConfigError, match="before the retention horizon"):
+                refuse_lost_history(conn, SearchRequest(q="anything", as_of=expired))
             purged = retention.apply_retention(conn, tomorrow, window)
             assert [p.kept_as for p in purged.dropped] == [] and purged.documents_deleted > 0, \
                 "retention deletes the day's documents and rebuilds nothing"
@@ -322,7 +334,7 @@ def test_one_block_for_the_window(migrated, embedder, mode) -> None:
         else:
             grown = layout.partition_name(expired, today)
             assert stored == [grown, layout.partition_name(tomorrow)]
-            assert metadata["sealed_without_expired_days"] == {}
+            assert metadata["sealed_without_expired_days"] == {} and history.horizon(conn) is None
             assert all(counts[day] == 300 for day in [*loaded, tomorrow]), "a collection's seal keeps its old days"
         assert search.vector_walk(conn).hnsw_indexes == 2
 

@@ -12,7 +12,7 @@ import psycopg
 
 from pipeline.indexing.builds import policy_index
 from pipeline.indexing.policy import IndexSettings
-from pipeline.storage import catalog, layout, partitions, term_stats
+from pipeline.storage import catalog, history, layout, partitions, term_stats
 from pipeline.storage.layout import LayoutSettings
 from pipeline.storage.vector_indexes import ProgressLog, no_log
 
@@ -31,11 +31,12 @@ def seal_days(conn: psycopg.Connection[Any], today: dt.date, oldest_kept: dt.dat
               leave_out_expired: bool = False) -> list[SealOutcome]:
     """Carry out every merge ``layout.plan_sealing`` asks for; a no-op when the layout is current.
 
-    ``leave_out_expired`` (day folders, where retention drops whole days): a merged partition's days older
-    than ``oldest_kept`` are not carried into the new block, and their term statistics go in the same
-    transaction, so retention does not rebuild the block again for them; their documents, load records
-    and dead letters stay retention's (a day no partition covers counts as not stored). Never for a
-    collection, whose old days hold live documents that retention keeps."""
+    ``leave_out_expired`` (day folders with ``window_block``, where retention drops whole days and would
+    otherwise rebuild the whole window's block again for one day): a merged partition's days older than
+    ``oldest_kept`` are not carried into the new block. In the same transaction their term statistics go
+    and the history horizon moves to ``oldest_kept`` (a search as of a day left out is refused, as after
+    retention); their documents, load records and dead letters stay retention's (a day no partition
+    covers counts as not stored). Never for a collection, whose old days hold live documents."""
     outcomes = []
     for group in layout.plan_sealing(catalog.partitions(conn), today, oldest_kept, settings):
         first, last = group[0].first, group[-1].last
@@ -49,7 +50,7 @@ def seal_days(conn: psycopg.Connection[Any], today: dt.date, oldest_kept: dt.dat
         with conn.transaction():
             partition = partitions.rebuild(conn, group, first, last, policy_index(index_settings), log=log)
             if partition and left_out:
-                term_stats.forget_days(conn, *left_out)
+                history.record(conn, first, "days", 0, term_stats.forget_days(conn, *left_out))
         # The rebuild ends with ANALYZE, so the catalog's row count is exact: no second scan of the block.
         merged = catalog.partition_for(conn, first) if partition else None
         outcomes.append(SealOutcome(names, partition, merged.rows if merged else 0, time.perf_counter() - started,

@@ -59,11 +59,12 @@ def upkeep_indexes(conn: psycopg.Connection, days: Sequence[dt.date], settings: 
                    pooled: bool = False, day_folders: bool = False, log: LogLines) -> IndexUpkeepReport:
     """Seal what the layout asks for, then keep the index of every partition holding one of ``days``
     as the policy wants it. ``pooled``: the connection goes through a transaction pooler.
-    ``day_folders``: the source is day folders, whose days retention drops whole, so a seal leaves out
-    the days already past the window (see ``sealing.seal_days``)."""
+    ``day_folders``: the source is day folders, whose days retention drops whole, so a seal of the
+    window's one block (``window_block``) leaves out the days already past the window
+    (see ``sealing.seal_days``)."""
     oldest_kept = retention.oldest_kept_day(today, window_days)
     sealed = sealing.seal_days(conn, today, oldest_kept, layout_settings, settings, log=log,
-                               leave_out_expired=day_folders)
+                               leave_out_expired=day_folders and layout_settings.window_block)
     held = partitions_holding(conn, days)
     if not held:
         log("no partition holds the run's days (nothing loaded), nothing to index")

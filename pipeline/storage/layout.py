@@ -12,10 +12,10 @@ edge. Blocks are aligned to fixed dates, so the layout follows from the stored d
 plans the same merges.
 
 ``window_block`` trades daily work for search speed: every sealed day of the retention window goes into
-one block, rebuilt each day a day seals into it, so a search walks two graphs (the block and today's
-day) instead of one per aligned block and open day. Each seal is then one index build over the whole
-window (in day-folder mode it also leaves out the days that fell out of the window, so retention has no
-block of its own to rebuild).
+one block, rebuilt each day a day seals into it, so a search walks two graphs with ``seal_after_days``
+0 (the block and today's day) instead of one per aligned block and open day. Each seal is then one
+index build over the whole window (in day-folder mode it also leaves out the days that fell out of the
+window, so retention has no block of its own to rebuild when the seal comes first).
 """
 
 from __future__ import annotations

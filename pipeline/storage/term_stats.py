@@ -57,9 +57,13 @@ def forget_before(conn: psycopg.Connection[Any], horizon: dt.date, keep: Sequenc
     conn.execute("DELETE FROM term_stats WHERE ingest_date < %s AND NOT (ingest_date = ANY(%s))", (horizon, list(keep)))
 
 
-def forget_days(conn: psycopg.Connection[Any], first: dt.date, last: dt.date) -> None:
-    """Every model's statistics of the days ``first``..``last``, whose chunks are gone (a seal left them out)."""
-    conn.execute("DELETE FROM term_stats WHERE ingest_date BETWEEN %s AND %s", (first, last))
+def forget_days(conn: psycopg.Connection[Any], first: dt.date, last: dt.date) -> int:
+    """Delete every model's statistics of the days ``first``..``last``, whose chunks are gone (a seal left
+    them out); returns the chunks they counted."""
+    row = conn.execute(
+        "WITH gone AS (DELETE FROM term_stats WHERE ingest_date BETWEEN %s AND %s RETURNING term, df) "
+        "SELECT coalesce(sum(df) FILTER (WHERE term = %s), 0) FROM gone", (first, last, DAY_CHUNKS)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def frequencies(conn: psycopg.Connection[Any], model_id: int, term_ids: Iterable[int]) -> tuple[int, dict[int, int]]:
