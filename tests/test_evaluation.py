@@ -11,7 +11,7 @@ from assets import vector_index, with_checks
 from pipeline.cli.main import main
 from pipeline.errors import ConfigError
 from pipeline.query import evaluation
-from resources import EmbedderResource, PostgresResource, RetentionResource
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.sample import SAMPLE_END
 
 
@@ -62,7 +62,7 @@ def test_eval_cli_reads_a_users_file_and_names_a_bad_line(loaded_sample, migrate
 
 def test_retrieval_check_passes_on_the_sample_and_fails_below_its_threshold(loaded_sample, migrated, tmp_path) -> None:
     resources = {"postgres": PostgresResource(), "embedder": EmbedderResource(),
-                 "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat())}
+                 "retention_window": RetentionResource(as_of=SAMPLE_END.isoformat()), "source": SourceResource()}
     result = materialize(with_checks(vector_index), resources=resources, partition_key=SAMPLE_END.isoformat())
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "retrieval_quality"]
     assert check.passed and check.metadata["hybrid_recall_at_k"].value >= 0.8

@@ -24,7 +24,7 @@ from pipeline.indexing.policy import (
 )
 from pipeline.query import search
 from pipeline.storage import catalog, connections, days, index_measures, layout, model_registry, vector_indexes
-from resources import EmbedderResource, PostgresResource, RetentionResource
+from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
 from tests.support.vectors import clustered, synthetic_day
 
@@ -145,7 +145,8 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
         return materialize(with_checks(vector_index_asset), partition_key=DAY.isoformat(),
                            resources={"postgres": PostgresResource(database_url=settings.database_url),
                                       "embedder": EmbedderResource(),
-                                      "retention_window": RetentionResource(as_of=DAY.isoformat())},
+                                      "retention_window": RetentionResource(as_of=DAY.isoformat()),
+                                      "source": SourceResource()},
                            run_config={"ops": {"vector_index": {"config": {"exact_max_rows": 1000}}}})
 
     result = run()
