@@ -168,12 +168,16 @@ def chunk_ids(conn: psycopg.Connection, day: dt.date) -> set[str]:
     return {r[0] for r in conn.execute("SELECT chunk_id FROM chunks WHERE ingest_date = %s", (day,))}
 
 
-def run_vector_index(database_url: str, today: dt.date, config: dict[str, object]) -> ExecuteInProcessResult:
-    """The vector_index asset materialized for ``today``'s partition, as today's run, with ``config``."""
+def run_vector_index(database_url: str, today: dt.date, config: dict[str, object], *,
+                     window_days: int = retention.DEFAULT_WINDOW_DAYS,
+                     source: SourceResource | None = None) -> ExecuteInProcessResult:
+    """The vector_index asset materialized for ``today``'s partition, as today's run, with ``config``
+    (a retention window of ``window_days``; ``source``: day folders unless given)."""
     return materialize(
         [vector_index_asset], partition_key=today.isoformat(),
         resources={"postgres": PostgresResource(database_url=database_url), "embedder": EmbedderResource(),
-                   "retention_window": RetentionResource(as_of=today.isoformat()), "source": SourceResource()},
+                   "retention_window": RetentionResource(as_of=today.isoformat(), window_days=window_days),
+                   "source": source or SourceResource()},
         run_config={"ops": {"vector_index": {"config": config}}})
 
 
@@ -290,13 +294,9 @@ def test_one_block_for_the_window(migrated, embedder, mode) -> None:
             load(conn, model_id, day)
 
     def seal(on: dt.date) -> ExecuteInProcessResult:
-        result = materialize(
-            [vector_index_asset], partition_key=on.isoformat(),
-            resources={"postgres": PostgresResource(database_url=isolated.database_url), "embedder": EmbedderResource(),
-                       "retention_window": RetentionResource(as_of=on.isoformat(), window_days=window),
-                       "source": SourceResource(mode=mode)},
-            run_config={"ops": {"vector_index": {"config": {"window_block": True, "seal_after_days": 0,
-                                                             "exact_max_rows": 200}}}})
+        result = run_vector_index(isolated.database_url, on, {"window_block": True, "seal_after_days": 0,
+                                                              "exact_max_rows": 200},
+                                  window_days=window, source=SourceResource(mode=mode))
         assert result.success
         return result
 

@@ -39,9 +39,8 @@ def seal_days(conn: psycopg.Connection[Any], today: dt.date, oldest_kept: dt.dat
     covers counts as not stored). Never for a collection, whose old days hold live documents."""
     outcomes = []
     for group in layout.plan_sealing(catalog.partitions(conn), today, oldest_kept, settings):
-        first, last = group[0].first, group[-1].last
-        if leave_out_expired and first < oldest_kept:
-            first = oldest_kept
+        first = max(group[0].first, oldest_kept) if leave_out_expired else group[0].first
+        last = group[-1].last
         left_out = (group[0].first, first - dt.timedelta(days=1)) if first > group[0].first else None
         names = tuple(p.table for p in group)
         log(f"sealing {', '.join(names)} into {layout.partition_name(first, last)}"
