@@ -174,12 +174,16 @@ def test_vector_index_asset_and_checks(indexed_db) -> None:
     assert event.materialization.metadata["actions"].value[partition].startswith("keep")
 
 
-@pytest.mark.parametrize("recorded,indexes,expected", [
-    (64, 0, 64), (64, 1, 64), (64, 2, 46), (64, 4, 32), (64, 7, 25), (64, 16, 16), (64, 100, 16),
-    (40, 4, 20), (12, 9, 12),  # never above what the indexes record, even under the floor
+@pytest.mark.parametrize("recorded,rows,expected", [
+    (64, [], 64), (64, [500], 64), (64, [500] * 2, 46), (64, [500] * 4, 32), (64, [500] * 7, 25),
+    (64, [500] * 16, 16), (64, [500] * 100, 16),
+    (40, [500] * 4, 20), (12, [500] * 9, 12),  # never above what the indexes record, even under the floor
+    (64, [967_000, 33_000], 63),  # one block holds nearly every row: it walks nearly one index's list
+    (64, [333_000] * 3 + [33_000] * 3, 36),  # three blocks and three days: about three indexes' worth
+    (64, [0, 0, 0, 0], 32),  # no index knows its rows: each counts as one
 ])
-def test_walked_ef_search(recorded, indexes, expected) -> None:
-    assert vector_indexes.walked_ef_search(recorded, indexes) == expected
+def test_walked_ef_search(recorded, rows, expected) -> None:
+    assert vector_indexes.walked_ef_search(recorded, rows) == expected
 
 
 WALK_DAYS = [dt.date(2026, 5, 1) + dt.timedelta(days=n) for n in range(4)]

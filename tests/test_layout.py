@@ -36,6 +36,7 @@ from pipeline.storage import (
     urls,
 )
 from pipeline.storage.layout import LayoutSettings, StoredPartition
+from pipeline.storage.vector_indexes import walked_ef_search
 from resources import EmbedderResource, PostgresResource, RetentionResource, SourceResource
 from tests.support.databases import fresh_database
 from tests.support.queries import term_stats_match_a_recount
@@ -306,6 +307,9 @@ def test_one_block_for_the_window(migrated, embedder, mode) -> None:
         assert [p.table for p in catalog.partitions(conn)] == [first_block, layout.partition_name(today)]
         walk = search.vector_walk(conn)
         assert walk.hnsw_indexes == 2, "the block and today: two graphs to walk"
+        assert walk.ann.ef_search == walked_ef_search(walk.recorded_ef_search, [900, 300]) \
+            > walked_ef_search(walk.recorded_ef_search, [300, 300]), \
+            "the block holds three of the four days' rows: its graph walks nearly one index's list"
         load(conn, model_id, tomorrow)
 
     result = seal(tomorrow)

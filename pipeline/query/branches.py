@@ -56,7 +56,7 @@ def vector_walk(conn: psycopg.Connection[Any], ef_search: int | None = None, pro
     several HNSW-indexed partitions (``vector_indexes.walked_ef_search``)."""
     last = until if as_of is None else min(until or as_of, as_of)
     recorded = catalog.recorded_search(conn, since, last)
-    walked = walked_ef_search(recorded.ann.ef_search, recorded.hnsw_walked)
+    walked = walked_ef_search(recorded.ann.ef_search, recorded.hnsw_rows)
     return VectorWalk(AnnSettings(ef_search=ef_search or walked, probes=probes or recorded.ann.probes),
                       recorded.ann.ef_search, recorded.hnsw_walked)
 

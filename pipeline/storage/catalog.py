@@ -107,9 +107,15 @@ def search_settings(conn: psycopg.Connection[Any]) -> AnnSettings:
 
 @dataclass(frozen=True)
 class RecordedSearch:
-    """What ``search_settings`` reads, and how many HNSW indexes a search over a range of days walks."""
+    """What ``search_settings`` reads, and the rows of each HNSW-indexed partition a search over a range of
+    days walks (the partition's row estimate, or its index's where the partition has none yet)."""
     ann: AnnSettings
-    hnsw_walked: int
+    hnsw_rows: tuple[int, ...]
+
+    @property
+    def hnsw_walked(self) -> int:
+        """How many HNSW indexes the range walks."""
+        return len(self.hnsw_rows)
 
 
 def recorded_search(conn: psycopg.Connection[Any], since: dt.date | None = None,
@@ -119,17 +125,22 @@ def recorded_search(conn: psycopg.Connection[Any], since: dt.date | None = None,
     named, first, last = _named_span("c")
     comment = "obj_description(i.oid, 'pg_class')"
     recorded = f"CASE WHEN left({comment}, 1) = '{{' THEN {comment}::jsonb END"  # docvec's JSON record only
-    ef_search, probes, walked = one(conn, f"""
-        SELECT max(({recorded} -> 'search' ->> 'ef_search')::int), max(({recorded} -> 'search' ->> 'probes')::int),
-               count(DISTINCT c.oid) FILTER (
-                   WHERE am.amname = 'hnsw' AND {named}
-                     AND (%(since)s::date IS NULL OR {last} >= %(since)s::date)
-                     AND (%(until)s::date IS NULL OR {first} <= %(until)s::date))
-        FROM {_PARTITIONS}{_VECTOR_INDEXES}
-        WHERE {_OF_CHUNKS} AND x.indisvalid
+    ef_search, probes, rows = one(conn, f"""
+        WITH valid AS (
+            SELECT c.oid, am.amname = 'hnsw' AND {named}
+                       AND (%(since)s::date IS NULL OR {last} >= %(since)s::date)
+                       AND (%(until)s::date IS NULL OR {first} <= %(until)s::date) AS walked,
+                   greatest(c.reltuples, i.reltuples, 0)::bigint AS rows, {recorded} AS record
+            FROM {_PARTITIONS}{_VECTOR_INDEXES}
+            WHERE {_OF_CHUNKS} AND x.indisvalid
+        )
+        SELECT max((record -> 'search' ->> 'ef_search')::int), max((record -> 'search' ->> 'probes')::int),
+               (SELECT array_agg(rows ORDER BY oid) FROM (SELECT DISTINCT ON (oid) oid, rows FROM valid
+                                                        WHERE walked ORDER BY oid, rows DESC) w)
+        FROM valid
     """, {"since": since, "until": until})
     return RecordedSearch(AnnSettings(ef_search=int(ef_search or DEFAULT_EF_SEARCH),
-                                      probes=int(probes or DEFAULT_PROBES)), int(walked or 0))
+                                      probes=int(probes or DEFAULT_PROBES)), tuple(int(r) for r in rows or ()))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -208,20 +208,27 @@ class AnnSettings:
 
 
 # A search over several HNSW-indexed partitions (a sealed layout's blocks and newest days) merges each
-# index's own nearest rows, so each index needs to find only its share of the top k: measured at 1M rows
+# index's own nearest rows, so each index needs to find only its share of the top k. Measured at 1M rows
 # over 7 partitions (benchmarks/RESULTS.md, "the walked ef_search"), the recorded ef_search divided by the
-# square root of the indexes walked keeps recall@10 above a single index's at the recorded value. The floor
-# keeps each graph's own search from getting too narrow to navigate.
+# square root of the indexes walked kept recall@10 at a single index's. But the indexes are rarely alike:
+# one block holding 97% of the rows (LayoutSettings.window_block) holds almost all of the top k, and at
+# 64/sqrt(2) its graph fell to recall 0.934 (RESULTS, "One block for the window"). So the divisor counts
+# the indexes as their rows weigh: the rows walked over the largest index's rows, which is the number of
+# indexes when they are alike and near 1 when one dominates. The floor keeps each graph's own search from
+# getting too narrow to navigate.
 WALKED_EF_FLOOR = 16
 
 
-def walked_ef_search(recorded: int, indexes: int) -> int:
-    """The ef_search for a search that walks ``indexes`` HNSW indexes whose recall was checked at
-    ``recorded``: ``recorded`` for one, ``recorded / sqrt(indexes)`` (at least WALKED_EF_FLOOR, at most
-    ``recorded``) for more."""
-    if indexes <= 1:
+def walked_ef_search(recorded: int, rows_per_index: Sequence[int]) -> int:
+    """The ef_search for a search that walks HNSW indexes over ``rows_per_index`` rows each, whose recall
+    was checked at ``recorded``: ``recorded`` for one, ``recorded / sqrt(rows / largest index's rows)`` (at
+    least WALKED_EF_FLOOR, at most ``recorded``) for more; where no index knows its rows, every index
+    counts as one."""
+    if len(rows_per_index) <= 1:
         return recorded
-    return min(recorded, max(WALKED_EF_FLOOR, math.ceil(recorded / math.sqrt(indexes))))
+    largest = max(rows_per_index)
+    alike = sum(rows_per_index) / largest if largest > 0 else len(rows_per_index)
+    return min(recorded, max(WALKED_EF_FLOOR, math.ceil(recorded / math.sqrt(alike))))
 
 
 def apply_ann_settings(conn: psycopg.Connection[Any], settings: AnnSettings, *, iterative: bool = True) -> None:
