@@ -192,7 +192,7 @@ WALK_ROWS = 3_000  # per day, each above the policy's threshold below: four HNSW
 
 def test_a_search_over_several_indexes_walks_each_with_a_shorter_list(migrated, embedder) -> None:
     """A search whose days lie in several HNSW-indexed partitions shortens each index's candidate list
-    (``walked_ef_search``) by the number its range walks, and still finds the exact nearest."""
+    (``walked_ef_search``) by the rows of the indexes its range walks, and still finds the exact nearest."""
     isolated = fresh_database(migrated, embedder.info.dim, "docvec_index_walk")
     policy = IndexSettings(exact_max_rows=1_000)
     with connections.connect(isolated) as conn:

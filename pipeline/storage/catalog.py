@@ -108,7 +108,7 @@ def search_settings(conn: psycopg.Connection[Any]) -> AnnSettings:
 @dataclass(frozen=True)
 class RecordedSearch:
     """What ``search_settings`` reads, and the rows of each HNSW-indexed partition a search over a range of
-    days walks (the partition's row estimate, or its index's where the partition has none yet)."""
+    days walks (the larger of the partition's and its index's row estimates)."""
     ann: AnnSettings
     hnsw_rows: tuple[int, ...]
 
