@@ -9,14 +9,19 @@ in memory: vectors ranked exactly (the benchmark goes through HNSW, so its vecto
 the index's recall), BM25 and fusion by benchmarks/retrieval_sweep.py's copy of docvec's scoring. The
 recipe only changes what is embedded, so the text column moves only through the chunk sizes.
 
+With ``--max-tokens N ...`` each recipe also runs with chunks capped at N tokens (``ChunkingConfig.max_tokens``,
+the ``raw_documents`` run config's ``max_tokens``): all-MiniLM-L6-v2 reads 256 word pieces but was trained
+on 128.
+
 Usage: ``python -m benchmarks.header_recipes [--corpus python-docs git-docs] [--recipes path/32 none/32 ...]
-[--backend onnx]``
+[--max-tokens 128 192] [--backend onnx]``
 (no database: everything is in memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -57,11 +62,13 @@ def scores(ranked: Sequence[list[str]], queries: Sequence[evaluation.LabelledQue
 
 
 def measure(documents: DayDocuments, embedder: Embedder, recipe: context.HeaderRecipe | None,
-            queries: Sequence[evaluation.LabelledQuery],
-            query_vectors: np.ndarray) -> tuple[int, float, dict[str, tuple[float, float, float]]]:
-    """One embedding pass with ``recipe`` (None: no header); returns (chunks, seconds, mode: scores)."""
+            queries: Sequence[evaluation.LabelledQuery], query_vectors: np.ndarray,
+            max_tokens: int | None = None) -> tuple[int, float, dict[str, tuple[float, float, float]]]:
+    """One embedding pass with ``recipe`` (None: no header) and chunks of at most ``max_tokens`` (None: as
+    many as the model reads, less the header); returns (chunks, seconds, mode: scores)."""
     started = time.perf_counter()
-    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, reserved_tokens=recipe.tokens if recipe else 0)
+    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, max_tokens=max_tokens,
+                            reserved_tokens=recipe.tokens if recipe else 0)
     batch = stages.chunk_documents(documents, embedder.backend_tokenizer(), config, contextual=recipe is not None,
                                    recipe=recipe or context.RECIPE)
     matrix = embedder.encode([context.embedded_text(c.context, c.text) for c in batch.chunks])
@@ -81,11 +88,37 @@ def measure(documents: DayDocuments, embedder: Embedder, recipe: context.HeaderR
         "hybrid": scores(hybrid, queries)}
 
 
+def columns(first: str, width: int) -> str:
+    """The table's header: corpus, ``first`` (``width`` wide), then the figures ``figures`` prints."""
+    return (f"{'corpus':<12} {first:<{width}} {'chunks':>7} {'vector MRR hit1 hit5':>21} {'text MRR':>9} "
+            f"{'hybrid MRR hit1 hit5':>21}")
+
+
+def figures(corpus: str, label: str, width: int, chunks: int, measured: dict[str, tuple[float, float, float]]) -> str:
+    """One row under ``columns``."""
+    vector, text, hybrid = measured["vector"], measured["text"], measured["hybrid"]
+    return (f"{corpus:<12} {label:<{width}} {chunks:>7,} {vector[0]:>9.3f} {vector[1]:>5.3f} {vector[2]:>5.3f} "
+            f"{text[0]:>9.3f} {hybrid[0]:>9.3f} {hybrid[1]:>5.3f} {hybrid[2]:>5.3f}")
+
+
+def corpus_and_questions(name: str, limit_pages: int | None,
+                         limit_questions: int | None) -> tuple[DayDocuments, list[evaluation.LabelledQuery]]:
+    """An evaluation corpus's pages read as docvec reads them (one day), and its questions."""
+    corpus = CORPORA[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp) / "landing"
+        corpora.write_days(corpus.pages()[:limit_pages], landing, 1, DAY, corpus.root())
+        documents = stages.read_documents(landing, DAY)
+    return documents, evaluation.load_queries(corpus.queries)[:limit_questions]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", nargs="+", choices=sorted(CORPORA), default=sorted(CORPORA))
     parser.add_argument("--recipes", nargs="+", type=parse_recipe, default=[parse_recipe(r) for r in DEFAULT_RECIPES])
     parser.add_argument("--bare", action="store_true", help="also chunks embedded without a header")
+    parser.add_argument("--max-tokens", nargs="+", type=int, default=[],
+                        help="also each recipe with chunks capped at N tokens (default: only the model's limit)")
     parser.add_argument("--limit-pages", type=int, help="only each corpus's first N pages (default: all)")
     parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
@@ -95,22 +128,14 @@ def main() -> None:
     recipes: list[context.HeaderRecipe | None] = [*args.recipes, *([None] if args.bare else [])]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; default recipe: {context.RECIPE.name}; "
           f"embedded with {args.backend}")
-    print(f"{'corpus':<12} {'recipe':<24} {'chunks':>7} {'vector MRR hit1 hit5':>21} {'text MRR':>9} "
-          f"{'hybrid MRR hit1 hit5':>21} {'seconds':>8}")
+    print(f"{columns('recipe', 32)} {'seconds':>8}")
     for name in dict.fromkeys(args.corpus):
-        corpus = CORPORA[name]
-        queries = evaluation.load_queries(corpus.queries)[:args.limit_questions]
+        documents, queries = corpus_and_questions(name, args.limit_pages, args.limit_questions)
         query_vectors = embedder.encode([q.query for q in queries])
-        with tempfile.TemporaryDirectory() as tmp:
-            landing = Path(tmp) / "landing"
-            corpora.write_days(corpus.pages()[:args.limit_pages], landing, 1, DAY, corpus.root())
-            documents = stages.read_documents(landing, DAY)
-        for recipe in recipes:
-            count, seconds, measured = measure(documents, embedder, recipe, queries, query_vectors)
-            vector, text, hybrid = measured["vector"], measured["text"], measured["hybrid"]
-            print(f"{name:<12} {recipe.name if recipe else 'no header':<24} {count:>7,} "
-                  f"{vector[0]:>9.3f} {vector[1]:>5.3f} {vector[2]:>5.3f} {text[0]:>9.3f} "
-                  f"{hybrid[0]:>9.3f} {hybrid[1]:>5.3f} {hybrid[2]:>5.3f} {seconds:>8.0f}", flush=True)
+        for recipe, cap in itertools.product(recipes, [None, *args.max_tokens]):
+            count, seconds, measured = measure(documents, embedder, recipe, queries, query_vectors, cap)
+            label = (recipe.name if recipe else "no header") + (f", cap {cap}" if cap else "")
+            print(f"{figures(name, label, 32, count, measured)} {seconds:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":
