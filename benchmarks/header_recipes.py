@@ -46,6 +46,16 @@ from tests.support import corpora
 DEFAULT_RECIPES = ("path/32", "none/32", "last/32", "path/16", "path/64")
 
 
+def chunk_cap(value: str) -> int:
+    """A ``--max-tokens`` value: a chunk's room must be over twice its 32-token overlap (``ChunkingConfig``);
+    caps at or above the model's room (222 tokens beside a 32-token header) change nothing."""
+    least = 2 * ChunkingConfig.overlap_tokens + 2
+    if not value.isdigit() or int(value) < least:
+        raise argparse.ArgumentTypeError(f"{value!r}: a chunk cap is a whole number of tokens, at least {least} "
+                                         "(over twice the chunks' overlap)")
+    return int(value)
+
+
 def parse_recipe(spec: str) -> context.HeaderRecipe:
     """``sections/tokens``, e.g. ``last/32``."""
     sections, _, tokens = spec.partition("/")
@@ -117,7 +127,7 @@ def main() -> None:
     parser.add_argument("--corpus", nargs="+", choices=sorted(CORPORA), default=sorted(CORPORA))
     parser.add_argument("--recipes", nargs="+", type=parse_recipe, default=[parse_recipe(r) for r in DEFAULT_RECIPES])
     parser.add_argument("--bare", action="store_true", help="also chunks embedded without a header")
-    parser.add_argument("--max-tokens", nargs="+", type=int, default=[],
+    parser.add_argument("--max-tokens", nargs="+", type=chunk_cap, default=[],
                         help="also each recipe with chunks capped at N tokens (default: only the model's limit)")
     parser.add_argument("--limit-pages", type=int, help="only each corpus's first N pages (default: all)")
     parser.add_argument("--limit-questions", type=int, help="only the first N questions (default: all)")
