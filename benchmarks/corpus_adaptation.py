@@ -93,6 +93,7 @@ def fine_tune(pairs: list[tuple[str, str]], out: Path, *, batch: int, learning_r
 
 
 def row(corpus: str, name: str, measured: tuple[int, float, dict[str, tuple[float, float, float]]], extra: str) -> str:
+    """One model's row: ``measure``'s figures, then ``extra`` (how it was trained)."""
     count, _, scores = measured
     return f"{figures(corpus, name, 22, count, scores)}  {extra}"
 
@@ -135,6 +136,7 @@ def main() -> None:
 
 def scored(documents: DayDocuments, embedder: Embedder,
            queries: Sequence[evaluation.LabelledQuery]) -> tuple[int, float, dict[str, tuple[float, float, float]]]:
+    """``embedder``'s pass over the corpus, scored as ``header_recipes`` scores a recipe."""
     query_vectors: np.ndarray = embedder.encode([q.query for q in queries])
     return measure(documents, embedder, context.RECIPE, queries, query_vectors)
 
