@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import smoke
-from benchmarks.header_recipes import columns, corpus_and_questions, figures, measure
+from benchmarks.header_recipes import chunked, columns, corpus_and_questions, figures, measure
 from benchmarks.retrieval_benchmark import CORPORA
-from pipeline.ingest import context, stages
-from pipeline.ingest.chunking import ChunkingConfig
+from pipeline.ingest import context
 from pipeline.ingest.embedding import DEFAULT_MODEL, Embedder, load_embedder, resolve_model_path
 from pipeline.query import evaluation
 from pipeline.records import ChunkRecord, DayDocuments
 
 SENTENCE_BREAK = re.compile(r"(?<=[.!?:])\s+|\n+")
 SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default
+LABEL_WIDTH = 22  # the model column of the table
 
 
 def training_pairs(chunks: Sequence[ChunkRecord], variant: str, rng: random.Random) -> list[tuple[str, str]]:
@@ -95,7 +95,7 @@ def fine_tune(pairs: list[tuple[str, str]], out: Path, *, batch: int, learning_r
 def row(corpus: str, name: str, measured: tuple[int, float, dict[str, tuple[float, float, float]]], extra: str) -> str:
     """One model's row: ``measure``'s figures, then ``extra`` (how it was trained)."""
     count, _, scores = measured
-    return f"{figures(corpus, name, 22, count, scores)}  {extra}"
+    return f"{figures(corpus, name, LABEL_WIDTH, count, scores)}  {extra}"
 
 
 def main() -> None:
@@ -115,13 +115,11 @@ def main() -> None:
     base = load_embedder(contextual=True, backend="onnx")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; one epoch per variant, batch {args.batch}, "
           f"learning rate {args.learning_rate}, {args.seq} tokens; vectors ranked exactly")
-    print(f"{columns('model', 22)}  training")
+    print(f"{columns('model', LABEL_WIDTH)}  training")
     for name in dict.fromkeys(args.corpus):
         documents, queries = corpus_and_questions(name, args.limit_pages, args.limit_questions)
         with tempfile.TemporaryDirectory() as tmp:
-            config = ChunkingConfig(max_seq_length=base.info.max_seq_length, reserved_tokens=context.RECIPE.tokens)
-            chunks = stages.chunk_documents(documents, base.backend_tokenizer(), config, contextual=True,
-                                            recipe=context.RECIPE).chunks
+            chunks = chunked(documents, base, context.RECIPE).chunks
             print(row(name, "bundled MiniLM", scored(documents, base, queries), "-"), flush=True)
             for variant in args.variants:
                 rng = random.Random(7)

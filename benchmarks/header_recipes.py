@@ -40,10 +40,11 @@ from pipeline.ingest.chunking import ChunkingConfig
 from pipeline.ingest.embedding import Embedder, load_embedder
 from pipeline.query import evaluation, fusion
 from pipeline.query.hits import SearchHit
-from pipeline.records import DayDocuments
+from pipeline.records import DayChunks, DayDocuments
 from tests.support import corpora
 
 DEFAULT_RECIPES = ("path/32", "none/32", "last/32", "path/16", "path/64")
+LABEL_WIDTH = 32  # the recipe column, wide enough for "title > path, 32 tokens, cap 128"
 
 
 def chunk_cap(value: str) -> int:
@@ -71,16 +72,23 @@ def scores(ranked: Sequence[list[str]], queries: Sequence[evaluation.LabelledQue
     return tuple(statistics.fmean(row[i] for row in rows) for i in range(3))  # type: ignore[return-value]
 
 
+def chunked(documents: DayDocuments, embedder: Embedder, recipe: context.HeaderRecipe | None,
+            max_tokens: int | None = None) -> DayChunks:
+    """The documents chunked as a store would with ``recipe`` (None: no header) for ``embedder``'s length,
+    each chunk at most ``max_tokens`` (None: as many as the model reads, less the header)."""
+    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, max_tokens=max_tokens,
+                            reserved_tokens=recipe.tokens if recipe else 0)
+    return stages.chunk_documents(documents, embedder.backend_tokenizer(), config, contextual=recipe is not None,
+                                  recipe=recipe or context.RECIPE)
+
+
 def measure(documents: DayDocuments, embedder: Embedder, recipe: context.HeaderRecipe | None,
             queries: Sequence[evaluation.LabelledQuery], query_vectors: np.ndarray,
             max_tokens: int | None = None) -> tuple[int, float, dict[str, tuple[float, float, float]]]:
     """One embedding pass with ``recipe`` (None: no header) and chunks of at most ``max_tokens`` (None: as
     many as the model reads, less the header); returns (chunks, seconds, mode: scores)."""
     started = time.perf_counter()
-    config = ChunkingConfig(max_seq_length=embedder.info.max_seq_length, max_tokens=max_tokens,
-                            reserved_tokens=recipe.tokens if recipe else 0)
-    batch = stages.chunk_documents(documents, embedder.backend_tokenizer(), config, contextual=recipe is not None,
-                                   recipe=recipe or context.RECIPE)
+    batch = chunked(documents, embedder, recipe, max_tokens)
     matrix = embedder.encode([context.embedded_text(c.context, c.text) for c in batch.chunks])
     chunks = [Chunk(c.chunk_id, c.doc_id, c.text, c.metadata.get("title"), c.metadata.get("section"), c.prior)
               for c in batch.chunks]
@@ -138,14 +146,14 @@ def main() -> None:
     recipes: list[context.HeaderRecipe | None] = [*args.recipes, *([None] if args.bare else [])]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; default recipe: {context.RECIPE.name}; "
           f"embedded with {args.backend}")
-    print(f"{columns('recipe', 32)} {'seconds':>8}")
+    print(f"{columns('recipe', LABEL_WIDTH)} {'seconds':>8}")
     for name in dict.fromkeys(args.corpus):
         documents, queries = corpus_and_questions(name, args.limit_pages, args.limit_questions)
         query_vectors = embedder.encode([q.query for q in queries])
         for recipe, cap in itertools.product(recipes, [None, *args.max_tokens]):
             count, seconds, measured = measure(documents, embedder, recipe, queries, query_vectors, cap)
             label = (recipe.name if recipe else "no header") + (f", cap {cap}" if cap else "")
-            print(f"{figures(name, label, 32, count, measured)} {seconds:>8.0f}", flush=True)
+            print(f"{figures(name, label, LABEL_WIDTH, count, measured)} {seconds:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":
